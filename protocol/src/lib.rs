@@ -1,0 +1,32 @@
+//! Every type that crosses the wire between Marquee hub nodes and their clients.
+//!
+//! This crate is shared by the server, the Rust SDK and the load generator, so no wire struct is
+//! defined twice. It depends on serde and its two codecs only.
+//!
+//! # Layout
+//!
+//! - [`message`]: the frames themselves. [`ClientMessage`] is everything a client may send (each
+//!   request carries a client-chosen `id`), [`ServerMessage`] everything the server sends: replies
+//!   that carry that `id` back, and pushes on a channel that carry a [`StreamPosition`].
+//! - [`channel`]: channel names (`seats:{event}`, `queue:{onsale}`, `inbox:{user}`,
+//!   `admin:{onsale}`, `gate:{event}`) and who may subscribe to each.
+//! - [`error`]: the stable snake_case [`ErrorCode`]s shared by WebSocket errors and HTTP error
+//!   bodies ([`ErrorBody`]).
+//! - [`close`]: the documented WebSocket close codes ([`CloseCode`]).
+//! - [`codec`]: the two sub-protocols, `marquee.v1.json` (text frames) and `marquee.v1.msgpack`
+//!   (binary frames), with decoding that never panics and names the request id of a bad request
+//!   whenever it can be recovered.
+//!
+//! `docs/protocol.md` at the repository root is the human contract for all of this.
+
+pub mod channel;
+pub mod close;
+pub mod codec;
+pub mod error;
+pub mod message;
+
+pub use channel::{Channel, ChannelError, ChannelKind};
+pub use close::CloseCode;
+pub use codec::{Codec, DecodeError, Frame};
+pub use error::{ErrorBody, ErrorCode};
+pub use message::{ClientMessage, Publication, RequestId, ServerMessage, StreamPosition};

@@ -1,0 +1,221 @@
+//! The messages themselves: what clients send ([`ClientMessage`]) and what servers send
+//! ([`ServerMessage`]).
+//!
+//! Every message is an object with a `type` field. Requests carry a client-chosen `id`
+//! ([`RequestId`]); the reply to a request carries the same `id` back. Pushes on a channel
+//! carry the channel name and the message's [`StreamPosition`] in that channel.
+
+use crate::error::ErrorCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A client-chosen request id, echoed in the reply. Clients usually count up from 1.
+pub type RequestId = u64;
+
+/// Where a message sits in its channel's stream.
+///
+/// Offsets grow by exactly one per message within an epoch. The epoch changes whenever the
+/// channel's history is lost (for example when the engine's storage is flushed); offsets from
+/// one epoch mean nothing in another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StreamPosition {
+    /// Opaque identifier of the stream's current history.
+    pub epoch: String,
+    /// Offset of the last message seen (0 before the first message of an epoch).
+    pub offset: u64,
+}
+
+impl StreamPosition {
+    /// Builds a position.
+    pub fn new(epoch: impl Into<String>, offset: u64) -> Self {
+        Self {
+            epoch: epoch.into(),
+            offset,
+        }
+    }
+}
+
+/// Everything a client may send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// Subscribe to a channel, optionally resuming after `since`.
+    Subscribe {
+        /// Request id.
+        id: RequestId,
+        /// Channel name, e.g. `seats:evt_42`.
+        channel: String,
+        /// The last position the client has seen on this channel; the server then replays every
+        /// later message (or answers `recovered: false`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<StreamPosition>,
+    },
+    /// Stop receiving a channel.
+    Unsubscribe {
+        /// Request id.
+        id: RequestId,
+        /// Channel name.
+        channel: String,
+    },
+    /// Replace the connection's access token before it expires.
+    Refresh {
+        /// Request id.
+        id: RequestId,
+        /// A fresh JWT for the same user.
+        token: String,
+    },
+    /// Application-level ping; the server answers `pong` with the same id.
+    Ping {
+        /// Request id.
+        id: RequestId,
+    },
+}
+
+impl ClientMessage {
+    /// The request id of this message.
+    pub fn id(&self) -> RequestId {
+        match self {
+            Self::Subscribe { id, .. }
+            | Self::Unsubscribe { id, .. }
+            | Self::Refresh { id, .. }
+            | Self::Ping { id } => *id,
+        }
+    }
+}
+
+/// A message pushed on a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publication {
+    /// Channel name.
+    pub channel: String,
+    /// Epoch of the channel's stream.
+    pub epoch: String,
+    /// Offset within the epoch; exactly one more than the previous message's.
+    pub offset: u64,
+    /// The payload; its shape depends on the channel.
+    pub data: Value,
+}
+
+/// Why the server asks a subscriber to resync a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ResyncReason {
+    /// The connection fell behind and coalescible messages were dropped.
+    SlowConsumer,
+    /// The node lost its feed from the engine for a while (for example a Redis reconnect).
+    StreamInterrupted,
+}
+
+/// Everything a server may send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// First message on every connection.
+    Welcome {
+        /// This connection's id, for support and logs.
+        session: String,
+        /// The node that serves this connection.
+        node: String,
+        /// The authenticated user (`sub`).
+        user: String,
+        /// The user's private inbox, already subscribed.
+        inbox: String,
+        /// Position of the inbox stream at subscription time; inbox pushes follow it.
+        inbox_position: StreamPosition,
+        /// When the access token expires (unix seconds); send `refresh` before then.
+        expires_at: u64,
+        /// How often the server pings (milliseconds).
+        heartbeat_ms: u64,
+    },
+    /// Reply to `subscribe`.
+    Subscribed {
+        /// Request id.
+        id: RequestId,
+        /// Channel name.
+        channel: String,
+        /// The stream position the subscription starts from: every later `pub` on this channel
+        /// follows it without a gap.
+        epoch: String,
+        /// See `epoch`.
+        offset: u64,
+        /// `true` when `since` was given and every message after it follows; `false` otherwise
+        /// (then `snapshot`, where the channel has one, is the state at `offset`).
+        recovered: bool,
+        /// The channel's state at `offset`, for channels that have a snapshot provider.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Value>,
+    },
+    /// Reply to `unsubscribe`.
+    Unsubscribed {
+        /// Request id.
+        id: RequestId,
+        /// Channel name.
+        channel: String,
+    },
+    /// Reply to `refresh`.
+    Refreshed {
+        /// Request id.
+        id: RequestId,
+        /// The new expiry (unix seconds).
+        expires_at: u64,
+    },
+    /// Reply to `ping`.
+    Pong {
+        /// Request id.
+        id: RequestId,
+    },
+    /// A request failed, or the server reports a problem not tied to a request.
+    Error {
+        /// The failed request's id, when it could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// Stable error code.
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// A message on a subscribed channel.
+    Pub(Publication),
+    /// Messages on this channel were lost for this connection; resubscribe with `since` set to
+    /// the last position seen (which replays from history when it can).
+    Resync {
+        /// Channel name.
+        channel: String,
+        /// Why.
+        reason: ResyncReason,
+    },
+    /// The server is about to close the connection (close code 1012); reconnect after
+    /// `delay_ms` and resume.
+    Reconnect {
+        /// Suggested delay before reconnecting, jittered per connection.
+        delay_ms: u64,
+        /// Why, e.g. `shutdown`.
+        reason: String,
+    },
+}
+
+impl ServerMessage {
+    /// The request id this message replies to, if it is a reply.
+    pub fn reply_to(&self) -> Option<RequestId> {
+        match self {
+            Self::Subscribed { id, .. }
+            | Self::Unsubscribed { id, .. }
+            | Self::Refreshed { id, .. }
+            | Self::Pong { id } => Some(*id),
+            Self::Error { id, .. } => *id,
+            _ => None,
+        }
+    }
+
+    /// Builds an error message.
+    pub fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+}
