@@ -1,1 +1,213 @@
-//! x
+//! Marquee hub node: the server behind `marquee serve`.
+//!
+//! Buyers hold one authenticated WebSocket to a node. Over it they subscribe to channels
+//! (live seat maps, queue counts, their private inbox) and resume them without loss after any
+//! reconnect. Nodes share channels through an engine: in-process for one node, Redis for many.
+//!
+//! # Layout
+//!
+//! - [`config`]: the clap `Config` of a node (every flag is also an environment variable).
+//! - [`auth`]: JWT verification with a pinned algorithm; the caller's [`auth::Identity`].
+//! - [`engine`]: the [`engine::ChannelEngine`] trait and its `memory` and `redis`
+//!   implementations: offsets, bounded history, cross-node fan-out.
+//! - [`hub`]: local subscriptions, the subscribe-and-resume algorithm, snapshot providers, the
+//!   publish API for other modules, and the per-connection task ([`hub::connection`]).
+//! - [`api`]: HTTP routes: `/ws`, `/health`, `/ready`, `/metrics`, `/internal/publish`.
+//! - [`metrics`]: metric names and the Prometheus exporter.
+//! - [`demo`]: `marquee demo`, a single node with ready-made tokens.
+//!
+//! [`Node::build`] wires these together; [`Node::serve`] runs them on a listener until a
+//! shutdown future completes, so tests bind port 0 and pass their own shutdown.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod hub;
+pub mod metrics;
+
+use anyhow::Context as _;
+use api::{Admission, AppState, SocketSettings};
+use auth::Verifier;
+pub use config::Config;
+use engine::{Engine, HistoryLimits};
+use hub::registry::Registry;
+use hub::{Hub, connection};
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A hub node, built and ready to serve.
+#[derive(Debug)]
+pub struct Node {
+    state: AppState,
+    shutdown: CancellationToken,
+    config: Config,
+}
+
+impl Node {
+    /// Builds a node: verifier, engine (memory, or Redis when `redis_url` is set) and hub.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let prometheus = metrics::prometheus();
+        let verifier = Arc::new(Verifier::from_config(&config).context("configuring JWT")?);
+        let registry = Arc::new(Registry::default());
+        let limits = HistoryLimits {
+            size: config.history_size,
+            ttl: config.history_ttl,
+        };
+        let engine = match &config.redis_url {
+            Some(url) => Engine::Redis(Arc::new(
+                engine::redis::RedisEngine::connect(
+                    url.expose(),
+                    &config.redis_prefix,
+                    limits,
+                    registry.clone(),
+                )
+                .await
+                .context("connecting to Redis")?,
+            )),
+            None => Engine::Memory(Arc::new(engine::memory::MemoryEngine::new(
+                limits,
+                registry.clone(),
+            ))),
+        };
+        let hub = Hub::new(registry, engine);
+        let node_id: Arc<str> = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("hub-{:04x}", rand::random::<u16>()))
+            .into();
+        let shutdown = CancellationToken::new();
+        let nonzero = |n: u32| NonZeroU32::new(n.max(1)).expect("max(1) is non-zero");
+        let connection = connection::Context {
+            hub: hub.clone(),
+            verifier: verifier.clone(),
+            limits: Arc::new(connection::Limits {
+                outbound_queue: config.outbound_queue,
+                heartbeat_interval: config.heartbeat_interval,
+                heartbeat_timeout: config.heartbeat_timeout,
+                inbound_rate: nonzero(config.inbound_rate),
+                inbound_burst: nonzero(config.inbound_burst),
+                abuse_limit: config.abuse_limit,
+                max_subscriptions: config.max_subscriptions,
+                write_timeout: config.write_timeout,
+                reconnect_spread: config.reconnect_spread,
+            }),
+            shutdown: shutdown.clone(),
+            node_id,
+        };
+        let state = AppState {
+            hub,
+            verifier,
+            connection,
+            admission: Arc::new(Admission::new(
+                config.max_connections,
+                config.connect_rate,
+                config.connect_burst,
+            )),
+            sockets: SocketSettings {
+                read_buffer: config.ws_read_buffer,
+                write_buffer: config.ws_write_buffer,
+                max_message_size: config.max_message_size,
+            },
+            prometheus,
+            tracker: TaskTracker::new(),
+        };
+        Ok(Self {
+            state,
+            shutdown,
+            config,
+        })
+    }
+
+    /// The node's hub: publish from other modules, register snapshot providers.
+    pub fn hub(&self) -> &Hub {
+        &self.state.hub
+    }
+
+    /// The node's name.
+    pub fn node_id(&self) -> &str {
+        &self.state.connection.node_id
+    }
+
+    /// Serves until `shutdown` completes, then drains: every client is advised to reconnect
+    /// and closed with 1012, within the configured deadline.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        use axum::serve::ListenerExt;
+        let Self {
+            state,
+            shutdown: cancel,
+            config,
+        } = self;
+        let tracker = state.tracker.clone();
+        let local = listener.local_addr().ok();
+        tracing::info!(
+            addr = ?local,
+            node = %state.connection.node_id,
+            engine = state.hub.engine().name(),
+            "serving"
+        );
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let app = api::router(state);
+        let stop = cancel.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: advising clients to reconnect");
+            stop.cancel();
+        });
+        let deadline = config.shutdown_timeout;
+        let server = tokio::spawn(async move { server.await });
+        cancel.cancelled().await;
+        tracker.close();
+        let drained = tokio::time::timeout(deadline, async {
+            tracker.wait().await;
+            let _ = server.await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(?deadline, "shutdown deadline passed with connections still open");
+        }
+        Ok(())
+    }
+}
+
+/// Builds a node and serves it until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    Node::build(config).await?.serve(listener, shutdown).await
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

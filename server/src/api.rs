@@ -1,0 +1,352 @@
+//! The HTTP surface of a node: the WebSocket upgrade at `/ws`, health and readiness, metrics,
+//! and the operators' publish endpoint.
+//!
+//! Every error is an [`ApiError`], rendered as `{"code", "message"}` with a stable
+//! [`ErrorCode`].
+
+use crate::auth::{AuthError, Identity, Role, Verifier};
+use crate::engine::ChannelEngine;
+use crate::hub::{Hub, connection};
+use crate::metrics::{self, METRICS};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{FromRequest, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use marquee_protocol::{Channel, Codec, ErrorBody, ErrorCode};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio_util::task::TaskTracker;
+
+/// An HTTP error with a stable code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody::new(code, message),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// A refused token: 401, with the RFC 6750 challenge.
+    pub fn auth(error: &AuthError) -> Self {
+        metrics::auth_failure(error.reason());
+        let challenge = match error {
+            AuthError::Missing => r#"Bearer realm="marquee""#,
+            _ => r#"Bearer realm="marquee", error="invalid_token""#,
+        };
+        Self::new(StatusCode::UNAUTHORIZED, error.code(), error.to_string())
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge))
+    }
+
+    /// 503 with a jittered `Retry-After` of 1 to 5 seconds, so refused clients do not return
+    /// in lockstep.
+    pub fn over_capacity(message: &str) -> Self {
+        METRICS.connections_refused.increment(1);
+        let retry_after = rand::random_range(1..=5u32);
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::OverCapacity, message)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let (status, code) = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooBig)
+        } else {
+            (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
+        };
+        Self::new(status, code, rejection.body_text())
+    }
+}
+
+/// A JSON body whose rejection is an [`ApiError`].
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+/// Decides whether a new connection may be opened: a global cap and a connect-rate bucket.
+#[derive(Debug)]
+pub struct Admission {
+    active: Arc<AtomicUsize>,
+    max: usize,
+    rate: DefaultDirectRateLimiter,
+}
+
+/// Holds one connection slot; the slot returns when this is dropped.
+#[derive(Debug)]
+pub struct Permit(Arc<AtomicUsize>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    /// Creates the admission policy.
+    pub fn new(max: usize, rate: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(rate.max(1)).expect("max(1) is non-zero");
+        let burst = NonZeroU32::new(burst.max(1)).expect("max(1) is non-zero");
+        Self {
+            active: Arc::new(AtomicUsize::new(0)),
+            max,
+            rate: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+        }
+    }
+
+    /// Takes a connection slot, or refuses with 503.
+    pub fn admit(&self) -> Result<Permit, ApiError> {
+        if self.rate.check().is_err() {
+            return Err(ApiError::over_capacity("too many new connections; retry later"));
+        }
+        let taken = self.active.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit(self.active.clone());
+        if taken >= self.max {
+            return Err(ApiError::over_capacity("this node is full; retry later"));
+        }
+        Ok(permit)
+    }
+}
+
+/// WebSocket buffer and size settings applied to every upgrade.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketSettings {
+    /// Read buffer per socket, bytes.
+    pub read_buffer: usize,
+    /// Write buffer target, bytes.
+    pub write_buffer: usize,
+    /// Largest inbound message, bytes.
+    pub max_message_size: usize,
+}
+
+/// Everything the HTTP handlers need. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The hub.
+    pub hub: Hub,
+    /// Token verifier.
+    pub verifier: Arc<Verifier>,
+    /// Shared by every connection.
+    pub connection: connection::Context,
+    /// Connection admission.
+    pub admission: Arc<Admission>,
+    /// Socket settings.
+    pub sockets: SocketSettings,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+    /// Tracks live connections so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// The node's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .route("/internal/publish", post(publish))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn query_token(uri: &Uri) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Verifies the caller's token from the header or, for browsers, the query string.
+fn authenticate(verifier: &Verifier, headers: &HeaderMap, uri: &Uri) -> Result<Identity, ApiError> {
+    let token = match bearer(headers) {
+        Some(t) => Some(t.to_owned()),
+        None => query_token(uri),
+    };
+    let token = token.ok_or_else(|| ApiError::auth(&AuthError::Missing))?;
+    verifier.verify(&token).map_err(|e| ApiError::auth(&e))
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let permit = state.admission.admit()?;
+    let identity = authenticate(&state.verifier, &headers, &uri)?;
+    let ws = ws.map_err(|r| {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, r.body_text())
+    })?;
+    let requested = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let codec = if requested.trim().is_empty() {
+        Codec::Json
+    } else {
+        Codec::negotiate(&requested).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!(
+                    "no supported sub-protocol; use {} or {}",
+                    Codec::JSON_PROTOCOL,
+                    Codec::MSGPACK_PROTOCOL
+                ),
+            )
+        })?
+    };
+    let s = state.sockets;
+    let mut ws = ws
+        .read_buffer_size(s.read_buffer)
+        .write_buffer_size(s.write_buffer)
+        .max_write_buffer_size(s.write_buffer.max(s.max_message_size) * 64)
+        .max_message_size(s.max_message_size)
+        .max_frame_size(s.max_message_size);
+    if !requested.trim().is_empty() {
+        ws = ws.protocols([codec.subprotocol()]);
+    }
+    let ctx = state.connection.clone();
+    let token = state.tracker.token();
+    Ok(ws.on_upgrade(move |socket| async move {
+        let _permit = permit;
+        let _token = token;
+        connection::run(socket, identity, codec, ctx).await;
+    }))
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+    engine: &'static str,
+}
+
+async fn health(State(state): State<AppState>) -> Json<Status> {
+    Json(Status {
+        status: "ok",
+        engine: state.hub.engine().name(),
+    })
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    state.hub.engine().ready().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the channel engine is unreachable",
+        )
+    })?;
+    Ok(Json(Status {
+        status: "ready",
+        engine: state.hub.engine().name(),
+    }))
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(rss) = resident_memory_bytes() {
+        ::metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+}
+
+/// This process's resident set size, from `/proc/self/statm` (Linux only).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Body of `POST /internal/publish`.
+#[derive(Debug, Deserialize)]
+struct PublishRequest {
+    channel: String,
+    data: Value,
+}
+
+/// Reply of `POST /internal/publish`.
+#[derive(Debug, Serialize)]
+struct Published {
+    channel: String,
+    epoch: String,
+    offset: u64,
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<AppJson<PublishRequest>, ApiError>,
+) -> Result<Json<Published>, ApiError> {
+    let identity = authenticate(&state.verifier, &headers, &uri)?;
+    if !identity.has_role(Role::Admin) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "publishing needs the admin role",
+        ));
+    }
+    let AppJson(request) = body?;
+    let channel = Channel::parse(&request.channel)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, e.to_string()))?;
+    let position = state.hub.publish(&channel, &request.data).await.map_err(|e| {
+        tracing::warn!(error = %e, "publish failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the channel engine is unavailable",
+        )
+    })?;
+    Ok(Json(Published {
+        channel: request.channel,
+        epoch: position.epoch,
+        offset: position.offset,
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+}

@@ -1,0 +1,317 @@
+//! Access-token verification.
+//!
+//! Every token is a JWT verified with one pinned algorithm (HS256 with a shared secret, or RS256
+//! or EdDSA with a public key). `exp` is required, `nbf` is honoured, and `iss`/`aud` are
+//! required when configured. Anything else, `alg: none` included, is refused with a stable
+//! [`ErrorCode`] and a metrics reason.
+
+use crate::config::{Config, JwtAlgorithm};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use marquee_protocol::{Channel, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+/// The claims Marquee reads from an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// The tenant the user belongs to, if the deployment is multi-tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Roles such as `admin` or `gate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Expiry, unix seconds.
+    pub exp: u64,
+    /// Not before, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id (`sub`).
+    pub user: String,
+    /// The tenant, when the token names one.
+    pub tenant: Option<String>,
+    /// Roles granted by the token.
+    pub roles: Vec<String>,
+    /// When the token expires, unix seconds.
+    pub expires_at: u64,
+}
+
+/// A role that unlocks operator or gate features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Onsale operators.
+    Admin,
+    /// Check-in devices.
+    Gate,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Gate => "gate",
+        }
+    }
+}
+
+impl Identity {
+    /// Whether the caller holds a role.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| r == role.as_str())
+    }
+
+    /// The caller's private inbox channel.
+    pub fn inbox(&self) -> Option<Channel> {
+        Channel::inbox(self.tenant.as_deref(), &self.user).ok()
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No token at all.
+    #[error("an access token is required")]
+    Missing,
+    /// Not a well-formed JWT.
+    #[error("the access token is not a well-formed JWT")]
+    Malformed,
+    /// Signed with an algorithm other than the pinned one (`none` included).
+    #[error("the access token's algorithm is not accepted")]
+    Algorithm,
+    /// The signature does not verify.
+    #[error("the access token's signature is invalid")]
+    Signature,
+    /// `iss` is missing or wrong.
+    #[error("the access token's issuer is not accepted")]
+    Issuer,
+    /// `aud` is missing or wrong.
+    #[error("the access token's audience is not accepted")]
+    Audience,
+    /// A required claim (`exp`, `sub`) is missing or has the wrong type.
+    #[error("the access token lacks a required claim")]
+    Claims,
+    /// `exp` has passed.
+    #[error("the access token has expired")]
+    Expired,
+    /// `nbf` lies in the future.
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    /// A refresh token for another user than the connection's.
+    #[error("a refreshed token must be for the same user")]
+    UserChanged,
+}
+
+impl AuthError {
+    /// The stable wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Missing => ErrorCode::TokenMissing,
+            Self::Malformed => ErrorCode::TokenMalformed,
+            Self::Expired => ErrorCode::TokenExpired,
+            Self::NotYetValid => ErrorCode::TokenNotYetValid,
+            Self::Algorithm
+            | Self::Signature
+            | Self::Issuer
+            | Self::Audience
+            | Self::Claims
+            | Self::UserChanged => ErrorCode::TokenInvalid,
+        }
+    }
+
+    /// A finer reason for the `marquee_auth_failures_total` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Algorithm => "algorithm",
+            Self::Signature => "signature",
+            Self::Issuer => "issuer",
+            Self::Audience => "audience",
+            Self::Claims => "claims",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::UserChanged => "user_changed",
+        }
+    }
+}
+
+/// Why the verifier could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Neither a secret nor a public key was configured.
+    #[error("set MARQUEE_JWT_SECRET (HS256) or MARQUEE_JWT_PUBLIC_KEY (RS256/EdDSA)")]
+    NoKey,
+    /// HS256 was asked for without a secret, or RS256/EdDSA without a public key.
+    #[error("algorithm {0:?} needs {1}")]
+    Mismatch(JwtAlgorithm, &'static str),
+    /// The public key could not be read or parsed.
+    #[error("cannot use the JWT public key: {0}")]
+    BadKey(String),
+}
+
+/// Verifies access tokens against the configured key, algorithm and claims.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.validation.algorithms)
+            .field("iss", &self.validation.iss)
+            .field("aud", &self.validation.aud)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Builds a verifier from the node configuration.
+    pub fn from_config(config: &Config) -> Result<Self, KeyError> {
+        let algorithm = match (config.jwt_algorithm, &config.jwt_secret, &config.jwt_public_key) {
+            (Some(alg), _, _) => alg,
+            (None, Some(_), _) => JwtAlgorithm::Hs256,
+            (None, None, Some(_)) => JwtAlgorithm::Rs256,
+            (None, None, None) => return Err(KeyError::NoKey),
+        };
+        let (key, alg) = match algorithm {
+            JwtAlgorithm::Hs256 => {
+                let secret = config
+                    .jwt_secret
+                    .as_ref()
+                    .ok_or(KeyError::Mismatch(algorithm, "MARQUEE_JWT_SECRET"))?;
+                (
+                    DecodingKey::from_secret(secret.expose().as_bytes()),
+                    Algorithm::HS256,
+                )
+            }
+            JwtAlgorithm::Rs256 | JwtAlgorithm::EdDsa => {
+                let pem = config
+                    .jwt_public_key
+                    .as_deref()
+                    .ok_or(KeyError::Mismatch(algorithm, "MARQUEE_JWT_PUBLIC_KEY"))?;
+                let pem = read_pem(pem)?;
+                if algorithm == JwtAlgorithm::Rs256 {
+                    let key = DecodingKey::from_rsa_pem(pem.as_bytes())
+                        .map_err(|e| KeyError::BadKey(e.to_string()))?;
+                    (key, Algorithm::RS256)
+                } else {
+                    let key = DecodingKey::from_ed_pem(pem.as_bytes())
+                        .map_err(|e| KeyError::BadKey(e.to_string()))?;
+                    (key, Algorithm::EdDSA)
+                }
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = config.jwt_leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &config.jwt_issuer {
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &config.jwt_audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Self { key, validation })
+    }
+
+    /// Verifies a token and returns who it speaks for.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if token.split('.').count() != 3 {
+            return Err(AuthError::Malformed);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| classify(e.kind()))?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || Channel::inbox(claims.tenant.as_deref(), &claims.sub).is_err()
+        {
+            // The user id must be usable as a channel id; anything else is a bad claim.
+            return Err(AuthError::Claims);
+        }
+        Ok(Identity {
+            user: claims.sub,
+            tenant: claims.tenant,
+            roles: claims.roles,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// The tolerated clock skew, in seconds.
+    pub fn leeway(&self) -> u64 {
+        self.validation.leeway
+    }
+}
+
+fn classify(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::Signature,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::Issuer,
+        ErrorKind::InvalidAudience => AuthError::Audience,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::Issuer,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::Audience,
+        ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidClaimFormat(_)
+        | ErrorKind::InvalidSubject => AuthError::Claims,
+        // A header naming an algorithm outside the library's list (`none`, say) fails to
+        // deserialize; any other JSON failure is a malformed token.
+        ErrorKind::Json(e) if e.to_string().contains("variant") => AuthError::Algorithm,
+        ErrorKind::Json(_) if false => AuthError::Malformed,
+        _ => AuthError::Malformed,
+    }
+}
+
+fn read_pem(value: &str) -> Result<String, KeyError> {
+    if value.contains("-----BEGIN") {
+        Ok(value.to_owned())
+    } else {
+        std::fs::read_to_string(value).map_err(|e| KeyError::BadKey(format!("{value}: {e}")))
+    }
+}
+
+/// Signs HS256 tokens; used by the demo, tests and tools, never by the hub itself.
+pub fn sign_hs256(secret: &str, claims: &Claims) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing with a byte secret cannot fail")
+}
+
+/// Current unix time in seconds.
+pub fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}

@@ -1,0 +1,196 @@
+//! Command-line and environment configuration.
+//!
+//! Every flag is also an environment variable (`.env.example` lists them all). Durations take
+//! human forms such as `25s`, `500ms` or `10m`.
+
+use clap::{Args, ValueEnum};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret string that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// The JWT algorithm the server pins. Tokens signed with any other algorithm (including `none`)
+/// are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with the shared secret `MARQUEE_JWT_SECRET`.
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256, verified with the public key `MARQUEE_JWT_PUBLIC_KEY`.
+    #[value(name = "RS256")]
+    Rs256,
+    /// Ed25519, verified with the public key `MARQUEE_JWT_PUBLIC_KEY`.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+/// Configuration of one hub node (`marquee serve`).
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the public HTTP and WebSocket listener binds to.
+    #[arg(long, env = "MARQUEE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Name of this node, reported to clients and in logs. Random when unset.
+    #[arg(long, env = "MARQUEE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Shared secret for HS256 access tokens.
+    #[arg(long, env = "MARQUEE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM public key (or a path to a PEM file) for RS256 or EdDSA access tokens.
+    #[arg(long, env = "MARQUEE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<String>,
+
+    /// Pinned token algorithm. Defaults to HS256 with a secret and RS256 with a public key.
+    #[arg(long, env = "MARQUEE_JWT_ALGORITHM", value_enum)]
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "MARQUEE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "MARQUEE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew tolerated when checking `exp` and `nbf`.
+    #[arg(long, env = "MARQUEE_JWT_LEEWAY", default_value = "5s", value_parser = duration)]
+    pub jwt_leeway: Duration,
+
+    /// Redis URL. When set, the `redis` engine is used and nodes form a cluster; otherwise the
+    /// in-process `memory` engine serves a single node.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Prefix for every Redis key and pub/sub channel, so several deployments (or tests) can
+    /// share one Redis.
+    #[arg(long, env = "MARQUEE_REDIS_PREFIX", default_value = "marquee")]
+    pub redis_prefix: String,
+
+    /// Messages kept per channel for resume.
+    #[arg(long, env = "MARQUEE_HISTORY_SIZE", default_value_t = 1000)]
+    pub history_size: usize,
+
+    /// How long messages are kept for resume.
+    #[arg(long, env = "MARQUEE_HISTORY_TTL", default_value = "5m", value_parser = duration)]
+    pub history_ttl: Duration,
+
+    /// Interval between server pings.
+    #[arg(long, env = "MARQUEE_HEARTBEAT_INTERVAL", default_value = "25s", value_parser = duration)]
+    pub heartbeat_interval: Duration,
+
+    /// How long a ping may go unanswered before the connection is closed (4004).
+    #[arg(long, env = "MARQUEE_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub heartbeat_timeout: Duration,
+
+    /// Largest inbound message accepted, in bytes; larger closes with 1009.
+    #[arg(long, env = "MARQUEE_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    pub max_message_size: usize,
+
+    /// Capacity of each connection's outbound queue, in messages.
+    #[arg(long, env = "MARQUEE_OUTBOUND_QUEUE", default_value_t = 512)]
+    pub outbound_queue: usize,
+
+    /// WebSocket read buffer per connection, in bytes (allocated up front for every socket).
+    #[arg(long, env = "MARQUEE_WS_READ_BUFFER", default_value_t = 2048)]
+    pub ws_read_buffer: usize,
+
+    /// Bytes gathered before a write reaches the socket (a flush writes earlier).
+    #[arg(long, env = "MARQUEE_WS_WRITE_BUFFER", default_value_t = 8192)]
+    pub ws_write_buffer: usize,
+
+    /// How long a single batch of writes may take before the connection counts as stuck
+    /// and is closed as a slow consumer.
+    #[arg(long, env = "MARQUEE_WRITE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub write_timeout: Duration,
+
+    /// Maximum concurrent WebSocket connections on this node.
+    #[arg(long, env = "MARQUEE_MAX_CONNECTIONS", default_value_t = 200_000)]
+    pub max_connections: usize,
+
+    /// New connections accepted per second (token bucket); more get 503 with `Retry-After`.
+    #[arg(long, env = "MARQUEE_CONNECT_RATE", default_value_t = 5000)]
+    pub connect_rate: u32,
+
+    /// Burst size of the connect-rate bucket.
+    #[arg(long, env = "MARQUEE_CONNECT_BURST", default_value_t = 10000)]
+    pub connect_burst: u32,
+
+    /// Inbound messages per second allowed per connection.
+    #[arg(long, env = "MARQUEE_INBOUND_RATE", default_value_t = 20)]
+    pub inbound_rate: u32,
+
+    /// Burst size of the per-connection inbound bucket.
+    #[arg(long, env = "MARQUEE_INBOUND_BURST", default_value_t = 50)]
+    pub inbound_burst: u32,
+
+    /// Rate-limited messages tolerated on one connection before it is closed (4003).
+    #[arg(long, env = "MARQUEE_ABUSE_LIMIT", default_value_t = 100)]
+    pub abuse_limit: u32,
+
+    /// Maximum subscriptions per connection (the inbox included).
+    #[arg(long, env = "MARQUEE_MAX_SUBSCRIPTIONS", default_value_t = 64)]
+    pub max_subscriptions: usize,
+
+    /// Time allowed for a graceful shutdown before remaining connections are dropped.
+    #[arg(long, env = "MARQUEE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Upper bound of the jittered reconnect delay advised to clients on shutdown.
+    #[arg(long, env = "MARQUEE_RECONNECT_SPREAD", default_value = "5s", value_parser = duration)]
+    pub reconnect_spread: Duration,
+
+    /// Directory of a static web client to serve at `/` (optional).
+    #[arg(long, env = "MARQUEE_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// A configuration with every default and the given HS256 secret, for tests and the demo.
+    pub fn with_secret(secret: &str) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Wrapper::parse_from(["marquee"]).config;
+        config.jwt_secret = Some(Secret::new(secret));
+        config
+    }
+}

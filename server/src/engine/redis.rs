@@ -1,0 +1,348 @@
+//! The Redis engine (fred): any number of hub nodes sharing one Redis.
+//!
+//! Per channel `C` under prefix `P`:
+//! - `P:ch:{C}:meta`, a hash: `e` the epoch, `o` the newest offset;
+//! - `P:ch:{C}:hist`, a list of `offset|unix_ms|json`, capped by count and expired by age;
+//! - `P:ch:{C}`, the pub/sub channel, carrying `epoch|offset|unix_ms|json`.
+//!
+//! The braces make both keys of a channel hash to one Redis Cluster slot. A Lua script assigns
+//! the offset, appends to history and publishes in one atomic step, so history and the live
+//! feed can never disagree. A second script reads the position and the missed messages
+//! atomically. If Redis loses its data, the next access creates a new epoch, and resumes from
+//! the old one are answered `recovered: false`.
+//!
+//! Each node keeps one dedicated subscriber connection and subscribes it only to channels that
+//! have local subscribers. After that connection reconnects, it re-subscribes every channel
+//! first and then reports the interruption to the sink, so subscribers that resync read
+//! history only once the live feed is flowing again.
+
+use super::{
+    ChannelEngine, EngineError, EnginePublication, History, HistoryLimits, Sink, new_epoch,
+};
+use bytes::Bytes;
+use fred::clients::SubscriberClient;
+use fred::prelude::{
+    Builder, ClientLike, Config, EventInterface, PubsubInterface, ReconnectPolicy,
+};
+use fred::types::scripts::Script;
+use fred::types::{Key, Value};
+use marquee_protocol::StreamPosition;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a channel's epoch outlives its last message. Past this an idle channel is forgotten
+/// and resumes from before are answered `recovered: false`.
+const META_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+const PUBLISH_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSETNX', KEYS[1], 'e', ARGV[1])
+local epoch = redis.call('HGET', KEYS[1], 'e')
+local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local entry = string.format('%d|%d|', off, now) .. ARGV[2]
+redis.call('RPUSH', KEYS[2], entry)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[5], epoch .. '|' .. entry)
+return {epoch, off}
+";
+
+const HISTORY_LUA: &str = r"
+if redis.call('HSETNX', KEYS[1], 'e', ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+local epoch = redis.call('HGET', KEYS[1], 'e')
+local top = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+if ARGV[2] == '' or ARGV[2] ~= epoch then return {epoch, top, 0} end
+local since = tonumber(ARGV[3])
+if since > top then return {epoch, top, 0} end
+if since == top then return {epoch, top, 1} end
+local need = top - since
+if need > redis.call('LLEN', KEYS[2]) then return {epoch, top, 0} end
+local entries = redis.call('LRANGE', KEYS[2], -need, -1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local first_ts = tonumber(string.match(entries[1], '^%d+|(%d+)|'))
+if first_ts == nil or first_ts < now - tonumber(ARGV[4]) then return {epoch, top, 0} end
+local reply = {epoch, top, 1}
+for i = 1, #entries do reply[#reply + 1] = entries[i] end
+return reply
+";
+
+/// The Redis-backed channel engine.
+pub struct RedisEngine {
+    client: fred::clients::Client,
+    subscriber: SubscriberClient,
+    prefix: String,
+    limits: HistoryLimits,
+    publish_script: Script,
+    history_script: Script,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedisEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEngine")
+            .field("prefix", &self.prefix)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisEngine {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Unavailable(e.to_string())
+}
+
+impl RedisEngine {
+    /// Connects to Redis and starts delivering subscribed channels to `sink`.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        limits: HistoryLimits,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Self, EngineError> {
+        let config = Config::from_url(url).map_err(unavailable)?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(5);
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = Duration::from_secs(5);
+                // Deep enough to ride out bursts; a lag is reported to the sink, never ignored.
+                p.broadcast_channel_capacity = 65_536;
+            });
+        let client = builder.build().map_err(unavailable)?;
+        let subscriber = builder.build_subscriber_client().map_err(unavailable)?;
+        client.init().await.map_err(unavailable)?;
+        subscriber.init().await.map_err(unavailable)?;
+
+        let prefix_owned = format!("{prefix}:ch:");
+        let mut tasks = Vec::new();
+
+        // Live feed: every message on a subscribed channel goes to the sink in arrival order.
+        let mut messages = subscriber.message_rx();
+        let feed_sink = sink.clone();
+        let feed_prefix = prefix_owned.clone();
+        tasks.push(tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match messages.recv().await {
+                    Ok(message) => {
+                        let channel = message.channel.to_string();
+                        let Some(channel) = channel.strip_prefix(&feed_prefix) else {
+                            continue;
+                        };
+                        let Some(raw) = message.value.as_bytes() else {
+                            continue;
+                        };
+                        match parse_live(channel, raw) {
+                            Some(publication) => feed_sink.deliver(publication),
+                            None => tracing::warn!(channel, "unparseable message on channel"),
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "redis subscriber lagged; asking subscribers to resync");
+                        feed_sink.interrupted();
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }));
+
+        // Reconnects: re-subscribe everything, then report the gap.
+        let mut reconnects = subscriber.reconnect_rx();
+        let resubscriber = subscriber.clone();
+        tasks.push(tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
+                tracing::info!("redis subscriber reconnected; re-subscribing channels");
+                if let Err(e) = resubscriber.resubscribe_all().await {
+                    tracing::error!(error = %e, "re-subscribing after reconnect failed");
+                }
+                sink.interrupted();
+            }
+        }));
+
+        Ok(Self {
+            client,
+            subscriber,
+            prefix: prefix_owned,
+            limits,
+            publish_script: Script::from_lua(PUBLISH_LUA),
+            history_script: Script::from_lua(HISTORY_LUA),
+            tasks,
+        })
+    }
+
+    fn keys(&self, channel: &str) -> (Key, Key) {
+        (
+            Key::from(format!("{}{{{channel}}}:meta", self.prefix)),
+            Key::from(format!("{}{{{channel}}}:hist", self.prefix)),
+        )
+    }
+
+    fn pubsub_channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.prefix)
+    }
+}
+
+impl ChannelEngine for RedisEngine {
+    async fn publish(&self, channel: &str, data: Bytes) -> Result<StreamPosition, EngineError> {
+        let (meta, hist) = self.keys(channel);
+        let args: Vec<Value> = vec![
+            new_epoch().into(),
+            Value::Bytes(data),
+            (self.limits.size.max(1) as i64).into(),
+            (self.limits.ttl.as_millis() as i64).into(),
+            self.pubsub_channel(channel).into(),
+            (META_TTL.as_millis() as i64).into(),
+        ];
+        let reply: Vec<Value> = self
+            .publish_script
+            .evalsha_with_reload(&self.client, vec![meta, hist], args)
+            .await
+            .map_err(unavailable)?;
+        match reply.as_slice() {
+            [epoch, offset] => Ok(StreamPosition::new(
+                value_str(epoch)?,
+                value_u64(offset)?,
+            )),
+            _ => Err(EngineError::Corrupt(format!("publish reply {reply:?}"))),
+        }
+    }
+
+    async fn history(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+    ) -> Result<History, EngineError> {
+        let (meta, hist) = self.keys(channel);
+        let (since_epoch, since_offset) = match since {
+            Some(p) => (p.epoch.clone(), p.offset as i64),
+            None => (String::new(), 0),
+        };
+        let args: Vec<Value> = vec![
+            new_epoch().into(),
+            since_epoch.into(),
+            since_offset.into(),
+            (self.limits.ttl.as_millis() as i64).into(),
+            (META_TTL.as_millis() as i64).into(),
+        ];
+        let reply: Vec<Value> = self
+            .history_script
+            .evalsha_with_reload(&self.client, vec![meta, hist], args)
+            .await
+            .map_err(unavailable)?;
+        let [epoch, top, recovered, entries @ ..] = reply.as_slice() else {
+            return Err(EngineError::Corrupt(format!("history reply {reply:?}")));
+        };
+        let epoch: Arc<str> = value_str(epoch)?.into();
+        let position = StreamPosition::new(&*epoch, value_u64(top)?);
+        let recovered = value_u64(recovered)? == 1;
+        let name: Arc<str> = channel.into();
+        let mut publications = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let raw = entry
+                .as_bytes()
+                .ok_or_else(|| EngineError::Corrupt("history entry is not a string".into()))?;
+            let (offset, ts, data) = parse_entry(raw)
+                .ok_or_else(|| EngineError::Corrupt("malformed history entry".into()))?;
+            publications.push(EnginePublication {
+                channel: name.clone(),
+                epoch: epoch.clone(),
+                offset,
+                data,
+                published_at_ms: ts,
+            });
+        }
+        Ok(History {
+            position,
+            recovered,
+            publications,
+        })
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<(), EngineError> {
+        self.subscriber
+            .subscribe(self.pubsub_channel(channel))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError> {
+        self.subscriber
+            .unsubscribe(self.pubsub_channel(channel))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ready(&self) -> Result<(), EngineError> {
+        let _: String = self.client.ping(None).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+fn value_str(v: &Value) -> Result<String, EngineError> {
+    v.as_string()
+        .ok_or_else(|| EngineError::Corrupt(format!("expected a string, got {v:?}")))
+}
+
+fn value_u64(v: &Value) -> Result<u64, EngineError> {
+    v.as_u64()
+        .ok_or_else(|| EngineError::Corrupt(format!("expected an integer, got {v:?}")))
+}
+
+/// Splits `offset|unix_ms|json`.
+fn parse_entry(raw: &[u8]) -> Option<(u64, u64, Bytes)> {
+    let mut parts = raw.splitn(3, |b| *b == b'|');
+    let offset = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let ts = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let data = Bytes::copy_from_slice(parts.next()?);
+    Some((offset, ts, data))
+}
+
+/// Splits `epoch|offset|unix_ms|json` from the live feed.
+fn parse_live(channel: &str, raw: &[u8]) -> Option<EnginePublication> {
+    let at = raw.iter().position(|b| *b == b'|')?;
+    let epoch = std::str::from_utf8(&raw[..at]).ok()?;
+    let (offset, ts, data) = parse_entry(&raw[at + 1..])?;
+    Some(EnginePublication {
+        channel: channel.into(),
+        epoch: epoch.into(),
+        offset,
+        data,
+        published_at_ms: ts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_message_splits_into_its_parts_even_when_the_payload_has_bars() {
+        let p = parse_live("seats:e", br#"ab12|7|1700000000000|{"x":"a|b"}"#).unwrap();
+        assert_eq!(&*p.epoch, "ab12");
+        assert_eq!(p.offset, 7);
+        assert_eq!(p.published_at_ms, 1_700_000_000_000);
+        assert_eq!(&p.data[..], br#"{"x":"a|b"}"#);
+    }
+
+    #[test]
+    fn a_truncated_message_is_refused() {
+        assert!(parse_live("seats:e", b"ab12|7").is_none());
+        assert!(parse_live("seats:e", b"ab12|x|1|{}").is_none());
+    }
+}

@@ -1,0 +1,643 @@
+//! One WebSocket connection: a single task that reads requests, writes pushes, pings, and
+//! enforces the connection's limits.
+//!
+//! The task is written against any `Stream + Sink` of WebSocket messages, so it does not care
+//! whether the socket came from axum or from a test.
+//!
+//! Outbound messages arrive on the connection's bounded queue (filled by the registry) and are
+//! written in batches: everything waiting, up to [`WRITE_BATCH`] messages, is fed to the socket
+//! and flushed once. Signals that must get through a full queue (dropped deltas, slow consumer,
+//! engine interruption) arrive on [`ConnShared`]'s flags instead.
+
+use super::Hub;
+use super::registry::{ConnShared, Outbound, Outgoing, signal};
+use crate::auth::{AuthError, Identity, Verifier, now_secs};
+use crate::engine::{EnginePublication, now_ms};
+use crate::metrics::{self, METRICS};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use marquee_protocol::message::ResyncReason;
+use marquee_protocol::{
+    Channel, ChannelKind, ClientMessage, CloseCode, Codec, ErrorCode, Frame, RequestId,
+    ServerMessage, StreamPosition,
+};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+/// Most messages written between two flushes.
+pub const WRITE_BATCH: usize = 64;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Per-connection limits, shared by every connection of a node.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Outbound queue capacity, in messages.
+    pub outbound_queue: usize,
+    /// Time between server pings.
+    pub heartbeat_interval: Duration,
+    /// Time a ping may go unanswered.
+    pub heartbeat_timeout: Duration,
+    /// Inbound messages per second.
+    pub inbound_rate: NonZeroU32,
+    /// Inbound burst.
+    pub inbound_burst: NonZeroU32,
+    /// Rate-limited messages tolerated in a row before closing.
+    pub abuse_limit: u32,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Longest time one batch of writes may take.
+    pub write_timeout: Duration,
+    /// Upper bound of the reconnect delay advised on shutdown.
+    pub reconnect_spread: Duration,
+}
+
+/// What every connection of a node shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The hub.
+    pub hub: Hub,
+    /// Verifies refreshed tokens.
+    pub verifier: Arc<Verifier>,
+    /// Limits.
+    pub limits: Arc<Limits>,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+    /// This node's name.
+    pub node_id: Arc<str>,
+}
+
+/// Where a subscription stands, from this connection's point of view.
+#[derive(Debug)]
+enum SubState {
+    /// Messages flow; `next` is the offset expected next in `epoch`.
+    Live { epoch: Arc<str>, next: u64 },
+    /// The client was told to resync; nothing is sent until it subscribes again.
+    Desynced,
+}
+
+/// Why the connection loop stopped.
+enum Exit {
+    /// Close with this code.
+    Close(CloseCode),
+    /// The peer went away or the socket failed; nothing more to send.
+    Gone,
+}
+
+/// Runs one authenticated connection until it closes.
+pub async fn run<S>(socket: S, identity: Identity, codec: Codec, ctx: Context)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let (shared, rx) = ConnShared::new(id, ctx.limits.outbound_queue);
+    let limiter = RateLimiter::direct(
+        Quota::per_second(ctx.limits.inbound_rate).allow_burst(ctx.limits.inbound_burst),
+    );
+    let mut conn = Connection {
+        socket,
+        shared,
+        rx,
+        subs: HashMap::new(),
+        identity,
+        codec,
+        limiter,
+        abuse: 0,
+        ctx,
+    };
+    METRICS.connections.increment(1.0);
+    let exit = conn.serve().await;
+    if let Exit::Close(code) = exit {
+        conn.close(code).await;
+    }
+    conn.cleanup();
+    METRICS.connections.decrement(1.0);
+}
+
+struct Connection<S> {
+    socket: S,
+    shared: Arc<ConnShared>,
+    rx: mpsc::Receiver<Outbound>,
+    subs: HashMap<Arc<str>, SubState>,
+    identity: Identity,
+    codec: Codec,
+    limiter: DefaultDirectRateLimiter,
+    /// Rate-limited messages in a row.
+    abuse: u32,
+    ctx: Context,
+}
+
+impl<S> Connection<S>
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    async fn serve(&mut self) -> Exit {
+        if let Err(exit) = self.welcome().await {
+            return exit;
+        }
+        let limits = self.ctx.limits.clone();
+        let shutdown = self.ctx.shutdown.clone();
+        let mut ping_due = Instant::now() + limits.heartbeat_interval;
+        let mut awaiting_pong: Option<Instant> = None;
+        let lapse = sleep_until(self.lapse_deadline());
+        tokio::pin!(lapse);
+        loop {
+            let heartbeat_at = awaiting_pong.map_or(ping_due, |sent| sent + limits.heartbeat_timeout);
+            let step = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return self.advise_reconnect().await,
+                () = self.shared.notify.notified() => self.on_signals().await,
+                () = &mut lapse => return Exit::Close(CloseCode::AuthExpired),
+                () = sleep_until(heartbeat_at) => {
+                    if awaiting_pong.is_some() {
+                        return Exit::Close(CloseCode::HeartbeatTimeout);
+                    }
+                    awaiting_pong = Some(Instant::now());
+                    self.send_now(Message::Ping(Bytes::new())).await
+                }
+                inbound = self.socket.next() => match inbound {
+                    None => Err(Exit::Gone),
+                    Some(Err(e)) => Err(socket_error(&e)),
+                    Some(Ok(message)) => {
+                        // Any frame from the peer proves it is alive.
+                        if awaiting_pong.take().is_some() || matches!(message, Message::Pong(_)) {
+                            ping_due = Instant::now() + limits.heartbeat_interval;
+                        }
+                        let before = self.identity.expires_at;
+                        let step = self.on_message(message).await;
+                        if self.identity.expires_at != before {
+                            lapse.as_mut().reset(self.lapse_deadline());
+                        }
+                        step
+                    }
+                },
+                Some(out) = self.rx.recv() => self.write_batch(out).await,
+            };
+            if let Err(exit) = step {
+                return exit;
+            }
+        }
+    }
+
+    /// The moment the token lapses, leeway included.
+    fn lapse_deadline(&self) -> Instant {
+        let now = now_secs();
+        let until = self.identity.expires_at + self.ctx.verifier.leeway();
+        Instant::now() + Duration::from_secs(until.saturating_sub(now))
+    }
+
+    /// Subscribes the inbox and greets the client.
+    async fn welcome(&mut self) -> Result<(), Exit> {
+        let Some(inbox) = self.identity.inbox() else {
+            return Err(Exit::Close(CloseCode::InternalError));
+        };
+        let subscription = match self.ctx.hub.subscribe(&self.shared, &inbox, None).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe inbox");
+                self.send_msg(&ServerMessage::error(
+                    None,
+                    ErrorCode::Unavailable,
+                    "the channel engine is unavailable; reconnect later",
+                ))
+                .await?;
+                return Err(Exit::Close(CloseCode::InternalError));
+            }
+        };
+        Hub::count_subscriptions(1.0);
+        let position = subscription.position.clone();
+        self.subs.insert(
+            inbox.as_str().into(),
+            SubState::Live {
+                epoch: position.epoch.as_str().into(),
+                next: position.offset + 1,
+            },
+        );
+        let welcome = ServerMessage::Welcome {
+            session: format!("{}-{}", self.ctx.node_id, self.shared.id),
+            node: self.ctx.node_id.to_string(),
+            user: self.identity.user.clone(),
+            inbox: inbox.to_string(),
+            inbox_position: position,
+            expires_at: self.identity.expires_at,
+            heartbeat_ms: self.ctx.limits.heartbeat_interval.as_millis() as u64,
+        };
+        self.send_msg(&welcome).await
+    }
+
+    async fn on_signals(&mut self) -> Result<(), Exit> {
+        let flags = self.shared.take_flags();
+        if flags & signal::SLOW != 0 {
+            METRICS.slow_consumer_closes.increment(1);
+            return Err(Exit::Close(CloseCode::SlowConsumer));
+        }
+        if flags & signal::INTERRUPTED != 0 {
+            let channels: Vec<Arc<str>> = self.subs.keys().cloned().collect();
+            for channel in channels {
+                self.resync(&channel, ResyncReason::StreamInterrupted).await?;
+            }
+        }
+        if flags & signal::DROPPED != 0 {
+            for channel in self.shared.take_dropped() {
+                self.resync(&channel, ResyncReason::SlowConsumer).await?;
+            }
+        }
+        self.flush().await
+    }
+
+    /// Marks a live subscription desynced and tells the client (the caller flushes).
+    async fn resync(&mut self, channel: &Arc<str>, reason: ResyncReason) -> Result<(), Exit> {
+        match self.subs.get_mut(channel) {
+            Some(state @ SubState::Live { .. }) => *state = SubState::Desynced,
+            _ => return Ok(()),
+        }
+        let msg = ServerMessage::Resync {
+            channel: channel.to_string(),
+            reason,
+        };
+        self.feed_msg(&msg).await
+    }
+
+    /// Writes the queued publications, up to a batch, with one flush.
+    async fn write_batch(&mut self, first: Outbound) -> Result<(), Exit> {
+        let mut oldest_ms = u64::MAX;
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(Outbound::Pub(out)) = next {
+            if self.forward(&out).await? {
+                oldest_ms = oldest_ms.min(out.publication.published_at_ms);
+            }
+            written += 1;
+            next = if written < WRITE_BATCH {
+                self.rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        self.flush().await?;
+        if oldest_ms != u64::MAX {
+            let latency = now_ms().saturating_sub(oldest_ms) as f64 / 1000.0;
+            METRICS.publish_to_write.record(latency);
+        }
+        Ok(())
+    }
+
+    /// Passes a live publication on if it is the next one the subscription expects. Returns
+    /// whether it was written.
+    async fn forward(&mut self, out: &Arc<Outgoing>) -> Result<bool, Exit> {
+        let p = &out.publication;
+        let Some(SubState::Live { epoch, next }) = self.subs.get_mut(&p.channel) else {
+            return Ok(false);
+        };
+        if **epoch != *p.epoch {
+            let channel = p.channel.clone();
+            self.resync(&channel, ResyncReason::StreamInterrupted).await?;
+            return Ok(false);
+        }
+        if p.offset < *next {
+            return Ok(false); // already sent (replayed from history)
+        }
+        if p.offset > *next {
+            // Something between was dropped for this connection.
+            let channel = p.channel.clone();
+            self.resync(&channel, ResyncReason::SlowConsumer).await?;
+            return Ok(false);
+        }
+        *next += 1;
+        match out.frame(self.codec) {
+            Some(frame) => self.feed(frame).await.map(|()| true),
+            None => {
+                tracing::error!(channel = %p.channel, offset = p.offset, "unencodable publication");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn on_message(&mut self, message: Message) -> Result<(), Exit> {
+        let bytes: Bytes = match (message, self.codec) {
+            (Message::Text(text), Codec::Json) => Bytes::from(text),
+            (Message::Binary(bytes), Codec::MsgPack) => bytes,
+            (Message::Text(_) | Message::Binary(_), codec) => {
+                let expected = if codec.is_binary() { "binary" } else { "text" };
+                return self
+                    .reply(ServerMessage::error(
+                        None,
+                        ErrorCode::BadRequest,
+                        format!("{} carries {expected} frames", codec.subprotocol()),
+                    ))
+                    .await;
+            }
+            (Message::Close(_), _) => return Err(Exit::Gone),
+            (Message::Ping(_) | Message::Pong(_), _) => return Ok(()),
+        };
+        METRICS.messages_in.increment(1);
+        METRICS.bytes_in.increment(bytes.len() as u64);
+        let request = self.codec.decode_client(&bytes);
+        if self.limiter.check().is_err() {
+            METRICS.rate_limited.increment(1);
+            self.abuse += 1;
+            if self.abuse > self.ctx.limits.abuse_limit {
+                return Err(Exit::Close(CloseCode::RateLimited));
+            }
+            let id = match &request {
+                Ok(r) => Some(r.id()),
+                Err(e) => e.id,
+            };
+            return self
+                .reply(ServerMessage::error(
+                    id,
+                    ErrorCode::RateLimited,
+                    "too many messages; slow down",
+                ))
+                .await;
+        }
+        self.abuse = 0;
+        let reply = match request {
+            Ok(request) => self.handle(request).await?,
+            Err(e) => Some(ServerMessage::error(e.id, ErrorCode::BadRequest, e.reason)),
+        };
+        match reply {
+            Some(reply) => self.reply(reply).await,
+            None => self.flush().await,
+        }
+    }
+
+    /// Handles a request. `None` means the reply was already written.
+    async fn handle(&mut self, request: ClientMessage) -> Result<Option<ServerMessage>, Exit> {
+        Ok(Some(match request {
+            ClientMessage::Subscribe { id, channel, since } => {
+                // Boxed: the subscribe path is large and rare; keeping it out of the
+                // connection's future keeps idle connections small.
+                return Box::pin(self.subscribe(id, &channel, since)).await;
+            }
+            ClientMessage::Unsubscribe { id, channel } => {
+                if self.subs.remove(channel.as_str()).is_some() {
+                    self.ctx.hub.unsubscribe(self.shared.id, &channel);
+                    Hub::count_subscriptions(-1.0);
+                    ServerMessage::Unsubscribed { id, channel }
+                } else {
+                    ServerMessage::error(
+                        Some(id),
+                        ErrorCode::NotSubscribed,
+                        format!("not subscribed to {channel}"),
+                    )
+                }
+            }
+            ClientMessage::Refresh { id, token } => self.refresh(id, &token),
+            ClientMessage::Ping { id } => ServerMessage::Pong { id },
+            _ => ServerMessage::error(None, ErrorCode::BadRequest, "unsupported request"),
+        }))
+    }
+
+    fn refresh(&mut self, id: RequestId, token: &str) -> ServerMessage {
+        let result = self.ctx.verifier.verify(token).and_then(|fresh| {
+            if fresh.user == self.identity.user && fresh.tenant == self.identity.tenant {
+                Ok(fresh)
+            } else {
+                Err(AuthError::UserChanged)
+            }
+        });
+        match result {
+            Ok(fresh) => {
+                let expires_at = fresh.expires_at;
+                self.identity = fresh;
+                ServerMessage::Refreshed { id, expires_at }
+            }
+            Err(e) => {
+                metrics::auth_failure(e.reason());
+                ServerMessage::error(Some(id), e.code(), e.to_string())
+            }
+        }
+    }
+
+    /// Whether this connection's identity may subscribe to a channel.
+    fn may_subscribe(&self, channel: &Channel) -> bool {
+        use crate::auth::Role;
+        match channel.kind() {
+            ChannelKind::Seats | ChannelKind::Queue => true,
+            ChannelKind::Inbox => self.identity.inbox().as_ref() == Some(channel),
+            ChannelKind::Admin => self.identity.has_role(Role::Admin),
+            ChannelKind::Gate => self.identity.has_role(Role::Gate),
+            _ => false,
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: RequestId,
+        name: &str,
+        since: Option<StreamPosition>,
+    ) -> Result<Option<ServerMessage>, Exit> {
+        let channel = match Channel::parse(name) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Some(ServerMessage::error(
+                    Some(id),
+                    ErrorCode::BadRequest,
+                    e.to_string(),
+                )));
+            }
+        };
+        if !self.may_subscribe(&channel) {
+            return Ok(Some(ServerMessage::error(
+                Some(id),
+                ErrorCode::Forbidden,
+                format!("{channel} is not open to this connection"),
+            )));
+        }
+        let resubscribe = self.subs.contains_key(channel.as_str());
+        if !resubscribe && self.subs.len() >= self.ctx.limits.max_subscriptions {
+            return Ok(Some(ServerMessage::error(
+                Some(id),
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "at most {} subscriptions per connection",
+                    self.ctx.limits.max_subscriptions
+                ),
+            )));
+        }
+        // A resubscribe starts over: nothing of the old stream is passed on meanwhile.
+        self.subs.insert(channel.as_str().into(), SubState::Desynced);
+        let subscription = match self
+            .ctx
+            .hub
+            .subscribe(&self.shared, &channel, since.as_ref())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.subs.remove(channel.as_str());
+                if resubscribe {
+                    Hub::count_subscriptions(-1.0);
+                }
+                tracing::warn!(%channel, error = %e, "subscribe failed");
+                return Ok(Some(ServerMessage::error(
+                    Some(id),
+                    ErrorCode::Unavailable,
+                    "the channel engine is unavailable; retry later",
+                )));
+            }
+        };
+        if !resubscribe {
+            Hub::count_subscriptions(1.0);
+        }
+        let position = subscription.position;
+        let reply = ServerMessage::Subscribed {
+            id,
+            channel: channel.to_string(),
+            epoch: position.epoch.clone(),
+            offset: position.offset,
+            recovered: subscription.recovered,
+            snapshot: subscription.snapshot,
+        };
+        self.feed_msg(&reply).await?;
+        let mut next = position.offset + 1;
+        for publication in subscription.replay {
+            if publication.offset != next || *publication.epoch != position.epoch {
+                continue;
+            }
+            next += 1;
+            self.feed_replayed(publication).await?;
+        }
+        self.subs.insert(
+            channel.as_str().into(),
+            SubState::Live {
+                epoch: position.epoch.as_str().into(),
+                next,
+            },
+        );
+        Ok(None)
+    }
+
+    async fn feed_replayed(&mut self, publication: EnginePublication) -> Result<(), Exit> {
+        let out = Outgoing::new(publication);
+        match out.frame(self.codec) {
+            Some(frame) => self.feed(frame).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes and feeds one message (not flushed).
+    async fn feed_msg(&mut self, msg: &ServerMessage) -> Result<(), Exit> {
+        let frame = match self.codec.encode(msg) {
+            Ok(Frame::Text(text)) => Message::Text(Utf8Bytes::from(text)),
+            Ok(Frame::Binary(bytes)) => Message::Binary(Bytes::from(bytes)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a server message");
+                return Err(Exit::Close(CloseCode::InternalError));
+            }
+        };
+        self.feed(frame).await
+    }
+
+    /// Sends a reply and flushes.
+    async fn reply(&mut self, msg: ServerMessage) -> Result<(), Exit> {
+        self.feed_msg(&msg).await?;
+        self.flush().await
+    }
+
+    /// Sends one message and flushes (used for the welcome).
+    async fn send_msg(&mut self, msg: &ServerMessage) -> Result<(), Exit> {
+        self.feed_msg(msg).await?;
+        self.flush().await
+    }
+
+    async fn send_now(&mut self, message: Message) -> Result<(), Exit> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    async fn feed(&mut self, message: Message) -> Result<(), Exit> {
+        let len = match &message {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        match tokio::time::timeout(self.ctx.limits.write_timeout, self.socket.feed(message)).await
+        {
+            Ok(Ok(())) => {
+                if len > 0 {
+                    METRICS.messages_out.increment(1);
+                    METRICS.bytes_out.increment(len as u64);
+                }
+                Ok(())
+            }
+            Ok(Err(_)) => Err(Exit::Gone),
+            Err(_) => {
+                METRICS.slow_consumer_closes.increment(1);
+                Err(Exit::Gone)
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Exit> {
+        match tokio::time::timeout(self.ctx.limits.write_timeout, self.socket.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Exit::Gone),
+            Err(_) => {
+                METRICS.slow_consumer_closes.increment(1);
+                Err(Exit::Gone)
+            }
+        }
+    }
+
+    /// Tells the client to come back later, then closes with 1012.
+    async fn advise_reconnect(&mut self) -> Exit {
+        let spread = self.ctx.limits.reconnect_spread.as_millis() as u64;
+        let delay_ms = if spread == 0 {
+            0
+        } else {
+            rand::random_range(0..spread)
+        };
+        let advice = ServerMessage::Reconnect {
+            delay_ms,
+            reason: "shutdown".to_owned(),
+        };
+        match self.send_msg(&advice).await {
+            Ok(()) => Exit::Close(CloseCode::ServiceRestart),
+            Err(exit) => exit,
+        }
+    }
+
+    /// Sends a close frame (best effort, bounded in time).
+    async fn close(&mut self, code: CloseCode) {
+        let frame = CloseFrame {
+            code: code.code(),
+            reason: Utf8Bytes::from_static(code.reason()),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+
+    /// Leaves every channel.
+    fn cleanup(&mut self) {
+        for (channel, _) in self.subs.drain() {
+            self.ctx.hub.unsubscribe(self.shared.id, &channel);
+            Hub::count_subscriptions(-1.0);
+        }
+    }
+}
+
+/// Maps a socket read error to how the connection ends.
+fn socket_error(error: &axum::Error) -> Exit {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return Exit::Close(CloseCode::TooBig);
+        }
+        source = e.source();
+    }
+    Exit::Gone
+}

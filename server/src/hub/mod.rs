@@ -1,0 +1,234 @@
+//! The hub: local subscriptions, the subscribe-and-resume algorithm, and the publish API that
+//! other modules use.
+//!
+//! - [`registry`] holds which connection listens to which channel and fans publications out to
+//!   their bounded queues.
+//! - [`connection`] runs one WebSocket: requests, pushes, heartbeats, token lapse, limits.
+//!
+//! # Subscribe and resume
+//!
+//! A subscription first joins the registry, so every publication from then on queues up for the
+//! connection, and only then asks the engine for history (or a snapshot). The connection sends
+//! the reply and the replayed messages, and from its queue passes on exactly the messages that
+//! follow the last one it sent: offsets it has already sent are skipped, and a gap or an epoch
+//! change turns into a `resync` instead of a silent loss.
+
+pub mod connection;
+pub mod registry;
+
+use crate::engine::{ChannelEngine, Engine, EngineError, EnginePublication};
+use crate::metrics::METRICS;
+use bytes::Bytes;
+use marquee_protocol::{Channel, ChannelKind, StreamPosition};
+use registry::{ConnShared, Registry};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+/// A boxed future, for the object-safe [`SnapshotProvider`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Provides the current state of a channel, so a subscriber can start from a snapshot and then
+/// receive exactly the deltas after it.
+pub trait SnapshotProvider: Send + Sync + 'static {
+    /// The channel's state and the stream position it corresponds to: the snapshot includes
+    /// every message up to and including that offset, and none after.
+    fn snapshot<'a>(
+        &'a self,
+        channel: &'a Channel,
+    ) -> BoxFuture<'a, Result<(Value, StreamPosition), HubError>>;
+}
+
+/// A hub operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The engine could not be reached.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A snapshot provider failed.
+    #[error("snapshot unavailable: {0}")]
+    Snapshot(String),
+}
+
+/// How a subscription starts.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The position after which every message follows.
+    pub position: StreamPosition,
+    /// Whether the subscriber's `since` was honoured.
+    pub recovered: bool,
+    /// The channel's state at `position`, when it has a snapshot provider and was not recovered.
+    pub snapshot: Option<Value>,
+    /// Messages after the subscriber's `since` (or after the snapshot), to send before any live
+    /// message.
+    pub replay: Vec<EnginePublication>,
+}
+
+/// Handle to the node's hub. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    registry: Arc<Registry>,
+    engine: Engine,
+    /// Serialises engine subscribe/unsubscribe calls so they reach the engine in the order the
+    /// registry decided them (a late unsubscribe must never undo a newer subscribe).
+    engine_ops: tokio::sync::Mutex<()>,
+    snapshots: RwLock<HashMap<ChannelKind, Arc<dyn SnapshotProvider>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("engine", &self.inner.engine.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Creates a hub over an engine whose sink is `registry`.
+    pub fn new(registry: Arc<Registry>, engine: Engine) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                registry,
+                engine,
+                engine_ops: tokio::sync::Mutex::new(()),
+                snapshots: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The local registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Registers the snapshot provider for every channel of a kind.
+    pub fn register_snapshot(&self, kind: ChannelKind, provider: Arc<dyn SnapshotProvider>) {
+        self.inner
+            .snapshots
+            .write()
+            .expect("snapshot lock")
+            .insert(kind, provider);
+    }
+
+    /// Publishes a JSON payload on a channel, on every node. Returns its position.
+    pub async fn publish(&self, channel: &Channel, data: &Value) -> Result<StreamPosition, HubError> {
+        let bytes = Bytes::from(serde_json::to_vec(data).expect("a JSON value always serializes"));
+        Ok(self.inner.engine.publish(channel.as_str(), bytes).await?)
+    }
+
+    /// Subscribes a connection to a channel and works out where its stream starts.
+    pub async fn subscribe(
+        &self,
+        conn: &Arc<ConnShared>,
+        channel: &Channel,
+        since: Option<&StreamPosition>,
+    ) -> Result<Subscription, HubError> {
+        self.inner.registry.add(channel, conn);
+        match self.start(channel, since).await {
+            Ok(subscription) => Ok(subscription),
+            Err(e) => {
+                self.unsubscribe(conn.id, channel.as_str());
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        channel: &Channel,
+        since: Option<&StreamPosition>,
+    ) -> Result<Subscription, HubError> {
+        self.ensure_engine_subscribed(channel.as_str()).await?;
+        let engine = &self.inner.engine;
+        let history = engine.history(channel.as_str(), since).await?;
+        if history.recovered {
+            return Ok(Subscription {
+                position: since.cloned().expect("recovered implies since"),
+                recovered: true,
+                snapshot: None,
+                replay: history.publications,
+            });
+        }
+        let provider = self
+            .inner
+            .snapshots
+            .read()
+            .expect("snapshot lock")
+            .get(&channel.kind())
+            .cloned();
+        let Some(provider) = provider else {
+            return Ok(Subscription {
+                position: history.position,
+                recovered: false,
+                snapshot: None,
+                replay: Vec::new(),
+            });
+        };
+        let (snapshot, position) = provider.snapshot(channel).await?;
+        // Deltas published between the snapshot and now must follow it without a gap.
+        let after = engine.history(channel.as_str(), Some(&position)).await?;
+        if !after.recovered {
+            return Err(HubError::Snapshot(format!(
+                "snapshot of {channel} at {position:?} is no longer covered by history"
+            )));
+        }
+        Ok(Subscription {
+            position,
+            recovered: false,
+            snapshot: Some(snapshot),
+            replay: after.publications,
+        })
+    }
+
+    async fn ensure_engine_subscribed(&self, channel: &str) -> Result<(), EngineError> {
+        let registry = &self.inner.registry;
+        if registry.engine_subscribed(channel) {
+            return Ok(());
+        }
+        let _ops = self.inner.engine_ops.lock().await;
+        if registry.engine_subscribed(channel) {
+            return Ok(());
+        }
+        self.inner.engine.subscribe(channel).await?;
+        if !registry.mark_engine_subscribed(channel) {
+            // Everyone left while we subscribed; undo it.
+            self.inner.engine.unsubscribe(channel).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a connection from a channel; the engine stops delivering the channel to this
+    /// node once nobody here listens.
+    pub fn unsubscribe(&self, conn_id: u64, channel: &str) {
+        if !self.inner.registry.remove(channel, conn_id) {
+            return;
+        }
+        let hub = self.clone();
+        let channel = channel.to_owned();
+        tokio::spawn(async move {
+            let _ops = hub.inner.engine_ops.lock().await;
+            if hub.inner.registry.remove_if_empty(&channel)
+                && let Err(e) = hub.inner.engine.unsubscribe(&channel).await
+            {
+                tracing::warn!(%channel, error = %e, "engine unsubscribe failed");
+            }
+        });
+    }
+
+    /// Records a subscription count change for metrics.
+    pub(crate) fn count_subscriptions(delta: f64) {
+        METRICS.subscriptions.increment(delta);
+    }
+}

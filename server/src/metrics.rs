@@ -1,0 +1,84 @@
+//! Prometheus metrics: names, handles and the exporter.
+//!
+//! Handles are created once and kept, so the per-message paths touch an atomic, never the
+//! registry.
+
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::{LazyLock, OnceLock};
+
+/// Cached metric handles used on hot paths.
+#[derive(Debug)]
+pub struct Metrics {
+    /// `marquee_connections`: open WebSocket connections.
+    pub connections: Gauge,
+    /// `marquee_subscriptions`: channel subscriptions across all connections.
+    pub subscriptions: Gauge,
+    /// `marquee_messages_in_total`: frames received from clients.
+    pub messages_in: Counter,
+    /// `marquee_messages_out_total`: frames written to clients.
+    pub messages_out: Counter,
+    /// `marquee_bytes_in_total`: payload bytes received.
+    pub bytes_in: Counter,
+    /// `marquee_bytes_out_total`: payload bytes written.
+    pub bytes_out: Counter,
+    /// `marquee_messages_coalesced_total`: coalescible messages dropped for a full queue
+    /// (the subscriber is told to resync).
+    pub coalesced: Counter,
+    /// `marquee_messages_dropped_total`: other messages that did not fit a full queue (the
+    /// connection is closed as a slow consumer).
+    pub dropped: Counter,
+    /// `marquee_slow_consumer_closes_total`.
+    pub slow_consumer_closes: Counter,
+    /// `marquee_rate_limited_total`: inbound messages refused by the per-connection limit.
+    pub rate_limited: Counter,
+    /// `marquee_connections_refused_total`: upgrades refused for capacity or connect rate.
+    pub connections_refused: Counter,
+    /// `marquee_publish_to_write_seconds`: from the engine accepting a publication to its frame
+    /// being flushed to a subscriber's socket (sampled once per written batch).
+    pub publish_to_write: Histogram,
+}
+
+/// The process-wide metric handles.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    connections: metrics::gauge!("marquee_connections"),
+    subscriptions: metrics::gauge!("marquee_subscriptions"),
+    messages_in: metrics::counter!("marquee_messages_in_total"),
+    messages_out: metrics::counter!("marquee_messages_out_total"),
+    bytes_in: metrics::counter!("marquee_bytes_in_total"),
+    bytes_out: metrics::counter!("marquee_bytes_out_total"),
+    coalesced: metrics::counter!("marquee_messages_coalesced_total"),
+    dropped: metrics::counter!("marquee_messages_dropped_total"),
+    slow_consumer_closes: metrics::counter!("marquee_slow_consumer_closes_total"),
+    rate_limited: metrics::counter!("marquee_rate_limited_total"),
+    connections_refused: metrics::counter!("marquee_connections_refused_total"),
+    publish_to_write: metrics::histogram!("marquee_publish_to_write_seconds"),
+});
+
+/// Counts a refused token, by reason.
+pub fn auth_failure(reason: &'static str) {
+    metrics::counter!("marquee_auth_failures_total", "reason" => reason).increment(1);
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle. Several nodes in
+/// one process (as in tests) share it.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5,
+                    ],
+                )
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            LazyLock::force(&METRICS);
+            handle
+        })
+        .clone()
+}
