@@ -1,1 +1,37 @@
-//! x
+//! Async Rust client for Marquee hub nodes.
+//!
+//! One [`Client`] keeps one WebSocket to a hub. It authenticates with tokens from a
+//! [`TokenProvider`] (asked again before every reconnect and before the token expires),
+//! reconnects with exponential backoff and full jitter, and resumes every subscription from
+//! the last position it saw, so the application receives every message exactly once, in order,
+//! or is told plainly that it must start over from a snapshot.
+//!
+//! # Layout
+//!
+//! - [`client`]: the [`Client`] handle, its [`ClientConfig`] and the [`Events`] stream the
+//!   application reads.
+//! - [`driver`] (private): the background task that owns the socket, correlates requests and
+//!   replies, resumes channels and reconnects.
+//! - [`backoff`]: the reconnect delay policy.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), marquee_client::ClientError> {
+//! use marquee_client::{Client, ClientConfig, Event, TokenProvider};
+//! let config = ClientConfig::new("ws://127.0.0.1:8080/ws");
+//! let (client, mut events) = Client::connect(config, TokenProvider::fixed("eyJ...")).await?;
+//! client.subscribe("seats:demo").await?;
+//! while let Some(event) = events.next().await {
+//!     if let Event::Publication(p) = event {
+//!         println!("{} #{}: {}", p.channel, p.offset, p.data);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod backoff;
+pub mod client;
+mod driver;
+
+pub use client::{Client, ClientConfig, ClientError, Event, Events, Subscribed, TokenProvider};
+pub use marquee_protocol as protocol;
+pub use marquee_protocol::{Codec, Publication, StreamPosition};

@@ -288,7 +288,6 @@ fn classify(kind: &ErrorKind) -> AuthError {
         // A header naming an algorithm outside the library's list (`none`, say) fails to
         // deserialize; any other JSON failure is a malformed token.
         ErrorKind::Json(e) if e.to_string().contains("variant") => AuthError::Algorithm,
-        ErrorKind::Json(_) if false => AuthError::Malformed,
         _ => AuthError::Malformed,
     }
 }

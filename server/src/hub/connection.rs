@@ -24,6 +24,7 @@ use marquee_protocol::{
     ServerMessage, StreamPosition,
 };
 use std::collections::HashMap;
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -561,30 +562,52 @@ where
             Message::Binary(b) => b.len(),
             _ => 0,
         };
-        match tokio::time::timeout(self.ctx.limits.write_timeout, self.socket.feed(message)).await
-        {
-            Ok(Ok(())) => {
-                if len > 0 {
-                    METRICS.messages_out.increment(1);
-                    METRICS.bytes_out.increment(len as u64);
-                }
-                Ok(())
-            }
-            Ok(Err(_)) => Err(Exit::Gone),
-            Err(_) => {
-                METRICS.slow_consumer_closes.increment(1);
-                Err(Exit::Gone)
-            }
+        let write = tokio::time::timeout(self.ctx.limits.write_timeout, self.socket.feed(message));
+        Self::watch_slow(&self.shared, write).await?;
+        if len > 0 {
+            METRICS.messages_out.increment(1);
+            METRICS.bytes_out.increment(len as u64);
         }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), Exit> {
-        match tokio::time::timeout(self.ctx.limits.write_timeout, self.socket.flush()).await {
+        let write = tokio::time::timeout(self.ctx.limits.write_timeout, self.socket.flush());
+        Self::watch_slow(&self.shared, write).await
+    }
+
+    /// Runs a socket write, giving up early if the hub condemns the connection meanwhile: a
+    /// blocked write is exactly when the queue overflows. A write that times out is a slow
+    /// consumer too.
+    async fn watch_slow<F>(shared: &ConnShared, write: F) -> Result<(), Exit>
+    where
+        F: Future<Output = Result<Result<(), axum::Error>, tokio::time::error::Elapsed>>,
+    {
+        tokio::pin!(write);
+        let mut other_signal = false;
+        let result = loop {
+            tokio::select! {
+                biased;
+                result = &mut write => break result,
+                () = shared.notify.notified() => {
+                    if shared.peek_flags() & signal::SLOW != 0 {
+                        METRICS.slow_consumer_closes.increment(1);
+                        return Err(Exit::Close(CloseCode::SlowConsumer));
+                    }
+                    other_signal = true;
+                }
+            }
+        };
+        if other_signal {
+            // Hand the wake-up back to the main loop, which handles the other signals.
+            shared.notify.notify_one();
+        }
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Exit::Gone),
             Err(_) => {
                 METRICS.slow_consumer_closes.increment(1);
-                Err(Exit::Gone)
+                Err(Exit::Close(CloseCode::SlowConsumer))
             }
         }
     }
@@ -607,14 +630,15 @@ where
         }
     }
 
-    /// Sends a close frame (best effort, bounded in time).
+    /// Sends a close frame (best effort, bounded by the write timeout: a slow consumer that
+    /// catches up within it still learns why it was closed).
     async fn close(&mut self, code: CloseCode) {
         let frame = CloseFrame {
             code: code.code(),
             reason: Utf8Bytes::from_static(code.reason()),
         };
         let _ = tokio::time::timeout(
-            Duration::from_secs(1),
+            self.ctx.limits.write_timeout,
             self.socket.send(Message::Close(Some(frame))),
         )
         .await;

@@ -132,6 +132,11 @@ impl ConnShared {
         }
     }
 
+    /// The pending signal bits, left in place.
+    pub fn peek_flags(&self) -> u8 {
+        self.flags.load(Ordering::Acquire)
+    }
+
     /// Takes and clears the pending signal bits.
     pub fn take_flags(&self) -> u8 {
         self.flags.swap(0, Ordering::AcqRel)

@@ -1,0 +1,312 @@
+//! The client handle, its configuration, and the events it delivers.
+
+use crate::driver::{Command, Driver};
+use futures_util::Stream;
+use marquee_protocol::{
+    ClientMessage, Codec, ErrorCode, Publication, RequestId, ServerMessage, StreamPosition,
+};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// Supplies access tokens: called for the first connection, before every reconnect, and before
+/// the current token expires.
+#[derive(Clone)]
+pub struct TokenProvider(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+impl std::fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProvider")
+    }
+}
+
+impl TokenProvider {
+    /// Always the same token (fine for short sessions and tests).
+    pub fn fixed(token: impl Into<String>) -> Self {
+        let token: Arc<str> = token.into().into();
+        Self(Arc::new(move || {
+            let token = token.clone();
+            Box::pin(async move { Ok(token.to_string()) })
+        }))
+    }
+
+    /// Tokens from an async function, e.g. one that calls the application's auth service.
+    pub fn from_fn<F, Fut>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        Self(Arc::new(move || Box::pin(f())))
+    }
+
+    pub(crate) async fn token(&self) -> Result<String, String> {
+        (self.0)().await
+    }
+}
+
+/// How the client connects and behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// WebSocket URL of a hub node (or of a load balancer in front of several), e.g.
+    /// `ws://127.0.0.1:8080/ws`.
+    pub urls: Vec<String>,
+    /// Wire encoding.
+    pub codec: Codec,
+    /// How long a request waits for its reply.
+    pub request_timeout: Duration,
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Backoff base.
+    pub backoff_base: Duration,
+    /// Backoff cap.
+    pub backoff_cap: Duration,
+    /// Refresh the token this long before it expires (at most half its remaining life).
+    pub refresh_before: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults: JSON, 10 s requests, backoff 250 ms to 20 s, refresh 60 s before expiry.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            urls: vec![url.into()],
+            codec: Codec::Json,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(250),
+            backoff_cap: Duration::from_secs(20),
+            refresh_before: Duration::from_secs(60),
+        }
+    }
+
+    /// Several node URLs; reconnects move on to the next one (a client-side load balancer).
+    pub fn with_urls(urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let mut config = Self::new(String::new());
+        config.urls = urls.into_iter().map(Into::into).collect();
+        config
+    }
+
+    /// Uses MessagePack binary frames.
+    pub fn msgpack(mut self) -> Self {
+        self.codec = Codec::MsgPack;
+        self
+    }
+}
+
+/// A client failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server refused the token (HTTP 401).
+    #[error("unauthorized ({code}): {message}")]
+    Unauthorized {
+        /// Stable code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+    /// The node is full or refusing connections for now (HTTP 503).
+    #[error("over capacity; retry after {retry_after:?}")]
+    OverCapacity {
+        /// The server's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// The connection could not be established.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The token provider failed.
+    #[error("token provider failed: {0}")]
+    Token(String),
+    /// The server answered the request with an error.
+    #[error("{code}: {message}")]
+    Server {
+        /// Stable code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+    /// No reply within the request timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// The connection dropped before the reply arrived.
+    #[error("disconnected before the reply")]
+    Disconnected,
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+}
+
+/// The outcome of a (re)subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscribed {
+    /// Channel name.
+    pub channel: String,
+    /// Every later publication follows this position without a gap.
+    pub position: StreamPosition,
+    /// Whether the missed messages follow (`true`), or the application must start over from
+    /// `snapshot` or its own fetch (`false`).
+    pub recovered: bool,
+    /// The channel's state at `position`, where the channel has snapshots.
+    pub snapshot: Option<Value>,
+    /// `true` when the client resubscribed by itself (after a reconnect or a resync).
+    pub automatic: bool,
+}
+
+/// What the client reports to the application, in order.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A connection was established (the first one or a reconnect).
+    Connected {
+        /// Node name.
+        node: String,
+        /// The user's inbox channel (subscribed by the server).
+        inbox: String,
+    },
+    /// A channel was (re)subscribed.
+    Subscribed(Subscribed),
+    /// A message, delivered exactly once and in order per channel.
+    Publication(Publication),
+    /// The connection dropped; the client reconnects by itself unless `reconnect_in` is `None`.
+    Disconnected {
+        /// The close code, if the server sent one.
+        code: Option<u16>,
+        /// Why.
+        reason: String,
+        /// When the next attempt starts.
+        reconnect_in: Option<Duration>,
+    },
+    /// A server error not tied to a pending request (or an automatic resubscribe that failed).
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+}
+
+/// The stream of [`Event`]s. Bounded: an application that stops reading eventually stops the
+/// client reading its socket, and the server then treats it as a slow consumer.
+#[derive(Debug)]
+pub struct Events(pub(crate) mpsc::Receiver<Event>);
+
+impl Events {
+    /// The next event; `None` once the client is closed for good.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.0.recv().await
+    }
+}
+
+impl Stream for Events {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Handle to a connected client. Cheap to clone; the connection closes when the last handle is
+/// dropped or [`Client::close`] is called.
+#[derive(Debug, Clone)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+    ids: Arc<AtomicU64>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects, waiting for the first connection so that a refused token or an unreachable
+    /// node is reported here. Later drops are reconnected in the background.
+    pub async fn connect(
+        config: ClientConfig,
+        tokens: TokenProvider,
+    ) -> Result<(Self, Events), ClientError> {
+        let (tx, rx) = mpsc::channel(256);
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let ids = Arc::new(AtomicU64::new(1));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let timeout = config.request_timeout;
+        let driver = Driver::new(config, tokens, rx, events_tx, ids.clone());
+        tokio::spawn(driver.run(ready_tx));
+        ready_rx.await.map_err(|_| ClientError::Closed)??;
+        Ok((Self { tx, ids, timeout }, Events(events_rx)))
+    }
+
+    fn next_id(&self) -> RequestId {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn request(
+        &self,
+        build: impl FnOnce(RequestId) -> ClientMessage,
+    ) -> Result<ServerMessage, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        let message = build(self.next_id());
+        let command = Command::Request { message, reply };
+        self.tx.send(command).await.map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    /// Subscribes to a channel. The client keeps it subscribed across reconnects, resuming from
+    /// the last message it delivered.
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscribed, ClientError> {
+        self.subscribe_since(channel, None).await
+    }
+
+    /// Subscribes to a channel, resuming after a position the application saved itself.
+    pub async fn subscribe_from(
+        &self,
+        channel: &str,
+        since: StreamPosition,
+    ) -> Result<Subscribed, ClientError> {
+        self.subscribe_since(channel, Some(since)).await
+    }
+
+    async fn subscribe_since(
+        &self,
+        channel: &str,
+        since: Option<StreamPosition>,
+    ) -> Result<Subscribed, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Subscribe {
+            channel: channel.to_owned(),
+            since,
+            reply,
+        };
+        self.tx.send(command).await.map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    /// Stops receiving a channel.
+    pub async fn unsubscribe(&self, channel: &str) -> Result<(), ClientError> {
+        let channel = channel.to_owned();
+        self.request(|id| ClientMessage::Unsubscribe { id, channel })
+            .await
+            .map(|_| ())
+    }
+
+    /// Round-trips a `ping`, returning the time it took.
+    pub async fn ping(&self) -> Result<Duration, ClientError> {
+        let started = tokio::time::Instant::now();
+        self.request(|id| ClientMessage::Ping { id }).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Closes the connection (code 1000) and stops reconnecting.
+    pub async fn close(&self) {
+        let _ = self.tx.send(Command::Close).await;
+    }
+}

@@ -1,0 +1,589 @@
+//! The background task behind a [`Client`](crate::Client): it owns the socket, sends requests
+//! and routes replies, keeps subscriptions gap-free, refreshes the token and reconnects.
+//!
+//! # Exactly once, in order
+//!
+//! For every channel the driver remembers the position of the last publication it delivered.
+//! A publication is delivered only if it is the very next offset of the same epoch; an older
+//! one is a duplicate and is dropped; a newer one or another epoch means something was missed,
+//! and the driver resubscribes with `since` set to the remembered position. While a
+//! resubscribe is in flight the channel's publications are ignored: the server replays them
+//! after its reply. After a reconnect every channel (the inbox included) is resubscribed the
+//! same way.
+
+use crate::backoff::Backoff;
+use crate::client::{ClientConfig, ClientError, Event, Subscribed, TokenProvider};
+use futures_util::{SinkExt, StreamExt};
+use marquee_protocol::{
+    ClientMessage, CloseCode, Codec, ErrorBody, ErrorCode, Frame, Publication, RequestId,
+    ServerMessage, StreamPosition,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type SubscribeReply = oneshot::Sender<Result<Subscribed, ClientError>>;
+
+/// What the [`Client`](crate::Client) handle asks of the driver.
+pub(crate) enum Command {
+    /// A request whose reply goes back on `reply`.
+    Request {
+        message: ClientMessage,
+        reply: oneshot::Sender<Result<ServerMessage, ClientError>>,
+    },
+    /// Subscribe (and keep subscribed).
+    Subscribe {
+        channel: String,
+        since: Option<StreamPosition>,
+        reply: SubscribeReply,
+    },
+    /// Close for good.
+    Close,
+}
+
+/// A request awaiting its reply.
+enum Pending {
+    Request(oneshot::Sender<Result<ServerMessage, ClientError>>),
+    Subscribe { channel: String },
+    Refresh,
+}
+
+/// A channel the application wants.
+#[derive(Default)]
+struct Sub {
+    /// Position of the last publication delivered (or where the subscription started).
+    position: Option<StreamPosition>,
+    /// A (re)subscribe was sent and its reply has not arrived.
+    in_flight: bool,
+    /// Set when the subscribe was automatic (reconnect or resync).
+    automatic: bool,
+    /// Application calls waiting for the reply.
+    waiters: Vec<SubscribeReply>,
+}
+
+/// How a session ended.
+enum End {
+    /// Stop for good.
+    Stop,
+    /// Reconnect, after the server's advice if it gave one.
+    Reconnect {
+        code: Option<u16>,
+        reason: String,
+        advised: Option<Duration>,
+    },
+}
+
+pub(crate) struct Driver {
+    config: ClientConfig,
+    tokens: TokenProvider,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    ids: Arc<AtomicU64>,
+    subs: HashMap<String, Sub>,
+    pending: HashMap<RequestId, Pending>,
+    inbox: Option<String>,
+    backoff: Backoff,
+    url_index: usize,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: ClientConfig,
+        tokens: TokenProvider,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        ids: Arc<AtomicU64>,
+    ) -> Self {
+        let backoff = Backoff::new(config.backoff_base, config.backoff_cap);
+        Self {
+            config,
+            tokens,
+            commands,
+            events,
+            ids,
+            subs: HashMap::new(),
+            pending: HashMap::new(),
+            inbox: None,
+            backoff,
+            url_index: 0,
+        }
+    }
+
+    fn next_id(&self) -> RequestId {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn emit(&self, event: Event) {
+        let _ = self.events.send(event).await;
+    }
+
+    pub(crate) async fn run(mut self, ready: oneshot::Sender<Result<(), ClientError>>) {
+        let mut ready = Some(ready);
+        loop {
+            let (delay, code, reason) = match self.connect().await {
+                Ok((socket, welcome)) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                    self.backoff.reset();
+                    match self.session(socket, welcome).await {
+                        End::Stop => return,
+                        End::Reconnect {
+                            code,
+                            reason,
+                            advised,
+                        } => (advised, code, reason),
+                    }
+                }
+                Err(error) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                    let advised = match &error {
+                        ClientError::OverCapacity { retry_after } => *retry_after,
+                        _ => None,
+                    };
+                    (advised, None, error.to_string())
+                }
+            };
+            self.fail_pending();
+            let delay = delay.unwrap_or_else(|| self.backoff.next_delay());
+            self.url_index = (self.url_index + 1) % self.config.urls.len().max(1);
+            self.emit(Event::Disconnected {
+                code,
+                reason,
+                reconnect_in: Some(delay),
+            })
+            .await;
+            if !self.wait(delay).await {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps before reconnecting while still taking commands. Returns false to stop.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                () = sleep_until(until) => return true,
+                command = self.commands.recv() => match command {
+                    None | Some(Command::Close) => return false,
+                    Some(Command::Request { reply, .. }) => {
+                        let _ = reply.send(Err(ClientError::Disconnected));
+                    }
+                    Some(Command::Subscribe { channel, since, reply }) => {
+                        // Sent as soon as the next connection is up.
+                        let sub = self.subs.entry(channel).or_default();
+                        if since.is_some() {
+                            sub.position = since;
+                        }
+                        sub.waiters.push(reply);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Requests still waiting when a connection drops fail; subscriptions are resent later.
+    fn fail_pending(&mut self) {
+        for (_, pending) in self.pending.drain() {
+            if let Pending::Request(reply) = pending {
+                let _ = reply.send(Err(ClientError::Disconnected));
+            }
+        }
+        for sub in self.subs.values_mut() {
+            sub.in_flight = false;
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(Socket, Welcome), ClientError> {
+        let token = self.tokens.token().await.map_err(ClientError::Token)?;
+        let url = self
+            .config
+            .urls
+            .get(self.url_index)
+            .cloned()
+            .unwrap_or_default();
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let headers = request.headers_mut();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| ClientError::Token(e.to_string()))?,
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(self.config.codec.subprotocol()),
+        );
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(16 << 20));
+        let attempt =
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        let (mut socket, _) = match tokio::time::timeout(self.config.connect_timeout, attempt).await
+        {
+            Err(_) => return Err(ClientError::Connect("timed out".into())),
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                return Err(http_error(&response));
+            }
+            Ok(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+            Ok(Ok(pair)) => pair,
+        };
+        // The first message is always the welcome.
+        let first = tokio::time::timeout(self.config.connect_timeout, socket.next()).await;
+        let welcome = match first {
+            Ok(Some(Ok(message))) => match decode(self.config.codec, &message) {
+                Some(ServerMessage::Welcome {
+                    node,
+                    inbox,
+                    inbox_position,
+                    expires_at,
+                    ..
+                }) => Welcome {
+                    node,
+                    inbox,
+                    inbox_position,
+                    expires_at,
+                },
+                Some(ServerMessage::Error { code, message, .. }) => {
+                    return Err(ClientError::Server { code, message });
+                }
+                _ => return Err(ClientError::Connect("expected a welcome".into())),
+            },
+            _ => return Err(ClientError::Connect("no welcome from the server".into())),
+        };
+        Ok((socket, welcome))
+    }
+
+    async fn session(&mut self, mut socket: Socket, welcome: Welcome) -> End {
+        self.emit(Event::Connected {
+            node: welcome.node.clone(),
+            inbox: welcome.inbox.clone(),
+        })
+        .await;
+        // The inbox: resume it if we saw it before, otherwise start where the server says.
+        let resume_inbox = self.inbox.as_deref() == Some(welcome.inbox.as_str())
+            && self
+                .subs
+                .get(&welcome.inbox)
+                .is_some_and(|s| s.position.is_some());
+        if !resume_inbox {
+            let sub = self.subs.entry(welcome.inbox.clone()).or_default();
+            sub.position = Some(welcome.inbox_position.clone());
+        }
+        self.inbox = Some(welcome.inbox.clone());
+        let channels: Vec<String> = self
+            .subs
+            .keys()
+            .filter(|c| resume_inbox || **c != welcome.inbox)
+            .cloned()
+            .collect();
+        for channel in channels {
+            if let Err(end) = self.send_subscribe(&mut socket, &channel).await {
+                return end;
+            }
+        }
+
+        let mut refresh_at = self.refresh_deadline(welcome.expires_at);
+        let mut advised: Option<Duration> = None;
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => {
+                    let step = match command {
+                        None | Some(Command::Close) => {
+                            let frame = CloseFrame {
+                                code: WsCloseCode::Normal,
+                                reason: "client closed".into(),
+                            };
+                            let _ = socket.send(Message::Close(Some(frame))).await;
+                            return End::Stop;
+                        }
+                        Some(Command::Request { message, reply }) => {
+                            self.pending.insert(message.id(), Pending::Request(reply));
+                            self.send(&mut socket, &message).await
+                        }
+                        Some(Command::Subscribe { channel, since, reply }) => {
+                            let sub = self.subs.entry(channel.clone()).or_default();
+                            sub.waiters.push(reply);
+                            if since.is_some() {
+                                sub.position = since;
+                            }
+                            if sub.in_flight {
+                                Ok(())
+                            } else {
+                                self.send_subscribe(&mut socket, &channel).await
+                            }
+                        }
+                    };
+                    if let Err(end) = step {
+                        return end;
+                    }
+                }
+                () = sleep_until(refresh_at) => {
+                    refresh_at = Instant::now() + Duration::from_secs(3600);
+                    match self.tokens.token().await {
+                        Ok(token) => {
+                            let id = self.next_id();
+                            self.pending.insert(id, Pending::Refresh);
+                            if let Err(end) = self.send(&mut socket, &ClientMessage::Refresh { id, token }).await {
+                                return end;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "token provider failed; the server will close at expiry"),
+                    }
+                }
+                frame = socket.next() => {
+                    let message = match frame {
+                        Some(Ok(message)) => message,
+                        Some(Err(e)) => return End::Reconnect { code: None, reason: e.to_string(), advised },
+                        None => return End::Reconnect { code: None, reason: "connection closed".into(), advised },
+                    };
+                    if let Message::Close(frame) = &message {
+                        let code = frame.as_ref().map(|f| u16::from(f.code));
+                        let reason = frame.as_ref().map(|f| f.reason.to_string()).unwrap_or_default();
+                        let final_close = code
+                            .and_then(CloseCode::from_code)
+                            .is_some_and(|c| !c.should_reconnect());
+                        if final_close {
+                            self.emit(Event::Disconnected { code, reason, reconnect_in: None }).await;
+                            return End::Stop;
+                        }
+                        return End::Reconnect { code, reason, advised };
+                    }
+                    let Some(server) = decode(self.config.codec, &message) else {
+                        continue;
+                    };
+                    match server {
+                        ServerMessage::Reconnect { delay_ms, .. } => {
+                            advised = Some(Duration::from_millis(delay_ms));
+                        }
+                        ServerMessage::Refreshed { id, expires_at } => {
+                            self.pending.remove(&id);
+                            refresh_at = self.refresh_deadline(expires_at);
+                        }
+                        other => {
+                            if let Err(end) = self.on_server(&mut socket, other).await {
+                                return end;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// When to refresh a token that expires at `expires_at` (unix seconds).
+    fn refresh_deadline(&self, expires_at: u64) -> Instant {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let left = Duration::from_secs(expires_at.saturating_sub(now));
+        let before = self.config.refresh_before.min(left / 2);
+        Instant::now() + left.saturating_sub(before)
+    }
+
+    async fn on_server(&mut self, socket: &mut Socket, message: ServerMessage) -> Result<(), End> {
+        match message {
+            ServerMessage::Pub(publication) => self.on_publication(socket, publication).await,
+            ServerMessage::Resync { channel, .. } => {
+                if self.subs.get(&channel).is_some_and(|s| !s.in_flight) {
+                    self.send_subscribe(socket, &channel).await?;
+                }
+                Ok(())
+            }
+            ServerMessage::Subscribed {
+                id,
+                channel,
+                epoch,
+                offset,
+                recovered,
+                snapshot,
+            } => {
+                self.pending.remove(&id);
+                let position = StreamPosition { epoch, offset };
+                let Some(sub) = self.subs.get_mut(&channel) else {
+                    return Ok(());
+                };
+                sub.in_flight = false;
+                sub.position = Some(position.clone());
+                let subscribed = Subscribed {
+                    channel,
+                    position,
+                    recovered,
+                    snapshot,
+                    automatic: sub.automatic,
+                };
+                for waiter in sub.waiters.drain(..) {
+                    let _ = waiter.send(Ok(subscribed.clone()));
+                }
+                self.emit(Event::Subscribed(subscribed)).await;
+                Ok(())
+            }
+            ServerMessage::Error { id, code, message } => {
+                match id.and_then(|id| self.pending.remove(&id)) {
+                    Some(Pending::Request(reply)) => {
+                        let _ = reply.send(Err(ClientError::Server { code, message }));
+                    }
+                    Some(Pending::Subscribe { channel }) => {
+                        if let Some(mut sub) = self.subs.remove(&channel) {
+                            let error = ClientError::Server {
+                                code,
+                                message: message.clone(),
+                            };
+                            for waiter in sub.waiters.drain(..) {
+                                let _ = waiter.send(Err(error.clone()));
+                            }
+                        }
+                        self.emit(Event::Error { code, message }).await;
+                    }
+                    Some(Pending::Refresh) | None => {
+                        self.emit(Event::Error { code, message }).await;
+                    }
+                }
+                Ok(())
+            }
+            other => {
+                if let Some(Pending::Request(reply)) =
+                    other.reply_to().and_then(|id| self.pending.remove(&id))
+                {
+                    let _ = reply.send(Ok(other));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_publication(
+        &mut self,
+        socket: &mut Socket,
+        publication: Publication,
+    ) -> Result<(), End> {
+        let Some(sub) = self.subs.get_mut(&publication.channel) else {
+            return Ok(());
+        };
+        if sub.in_flight {
+            return Ok(()); // replayed after the subscribe reply
+        }
+        let Some(position) = &mut sub.position else {
+            return Ok(());
+        };
+        if position.epoch == publication.epoch && publication.offset <= position.offset {
+            return Ok(()); // duplicate
+        }
+        if position.epoch == publication.epoch && publication.offset == position.offset + 1 {
+            position.offset = publication.offset;
+            self.emit(Event::Publication(publication)).await;
+            return Ok(());
+        }
+        // A gap or a new epoch: ask for what we missed.
+        let channel = publication.channel;
+        self.send_subscribe(socket, &channel).await
+    }
+
+    async fn send_subscribe(&mut self, socket: &mut Socket, channel: &str) -> Result<(), End> {
+        let id = self.next_id();
+        let Some(sub) = self.subs.get_mut(channel) else {
+            return Ok(());
+        };
+        sub.in_flight = true;
+        sub.automatic = sub.waiters.is_empty();
+        let message = ClientMessage::Subscribe {
+            id,
+            channel: channel.to_owned(),
+            since: sub.position.clone(),
+        };
+        self.pending.insert(
+            id,
+            Pending::Subscribe {
+                channel: channel.to_owned(),
+            },
+        );
+        self.send(socket, &message).await
+    }
+
+    async fn send(&mut self, socket: &mut Socket, message: &ClientMessage) -> Result<(), End> {
+        let frame = match self.config.codec.encode(message) {
+            Ok(Frame::Text(text)) => Message::Text(text.into()),
+            Ok(Frame::Binary(bytes)) => Message::Binary(bytes.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode request");
+                return Ok(());
+            }
+        };
+        socket.send(frame).await.map_err(|e| End::Reconnect {
+            code: None,
+            reason: e.to_string(),
+            advised: None,
+        })
+    }
+}
+
+struct Welcome {
+    node: String,
+    inbox: String,
+    inbox_position: StreamPosition,
+    expires_at: u64,
+}
+
+fn decode(codec: Codec, message: &Message) -> Option<ServerMessage> {
+    let bytes: &[u8] = match message {
+        Message::Text(text) => text.as_bytes(),
+        Message::Binary(bytes) => bytes,
+        _ => return None,
+    };
+    match codec.decode::<ServerMessage>(bytes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable server message");
+            None
+        }
+    }
+}
+
+fn http_error(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> ClientError {
+    let body: Option<ErrorBody> = response
+        .body()
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok());
+    let status = response.status().as_u16();
+    match status {
+        401 => {
+            let body = body.unwrap_or_else(|| ErrorBody::new(ErrorCode::TokenInvalid, "401"));
+            ClientError::Unauthorized {
+                code: body.code,
+                message: body.message,
+            }
+        }
+        503 => ClientError::OverCapacity {
+            retry_after: response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        },
+        _ => ClientError::Connect(match body {
+            Some(b) => format!("HTTP {status}: {} ({})", b.message, b.code),
+            None => format!("HTTP {status}"),
+        }),
+    }
+}
