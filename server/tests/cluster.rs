@@ -1,0 +1,283 @@
+//! Several nodes on one Redis: cross-node delivery, a node killed under a live stream, and a
+//! Redis restart in the middle of a stream.
+
+mod common;
+
+use common::*;
+use marquee_client::{Client, ClientConfig, Event, Events, TokenProvider};
+use marquee_protocol::message::ResyncReason;
+use marquee_protocol::{Channel, ServerMessage};
+use marquee_server::config::Secret;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free loopback port (bound and released; a tiny race the tests can live with).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `marquee serve` process, killed (SIGKILL) when dropped.
+struct NodeProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeProcess {
+    async fn start(prefix: &str, redis_url: &str) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_marquee"))
+            .arg("serve")
+            .env("MARQUEE_LISTEN", addr.to_string())
+            .env("MARQUEE_JWT_SECRET", SECRET)
+            .env("REDIS_URL", redis_url)
+            .env("MARQUEE_REDIS_PREFIX", prefix)
+            .env("MARQUEE_NODE_ID", "proc-a")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("marquee binary runs");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                let ready = http(addr, "GET", "/ready", &[], None).await;
+                if ready.status == 200 {
+                    return Self { child, addr };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("node process did not become ready on {addr}");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn next_publication(events: &mut Events, channel: &str) -> u64 {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(15), events.next())
+            .await
+            .expect("an event in time")
+            .expect("client open");
+        if let Event::Publication(p) = event
+            && p.channel == channel
+        {
+            return p.data["n"].as_u64().unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_on_one_node_receives_what_is_published_on_another() {
+    let prefix = unique_prefix();
+    let a = TestNode::start(redis_config(&prefix)).await;
+    let b = TestNode::start(redis_config(&prefix)).await;
+    let mut on_a = Raw::connect(&a.ws_url(), &token("u1", &[])).await;
+    assert!(matches!(on_a.subscribe(1, "seats:x").await, ServerMessage::Subscribed { .. }));
+    let channel = Channel::parse("seats:x").unwrap();
+    for n in 1..=5 {
+        b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+    }
+    for n in 1..=5u64 {
+        let ServerMessage::Pub(p) = on_a.recv().await else { panic!("pub") };
+        assert_eq!((p.offset, p.data["n"].as_u64()), (n, Some(n)));
+    }
+    // The inbox of a user connected to A is reachable from B as well.
+    b.hub
+        .publish(&Channel::parse("inbox:u1").unwrap(), &json!({"result": "ok"}))
+        .await
+        .unwrap();
+    let ServerMessage::Pub(p) = on_a.recv().await else { panic!("pub") };
+    assert_eq!(p.channel, "inbox:u1");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn killing_a_node_moves_its_clients_to_another_with_nothing_lost_or_duplicated() {
+    let prefix = unique_prefix();
+    let mut a = NodeProcess::start(&prefix, &redis_url()).await;
+    let b = TestNode::start(redis_config(&prefix)).await;
+
+    let mut config =
+        ClientConfig::with_urls([format!("ws://{}/ws", a.addr), b.ws_url()]);
+    config.backoff_base = Duration::from_millis(50);
+    config.backoff_cap = Duration::from_millis(200);
+    let (client, mut events) =
+        Client::connect(config, TokenProvider::fixed(token("u1", &[]))).await.unwrap();
+    client.subscribe("seats:kill").await.unwrap();
+
+    let hub = b.hub.clone();
+    let total = 400u64;
+    let publisher = tokio::spawn(async move {
+        let channel = Channel::parse("seats:kill").unwrap();
+        for n in 1..=total {
+            hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+
+    let mut seen = Vec::new();
+    while seen.len() < 100 {
+        seen.push(next_publication(&mut events, "seats:kill").await);
+    }
+    a.kill(); // SIGKILL: no goodbye, no reconnect advice
+    while seen.len() < total as usize {
+        seen.push(next_publication(&mut events, "seats:kill").await);
+    }
+    publisher.await.unwrap();
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>(), "exact sequence across the kill");
+    client.close().await;
+    b.shutdown().await;
+}
+
+/// A private Redis on its own port, so restarting it disturbs no other test.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
+        redis.launch().await;
+        redis
+    }
+
+    async fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("private redis did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose() {
+    let mut redis = PrivateRedis::start().await;
+    let mut config = config();
+    config.redis_url = Some(Secret::new(redis.url()));
+    config.redis_prefix = unique_prefix();
+    let node = TestNode::start(config).await;
+    let channel = Channel::parse("seats:r").unwrap();
+
+    let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
+    let ServerMessage::Subscribed { epoch: old_epoch, .. } = raw.subscribe(1, "seats:r").await
+    else {
+        panic!("subscribed")
+    };
+    let mut sdk_config = ClientConfig::new(node.ws_url());
+    sdk_config.backoff_base = Duration::from_millis(50);
+    let (client, mut events) =
+        Client::connect(sdk_config, TokenProvider::fixed(token("u2", &[]))).await.unwrap();
+    client.subscribe("seats:r").await.unwrap();
+
+    for n in 1..=3 {
+        node.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+    }
+    for n in 1..=3 {
+        assert_eq!(next_publication(&mut events, "seats:r").await, n);
+        let ServerMessage::Pub(p) = raw.recv().await else { panic!("pub") };
+        assert_eq!(p.data["n"], n);
+    }
+
+    redis.stop();
+    // While Redis is down a publisher is told so: nothing is accepted and then lost.
+    assert!(node.hub.publish(&channel, &json!({ "n": 0 })).await.is_err());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.launch().await;
+
+    // The raw client is told plainly to resync every channel (its inbox too).
+    let mut resynced = Vec::new();
+    while resynced.len() < 2 {
+        match raw.recv().await {
+            ServerMessage::Resync { channel, reason } => {
+                assert_eq!(reason, ResyncReason::StreamInterrupted);
+                resynced.push(channel);
+            }
+            other => panic!("expected a resync, got {other:?}"),
+        }
+    }
+    resynced.sort();
+    assert_eq!(resynced, ["inbox:u1", "seats:r"]);
+    // The SDK resubscribes by itself; Redis lost the history, so it is not recovered.
+    let verdict = loop {
+        match tokio::time::timeout(Duration::from_secs(15), events.next()).await.unwrap() {
+            Some(Event::Subscribed(s)) if s.channel == "seats:r" => break s,
+            Some(Event::Publication(p)) if p.channel == "seats:r" => {
+                panic!("a publication before the resync verdict: {p:?}")
+            }
+            Some(_) => {}
+            None => panic!("client closed"),
+        }
+    };
+    assert!(verdict.automatic);
+    assert!(!verdict.recovered, "the old epoch is gone with Redis' data");
+    assert_ne!(verdict.position.epoch, old_epoch, "a new epoch after the data loss");
+
+    // Publishing works again, and new messages flow to the resubscribed client.
+    let mut published = None;
+    for _ in 0..100 {
+        match node.hub.publish(&channel, &json!({ "n": 100 })).await {
+            Ok(p) => {
+                published = Some(p);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let published = published.expect("publishing resumes after Redis is back");
+    assert_eq!(published.epoch, verdict.position.epoch);
+    assert_eq!(next_publication(&mut events, "seats:r").await, 100);
+    client.close().await;
+    node.shutdown().await;
+}
