@@ -248,7 +248,10 @@ impl Client {
         let (reply, rx) = oneshot::channel();
         let message = build(self.next_id());
         let command = Command::Request { message, reply };
-        self.tx.send(command).await.map_err(|_| ClientError::Closed)?;
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| ClientError::Closed)?;
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ClientError::Closed),
@@ -282,7 +285,10 @@ impl Client {
             since,
             reply,
         };
-        self.tx.send(command).await.map_err(|_| ClientError::Closed)?;
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| ClientError::Closed)?;
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ClientError::Closed),

@@ -27,9 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -236,8 +236,7 @@ impl Driver {
             .read_buffer_size(16 * 1024)
             .write_buffer_size(0)
             .max_message_size(Some(16 << 20));
-        let attempt =
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
         let (mut socket, _) = match tokio::time::timeout(self.config.connect_timeout, attempt).await
         {
             Err(_) => return Err(ClientError::Connect("timed out".into())),

@@ -37,9 +37,8 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (any::<u64>(), ".{0,40}", prop::option::of(position())).prop_map(
-            |(id, channel, since)| ClientMessage::Subscribe { id, channel, since }
-        ),
+        (any::<u64>(), ".{0,40}", prop::option::of(position()))
+            .prop_map(|(id, channel, since)| ClientMessage::Subscribe { id, channel, since }),
         (any::<u64>(), ".{0,40}")
             .prop_map(|(id, channel)| ClientMessage::Unsubscribe { id, channel }),
         (any::<u64>(), ".{0,200}").prop_map(|(id, token)| ClientMessage::Refresh { id, token }),

@@ -55,8 +55,10 @@ impl ApiError {
             AuthError::Missing => r#"Bearer realm="marquee""#,
             _ => r#"Bearer realm="marquee", error="invalid_token""#,
         };
-        Self::new(StatusCode::UNAUTHORIZED, error.code(), error.to_string())
-            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge))
+        Self::new(StatusCode::UNAUTHORIZED, error.code(), error.to_string()).with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        )
     }
 
     /// 503 with a jittered `Retry-After` of 1 to 5 seconds, so refused clients do not return
@@ -64,8 +66,12 @@ impl ApiError {
     pub fn over_capacity(message: &str) -> Self {
         METRICS.connections_refused.increment(1);
         let retry_after = rand::random_range(1..=5u32);
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::OverCapacity, message)
-            .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::OverCapacity,
+            message,
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
     }
 }
 
@@ -128,7 +134,9 @@ impl Admission {
     /// Takes a connection slot, or refuses with 503.
     pub fn admit(&self) -> Result<Permit, ApiError> {
         if self.rate.check().is_err() {
-            return Err(ApiError::over_capacity("too many new connections; retry later"));
+            return Err(ApiError::over_capacity(
+                "too many new connections; retry later",
+            ));
         }
         let taken = self.active.fetch_add(1, Ordering::AcqRel);
         let permit = Permit(self.active.clone());
@@ -213,7 +221,11 @@ async fn upgrade(
     let permit = state.admission.admit()?;
     let identity = authenticate(&state.verifier, &headers, &uri)?;
     let ws = ws.map_err(|r| {
-        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, r.body_text())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            r.body_text(),
+        )
     })?;
     let requested = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -330,16 +342,25 @@ async fn publish(
         ));
     }
     let AppJson(request) = body?;
-    let channel = Channel::parse(&request.channel)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, e.to_string()))?;
-    let position = state.hub.publish(&channel, &request.data).await.map_err(|e| {
-        tracing::warn!(error = %e, "publish failed");
+    let channel = Channel::parse(&request.channel).map_err(|e| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "the channel engine is unavailable",
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            e.to_string(),
         )
     })?;
+    let position = state
+        .hub
+        .publish(&channel, &request.data)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "publish failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the channel engine is unavailable",
+            )
+        })?;
     Ok(Json(Published {
         channel: request.channel,
         epoch: position.epoch,

@@ -183,7 +183,11 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// Builds a verifier from the node configuration.
     pub fn from_config(config: &Config) -> Result<Self, KeyError> {
-        let algorithm = match (config.jwt_algorithm, &config.jwt_secret, &config.jwt_public_key) {
+        let algorithm = match (
+            config.jwt_algorithm,
+            &config.jwt_secret,
+            &config.jwt_public_key,
+        ) {
             (Some(alg), _, _) => alg,
             (None, Some(_), _) => JwtAlgorithm::Hs256,
             (None, None, Some(_)) => JwtAlgorithm::Rs256,
@@ -250,8 +254,7 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| classify(e.kind()))?;
         let claims = data.claims;
-        if claims.sub.is_empty() || Channel::inbox(claims.tenant.as_deref(), &claims.sub).is_err()
-        {
+        if claims.sub.is_empty() || Channel::inbox(claims.tenant.as_deref(), &claims.sub).is_err() {
             // The user id must be usable as a channel id; anything else is a bad claim.
             return Err(AuthError::Claims);
         }

@@ -1,9 +1,9 @@
 //! `marquee demo`: one node on the memory engine, with ready-made tokens, so a person can watch
 //! live messages within a minute of cloning the repository.
 
+use crate::Node;
 use crate::auth::{Claims, now_secs, sign_hs256};
 use crate::config::Config;
-use crate::Node;
 use marquee_protocol::Channel;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,7 +65,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             tick.tick().await;
             let row = (b'A' + rand::random_range(0..10u8)) as char;
             let seat = rand::random_range(1..=30u32);
-            let state = if rand::random::<bool>() { "held" } else { "available" };
+            let state = if rand::random::<bool>() {
+                "held"
+            } else {
+                "available"
+            };
             let data = serde_json::json!({"seat": format!("{row}-{seat}"), "state": state});
             if let Err(e) = hub.publish(&channel, &data).await {
                 tracing::warn!(error = %e, "demo publish failed");

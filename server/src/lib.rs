@@ -175,7 +175,10 @@ impl Node {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(?deadline, "shutdown deadline passed with connections still open");
+            tracing::warn!(
+                ?deadline,
+                "shutdown deadline passed with connections still open"
+            );
         }
         Ok(())
     }

@@ -29,12 +29,15 @@ fn unsigned_token() -> String {
 
 /// Minimal base64url without padding, to forge tokens by hand.
 mod base64_url {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     pub fn encode(input: &[u8]) -> String {
         let mut out = String::new();
         for chunk in input.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..=chunk.len() {
                 out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -43,6 +46,9 @@ mod base64_url {
         out
     }
 }
+
+/// A refusal case: name, headers, expected status, expected code.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, u16, &'a str);
 
 #[tokio::test]
 async fn every_bad_token_is_refused_before_the_upgrade_with_its_code() {
@@ -93,19 +99,74 @@ async fn every_bad_token_is_refused_before_the_upgrade_with_its_code() {
     };
     let none = unsigned_token();
 
-    let cases: Vec<(&str, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("missing", vec![], 401, "token_missing"),
-        ("not a jwt", vec![("authorization", bearer("abc"))], 401, "token_malformed"),
-        ("garbage segments", vec![("authorization", bearer("a.b.c"))], 401, "token_malformed"),
-        ("wrong secret", vec![("authorization", bearer(&wrong_secret))], 401, "token_invalid"),
-        ("tampered claims", vec![("authorization", bearer(&tampered))], 401, "token_invalid"),
-        ("alg none", vec![("authorization", bearer(&none))], 401, "token_invalid"),
-        ("other algorithm", vec![("authorization", bearer(&hs384))], 401, "token_invalid"),
-        ("expired", vec![("authorization", bearer(&expired))], 401, "token_expired"),
-        ("not yet valid", vec![("authorization", bearer(&not_yet))], 401, "token_not_yet_valid"),
-        ("wrong issuer", vec![("authorization", bearer(&wrong_issuer))], 401, "token_invalid"),
-        ("no issuer", vec![("authorization", bearer(&no_issuer))], 401, "token_invalid"),
-        ("wrong audience", vec![("authorization", bearer(&wrong_audience))], 401, "token_invalid"),
+        (
+            "not a jwt",
+            vec![("authorization", bearer("abc"))],
+            401,
+            "token_malformed",
+        ),
+        (
+            "garbage segments",
+            vec![("authorization", bearer("a.b.c"))],
+            401,
+            "token_malformed",
+        ),
+        (
+            "wrong secret",
+            vec![("authorization", bearer(&wrong_secret))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "tampered claims",
+            vec![("authorization", bearer(&tampered))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "alg none",
+            vec![("authorization", bearer(&none))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "other algorithm",
+            vec![("authorization", bearer(&hs384))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "expired",
+            vec![("authorization", bearer(&expired))],
+            401,
+            "token_expired",
+        ),
+        (
+            "not yet valid",
+            vec![("authorization", bearer(&not_yet))],
+            401,
+            "token_not_yet_valid",
+        ),
+        (
+            "wrong issuer",
+            vec![("authorization", bearer(&wrong_issuer))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "no issuer",
+            vec![("authorization", bearer(&no_issuer))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "wrong audience",
+            vec![("authorization", bearer(&wrong_audience))],
+            401,
+            "token_invalid",
+        ),
         ("bad query token", vec![], 401, "token_malformed"),
     ];
     let mut bodies = Vec::new();
@@ -119,7 +180,9 @@ async fn every_bad_token_is_refused_before_the_upgrade_with_its_code() {
         assert_eq!(response.status, status, "{name}: {}", response.body);
         assert_eq!(response.json()["code"], code, "{name}");
         assert!(
-            response.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")),
+            response
+                .header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")),
             "{name}: 401 carries a Bearer challenge"
         );
         bodies.push(format!("{name}: {}", response.body));
@@ -129,8 +192,12 @@ async fn every_bad_token_is_refused_before_the_upgrade_with_its_code() {
     // The right token works, from the header and from the query string.
     let valid = sign(&|_| {});
     let mut raw = Raw::connect(&node.ws_url(), &valid).await;
-    raw.send(&marquee_protocol::ClientMessage::Ping { id: 1 }).await;
-    assert_eq!(raw.recv().await, marquee_protocol::ServerMessage::Pong { id: 1 });
+    raw.send(&marquee_protocol::ClientMessage::Ping { id: 1 })
+        .await;
+    assert_eq!(
+        raw.recv().await,
+        marquee_protocol::ServerMessage::Pong { id: 1 }
+    );
     let (socket, _) =
         tokio_tungstenite::connect_async(format!("{}?access_token={valid}", node.ws_url()))
             .await
@@ -145,7 +212,11 @@ async fn an_eddsa_node_accepts_its_key_and_refuses_a_shared_secret_token() {
     config.jwt_secret = None;
     config.jwt_algorithm = Some(JwtAlgorithm::EdDsa);
     config.jwt_public_key = Some(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ed25519-test-public.pem").into(),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ed25519-test-public.pem"
+        )
+        .into(),
     );
     let node = TestNode::start(config).await;
     let private = include_bytes!("fixtures/ed25519-test-private.pem");

@@ -15,7 +15,11 @@ use std::time::Duration;
 
 /// A free loopback port (bound and released; a tiny race the tests can live with).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `marquee serve` process, killed (SIGKILL) when dropped.
@@ -27,7 +31,7 @@ struct NodeProcess {
 impl NodeProcess {
     async fn start(prefix: &str, redis_url: &str) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_marquee"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_marquee"))
             .arg("serve")
             .env("MARQUEE_LISTEN", addr.to_string())
             .env("MARQUEE_JWT_SECRET", SECRET)
@@ -48,6 +52,8 @@ impl NodeProcess {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("node process did not become ready on {addr}");
     }
 
@@ -83,21 +89,31 @@ async fn a_client_on_one_node_receives_what_is_published_on_another() {
     let a = TestNode::start(redis_config(&prefix)).await;
     let b = TestNode::start(redis_config(&prefix)).await;
     let mut on_a = Raw::connect(&a.ws_url(), &token("u1", &[])).await;
-    assert!(matches!(on_a.subscribe(1, "seats:x").await, ServerMessage::Subscribed { .. }));
+    assert!(matches!(
+        on_a.subscribe(1, "seats:x").await,
+        ServerMessage::Subscribed { .. }
+    ));
     let channel = Channel::parse("seats:x").unwrap();
     for n in 1..=5 {
         b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
     }
     for n in 1..=5u64 {
-        let ServerMessage::Pub(p) = on_a.recv().await else { panic!("pub") };
+        let ServerMessage::Pub(p) = on_a.recv().await else {
+            panic!("pub")
+        };
         assert_eq!((p.offset, p.data["n"].as_u64()), (n, Some(n)));
     }
     // The inbox of a user connected to A is reachable from B as well.
     b.hub
-        .publish(&Channel::parse("inbox:u1").unwrap(), &json!({"result": "ok"}))
+        .publish(
+            &Channel::parse("inbox:u1").unwrap(),
+            &json!({"result": "ok"}),
+        )
         .await
         .unwrap();
-    let ServerMessage::Pub(p) = on_a.recv().await else { panic!("pub") };
+    let ServerMessage::Pub(p) = on_a.recv().await else {
+        panic!("pub")
+    };
     assert_eq!(p.channel, "inbox:u1");
     a.shutdown().await;
     b.shutdown().await;
@@ -109,12 +125,12 @@ async fn killing_a_node_moves_its_clients_to_another_with_nothing_lost_or_duplic
     let mut a = NodeProcess::start(&prefix, &redis_url()).await;
     let b = TestNode::start(redis_config(&prefix)).await;
 
-    let mut config =
-        ClientConfig::with_urls([format!("ws://{}/ws", a.addr), b.ws_url()]);
+    let mut config = ClientConfig::with_urls([format!("ws://{}/ws", a.addr), b.ws_url()]);
     config.backoff_base = Duration::from_millis(50);
     config.backoff_cap = Duration::from_millis(200);
-    let (client, mut events) =
-        Client::connect(config, TokenProvider::fixed(token("u1", &[]))).await.unwrap();
+    let (client, mut events) = Client::connect(config, TokenProvider::fixed(token("u1", &[])))
+        .await
+        .unwrap();
     client.subscribe("seats:kill").await.unwrap();
 
     let hub = b.hub.clone();
@@ -136,7 +152,11 @@ async fn killing_a_node_moves_its_clients_to_another_with_nothing_lost_or_duplic
         seen.push(next_publication(&mut events, "seats:kill").await);
     }
     publisher.await.unwrap();
-    assert_eq!(seen, (1..=total).collect::<Vec<_>>(), "exact sequence across the kill");
+    assert_eq!(
+        seen,
+        (1..=total).collect::<Vec<_>>(),
+        "exact sequence across the kill"
+    );
     client.close().await;
     b.shutdown().await;
 }
@@ -175,7 +195,10 @@ impl PrivateRedis {
             .expect("redis-server is installed");
         self.child = Some(child);
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -211,28 +234,41 @@ async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose
     let channel = Channel::parse("seats:r").unwrap();
 
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
-    let ServerMessage::Subscribed { epoch: old_epoch, .. } = raw.subscribe(1, "seats:r").await
+    let ServerMessage::Subscribed {
+        epoch: old_epoch, ..
+    } = raw.subscribe(1, "seats:r").await
     else {
         panic!("subscribed")
     };
     let mut sdk_config = ClientConfig::new(node.ws_url());
     sdk_config.backoff_base = Duration::from_millis(50);
-    let (client, mut events) =
-        Client::connect(sdk_config, TokenProvider::fixed(token("u2", &[]))).await.unwrap();
+    let (client, mut events) = Client::connect(sdk_config, TokenProvider::fixed(token("u2", &[])))
+        .await
+        .unwrap();
     client.subscribe("seats:r").await.unwrap();
 
     for n in 1..=3 {
-        node.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+        node.hub
+            .publish(&channel, &json!({ "n": n }))
+            .await
+            .unwrap();
     }
     for n in 1..=3 {
         assert_eq!(next_publication(&mut events, "seats:r").await, n);
-        let ServerMessage::Pub(p) = raw.recv().await else { panic!("pub") };
+        let ServerMessage::Pub(p) = raw.recv().await else {
+            panic!("pub")
+        };
         assert_eq!(p.data["n"], n);
     }
 
     redis.stop();
     // While Redis is down a publisher is told so: nothing is accepted and then lost.
-    assert!(node.hub.publish(&channel, &json!({ "n": 0 })).await.is_err());
+    assert!(
+        node.hub
+            .publish(&channel, &json!({ "n": 0 }))
+            .await
+            .is_err()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.launch().await;
 
@@ -251,7 +287,10 @@ async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose
     assert_eq!(resynced, ["inbox:u1", "seats:r"]);
     // The SDK resubscribes by itself; Redis lost the history, so it is not recovered.
     let verdict = loop {
-        match tokio::time::timeout(Duration::from_secs(15), events.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(15), events.next())
+            .await
+            .unwrap()
+        {
             Some(Event::Subscribed(s)) if s.channel == "seats:r" => break s,
             Some(Event::Publication(p)) if p.channel == "seats:r" => {
                 panic!("a publication before the resync verdict: {p:?}")
@@ -262,7 +301,10 @@ async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose
     };
     assert!(verdict.automatic);
     assert!(!verdict.recovered, "the old epoch is gone with Redis' data");
-    assert_ne!(verdict.position.epoch, old_epoch, "a new epoch after the data loss");
+    assert_ne!(
+        verdict.position.epoch, old_epoch,
+        "a new epoch after the data loss"
+    );
 
     // Publishing works again, and new messages flow to the resubscribed client.
     let mut published = None;

@@ -4,12 +4,12 @@
 mod common;
 
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::{Channel, ClientMessage, Codec, ErrorCode, ServerMessage};
 use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-use futures_util::{SinkExt, StreamExt};
 
 fn error_code(msg: &ServerMessage) -> (Option<u64>, ErrorCode) {
     match msg {
@@ -27,16 +27,29 @@ async fn malformed_frames_and_unknown_types_get_bad_request_and_the_connection_s
     assert_eq!(error_code(&raw.recv().await), (None, ErrorCode::BadRequest));
 
     raw.send_text(r#"{"type":"teleport","id":41}"#).await;
-    assert_eq!(error_code(&raw.recv().await), (Some(41), ErrorCode::BadRequest));
+    assert_eq!(
+        error_code(&raw.recv().await),
+        (Some(41), ErrorCode::BadRequest)
+    );
 
     raw.send_text(r#"{"type":"subscribe","id":42}"#).await;
-    assert_eq!(error_code(&raw.recv().await), (Some(42), ErrorCode::BadRequest));
+    assert_eq!(
+        error_code(&raw.recv().await),
+        (Some(42), ErrorCode::BadRequest)
+    );
 
-    raw.send_text(r#"{"type":"subscribe","id":43,"channel":"rooms:1"}"#).await;
-    assert_eq!(error_code(&raw.recv().await), (Some(43), ErrorCode::BadRequest));
+    raw.send_text(r#"{"type":"subscribe","id":43,"channel":"rooms:1"}"#)
+        .await;
+    assert_eq!(
+        error_code(&raw.recv().await),
+        (Some(43), ErrorCode::BadRequest)
+    );
 
     // A binary frame on the JSON sub-protocol.
-    raw.socket.send(Message::binary(vec![0x81, 0xa1, 0x61])).await.unwrap();
+    raw.socket
+        .send(Message::binary(vec![0x81, 0xa1, 0x61]))
+        .await
+        .unwrap();
     assert_eq!(error_code(&raw.recv().await), (None, ErrorCode::BadRequest));
 
     raw.send(&ClientMessage::Ping { id: 44 }).await;
@@ -49,9 +62,19 @@ async fn msgpack_clients_get_the_same_answers_in_binary_frames() {
     let node = TestNode::start(config()).await;
     let mut raw = Raw::connect_with(&node.ws_url(), &token("u1", &[]), Codec::MsgPack).await;
     let reply = raw.subscribe(1, "seats:e1").await;
-    assert!(matches!(reply, ServerMessage::Subscribed { id: 1, recovered: false, .. }));
+    assert!(matches!(
+        reply,
+        ServerMessage::Subscribed {
+            id: 1,
+            recovered: false,
+            ..
+        }
+    ));
     node.hub
-        .publish(&Channel::parse("seats:e1").unwrap(), &json!({"seat": "A-1"}))
+        .publish(
+            &Channel::parse("seats:e1").unwrap(),
+            &json!({"seat": "A-1"}),
+        )
         .await
         .unwrap();
     match raw.recv().await {
@@ -82,21 +105,46 @@ async fn private_and_role_channels_are_forbidden_to_others() {
     let mut buyer = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
     for (id, channel) in [(1, "inbox:u2"), (2, "admin:onsale1"), (3, "gate:e1")] {
         let reply = buyer.subscribe(id, channel).await;
-        assert_eq!(error_code(&reply), (Some(id), ErrorCode::Forbidden), "{channel}");
+        assert_eq!(
+            error_code(&reply),
+            (Some(id), ErrorCode::Forbidden),
+            "{channel}"
+        );
     }
     // Its own inbox, public channels, and role channels with the role are fine.
-    assert!(matches!(buyer.subscribe(4, "inbox:u1").await, ServerMessage::Subscribed { .. }));
-    assert!(matches!(buyer.subscribe(5, "queue:o1").await, ServerMessage::Subscribed { .. }));
+    assert!(matches!(
+        buyer.subscribe(4, "inbox:u1").await,
+        ServerMessage::Subscribed { .. }
+    ));
+    assert!(matches!(
+        buyer.subscribe(5, "queue:o1").await,
+        ServerMessage::Subscribed { .. }
+    ));
     let mut staff = Raw::connect(&node.ws_url(), &token("staff", &["admin", "gate"])).await;
-    assert!(matches!(staff.subscribe(1, "admin:onsale1").await, ServerMessage::Subscribed { .. }));
-    assert!(matches!(staff.subscribe(2, "gate:e1").await, ServerMessage::Subscribed { .. }));
-    assert_eq!(error_code(&staff.subscribe(3, "inbox:u1").await), (Some(3), ErrorCode::Forbidden));
+    assert!(matches!(
+        staff.subscribe(1, "admin:onsale1").await,
+        ServerMessage::Subscribed { .. }
+    ));
+    assert!(matches!(
+        staff.subscribe(2, "gate:e1").await,
+        ServerMessage::Subscribed { .. }
+    ));
+    assert_eq!(
+        error_code(&staff.subscribe(3, "inbox:u1").await),
+        (Some(3), ErrorCode::Forbidden)
+    );
 
     // Unsubscribing from something never subscribed is an error, not a silent success.
     buyer
-        .send(&ClientMessage::Unsubscribe { id: 9, channel: "seats:zz".into() })
+        .send(&ClientMessage::Unsubscribe {
+            id: 9,
+            channel: "seats:zz".into(),
+        })
         .await;
-    assert_eq!(error_code(&buyer.recv().await), (Some(9), ErrorCode::NotSubscribed));
+    assert_eq!(
+        error_code(&buyer.recv().await),
+        (Some(9), ErrorCode::NotSubscribed)
+    );
     node.shutdown().await;
 }
 
@@ -106,14 +154,23 @@ async fn the_subscription_cap_is_enforced() {
     config.max_subscriptions = 3; // the inbox counts
     let node = TestNode::start(config).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
-    assert!(matches!(raw.subscribe(1, "seats:a").await, ServerMessage::Subscribed { .. }));
-    assert!(matches!(raw.subscribe(2, "seats:b").await, ServerMessage::Subscribed { .. }));
+    assert!(matches!(
+        raw.subscribe(1, "seats:a").await,
+        ServerMessage::Subscribed { .. }
+    ));
+    assert!(matches!(
+        raw.subscribe(2, "seats:b").await,
+        ServerMessage::Subscribed { .. }
+    ));
     assert_eq!(
         error_code(&raw.subscribe(3, "seats:c").await),
         (Some(3), ErrorCode::TooManySubscriptions)
     );
     // Resubscribing an existing channel is not a new subscription.
-    assert!(matches!(raw.subscribe(4, "seats:a").await, ServerMessage::Subscribed { .. }));
+    assert!(matches!(
+        raw.subscribe(4, "seats:a").await,
+        ServerMessage::Subscribed { .. }
+    ));
     node.shutdown().await;
 }
 
@@ -129,11 +186,18 @@ async fn flooding_gets_rate_limited_then_closed_with_4003() {
         raw.send(&ClientMessage::Ping { id }).await;
     }
     let (close, seen) = raw.until_close(Duration::from_secs(5)).await;
-    let pongs = seen.iter().filter(|m| matches!(m, ServerMessage::Pong { .. })).count();
+    let pongs = seen
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Pong { .. }))
+        .count();
     let limited: Vec<_> = seen
         .iter()
         .filter_map(|m| match m {
-            ServerMessage::Error { id, code: ErrorCode::RateLimited, .. } => *id,
+            ServerMessage::Error {
+                id,
+                code: ErrorCode::RateLimited,
+                ..
+            } => *id,
             _ => None,
         })
         .collect();
@@ -161,12 +225,18 @@ async fn a_reader_that_falls_behind_on_results_is_closed_as_a_slow_consumer() {
     config.write_timeout = Duration::from_secs(5);
     let node = TestNode::start(config).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
-    assert!(matches!(raw.subscribe(1, "queue:o1").await, ServerMessage::Subscribed { .. }));
+    assert!(matches!(
+        raw.subscribe(1, "queue:o1").await,
+        ServerMessage::Subscribed { .. }
+    ));
     // The client stops reading while 32 MB are published; socket buffers fill, then the queue.
     flood(&node, "queue:o1", 2000, 16 * 1024).await;
     let (close, seen) = raw.until_close(Duration::from_secs(30)).await;
     assert_eq!(close.map(|c| u16::from(c.code)), Some(4002));
-    let delivered = seen.iter().filter(|m| matches!(m, ServerMessage::Pub(_))).count();
+    let delivered = seen
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Pub(_)))
+        .count();
     assert!(delivered < 2000, "the connection was cut before the end");
     node.shutdown().await;
 }
@@ -178,7 +248,11 @@ async fn a_reader_that_falls_behind_on_seat_deltas_is_told_to_resync_and_recover
     config.history_size = 5000;
     let node = TestNode::start(config).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
-    let ServerMessage::Subscribed { epoch, offset: start, .. } = raw.subscribe(1, "seats:e1").await
+    let ServerMessage::Subscribed {
+        epoch,
+        offset: start,
+        ..
+    } = raw.subscribe(1, "seats:e1").await
     else {
         panic!("subscribed");
     };
@@ -194,7 +268,10 @@ async fn a_reader_that_falls_behind_on_seat_deltas_is_told_to_resync_and_recover
                 last = p.offset;
             }
             ServerMessage::Resync { channel, reason } => {
-                assert_eq!((channel.as_str(), reason), ("seats:e1", ResyncReason::SlowConsumer));
+                assert_eq!(
+                    (channel.as_str(), reason),
+                    ("seats:e1", ResyncReason::SlowConsumer)
+                );
                 break;
             }
             other => panic!("unexpected {other:?}"),
@@ -210,7 +287,9 @@ async fn a_reader_that_falls_behind_on_seat_deltas_is_told_to_resync_and_recover
     .await;
     loop {
         match raw.recv().await {
-            ServerMessage::Subscribed { id: 2, recovered, .. } => {
+            ServerMessage::Subscribed {
+                id: 2, recovered, ..
+            } => {
                 assert!(recovered);
                 break;
             }
@@ -242,18 +321,37 @@ async fn a_lapsed_token_closes_with_4001_unless_refreshed() {
     // Refreshed in time: still open after the first expiry.
     let mut refreshed = Raw::connect(&node.ws_url(), &token_with("u1", &[], 2)).await;
     refreshed
-        .send(&ClientMessage::Refresh { id: 1, token: token_with("u2", &[], 60) })
+        .send(&ClientMessage::Refresh {
+            id: 1,
+            token: token_with("u2", &[], 60),
+        })
         .await;
     let (id, code) = error_code(&refreshed.recv().await);
-    assert_eq!((id, code), (Some(1), ErrorCode::TokenInvalid), "another user's token is refused");
+    assert_eq!(
+        (id, code),
+        (Some(1), ErrorCode::TokenInvalid),
+        "another user's token is refused"
+    );
     refreshed
-        .send(&ClientMessage::Refresh { id: 2, token: token_with("u1", &[], -10) })
+        .send(&ClientMessage::Refresh {
+            id: 2,
+            token: token_with("u1", &[], -10),
+        })
         .await;
-    assert_eq!(error_code(&refreshed.recv().await), (Some(2), ErrorCode::TokenExpired));
+    assert_eq!(
+        error_code(&refreshed.recv().await),
+        (Some(2), ErrorCode::TokenExpired)
+    );
     refreshed
-        .send(&ClientMessage::Refresh { id: 3, token: token_with("u1", &[], 60) })
+        .send(&ClientMessage::Refresh {
+            id: 3,
+            token: token_with("u1", &[], 60),
+        })
         .await;
-    assert!(matches!(refreshed.recv().await, ServerMessage::Refreshed { id: 3, .. }));
+    assert!(matches!(
+        refreshed.recv().await,
+        ServerMessage::Refreshed { id: 3, .. }
+    ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     refreshed.send(&ClientMessage::Ping { id: 4 }).await;
     assert_eq!(refreshed.recv().await, ServerMessage::Pong { id: 4 });

@@ -57,7 +57,10 @@ fn data(i: u64) -> Bytes {
 
 async fn memory(limits: HistoryLimits) -> (Arc<MemoryEngine>, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
-    (Arc::new(MemoryEngine::new(limits, recorder.clone())), recorder)
+    (
+        Arc::new(MemoryEngine::new(limits, recorder.clone())),
+        recorder,
+    )
 }
 
 async fn redis(limits: HistoryLimits) -> (Arc<RedisEngine>, Arc<Recorder>) {
@@ -87,7 +90,10 @@ async fn offsets_are_contiguous_and_delivered_in_order<E: ChannelEngine>(e: &E, 
         positions.iter().map(|p| p.offset).collect::<Vec<_>>(),
         (1..=50).collect::<Vec<_>>()
     );
-    assert_eq!(rec.wait_for("seats:a", 50).await, (1..=50).collect::<Vec<_>>());
+    assert_eq!(
+        rec.wait_for("seats:a", 50).await,
+        (1..=50).collect::<Vec<_>>()
+    );
     let payloads: Vec<Bytes> = rec
         .delivered
         .lock()
@@ -106,7 +112,12 @@ async fn concurrent_publishers_never_share_an_offset<E: ChannelEngine>(e: Arc<E>
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             for i in 0..25 {
-                mine.push(e.publish("queue:c", data(t * 100 + i)).await.unwrap().offset);
+                mine.push(
+                    e.publish("queue:c", data(t * 100 + i))
+                        .await
+                        .unwrap()
+                        .offset,
+                );
             }
             mine
         }));
@@ -131,7 +142,10 @@ async fn history_replays_exactly_what_follows_since<E: ChannelEngine>(e: &E) {
     let since = StreamPosition::new(now.position.epoch.clone(), 6);
     let h = e.history("seats:h", Some(&since)).await.unwrap();
     assert!(h.recovered);
-    assert_eq!(h.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [7, 8, 9, 10]);
+    assert_eq!(
+        h.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
+        [7, 8, 9, 10]
+    );
     assert_eq!(h.publications[0].data, data(7));
 
     let at_top = StreamPosition::new(now.position.epoch.clone(), 10);
@@ -146,15 +160,27 @@ async fn a_position_history_no_longer_covers_is_not_recovered<E: ChannelEngine>(
         e.publish("seats:g", data(i)).await.unwrap();
     }
     let epoch = e.history("seats:g", None).await.unwrap().position.epoch;
-    let covered = e.history("seats:g", Some(&StreamPosition::new(epoch.clone(), 7))).await.unwrap();
+    let covered = e
+        .history("seats:g", Some(&StreamPosition::new(epoch.clone(), 7)))
+        .await
+        .unwrap();
     assert!(covered.recovered);
     assert_eq!(covered.publications.len(), 5);
-    let gone = e.history("seats:g", Some(&StreamPosition::new(epoch.clone(), 6))).await.unwrap();
+    let gone = e
+        .history("seats:g", Some(&StreamPosition::new(epoch.clone(), 6)))
+        .await
+        .unwrap();
     assert!(!gone.recovered);
     assert!(gone.publications.is_empty());
     assert_eq!(gone.position.offset, 12);
-    let future = e.history("seats:g", Some(&StreamPosition::new(epoch, 99))).await.unwrap();
-    assert!(!future.recovered, "a position from the future is not trusted");
+    let future = e
+        .history("seats:g", Some(&StreamPosition::new(epoch, 99)))
+        .await
+        .unwrap();
+    assert!(
+        !future.recovered,
+        "a position from the future is not trusted"
+    );
 }
 
 async fn another_epoch_is_never_recovered<E: ChannelEngine>(e: &E) {
@@ -182,9 +208,19 @@ async fn a_fresh_channel_has_a_stable_epoch_at_offset_zero<E: ChannelEngine>(e: 
 async fn messages_older_than_the_ttl_are_not_recoverable<E: ChannelEngine>(e: &E) {
     let first = e.publish("seats:ttl", data(1)).await.unwrap();
     let since = StreamPosition::new(first.epoch.clone(), 0);
-    assert!(e.history("seats:ttl", Some(&since)).await.unwrap().recovered);
+    assert!(
+        e.history("seats:ttl", Some(&since))
+            .await
+            .unwrap()
+            .recovered
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!e.history("seats:ttl", Some(&since)).await.unwrap().recovered);
+    assert!(
+        !e.history("seats:ttl", Some(&since))
+            .await
+            .unwrap()
+            .recovered
+    );
 }
 
 macro_rules! conformance {
@@ -271,9 +307,14 @@ async fn a_lost_store_starts_a_new_epoch_and_old_positions_are_not_recovered() {
     // Redis: delete the channel's keys, as a flush or a restart without persistence would.
     let prefix = common::unique_prefix();
     let recorder = Arc::new(Recorder::default());
-    let r = RedisEngine::connect(&common::redis_url(), &prefix, limits(10, Duration::from_secs(60)), recorder)
-        .await
-        .unwrap();
+    let r = RedisEngine::connect(
+        &common::redis_url(),
+        &prefix,
+        limits(10, Duration::from_secs(60)),
+        recorder,
+    )
+    .await
+    .unwrap();
     let before = r.publish("seats:l", data(1)).await.unwrap();
     let client = fred::prelude::Builder::from_config(
         fred::prelude::Config::from_url(&common::redis_url()).unwrap(),

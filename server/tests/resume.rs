@@ -33,7 +33,10 @@ async fn collect(events: &mut Events, channel: &str, count: usize) -> Vec<u64> {
 async fn publish_n(node: &TestNode, channel: &str, range: std::ops::RangeInclusive<u64>) {
     let channel = Channel::parse(channel).unwrap();
     for n in range {
-        node.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+        node.hub
+            .publish(&channel, &json!({ "n": n }))
+            .await
+            .unwrap();
     }
 }
 
@@ -46,7 +49,10 @@ fn fast_reconnects(url: String) -> ClientConfig {
 
 #[tokio::test]
 async fn the_sdk_resumes_after_a_dropped_connection_with_nothing_lost_or_duplicated() {
-    for codec in [marquee_protocol::Codec::Json, marquee_protocol::Codec::MsgPack] {
+    for codec in [
+        marquee_protocol::Codec::Json,
+        marquee_protocol::Codec::MsgPack,
+    ] {
         let node = TestNode::start(config()).await;
         let relay = Relay::start(node.addr).await;
         let mut config = fast_reconnects(relay.ws_url());
@@ -56,7 +62,10 @@ async fn the_sdk_resumes_after_a_dropped_connection_with_nothing_lost_or_duplica
             .unwrap();
         client.subscribe("seats:e1").await.unwrap();
         publish_n(&node, "seats:e1", 1..=20).await;
-        assert_eq!(collect(&mut events, "seats:e1", 20).await, (1..=20).collect::<Vec<_>>());
+        assert_eq!(
+            collect(&mut events, "seats:e1", 20).await,
+            (1..=20).collect::<Vec<_>>()
+        );
 
         relay.cut();
         // Published while the client is away (it waits at least one backoff before returning).
@@ -66,7 +75,10 @@ async fn the_sdk_resumes_after_a_dropped_connection_with_nothing_lost_or_duplica
 
         // And the stream continues live, still exactly once.
         publish_n(&node, "seats:e1", 61..=70).await;
-        assert_eq!(collect(&mut events, "seats:e1", 10).await, (61..=70).collect::<Vec<_>>());
+        assert_eq!(
+            collect(&mut events, "seats:e1", 10).await,
+            (61..=70).collect::<Vec<_>>()
+        );
         client.close().await;
         node.shutdown().await;
     }
@@ -76,15 +88,20 @@ async fn the_sdk_resumes_after_a_dropped_connection_with_nothing_lost_or_duplica
 async fn the_inbox_is_resumed_too() {
     let node = TestNode::start(config()).await;
     let relay = Relay::start(node.addr).await;
-    let (client, mut events) =
-        Client::connect(fast_reconnects(relay.ws_url()), TokenProvider::fixed(token("u7", &[])))
-            .await
-            .unwrap();
+    let (client, mut events) = Client::connect(
+        fast_reconnects(relay.ws_url()),
+        TokenProvider::fixed(token("u7", &[])),
+    )
+    .await
+    .unwrap();
     publish_n(&node, "inbox:u7", 1..=5).await;
     assert_eq!(collect(&mut events, "inbox:u7", 5).await, [1, 2, 3, 4, 5]);
     relay.cut();
     publish_n(&node, "inbox:u7", 6..=12).await;
-    assert_eq!(collect(&mut events, "inbox:u7", 7).await, (6..=12).collect::<Vec<_>>());
+    assert_eq!(
+        collect(&mut events, "inbox:u7", 7).await,
+        (6..=12).collect::<Vec<_>>()
+    );
     client.close().await;
     node.shutdown().await;
 }
@@ -99,14 +116,19 @@ async fn a_gap_beyond_history_is_reported_as_not_recovered() {
     client_config.backoff_base = Duration::from_millis(300);
     client_config.backoff_cap = Duration::from_millis(300);
     let (client, mut events) =
-        Client::connect(client_config, TokenProvider::fixed(token("u1", &[]))).await.unwrap();
+        Client::connect(client_config, TokenProvider::fixed(token("u1", &[])))
+            .await
+            .unwrap();
     client.subscribe("seats:e1").await.unwrap();
     publish_n(&node, "seats:e1", 1..=3).await;
     assert_eq!(collect(&mut events, "seats:e1", 3).await, [1, 2, 3]);
     relay.cut();
     publish_n(&node, "seats:e1", 4..=40).await;
     let subscribed = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+        {
             Some(Event::Subscribed(s)) if s.channel == "seats:e1" => break s,
             Some(Event::Publication(p)) if p.channel == "seats:e1" => {
                 panic!("no publication may arrive before the resubscribe verdict: {p:?}")
@@ -116,7 +138,10 @@ async fn a_gap_beyond_history_is_reported_as_not_recovered() {
         }
     };
     assert!(subscribed.automatic);
-    assert!(!subscribed.recovered, "33 missed messages exceed a history of 10");
+    assert!(
+        !subscribed.recovered,
+        "33 missed messages exceed a history of 10"
+    );
     assert_eq!(subscribed.position.offset, 40);
     publish_n(&node, "seats:e1", 41..=42).await;
     assert_eq!(collect(&mut events, "seats:e1", 2).await, [41, 42]);
@@ -134,7 +159,9 @@ async fn a_raw_resume_replays_in_order_then_continues_live() {
     assert_eq!(offset, 0);
     publish_n(&node, "queue:o1", 1..=5).await;
     for n in 1..=5 {
-        let ServerMessage::Pub(p) = raw.recv().await else { panic!("pub") };
+        let ServerMessage::Pub(p) = raw.recv().await else {
+            panic!("pub")
+        };
         assert_eq!((p.offset, p.data["n"].as_u64()), (n, Some(n)));
     }
     drop(raw);
@@ -160,8 +187,14 @@ async fn a_raw_resume_replays_in_order_then_continues_live() {
     );
     publish_n(&node, "queue:o1", 10..=11).await;
     for n in 6..=11 {
-        let ServerMessage::Pub(p) = raw.recv().await else { panic!("pub") };
-        assert_eq!((p.offset, p.data["n"].as_u64()), (n, Some(n)), "exact sequence");
+        let ServerMessage::Pub(p) = raw.recv().await else {
+            panic!("pub")
+        };
+        assert_eq!(
+            (p.offset, p.data["n"].as_u64()),
+            (n, Some(n)),
+            "exact sequence"
+        );
     }
     node.shutdown().await;
 }
@@ -199,7 +232,9 @@ async fn a_snapshot_is_followed_by_exactly_the_deltas_after_it() {
     let node = TestNode::start(config).await;
     node.hub.register_snapshot(
         ChannelKind::Seats,
-        Arc::new(ListSnapshot { engine: node.hub.engine().clone() }),
+        Arc::new(ListSnapshot {
+            engine: node.hub.engine().clone(),
+        }),
     );
     // A publisher runs while subscribers come and go.
     let hub = node.hub.clone();
@@ -219,15 +254,27 @@ async fn a_snapshot_is_followed_by_exactly_the_deltas_after_it() {
         subscribers.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i * 40)).await;
             let mut raw = Raw::connect(&url, &token("u1", &[])).await;
-            let ServerMessage::Subscribed { offset, snapshot: Some(snapshot), recovered, .. } =
-                raw.subscribe(1, "seats:snap").await
+            let ServerMessage::Subscribed {
+                offset,
+                snapshot: Some(snapshot),
+                recovered,
+                ..
+            } = raw.subscribe(1, "seats:snap").await
             else {
                 panic!("a snapshot")
             };
             assert!(!recovered);
-            let mut state: Vec<u64> =
-                snapshot.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-            assert_eq!(state.len() as u64, offset, "the snapshot holds exactly the first {offset}");
+            let mut state: Vec<u64> = snapshot
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(
+                state.len() as u64,
+                offset,
+                "the snapshot holds exactly the first {offset}"
+            );
             while *state.last().unwrap_or(&0) < 600 {
                 match raw.recv().await {
                     ServerMessage::Pub(p) => state.push(p.data["n"].as_u64().unwrap()),
@@ -243,6 +290,9 @@ async fn a_snapshot_is_followed_by_exactly_the_deltas_after_it() {
         mid_stream += usize::from(s.await.unwrap());
     }
     publisher.await.unwrap();
-    assert!(mid_stream >= 2, "snapshots were taken while deltas kept coming: {mid_stream}");
+    assert!(
+        mid_stream >= 2,
+        "snapshots were taken while deltas kept coming: {mid_stream}"
+    );
     node.shutdown().await;
 }

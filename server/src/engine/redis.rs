@@ -153,7 +153,10 @@ impl RedisEngine {
                         }
                     }
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "redis subscriber lagged; asking subscribers to resync");
+                        tracing::warn!(
+                            missed,
+                            "redis subscriber lagged; asking subscribers to resync"
+                        );
                         feed_sink.interrupted();
                     }
                     Err(RecvError::Closed) => break,
@@ -215,10 +218,7 @@ impl ChannelEngine for RedisEngine {
             .await
             .map_err(unavailable)?;
         match reply.as_slice() {
-            [epoch, offset] => Ok(StreamPosition::new(
-                value_str(epoch)?,
-                value_u64(offset)?,
-            )),
+            [epoch, offset] => Ok(StreamPosition::new(value_str(epoch)?, value_u64(offset)?)),
             _ => Err(EngineError::Corrupt(format!("publish reply {reply:?}"))),
         }
     }

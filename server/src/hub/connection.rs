@@ -151,7 +151,8 @@ where
         let lapse = sleep_until(self.lapse_deadline());
         tokio::pin!(lapse);
         loop {
-            let heartbeat_at = awaiting_pong.map_or(ping_due, |sent| sent + limits.heartbeat_timeout);
+            let heartbeat_at =
+                awaiting_pong.map_or(ping_due, |sent| sent + limits.heartbeat_timeout);
             let step = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return self.advise_reconnect().await,
@@ -243,7 +244,8 @@ where
         if flags & signal::INTERRUPTED != 0 {
             let channels: Vec<Arc<str>> = self.subs.keys().cloned().collect();
             for channel in channels {
-                self.resync(&channel, ResyncReason::StreamInterrupted).await?;
+                self.resync(&channel, ResyncReason::StreamInterrupted)
+                    .await?;
             }
         }
         if flags & signal::DROPPED != 0 {
@@ -300,7 +302,8 @@ where
         };
         if **epoch != *p.epoch {
             let channel = p.channel.clone();
-            self.resync(&channel, ResyncReason::StreamInterrupted).await?;
+            self.resync(&channel, ResyncReason::StreamInterrupted)
+                .await?;
             return Ok(false);
         }
         if p.offset < *next {
@@ -466,7 +469,8 @@ where
             )));
         }
         // A resubscribe starts over: nothing of the old stream is passed on meanwhile.
-        self.subs.insert(channel.as_str().into(), SubState::Desynced);
+        self.subs
+            .insert(channel.as_str().into(), SubState::Desynced);
         let subscription = match self
             .ctx
             .hub

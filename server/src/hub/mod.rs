@@ -123,7 +123,11 @@ impl Hub {
     }
 
     /// Publishes a JSON payload on a channel, on every node. Returns its position.
-    pub async fn publish(&self, channel: &Channel, data: &Value) -> Result<StreamPosition, HubError> {
+    pub async fn publish(
+        &self,
+        channel: &Channel,
+        data: &Value,
+    ) -> Result<StreamPosition, HubError> {
         let bytes = Bytes::from(serde_json::to_vec(data).expect("a JSON value always serializes"));
         Ok(self.inner.engine.publish(channel.as_str(), bytes).await?)
     }

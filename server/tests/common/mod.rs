@@ -183,7 +183,10 @@ impl Raw {
     }
 
     /// Reads until the server closes; returns the close frame and the messages before it.
-    pub async fn until_close(&mut self, within: Duration) -> (Option<CloseFrame>, Vec<ServerMessage>) {
+    pub async fn until_close(
+        &mut self,
+        within: Duration,
+    ) -> (Option<CloseFrame>, Vec<ServerMessage>) {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -244,7 +247,10 @@ pub async fn http(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
         request.push_str("connection: close\r\n");
     }
     for (k, v) in headers {
