@@ -144,7 +144,8 @@ pub enum ServerMessage {
         /// `true` when `since` was given and every message after it follows; `false` otherwise
         /// (then `snapshot`, where the channel has one, is the state at `offset`).
         recovered: bool,
-        /// The channel's state at `offset`, for channels that have a snapshot provider.
+        /// The channel's state at `offset`, for channels that have a snapshot provider. Never
+        /// `null`: an absent field and `null` both mean "no snapshot".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot: Option<Value>,
     },

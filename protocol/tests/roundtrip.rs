@@ -79,7 +79,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             ".{0,40}",
             position(),
             any::<bool>(),
-            prop::option::of(json_value())
+            // A snapshot is never `null` (the hub refuses one): `null` means "no snapshot".
+            prop::option::of(json_value().prop_filter("non-null", |v| !v.is_null()))
         )
             .prop_map(|(id, channel, pos, recovered, snapshot)| {
                 ServerMessage::Subscribed {

@@ -34,7 +34,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// receive exactly the deltas after it.
 pub trait SnapshotProvider: Send + Sync + 'static {
     /// The channel's state and the stream position it corresponds to: the snapshot includes
-    /// every message up to and including that offset, and none after.
+    /// every message up to and including that offset, and none after. The state must not be
+    /// JSON `null` (on the wire that reads as "no snapshot").
     fn snapshot<'a>(
         &'a self,
         channel: &'a Channel,
@@ -181,6 +182,12 @@ impl Hub {
             });
         };
         let (snapshot, position) = provider.snapshot(channel).await?;
+        if snapshot.is_null() {
+            // On the wire `null` reads as "no snapshot"; a provider must return real state.
+            return Err(HubError::Snapshot(format!(
+                "provider returned null for {channel}"
+            )));
+        }
         // Deltas published between the snapshot and now must follow it without a gap.
         let after = engine.history(channel.as_str(), Some(&position)).await?;
         if !after.recovered {
