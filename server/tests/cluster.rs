@@ -161,6 +161,28 @@ async fn killing_a_node_moves_its_clients_to_another_with_nothing_lost_or_duplic
     b.shutdown().await;
 }
 
+#[tokio::test]
+async fn sigterm_advises_clients_to_reconnect_and_closes_with_1012() {
+    let prefix = unique_prefix();
+    let mut node = NodeProcess::start(&prefix, &redis_url()).await;
+    let mut raw = Raw::connect(&format!("ws://{}/ws", node.addr), &token("u1", &[])).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (close, seen) = raw.until_close(Duration::from_secs(10)).await;
+    assert!(
+        matches!(seen.as_slice(), [ServerMessage::Reconnect { .. }]),
+        "reconnect advice first: {seen:?}"
+    );
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1012));
+    let exit = tokio::task::spawn_blocking(move || node.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "a drained node exits cleanly: {exit:?}");
+}
+
 /// A private Redis on its own port, so restarting it disturbs no other test.
 struct PrivateRedis {
     port: u16,

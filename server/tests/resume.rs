@@ -296,3 +296,34 @@ async fn a_snapshot_is_followed_by_exactly_the_deltas_after_it() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_sdk_refreshes_its_token_before_expiry_and_stays_connected() {
+    let node = TestNode::start(config()).await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    // Every token lives 3 s; the server would close at expiry without a refresh.
+    let tokens = TokenProvider::from_fn(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { Ok(token_with("u1", &[], 3)) }
+    });
+    let (client, mut events) = Client::connect(ClientConfig::new(node.ws_url()), tokens)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(7);
+    while let Ok(event) = tokio::time::timeout_at(deadline, events.next()).await {
+        if let Some(Event::Disconnected { code, reason, .. }) = event {
+            panic!("disconnected ({code:?}, {reason}) despite refreshing");
+        }
+    }
+    client
+        .ping()
+        .await
+        .expect("still connected after two token lifetimes");
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "the provider was asked again"
+    );
+    client.close().await;
+    node.shutdown().await;
+}
