@@ -247,7 +247,15 @@ impl Client {
     ) -> Result<ServerMessage, ClientError> {
         let (reply, rx) = oneshot::channel();
         let message = build(self.next_id());
-        let command = Command::Request { message, reply };
+        self.call(Command::Request { message, reply }, rx).await
+    }
+
+    /// Hands a command to the driver and waits for its reply, up to the request timeout.
+    async fn call<T>(
+        &self,
+        command: Command,
+        rx: oneshot::Receiver<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
         self.tx
             .send(command)
             .await
@@ -285,15 +293,7 @@ impl Client {
             since,
             reply,
         };
-        self.tx
-            .send(command)
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout),
-        }
+        self.call(command, rx).await
     }
 
     /// Stops receiving a channel.

@@ -308,19 +308,7 @@ async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose
     resynced.sort();
     assert_eq!(resynced, ["inbox:u1", "seats:r"]);
     // The SDK resubscribes by itself; Redis lost the history, so it is not recovered.
-    let verdict = loop {
-        match tokio::time::timeout(Duration::from_secs(15), events.next())
-            .await
-            .unwrap()
-        {
-            Some(Event::Subscribed(s)) if s.channel == "seats:r" => break s,
-            Some(Event::Publication(p)) if p.channel == "seats:r" => {
-                panic!("a publication before the resync verdict: {p:?}")
-            }
-            Some(_) => {}
-            None => panic!("client closed"),
-        }
-    };
+    let verdict = next_subscribed(&mut events, "seats:r").await;
     assert!(verdict.automatic);
     assert!(!verdict.recovered, "the old epoch is gone with Redis' data");
     assert_ne!(

@@ -124,19 +124,7 @@ async fn a_gap_beyond_history_is_reported_as_not_recovered() {
     assert_eq!(collect(&mut events, "seats:e1", 3).await, [1, 2, 3]);
     relay.cut();
     publish_n(&node, "seats:e1", 4..=40).await;
-    let subscribed = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .unwrap()
-        {
-            Some(Event::Subscribed(s)) if s.channel == "seats:e1" => break s,
-            Some(Event::Publication(p)) if p.channel == "seats:e1" => {
-                panic!("no publication may arrive before the resubscribe verdict: {p:?}")
-            }
-            Some(_) => {}
-            None => panic!("client closed"),
-        }
-    };
+    let subscribed = next_subscribed(&mut events, "seats:e1").await;
     assert!(subscribed.automatic);
     assert!(
         !subscribed.recovered,

@@ -374,3 +374,25 @@ impl Drop for Relay {
         self.task.abort();
     }
 }
+
+/// Waits for the SDK's next (re)subscription verdict on `channel`; a publication on it before
+/// the verdict fails the test (it would have skipped the resubscribe).
+pub async fn next_subscribed(
+    events: &mut marquee_client::Events,
+    channel: &str,
+) -> marquee_client::Subscribed {
+    use marquee_client::Event;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), events.next())
+            .await
+            .expect("a verdict in time")
+        {
+            Some(Event::Subscribed(s)) if s.channel == channel => return s,
+            Some(Event::Publication(p)) if p.channel == channel => {
+                panic!("a publication before the resubscribe verdict: {p:?}")
+            }
+            Some(_) => {}
+            None => panic!("client closed"),
+        }
+    }
+}
