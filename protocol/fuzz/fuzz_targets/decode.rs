@@ -1,6 +1,7 @@
 //! Feeds arbitrary bytes to both decoders, as a hostile client would.
 //!
-//! Run with `cargo +nightly fuzz run decode` from `protocol/`.
+//! Run with `cargo +nightly fuzz run decode` from `protocol/` (on a stable toolchain,
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run decode -- -max_total_time=60`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
