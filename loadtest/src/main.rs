@@ -1,0 +1,142 @@
+//! `marquee-loadtest`: run a scenario against Marquee, Socket.IO, or both.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use marquee_loadtest::report::{self, Report};
+use marquee_loadtest::scenarios::{self, Common, ConnectionsArgs, FanoutArgs, ResumeArgs};
+use marquee_loadtest::wire::Target;
+use marquee_loadtest::worker;
+
+/// Load tests for Marquee hubs, side by side with Socket.IO.
+#[derive(Debug, Parser)]
+#[command(name = "marquee-loadtest", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Marquee,
+    Socketio,
+    Both,
+}
+
+impl Which {
+    fn targets(self) -> Vec<Target> {
+        match self {
+            Self::Marquee => vec![Target::Marquee],
+            Self::Socketio => vec![Target::Socketio],
+            Self::Both => vec![Target::Marquee, Target::Socketio],
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Open N idle, subscribed connections; report connect rate and server memory.
+    Connections {
+        #[command(flatten)]
+        args: ConnectionsArgs,
+        /// Server to load.
+        #[arg(long, value_enum, default_value = "marquee")]
+        target: Which,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// N subscribers on one channel, a publisher at M/s; report throughput, latency, loss.
+    Fanout {
+        #[command(flatten)]
+        args: FanoutArgs,
+        /// Server to load.
+        #[arg(long, value_enum, default_value = "marquee")]
+        target: Which,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Kill one of two Marquee nodes under load; report resume time, loss and duplicates.
+    Resume {
+        #[command(flatten)]
+        args: ResumeArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Internal: a client worker process.
+    #[command(hide = true)]
+    Worker {
+        /// The worker's assignment, as JSON.
+        #[arg(long)]
+        spec: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let (reports, common) = match cli.scenario {
+        Scenario::Worker { spec } => return worker::run(serde_json::from_str(&spec)?).await,
+        Scenario::Connections {
+            args,
+            target,
+            common,
+        } => {
+            let mut reports = Vec::new();
+            for t in target.targets() {
+                reports.push(scenarios::connections(t, &args, &common).await?);
+            }
+            (reports, common)
+        }
+        Scenario::Fanout {
+            args,
+            target,
+            common,
+        } => {
+            let mut reports = Vec::new();
+            for t in target.targets() {
+                reports.push(scenarios::fanout(t, &args, &common).await?);
+            }
+            (reports, common)
+        }
+        Scenario::Resume { args, common } => {
+            (vec![scenarios::resume(&args, &common).await?], common)
+        }
+    };
+    finish(&reports, &common)
+}
+
+fn finish(reports: &[Report], common: &Common) -> anyhow::Result<()> {
+    for r in reports {
+        println!("{}", r.summary());
+    }
+    if let [m, s] = reports
+        && m.target == "marquee"
+        && s.target == "socketio"
+    {
+        println!("{}", report::ratios(m, s));
+    }
+    if let Some(path) = &common.json {
+        std::fs::write(path, serde_json::to_string_pretty(reports)?)?;
+    }
+    if let Some(path) = &common.html {
+        let title = format!("Marquee load test: {}", reports[0].scenario);
+        std::fs::write(path, report::html(&title, reports))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

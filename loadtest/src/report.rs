@@ -1,0 +1,298 @@
+//! Results: the stable JSON schema (`--json`), the human summary, and the self-contained HTML
+//! report with plots (`--html`). `loadtest/README.md` documents the schema.
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest seen.
+    pub max: f64,
+}
+
+impl Latency {
+    /// From a histogram of microseconds.
+    pub fn from_micros(h: &Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self {
+            p50: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99: h.value_at_quantile(0.99) as f64 / 1000.0,
+            p999: h.value_at_quantile(0.999) as f64 / 1000.0,
+            max: h.max() as f64 / 1000.0,
+        })
+    }
+}
+
+/// Time series for the plots: `(seconds since start, value)`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Series {
+    /// Server RSS in MiB over time.
+    pub rss_mib: Vec<(f64, f64)>,
+    /// Delivered messages per second over time.
+    pub delivered_per_s: Vec<(f64, f64)>,
+    /// Open connections over time.
+    pub connections: Vec<(f64, f64)>,
+    /// Latency distribution: `(percentile, milliseconds)`.
+    pub latency_percentiles: Vec<(f64, f64)>,
+}
+
+/// One scenario run against one target. Field names are a stable schema.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// `connections`, `fanout` or `resume`.
+    pub scenario: String,
+    /// `marquee` or `socketio`.
+    pub target: String,
+    /// The scenario's parameters as given.
+    pub params: Value,
+    /// Connections open at the end of the connect phase.
+    pub connections: u64,
+    /// Connections that could not be opened.
+    pub connect_failures: u64,
+    /// Connections that dropped after opening.
+    pub dropped: u64,
+    /// Connections opened per second during the connect phase.
+    pub connect_rate_per_s: Option<f64>,
+    /// Server nodes used.
+    pub nodes: usize,
+    /// Server RSS growth per connection, bytes (per node, median over nodes).
+    pub rss_bytes_per_conn: Option<f64>,
+    /// Connections per node at which `rss_bytes_per_conn` was measured.
+    pub conns_per_node: Option<f64>,
+    /// Publications delivered per second, all subscribers together.
+    pub delivered_per_s: Option<f64>,
+    /// Publish-to-receive latency.
+    pub latency_ms: Option<Latency>,
+    /// Publications published.
+    pub published: u64,
+    /// Publications received.
+    pub received: u64,
+    /// Sequence numbers a subscriber never received.
+    pub lost: u64,
+    /// Publications a subscriber received twice.
+    pub duplicated: u64,
+    /// Publications received after a later one.
+    pub reordered: u64,
+    /// Resync notices handled by subscribers (Marquee only).
+    pub resyncs: u64,
+    /// Seconds from a node kill until every client resumed (`resume` only).
+    pub resume_s: Option<f64>,
+    /// Wall-clock duration of the run, seconds.
+    pub duration_s: f64,
+    /// Plain-language caveats (limits met, what was not measured and why).
+    pub notes: Vec<String>,
+    /// Data behind the plots.
+    pub series: Series,
+}
+
+impl Report {
+    /// The human summary printed at the end.
+    pub fn summary(&self) -> String {
+        let mut out = format!("== {} / {}\n", self.scenario, self.target);
+        let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<22} {v}\n"));
+        line("nodes", self.nodes.to_string());
+        line(
+            "connections",
+            format!(
+                "{} ({} failed, {} dropped)",
+                self.connections, self.connect_failures, self.dropped
+            ),
+        );
+        if let Some(r) = self.connect_rate_per_s {
+            line("connect rate", format!("{r:.0}/s"));
+        }
+        if let Some(b) = self.rss_bytes_per_conn {
+            let at = self
+                .conns_per_node
+                .map_or(String::new(), |n| format!(" at {n:.0} conns/node"));
+            line("server RSS per conn", format!("{:.2} KiB{at}", b / 1024.0));
+        }
+        if let Some(d) = self.delivered_per_s {
+            line("delivered", format!("{d:.0} msg/s"));
+        }
+        if let Some(l) = self.latency_ms {
+            line(
+                "latency ms",
+                format!(
+                    "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                    l.p50, l.p99, l.p999, l.max
+                ),
+            );
+        }
+        if self.published > 0 {
+            line(
+                "published / received",
+                format!("{} / {}", self.published, self.received),
+            );
+            line(
+                "lost / dup / reordered",
+                format!("{} / {} / {}", self.lost, self.duplicated, self.reordered),
+            );
+            line("resyncs", self.resyncs.to_string());
+        }
+        if let Some(s) = self.resume_s {
+            line("resume time", format!("{s:.2} s"));
+        }
+        line("duration", format!("{:.1} s", self.duration_s));
+        for note in &self.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+        out
+    }
+}
+
+/// The ratios of a Marquee run to a Socket.IO run of the same workload.
+pub fn ratios(marquee: &Report, socketio: &Report) -> String {
+    let mut out = format!("== {}: marquee vs socketio\n", marquee.scenario);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "n/a".to_owned(),
+    };
+    out.push_str(&format!(
+        "  delivered/s            {}\n",
+        ratio(marquee.delivered_per_s, socketio.delivered_per_s)
+    ));
+    out.push_str(&format!(
+        "  RSS per conn           {} (lower is better)\n",
+        ratio(marquee.rss_bytes_per_conn, socketio.rss_bytes_per_conn)
+    ));
+    out.push_str(&format!(
+        "  p99 latency            {} (lower is better)\n",
+        ratio(
+            marquee.latency_ms.map(|l| l.p99),
+            socketio.latency_ms.map(|l| l.p99)
+        )
+    ));
+    out
+}
+
+fn line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, &[(f64, f64)])],
+) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let points = series.iter().flat_map(|(_, s)| s.iter());
+        let (mut x_max, mut y_max) = (1e-9f64, 1e-9f64);
+        for (x, y) in points {
+            x_max = x_max.max(*x);
+            y_max = y_max.max(*y);
+        }
+        let chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..x_max * 1.02, 0f64..y_max * 1.1);
+        if let Ok(mut chart) = chart {
+            let _ = chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .draw();
+            let colors = [BLUE, RED, GREEN, MAGENTA];
+            for (i, (name, points)) in series.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                if let Ok(drawn) = chart.draw_series(LineSeries::new(points.iter().copied(), color))
+                {
+                    drawn
+                        .label(*name)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+                }
+            }
+            let _ = chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE)
+                .draw();
+        }
+        let _ = root.present();
+    }
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A self-contained HTML page (inline SVG plots, no external assets) for a set of reports.
+pub fn html(title: &str, reports: &[Report]) -> String {
+    let mut body = format!("<h1>{}</h1>\n", escape(title));
+    let scenarios: Vec<&str> = {
+        let mut s: Vec<&str> = reports.iter().map(|r| r.scenario.as_str()).collect();
+        s.dedup();
+        s
+    };
+    for scenario in scenarios {
+        let runs: Vec<&Report> = reports.iter().filter(|r| r.scenario == scenario).collect();
+        body.push_str(&format!("<h2>{}</h2>\n", escape(scenario)));
+        for r in &runs {
+            body.push_str(&format!("<pre>{}</pre>\n", escape(&r.summary())));
+        }
+        let pick = |f: fn(&Series) -> &Vec<(f64, f64)>| -> Vec<(&str, &[(f64, f64)])> {
+            runs.iter()
+                .filter(|r| !f(&r.series).is_empty())
+                .map(|r| (r.target.as_str(), f(&r.series).as_slice()))
+                .collect()
+        };
+        let latency = pick(|s| &s.latency_percentiles);
+        if !latency.is_empty() {
+            body.push_str(&line_chart(
+                "Latency distribution",
+                "percentile",
+                "ms",
+                &latency,
+            ));
+        }
+        let delivered = pick(|s| &s.delivered_per_s);
+        if !delivered.is_empty() {
+            body.push_str(&line_chart(
+                "Delivered per second",
+                "s",
+                "msg/s",
+                &delivered,
+            ));
+        }
+        let rss = pick(|s| &s.rss_mib);
+        if !rss.is_empty() {
+            body.push_str(&line_chart("Server RSS", "s", "MiB", &rss));
+        }
+        let conns = pick(|s| &s.connections);
+        if !conns.is_empty() {
+            body.push_str(&line_chart("Open connections", "s", "connections", &conns));
+        }
+    }
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>body{{font-family:sans-serif;max-width:780px;margin:2em auto}}pre{{background:#f4f4f4;padding:.6em}}</style>\
+         </head><body>\n{body}</body></html>\n",
+        escape(title)
+    )
+}
+
+/// Percentile curve points for the latency plot (50% to 99.99%).
+pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    [
+        50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+    ]
+    .iter()
+    .map(|p| (*p, h.value_at_percentile(*p) as f64 / 1000.0))
+    .collect()
+}

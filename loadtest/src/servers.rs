@@ -1,0 +1,232 @@
+//! The servers under test: Marquee hub nodes or Socket.IO peer nodes, started as child
+//! processes on loopback ports (or given by address), and their memory readings.
+
+use crate::wire::Target;
+use anyhow::{Context as _, bail};
+use marquee_server::auth::{Claims, now_secs, sign_hs256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Resident set size of a process, from `/proc/<pid>/status`.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// One server node.
+#[derive(Debug)]
+pub struct Node {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// The node's resident memory, when the scenario started it.
+    pub fn rss(&self) -> Option<u64> {
+        self.child.as_ref().and_then(|c| rss_bytes(c.id()))
+    }
+
+    /// Kills the node abruptly (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Nodes of one target.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Which server this is.
+    pub target: Target,
+    /// Its nodes.
+    pub nodes: Vec<Node>,
+    /// HS256 secret the Marquee nodes trust (tokens are minted from it).
+    pub secret: String,
+}
+
+/// Where to find things and which Redis to use.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The `marquee` binary.
+    pub marquee_bin: PathBuf,
+    /// The Socket.IO peer's directory.
+    pub socketio_dir: PathBuf,
+    /// Redis for clusters of more than one node.
+    pub redis_url: String,
+}
+
+impl Setup {
+    /// Defaults: `marquee` next to this binary, the peer in the source tree.
+    pub fn detect(redis_url: String) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let dir = exe.parent().context("binary directory")?;
+        Ok(Self {
+            marquee_bin: dir.join("marquee"),
+            socketio_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/socketio"),
+            redis_url,
+        })
+    }
+}
+
+async fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyhow::Result<()> {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("{what} did not listen on {addr} within 10 s")
+}
+
+impl Cluster {
+    /// Starts `count` nodes of a target. More than one node shares Redis (`redis` engine for
+    /// Marquee, the Redis adapter for Socket.IO).
+    pub async fn start(
+        target: Target,
+        count: usize,
+        setup: &Setup,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let secret = format!("loadtest-{:032x}", rand::random::<u128>());
+        let prefix = format!("lt{:08x}", rand::random::<u32>());
+        if target == Target::Socketio {
+            ensure_npm_install(&setup.socketio_dir)?;
+        }
+        let mut nodes = Vec::new();
+        for i in 0..count {
+            let port = free_port()?;
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            let mut command = match target {
+                Target::Marquee => {
+                    let mut c = Command::new(&setup.marquee_bin);
+                    c.arg("serve")
+                        .env("MARQUEE_LISTEN", addr.to_string())
+                        .env("MARQUEE_NODE_ID", format!("lt-{i}"))
+                        .env("MARQUEE_JWT_SECRET", &secret)
+                        .env("MARQUEE_CONNECT_RATE", "1000000")
+                        .env("MARQUEE_CONNECT_BURST", "1000000")
+                        .env("MARQUEE_MAX_CONNECTIONS", "1000000")
+                        .env("MARQUEE_REDIS_PREFIX", &prefix)
+                        .env("RUST_LOG", "warn");
+                    if count > 1 {
+                        c.env("REDIS_URL", &setup.redis_url);
+                    } else {
+                        c.env_remove("REDIS_URL");
+                    }
+                    c
+                }
+                Target::Socketio => {
+                    let mut c = Command::new("node");
+                    c.arg("server.js")
+                        .current_dir(&setup.socketio_dir)
+                        .env("PORT", port.to_string())
+                        .env("REDIS_URL", &setup.redis_url)
+                        .env("PREFIX", &prefix);
+                    c
+                }
+            };
+            for (k, v) in env {
+                command.env(k, v);
+            }
+            let mut child = command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .with_context(|| format!("starting a {} node", target.name()))?;
+            let what = format!("{} node {i}", target.name());
+            if let Err(e) = wait_listening(addr, &mut child, &what).await {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+            nodes.push(Node {
+                addr,
+                child: Some(child),
+            });
+        }
+        Ok(Self {
+            target,
+            nodes,
+            secret,
+        })
+    }
+
+    /// Nodes already running elsewhere (RSS is then not measured).
+    pub fn given(target: Target, addrs: Vec<SocketAddr>, secret: String) -> Self {
+        Self {
+            target,
+            nodes: addrs
+                .into_iter()
+                .map(|addr| Node { addr, child: None })
+                .collect(),
+            secret,
+        }
+    }
+
+    /// An access token for a user (ignored by Socket.IO).
+    pub fn token(&self, user: &str, roles: &[&str]) -> String {
+        token(&self.secret, user, roles)
+    }
+
+    /// Total resident memory of the nodes the scenario started.
+    pub fn rss(&self) -> Option<u64> {
+        self.nodes.iter().map(Node::rss).sum()
+    }
+}
+
+/// An HS256 token valid for a day.
+pub fn token(secret: &str, user: &str, roles: &[&str]) -> String {
+    sign_hs256(
+        secret,
+        &Claims {
+            sub: user.to_owned(),
+            tenant: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            exp: now_secs() + 24 * 3600,
+            nbf: None,
+            iss: None,
+            aud: None,
+        },
+    )
+}
+
+/// Installs the peer's npm dependencies the first time (from its lock file).
+fn ensure_npm_install(dir: &Path) -> anyhow::Result<()> {
+    if dir.join("node_modules/socket.io").exists() {
+        return Ok(());
+    }
+    eprintln!("installing the Socket.IO peer's dependencies (npm ci)");
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .context("running npm (install Node.js and npm)")?;
+    if !status.success() {
+        bail!("npm ci failed in {}", dir.display());
+    }
+    Ok(())
+}
