@@ -117,7 +117,7 @@ where
     METRICS.connections.increment(1.0);
     let exit = conn.serve().await;
     if let Exit::Close(code) = exit {
-        conn.close(code).await;
+        Box::pin(conn.close(code)).await;
     }
     conn.cleanup();
     METRICS.connections.decrement(1.0);
@@ -140,8 +140,11 @@ impl<S> Connection<S>
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
+    /// The connection's main loop. Every handler is boxed: an idle connection then keeps only
+    /// this loop's small state, and the larger states of handling a message or writing a
+    /// batch exist only while that happens (the per-connection memory budget is a few KiB).
     async fn serve(&mut self) -> Exit {
-        if let Err(exit) = self.welcome().await {
+        if let Err(exit) = Box::pin(self.welcome()).await {
             return exit;
         }
         let limits = self.ctx.limits.clone();
@@ -155,15 +158,15 @@ where
                 awaiting_pong.map_or(ping_due, |sent| sent + limits.heartbeat_timeout);
             let step = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return self.advise_reconnect().await,
-                () = self.shared.notify.notified() => self.on_signals().await,
+                () = shutdown.cancelled() => return Box::pin(self.advise_reconnect()).await,
+                () = self.shared.notify.notified() => Box::pin(self.on_signals()).await,
                 () = &mut lapse => return Exit::Close(CloseCode::AuthExpired),
                 () = sleep_until(heartbeat_at) => {
                     if awaiting_pong.is_some() {
                         return Exit::Close(CloseCode::HeartbeatTimeout);
                     }
                     awaiting_pong = Some(Instant::now());
-                    self.send_now(Message::Ping(Bytes::new())).await
+                    Box::pin(self.send_now(Message::Ping(Bytes::new()))).await
                 }
                 inbound = self.socket.next() => match inbound {
                     None => Err(Exit::Gone),
@@ -174,14 +177,14 @@ where
                             ping_due = Instant::now() + limits.heartbeat_interval;
                         }
                         let before = self.identity.expires_at;
-                        let step = self.on_message(message).await;
+                        let step = Box::pin(self.on_message(message)).await;
                         if self.identity.expires_at != before {
                             lapse.as_mut().reset(self.lapse_deadline());
                         }
                         step
                     }
                 },
-                Some(out) = self.rx.recv() => self.write_batch(out).await,
+                Some(out) = self.rx.recv() => Box::pin(self.write_batch(out)).await,
             };
             if let Err(exit) = step {
                 return exit;
