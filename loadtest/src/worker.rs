@@ -88,6 +88,8 @@ pub struct Counts {
     pub reordered: u64,
     /// Marquee resync notices handled.
     pub resyncs: u64,
+    /// When the last publication arrived (unix microseconds), for the throughput window.
+    pub last_receive_us: u64,
 }
 
 #[derive(Default)]
@@ -101,6 +103,7 @@ struct Shared {
     resyncs: AtomicU64,
     /// Sum over connections of the highest sequence number each has seen, in order.
     progressed: AtomicU64,
+    last_receive_us: AtomicU64,
 }
 
 impl Shared {
@@ -114,6 +117,7 @@ impl Shared {
             duplicated: self.duplicated.load(Ordering::Relaxed),
             reordered: self.reordered.load(Ordering::Relaxed),
             resyncs: self.resyncs.load(Ordering::Relaxed),
+            last_receive_us: self.last_receive_us.load(Ordering::Relaxed),
         }
     }
 }
@@ -250,7 +254,9 @@ async fn receive(
     let mut resyncs = 0;
     loop {
         let received = conn.next().await?;
-        let latency = now_us().saturating_sub(received.ts_us).max(1);
+        let now = now_us();
+        let latency = now.saturating_sub(received.ts_us).max(1);
+        shared.last_receive_us.fetch_max(now, Ordering::Relaxed);
         batch.push(latency);
         shared.received.fetch_add(1, Ordering::Relaxed);
         match received.seq.cmp(&last) {
@@ -386,6 +392,7 @@ fn sum(counts: impl Iterator<Item = Counts>) -> Counts {
         duplicated: a.duplicated + b.duplicated,
         reordered: a.reordered + b.reordered,
         resyncs: a.resyncs + b.resyncs,
+        last_receive_us: a.last_receive_us.max(b.last_receive_us),
     })
 }
 
