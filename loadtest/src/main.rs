@@ -60,6 +60,18 @@ enum Scenario {
         #[command(flatten)]
         common: Common,
     },
+    /// Writes the benchmarks table (Markdown) from JSON reports of earlier runs.
+    Markdown {
+        /// JSON files written with `--json`.
+        #[arg(required = true)]
+        inputs: Vec<std::path::PathBuf>,
+        /// The commands that produced them, listed in the file.
+        #[arg(long)]
+        command: Vec<String>,
+        /// Where to write (default: stdout).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Internal: a client worker process.
     #[command(hide = true)]
     Worker {
@@ -81,6 +93,23 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (reports, common) = match cli.scenario {
         Scenario::Worker { spec } => return worker::run(serde_json::from_str(&spec)?).await,
+        Scenario::Markdown {
+            inputs,
+            command,
+            out,
+        } => {
+            let mut reports: Vec<Report> = Vec::new();
+            for path in inputs {
+                let text = std::fs::read_to_string(&path)?;
+                reports.extend(serde_json::from_str::<Vec<Report>>(&text)?);
+            }
+            let table = report::markdown(&reports, &command);
+            match out {
+                Some(path) => std::fs::write(path, table)?,
+                None => print!("{table}"),
+            }
+            return Ok(());
+        }
         Scenario::Connections {
             args,
             target,

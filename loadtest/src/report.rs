@@ -296,3 +296,92 @@ pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     .map(|p| (*p, h.value_at_percentile(*p) as f64 / 1000.0))
     .collect()
 }
+
+/// Facts about the machine, for the benchmarks file.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let nofile = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(soft, hard)| format!("{soft}/{hard}"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB memory, open-file limit (soft/hard) {nofile}")
+}
+
+fn cell(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// The benchmarks table: one row per report, then the ratios per scenario.
+pub fn markdown(reports: &[Report], commands: &[String]) -> String {
+    let mut out = String::from("# Benchmarks\n\n");
+    out.push_str("Measured by `scripts/bench`, which writes this file. Every figure comes from one run ");
+    out.push_str("on one machine, servers and load generator side by side, so ratios within a ");
+    out.push_str("run mean more than absolute numbers.\n\n");
+    out.push_str(&format!("Machine: {}.\n\n", machine()));
+    out.push_str("| scenario | target | nodes | connections | failed | RSS/conn (KiB) | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | dup | reordered | resume s |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in reports {
+        let l = r.latency_ms;
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.scenario,
+            r.target,
+            r.nodes,
+            r.connections,
+            r.connect_failures,
+            cell(r.rss_bytes_per_conn.map(|b| b / 1024.0), 2),
+            cell(r.delivered_per_s, 0),
+            cell(l.map(|l| l.p50), 2),
+            cell(l.map(|l| l.p99), 2),
+            cell(l.map(|l| l.p999), 2),
+            cell(l.map(|l| l.max), 2),
+            r.lost,
+            r.duplicated,
+            r.reordered,
+            cell(r.resume_s, 2),
+        ));
+    }
+    out.push_str("\n## Marquee relative to Socket.IO (same workload, same run)\n\n");
+    let mut any = false;
+    for m in reports.iter().filter(|r| r.target == "marquee") {
+        if let Some(s) = reports
+            .iter()
+            .find(|s| s.target == "socketio" && s.scenario == m.scenario)
+        {
+            any = true;
+            out.push_str(&format!("```text\n{}```\n\n", ratios(m, s)));
+        }
+    }
+    if !any {
+        out.push_str("No Socket.IO run in this set.\n\n");
+    }
+    out.push_str("## Notes\n\n");
+    for r in reports {
+        for note in &r.notes {
+            out.push_str(&format!("- {} / {}: {note}\n", r.scenario, r.target));
+        }
+    }
+    out.push_str("\n## Commands\n\n```sh\n");
+    for c in commands {
+        out.push_str(&format!("{c}\n"));
+    }
+    out.push_str("```\n");
+    out
+}

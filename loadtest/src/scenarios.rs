@@ -37,6 +37,16 @@ pub struct Common {
     /// Write a self-contained HTML report with plots.
     #[arg(long)]
     pub html: Option<std::path::PathBuf>,
+    /// Name the run in reports (default: the scenario's name), e.g. `fanout-latency`.
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+impl Common {
+    /// The scenario name reports carry.
+    pub fn scenario(&self, default: &str) -> String {
+        self.label.clone().unwrap_or_else(|| default.to_owned())
+    }
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -208,7 +218,7 @@ pub async fn connections(
         notes.push("servers given by --url: their memory was not measured".into());
     }
     Ok(Report {
-        scenario: "connections".into(),
+        scenario: common.scenario("connections"),
         target: target.name().into(),
         params: json!({"connections": args.connections, "hold_s": args.hold.as_secs_f64(),
                        "nodes": nodes, "channels": args.channels}),
@@ -316,7 +326,7 @@ pub async fn fanout(target: Target, args: &FanoutArgs, common: &Common) -> anyho
     let window = counts.last_receive_us.saturating_sub(publish_start_us) as f64 / 1e6;
     let delivered = counts.received.saturating_sub(received_start) as f64 / window.max(1e-3);
     Ok(Report {
-        scenario: "fanout".into(),
+        scenario: common.scenario("fanout"),
         target: target.name().into(),
         params: json!({"subscribers": args.subscribers, "rate": args.rate,
                        "duration_s": args.duration.as_secs_f64(), "payload": args.payload,
@@ -494,7 +504,7 @@ pub async fn resume(args: &ResumeArgs, common: &Common) -> anyhow::Result<Report
     )];
     notes.push("node killed with SIGKILL: no reconnect advice, clients detect the drop".into());
     Ok(Report {
-        scenario: "resume".into(),
+        scenario: common.scenario("resume"),
         target: "marquee".into(),
         params: json!({"clients": args.clients, "rate": args.rate,
                        "duration_s": args.duration.as_secs_f64(),
