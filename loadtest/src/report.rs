@@ -331,7 +331,9 @@ fn cell(v: Option<f64>, digits: usize) -> String {
 /// The benchmarks table: one row per report, then the ratios per scenario.
 pub fn markdown(reports: &[Report], commands: &[String]) -> String {
     let mut out = String::from("# Benchmarks\n\n");
-    out.push_str("Measured by `scripts/bench`, which writes this file. Every figure comes from one run ");
+    out.push_str(
+        "Measured by `scripts/bench`, which writes this file. Every figure comes from one run ",
+    );
     out.push_str("on one machine, servers and load generator side by side, so ratios within a ");
     out.push_str("run mean more than absolute numbers.\n\n");
     out.push_str(&format!("Machine: {}.\n\n", machine()));

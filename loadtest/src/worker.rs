@@ -150,13 +150,16 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::default());
     let histogram = Arc::new(Mutex::new(new_histogram()));
     let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
+    // Tells receiving connections to record what they hold and stop.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..spec.count {
         let spec = spec.clone();
         let shared = shared.clone();
         let histogram = histogram.clone();
         let gate = gate.clone();
-        tasks.spawn(async move { connection(i, &spec, &shared, &histogram, &gate).await });
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { connection(i, &spec, &shared, &histogram, &gate, stop).await });
     }
 
     let mut stdout = tokio::io::stdout();
@@ -190,7 +193,14 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    tasks.abort_all();
+    let _ = stop_tx.send(true);
+    let flushed = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if flushed.is_err() {
+        tasks.abort_all();
+    }
     let mut counts = shared.counts();
     if spec.mode == Mode::Receive && published > 0 {
         let want = published * counts.connected;
@@ -209,6 +219,7 @@ async fn connection(
     shared: &Shared,
     histogram: &Mutex<Histogram<u64>>,
     gate: &Semaphore,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let node = spec.nodes[i % spec.nodes.len()];
     let source = (!spec.sources.is_empty()).then(|| spec.sources[i % spec.sources.len()]);
@@ -235,8 +246,11 @@ async fn connection(
     };
     shared.connected.fetch_add(1, Ordering::Relaxed);
     let outcome = match spec.mode {
-        Mode::Hold => conn.idle().await,
-        Mode::Receive => receive(&mut conn, shared, histogram).await,
+        Mode::Hold => tokio::select! {
+            r = conn.idle() => r,
+            _ = stop.wait_for(|s| *s) => Ok(()),
+        },
+        Mode::Receive => receive(&mut conn, shared, histogram, stop).await,
     };
     if let Err(e) = outcome {
         tracing::debug!(error = %e, "connection dropped");
@@ -248,12 +262,25 @@ async fn receive(
     conn: &mut Conn,
     shared: &Shared,
     histogram: &Mutex<Histogram<u64>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut last = 0u64;
     let mut batch = Vec::with_capacity(64);
     let mut resyncs = 0;
+    let record = |batch: &mut Vec<u64>| {
+        let mut h = histogram.lock().expect("histogram lock");
+        for v in batch.drain(..) {
+            let _ = h.record(v);
+        }
+    };
     loop {
-        let received = conn.next().await?;
+        let received = tokio::select! {
+            r = conn.next() => r?,
+            _ = stop.wait_for(|s| *s) => {
+                record(&mut batch);
+                return Ok(());
+            }
+        };
         let now = now_us();
         let latency = now.saturating_sub(received.ts_us).max(1);
         shared.last_receive_us.fetch_max(now, Ordering::Relaxed);
@@ -282,10 +309,7 @@ async fn receive(
             resyncs = conn.resyncs;
         }
         if batch.len() == batch.capacity() {
-            let mut h = histogram.lock().expect("histogram lock");
-            for v in batch.drain(..) {
-                let _ = h.record(v);
-            }
+            record(&mut batch);
         }
     }
 }
