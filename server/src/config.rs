@@ -127,7 +127,7 @@ pub struct Config {
     pub outbound_queue: usize,
 
     /// WebSocket read buffer per connection, in bytes (allocated up front for every socket).
-    #[arg(long, env = "MARQUEE_WS_READ_BUFFER", default_value_t = 2048)]
+    #[arg(long, env = "MARQUEE_WS_READ_BUFFER", default_value_t = 1024)]
     pub ws_read_buffer: usize,
 
     /// Bytes gathered before a write reaches the socket (a flush writes earlier).
