@@ -360,6 +360,7 @@ pub fn markdown(reports: &[Report], commands: &[String]) -> String {
             cell(r.resume_s, 2),
         ));
     }
+    out.push_str(&targets(reports));
     out.push_str("\n## Marquee relative to Socket.IO (same workload, same run)\n\n");
     let mut any = false;
     for m in reports.iter().filter(|r| r.target == "marquee") {
@@ -385,5 +386,63 @@ pub fn markdown(reports: &[Report], commands: &[String]) -> String {
         out.push_str(&format!("{c}\n"));
     }
     out.push_str("```\n");
+    out
+}
+
+/// The hub's performance targets, checked against the reports of the standard suite.
+fn targets(reports: &[Report]) -> String {
+    let find = |scenario: &str, target: &str| {
+        reports
+            .iter()
+            .find(|r| r.scenario == scenario && r.target == target)
+    };
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    };
+    let mut rows = Vec::new();
+    let rss = find("connections", "marquee").and_then(|r| r.rss_bytes_per_conn);
+    rows.push((
+        "server RSS per idle subscribed connection <= 8 KiB".to_owned(),
+        rss.map_or("–".into(), |b| format!("{:.2} KiB", b / 1024.0)),
+        verdict(rss.map(|b| b <= 8.0 * 1024.0)),
+    ));
+    for scenario in ["fanout-floor", "fanout-latency"] {
+        let p99 = find(scenario, "marquee").and_then(|r| r.latency_ms.map(|l| l.p99));
+        let rate = find(scenario, "marquee").map(|r| r.params["rate"].clone());
+        rows.push((
+            format!(
+                "{scenario}: p99 publish-to-receive <= 50 ms at 10k subscribers (rate {})",
+                rate.unwrap_or_default()
+            ),
+            p99.map_or("–".into(), |v| format!("{v:.1} ms")),
+            verdict(p99.map(|v| v <= 50.0)),
+        ));
+    }
+    let ratio = match (
+        find("fanout-throughput", "marquee").and_then(|r| r.delivered_per_s),
+        find("fanout-throughput", "socketio").and_then(|r| r.delivered_per_s),
+    ) {
+        (Some(m), Some(s)) if s > 0.0 => Some(m / s),
+        _ => None,
+    };
+    rows.push((
+        "delivered/s >= 5x Socket.IO on the same workload".to_owned(),
+        ratio.map_or("–".into(), |r| format!("{r:.2}x")),
+        verdict(ratio.map(|r| r >= 5.0)),
+    ));
+    let resume = find("resume", "marquee");
+    rows.push((
+        "resume after a node kill: 0 lost, 0 duplicated".to_owned(),
+        resume.map_or("–".into(), |r| {
+            format!("{} lost, {} duplicated", r.lost, r.duplicated)
+        }),
+        verdict(resume.map(|r| r.lost == 0 && r.duplicated == 0 && r.reordered == 0)),
+    ));
+    let mut out = String::from("\n## Targets\n\n| target | measured | verdict |\n|---|---|---|\n");
+    for (what, measured, verdict) in rows {
+        out.push_str(&format!("| {what} | {measured} | {verdict} |\n"));
+    }
     out
 }

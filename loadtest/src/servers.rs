@@ -76,12 +76,24 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Defaults: `marquee` next to this binary, the peer in the source tree.
+    /// Defaults: `marquee` next to this binary (or `MARQUEE_BIN`), the peer in the source tree.
     pub fn detect(redis_url: String) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let dir = exe.parent().context("binary directory")?;
+        let marquee_bin = match std::env::var_os("MARQUEE_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let exe = std::env::current_exe()?;
+                let dir = exe.parent().context("binary directory")?;
+                dir.join("marquee")
+            }
+        };
+        if !marquee_bin.exists() {
+            bail!(
+                "no marquee binary at {} (build it, e.g. `cargo build --release -p marquee-server`, or set MARQUEE_BIN)",
+                marquee_bin.display()
+            );
+        }
         Ok(Self {
-            marquee_bin: dir.join("marquee"),
+            marquee_bin,
             socketio_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/socketio"),
             redis_url,
         })

@@ -145,8 +145,16 @@ pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
 
 /// Runs a worker process until told to stop.
 pub async fn run(spec: Spec) -> anyhow::Result<()> {
-    // Room for this worker's sockets, up to the hard limit.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // Room for this worker's sockets, up to the hard limit; say plainly when that is too low.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    let needed = spec.count as u64 + 64;
+    if limit < needed {
+        eprintln!(
+            "worker: {} connections need about {needed} open files but the limit is {limit}; \
+             raise the hard limit (ulimit -Hn, or LimitNOFILE for a service) or use more workers",
+            spec.count
+        );
+    }
     let shared = Arc::new(Shared::default());
     let histogram = Arc::new(Mutex::new(new_histogram()));
     let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
