@@ -316,6 +316,10 @@ impl Driver {
                             return End::Stop;
                         }
                         Some(Command::Request { message, reply }) => {
+                            if let ClientMessage::Unsubscribe { channel, .. } = &message {
+                                // Not wanted any more: never resubscribed after a reconnect.
+                                self.subs.remove(channel);
+                            }
                             self.pending.insert(message.id(), Pending::Request(reply));
                             self.send(&mut socket, &message).await
                         }

@@ -183,6 +183,52 @@ async fn sigterm_advises_clients_to_reconnect_and_closes_with_1012() {
     assert!(exit.success(), "a drained node exits cleanly: {exit:?}");
 }
 
+#[tokio::test]
+async fn the_sdk_follows_the_reconnect_advice_of_a_draining_node() {
+    let prefix = unique_prefix();
+    let mut draining = redis_config(&prefix);
+    draining.reconnect_spread = Duration::ZERO; // advice: reconnect at once
+    let a = TestNode::start(draining).await;
+    let b = TestNode::start(redis_config(&prefix)).await;
+    let mut config = ClientConfig::with_urls([a.ws_url(), b.ws_url()]);
+    // A backoff this long would show if the advice were ignored.
+    config.backoff_base = Duration::from_secs(30);
+    config.backoff_cap = Duration::from_secs(30);
+    let (client, mut events) = Client::connect(config, TokenProvider::fixed(token("u1", &[])))
+        .await
+        .unwrap();
+    client.subscribe("seats:adv").await.unwrap();
+    let channel = Channel::parse("seats:adv").unwrap();
+    for n in 1..=5 {
+        b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+    }
+    for n in 1..=5 {
+        assert_eq!(next_publication(&mut events, "seats:adv").await, n);
+    }
+    a.shutdown().await;
+    let disconnected = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+        {
+            Some(Event::Disconnected {
+                code, reconnect_in, ..
+            }) => break (code, reconnect_in),
+            Some(_) => {}
+            None => panic!("client closed"),
+        }
+    };
+    assert_eq!(disconnected, (Some(1012), Some(Duration::ZERO)));
+    for n in 6..=10 {
+        b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+    }
+    for n in 6..=10 {
+        assert_eq!(next_publication(&mut events, "seats:adv").await, n);
+    }
+    client.close().await;
+    b.shutdown().await;
+}
+
 /// A private Redis on its own port, so restarting it disturbs no other test.
 struct PrivateRedis {
     port: u16,

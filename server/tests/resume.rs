@@ -315,3 +315,48 @@ async fn the_sdk_refreshes_its_token_before_expiry_and_stays_connected() {
     client.close().await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unsubscribed_channel_stays_unsubscribed_across_a_reconnect() {
+    let node = TestNode::start(config()).await;
+    let relay = Relay::start(node.addr).await;
+    let (client, mut events) = Client::connect(
+        fast_reconnects(relay.ws_url()),
+        TokenProvider::fixed(token("u1", &[])),
+    )
+    .await
+    .unwrap();
+    client.subscribe("seats:keep").await.unwrap();
+    client.subscribe("seats:drop").await.unwrap();
+    client.unsubscribe("seats:drop").await.unwrap();
+    relay.cut();
+    publish_n(&node, "seats:drop", 1..=3).await;
+    publish_n(&node, "seats:keep", 1..=3).await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("events in time")
+            .expect("client open");
+        if let Event::Publication(p) = event {
+            seen.push((p.channel, p.data["n"].as_u64().unwrap()));
+        }
+    }
+    // One more live message on each: only the kept channel delivers.
+    publish_n(&node, "seats:drop", 4..=4).await;
+    publish_n(&node, "seats:keep", 4..=4).await;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("events in time")
+            .expect("client open");
+        if let Event::Publication(p) = event {
+            seen.push((p.channel, p.data["n"].as_u64().unwrap()));
+            break;
+        }
+    }
+    let expected: Vec<(String, u64)> = (1..=4).map(|n| ("seats:keep".to_owned(), n)).collect();
+    assert_eq!(seen, expected);
+    client.close().await;
+    node.shutdown().await;
+}
