@@ -148,24 +148,28 @@ where
             return exit;
         }
         let limits = self.ctx.limits.clone();
-        let shutdown = self.ctx.shutdown.clone();
-        let mut ping_due = Instant::now() + limits.heartbeat_interval;
-        let mut awaiting_pong: Option<Instant> = None;
+        // Futures that live as long as the loop are created once: registering with the node's
+        // shared cancellation token, or with the timer, on every wake-up would cost a lock
+        // per message on the fan-out path.
+        let shutdown = self.ctx.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
+        let mut awaiting_pong = false;
+        let heartbeat = sleep_until(Instant::now() + limits.heartbeat_interval);
+        tokio::pin!(heartbeat);
         let lapse = sleep_until(self.lapse_deadline());
         tokio::pin!(lapse);
         loop {
-            let heartbeat_at =
-                awaiting_pong.map_or(ping_due, |sent| sent + limits.heartbeat_timeout);
             let step = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Box::pin(self.advise_reconnect()).await,
+                () = &mut shutdown => return Box::pin(self.advise_reconnect()).await,
                 () = self.shared.notify.notified() => Box::pin(self.on_signals()).await,
                 () = &mut lapse => return Exit::Close(CloseCode::AuthExpired),
-                () = sleep_until(heartbeat_at) => {
-                    if awaiting_pong.is_some() {
+                () = &mut heartbeat => {
+                    if awaiting_pong {
                         return Exit::Close(CloseCode::HeartbeatTimeout);
                     }
-                    awaiting_pong = Some(Instant::now());
+                    awaiting_pong = true;
+                    heartbeat.as_mut().reset(Instant::now() + limits.heartbeat_timeout);
                     Box::pin(self.send_now(Message::Ping(Bytes::new()))).await
                 }
                 inbound = self.socket.next() => match inbound {
@@ -173,8 +177,8 @@ where
                     Some(Err(e)) => Err(socket_error(&e)),
                     Some(Ok(message)) => {
                         // Any frame from the peer proves it is alive.
-                        if awaiting_pong.take().is_some() || matches!(message, Message::Pong(_)) {
-                            ping_due = Instant::now() + limits.heartbeat_interval;
+                        if std::mem::take(&mut awaiting_pong) {
+                            heartbeat.as_mut().reset(Instant::now() + limits.heartbeat_interval);
                         }
                         let before = self.identity.expires_at;
                         let step = Box::pin(self.on_message(message)).await;
