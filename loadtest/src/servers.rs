@@ -3,7 +3,7 @@
 
 use crate::wire::Target;
 use anyhow::{Context as _, bail};
-use marquee_server::auth::{Claims, now_secs, sign_hs256};
+use marquee_server::auth::mint_hs256;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -212,18 +212,7 @@ impl Cluster {
 
 /// An HS256 token valid for a day.
 pub fn token(secret: &str, user: &str, roles: &[&str]) -> String {
-    sign_hs256(
-        secret,
-        &Claims {
-            sub: user.to_owned(),
-            tenant: None,
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            exp: now_secs() + 24 * 3600,
-            nbf: None,
-            iss: None,
-            aud: None,
-        },
-    )
+    mint_hs256(secret, user, roles, 24 * 3600)
 }
 
 /// Installs the peer's npm dependencies the first time (from its lock file).

@@ -2,7 +2,7 @@
 //! live messages within a minute of cloning the repository.
 
 use crate::Node;
-use crate::auth::{Claims, now_secs, sign_hs256};
+use crate::auth::mint_hs256;
 use crate::config::Config;
 use marquee_protocol::Channel;
 use std::net::SocketAddr;
@@ -18,18 +18,7 @@ pub struct DemoArgs {
 
 /// A token for the demo users, valid for a day.
 fn token(secret: &str, user: &str, roles: &[&str]) -> String {
-    sign_hs256(
-        secret,
-        &Claims {
-            sub: user.to_owned(),
-            tenant: None,
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            exp: now_secs() + 24 * 3600,
-            nbf: None,
-            iss: None,
-            aud: None,
-        },
-    )
+    mint_hs256(secret, user, roles, 24 * 3600)
 }
 
 /// Runs the demo until SIGINT/SIGTERM.
