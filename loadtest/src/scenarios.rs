@@ -172,7 +172,7 @@ pub async fn connections(
         .max(1);
     let cluster = cluster(target, nodes, common).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before: Vec<Option<u64>> = cluster.nodes.iter().map(|n| n.rss()).collect();
+    let before = cluster.measure_rss().await;
     let channels: Vec<String> = (0..args.channels.max(1))
         .map(|i| format!("seats:lt-{i}"))
         .collect();
@@ -196,7 +196,7 @@ pub async fn connections(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     hold.finish();
-    let after: Vec<Option<u64>> = cluster.nodes.iter().map(|n| n.rss()).collect();
+    let after = cluster.measure_rss().await;
     let counts = workers.counts();
     let per_node = counts.connected as f64 / cluster.nodes.len() as f64;
     let per_conn: Vec<f64> = before
@@ -215,7 +215,13 @@ pub async fn connections(
         specs.len()
     )];
     if !common.url.is_empty() {
-        notes.push("servers given by --url: their memory was not measured".into());
+        notes.push(match target {
+            Target::Marquee => {
+                "servers given by --url: memory read from process_resident_memory_bytes on /metrics"
+                    .into()
+            }
+            Target::Socketio => "servers given by --url: their memory was not measured".into(),
+        });
     }
     Ok(Report {
         scenario: common.scenario("connections"),

@@ -38,6 +38,16 @@ impl Node {
         self.child.as_ref().and_then(|c| rss_bytes(c.id()))
     }
 
+    /// The node's resident memory: from `/proc` when the scenario started it, otherwise from
+    /// the `process_resident_memory_bytes` gauge on a Marquee node's `/metrics`.
+    pub async fn measure_rss(&self, target: Target) -> Option<u64> {
+        match (&self.child, target) {
+            (Some(_), _) => self.rss(),
+            (None, Target::Marquee) => metrics_rss(self.addr).await,
+            (None, Target::Socketio) => None,
+        }
+    }
+
     /// Kills the node abruptly (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -208,6 +218,43 @@ impl Cluster {
     pub fn rss(&self) -> Option<u64> {
         self.nodes.iter().map(Node::rss).sum()
     }
+
+    /// Resident memory of each node, however it is measured (see [`Node::measure_rss`]).
+    pub async fn measure_rss(&self) -> Vec<Option<u64>> {
+        let mut out = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            out.push(node.measure_rss(self.target).await);
+        }
+        out
+    }
+}
+
+/// Reads `process_resident_memory_bytes` from a Marquee node's `/metrics`.
+async fn metrics_rss(addr: SocketAddr) -> Option<u64> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = hyper::Request::get("/metrics")
+        .header("host", addr.to_string())
+        .body(Empty::<bytes::Bytes>::new())
+        .ok()?;
+    let response = sender.send_request(request).await.ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    let text = std::str::from_utf8(&body).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("process_resident_memory_bytes "))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<f64>()
+        .ok()
+        .map(|v| v as u64)
 }
 
 /// An HS256 token valid for a day.
