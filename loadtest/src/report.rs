@@ -402,6 +402,24 @@ fn targets(reports: &[Report]) -> String {
         None => "not measured",
     };
     let mut rows = Vec::new();
+    let big = find("connections-100k", "marquee");
+    rows.push((
+        "100,000 idle subscribed connections (one process holds at most ~19,000 sockets here, so they spread over several nodes)".to_owned(),
+        big.map_or("–".into(), |r| {
+            format!(
+                "{} open, {} failed, on {} nodes, {:.2} KiB per connection",
+                r.connections,
+                r.connect_failures,
+                r.nodes,
+                r.rss_bytes_per_conn.unwrap_or(0.0) / 1024.0
+            )
+        }),
+        verdict(big.map(|r| {
+            r.connections >= 100_000
+                && r.connect_failures == 0
+                && r.rss_bytes_per_conn.is_some_and(|b| b <= 8.0 * 1024.0)
+        })),
+    ));
     let rss = find("connections", "marquee").and_then(|r| r.rss_bytes_per_conn);
     rows.push((
         "server RSS per idle subscribed connection <= 8 KiB".to_owned(),
