@@ -115,28 +115,34 @@ async fn main() -> anyhow::Result<()> {
             target,
             common,
         } => {
-            let mut reports = Vec::new();
-            for t in target.targets() {
-                reports.push(scenarios::connections(t, &args, &common).await?);
-            }
-            (reports, common)
+            let run = async |t| scenarios::connections(t, &args, &common).await;
+            (each(target, run).await?, common)
         }
         Scenario::Fanout {
             args,
             target,
             common,
         } => {
-            let mut reports = Vec::new();
-            for t in target.targets() {
-                reports.push(scenarios::fanout(t, &args, &common).await?);
-            }
-            (reports, common)
+            let run = async |t| scenarios::fanout(t, &args, &common).await;
+            (each(target, run).await?, common)
         }
         Scenario::Resume { args, common } => {
             (vec![scenarios::resume(&args, &common).await?], common)
         }
     };
     finish(&reports, &common)
+}
+
+/// Runs a scenario against each target in turn (Marquee first), on the same machine.
+async fn each(
+    which: Which,
+    run: impl AsyncFn(Target) -> anyhow::Result<Report>,
+) -> anyhow::Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    for target in which.targets() {
+        reports.push(run(target).await?);
+    }
+    Ok(reports)
 }
 
 fn finish(reports: &[Report], common: &Common) -> anyhow::Result<()> {
