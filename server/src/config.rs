@@ -97,6 +97,14 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
+    /// Postgres URL of the system of record. When set, migrations are applied at start-up.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Connections in the Postgres pool.
+    #[arg(long, env = "MARQUEE_DATABASE_POOL", default_value_t = 10)]
+    pub database_pool: u32,
+
     /// Prefix for every Redis key and pub/sub channel, so several deployments (or tests) can
     /// share one Redis.
     #[arg(long, env = "MARQUEE_REDIS_PREFIX", default_value = "marquee")]
@@ -181,7 +189,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with every default and the given HS256 secret, for tests and the demo.
+    /// A configuration with every default and the given HS256 secret, for tests and the demo:
+    /// the memory engine and no database, whatever the environment says.
     pub fn with_secret(secret: &str) -> Self {
         use clap::Parser;
         #[derive(Parser)]
@@ -191,6 +200,8 @@ impl Config {
         }
         let mut config = Wrapper::parse_from(["marquee"]).config;
         config.jwt_secret = Some(Secret::new(secret));
+        config.redis_url = None;
+        config.database_url = None;
         config
     }
 }

@@ -13,6 +13,7 @@
 //! - [`hub`]: local subscriptions, the subscribe-and-resume algorithm, snapshot providers, the
 //!   publish API for other modules, and the per-connection task ([`hub::connection`]).
 //! - [`api`]: HTTP routes: `/ws`, `/health`, `/ready`, `/metrics`, `/internal/publish`.
+//! - [`db`]: the Postgres pool and the schema migrations in `migrations/`.
 //! - [`metrics`]: metric names and the Prometheus exporter.
 //! - [`demo`]: `marquee demo`, a single node with ready-made tokens.
 //!
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod hub;
@@ -47,12 +49,22 @@ pub struct Node {
     state: AppState,
     shutdown: CancellationToken,
     config: Config,
+    /// The system of record, when `DATABASE_URL` is set (migrated at start-up).
+    db: Option<sqlx::PgPool>,
 }
 
 impl Node {
     /// Builds a node: verifier, engine (memory, or Redis when `redis_url` is set) and hub.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let prometheus = metrics::prometheus();
+        let db = match &config.database_url {
+            Some(url) => {
+                let pool = db::connect(url.expose(), config.database_pool).await?;
+                db::migrate(&pool).await?;
+                Some(pool)
+            }
+            None => None,
+        };
         let verifier = Arc::new(Verifier::from_config(&config).context("configuring JWT")?);
         let registry = Arc::new(Registry::default());
         let limits = HistoryLimits {
@@ -121,12 +133,18 @@ impl Node {
             state,
             shutdown,
             config,
+            db,
         })
     }
 
     /// The node's hub: publish from other modules, register snapshot providers.
     pub fn hub(&self) -> &Hub {
         &self.state.hub
+    }
+
+    /// The Postgres pool, when the node has a database.
+    pub fn db(&self) -> Option<&sqlx::PgPool> {
+        self.db.as_ref()
     }
 
     /// The node's name.
@@ -146,6 +164,7 @@ impl Node {
             state,
             shutdown: cancel,
             config,
+            db: _,
         } = self;
         let tracker = state.tracker.clone();
         let local = listener.local_addr().ok();

@@ -21,6 +21,12 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Mint an HS256 access token (for operators, scripts and tests).
     Token(TokenArgs),
+    /// Apply the database migrations and exit.
+    Migrate {
+        /// Postgres URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +77,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => {
             init_tracing();
             demo::run(args).await
+        }
+        Command::Migrate { database_url } => {
+            init_tracing();
+            let pool = marquee_server::db::connect(&database_url, 1).await?;
+            marquee_server::db::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
         }
         Command::Token(args) => {
             let claims = Claims {

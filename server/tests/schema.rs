@@ -1,0 +1,343 @@
+//! The schema's constraints hold by themselves, whatever the application code does: no seat is
+//! claimed twice, a general-admission quota is never exceeded, and no row points at another
+//! tenant's data. Each test gets a fresh database with the migrations applied.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A tenant with a venue, an event, a seat map with `seats` seats in one row, a GA ticket type
+/// with `quota`, and an onsale.
+struct Fixture {
+    tenant: Uuid,
+    event: Uuid,
+    onsale: Uuid,
+    seats: Vec<Uuid>,
+    seated_type: Uuid,
+    ga_type: Uuid,
+}
+
+async fn fixture(pool: &PgPool, seats: i32, quota: i32) -> Fixture {
+    let tenant: Uuid =
+        sqlx::query_scalar("insert into tenant (name) values ('acme') returning tenant_id")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let venue: Uuid = sqlx::query_scalar(
+        "insert into venue (tenant_id, name, city) values ($1, 'Hall', 'Lyon') returning venue_id",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let event: Uuid = sqlx::query_scalar(
+        "insert into event (tenant_id, venue_id, name, starts_at) values ($1, $2, 'Show', now() + interval '30 days') returning event_id",
+    )
+    .bind(tenant)
+    .bind(venue)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let map: Uuid = sqlx::query_scalar(
+        "insert into seat_map (tenant_id, event_id) values ($1, $2) returning seat_map_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let section: Uuid = sqlx::query_scalar(
+        "insert into section (tenant_id, seat_map_id, name) values ($1, $2, 'A') returning section_id",
+    )
+    .bind(tenant)
+    .bind(map)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let category: Uuid = sqlx::query_scalar(
+        "insert into price_category (tenant_id, event_id, name, price_minor, currency) values ($1, $2, 'Cat 1', 5000, 'EUR') returning price_category_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let seats: Vec<Uuid> = sqlx::query_scalar(
+        "insert into seat (tenant_id, event_id, section_id, row_label, seat_number, x, y, price_category_id)
+         select $1, $2, $3, 'A', n, n, 0, $4 from generate_series(1, $5) n returning seat_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(section)
+    .bind(category)
+    .bind(seats)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let seated_type: Uuid = sqlx::query_scalar(
+        "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency)
+         values ($1, $2, 'Seated', 'seated', $3, 5000, 'EUR') returning ticket_type_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(category)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let ga_type: Uuid = sqlx::query_scalar(
+        "insert into ticket_type (tenant_id, event_id, name, kind, price_minor, currency, ga_quota)
+         values ($1, $2, 'Standing', 'general_admission', 3000, 'EUR', $3) returning ticket_type_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(quota)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let onsale: Uuid = sqlx::query_scalar(
+        "insert into onsale (tenant_id, event_id, starts_at) values ($1, $2, now()) returning onsale_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    Fixture {
+        tenant,
+        event,
+        onsale,
+        seats,
+        seated_type,
+        ga_type,
+    }
+}
+
+/// Tries to hold one seat for a user in its own transaction, as a careless worker would:
+/// no check first, just the writes. Returns whether it committed.
+async fn try_hold_seat(pool: &PgPool, f: &Fixture, seat: Uuid, user: &str) -> bool {
+    let mut tx = pool.begin().await.unwrap();
+    let hold: Uuid = sqlx::query_scalar(
+        "insert into hold (tenant_id, event_id, onsale_id, user_id, expires_at)
+         values ($1, $2, $3, $4, now() + interval '10 minutes') returning hold_id",
+    )
+    .bind(f.tenant)
+    .bind(f.event)
+    .bind(f.onsale)
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into hold_item (tenant_id, event_id, hold_id, ticket_type_id, seat_id, quantity)
+         values ($1, $2, $3, $4, $5, 1)",
+    )
+    .bind(f.tenant)
+    .bind(f.event)
+    .bind(hold)
+    .bind(f.seated_type)
+    .bind(seat)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let claimed = sqlx::query(
+        "insert into seat_claim (event_id, seat_id, tenant_id, state, hold_id) values ($1, $2, $3, 'held', $4)",
+    )
+    .bind(f.event)
+    .bind(seat)
+    .bind(f.tenant)
+    .bind(hold)
+    .execute(&mut *tx)
+    .await;
+    match claimed {
+        Ok(_) => tx.commit().await.is_ok(),
+        Err(sqlx::Error::Database(e)) => {
+            assert_eq!(e.constraint(), Some("seat_claim_pkey"), "{e}");
+            false
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn two_hundred_buyers_racing_for_a_hundred_seats_hold_each_seat_once(pool: PgPool) {
+    let f = std::sync::Arc::new(fixture(&pool, 100, 10).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for buyer in 0..200usize {
+        let (pool, f) = (pool.clone(), f.clone());
+        // Two buyers per seat, in no particular order.
+        let seat = f.seats[(buyer * 37) % 100];
+        tasks.spawn(async move { try_hold_seat(&pool, &f, seat, &format!("u{buyer}")).await });
+    }
+    let mut won = 0;
+    while let Some(result) = tasks.join_next().await {
+        won += usize::from(result.unwrap());
+    }
+    assert_eq!(won, 100);
+    let (claims, distinct): (i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct seat_id) from seat_claim where event_id = $1",
+    )
+    .bind(f.event)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((claims, distinct), (100, 100));
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_sold_seat_cannot_be_held_again(pool: PgPool) {
+    let f = fixture(&pool, 1, 10).await;
+    assert!(try_hold_seat(&pool, &f, f.seats[0], "u1").await);
+    let order: Uuid = sqlx::query_scalar(
+        "insert into ticket_order (tenant_id, event_id, user_id, total_minor, currency)
+         values ($1, $2, 'u1', 5000, 'EUR') returning ticket_order_id",
+    )
+    .bind(f.tenant)
+    .bind(f.event)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query("update seat_claim set state = 'sold', hold_id = null, ticket_order_id = $1 where seat_id = $2")
+        .bind(order)
+        .bind(f.seats[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(!try_hold_seat(&pool, &f, f.seats[0], "u2").await);
+    // A claim must have exactly one owner of the right kind.
+    let orphan = sqlx::query("update seat_claim set ticket_order_id = null where seat_id = $1")
+        .bind(f.seats[0])
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let sqlx::Error::Database(e) = orphan else {
+        panic!("{orphan}")
+    };
+    assert_eq!(e.constraint(), Some("seat_claim_one_owner"));
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn five_hundred_buyers_never_push_general_admission_past_its_quota(pool: PgPool) {
+    let f = std::sync::Arc::new(fixture(&pool, 1, 100).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..500 {
+        let (pool, f) = (pool.clone(), f.clone());
+        tasks.spawn(async move {
+            sqlx::query("update ticket_type set ga_held = ga_held + 1 where ticket_type_id = $1")
+                .bind(f.ga_type)
+                .execute(&pool)
+                .await
+        });
+    }
+    let mut ok = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            Ok(_) => ok += 1,
+            Err(sqlx::Error::Database(e)) => {
+                assert_eq!(e.constraint(), Some("ticket_type_ga_quota_not_exceeded"));
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(ok, 100);
+    let (held, sold): (i32, i32) =
+        sqlx::query_as("select ga_held, ga_sold from ticket_type where ticket_type_id = $1")
+            .bind(f.ga_type)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((held, sold), (100, 0));
+    // Moving held to sold keeps the total; selling on top of a full quota is refused.
+    sqlx::query("update ticket_type set ga_held = ga_held - 10, ga_sold = ga_sold + 10 where ticket_type_id = $1")
+        .bind(f.ga_type)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        sqlx::query("update ticket_type set ga_sold = ga_sold + 1 where ticket_type_id = $1")
+            .bind(f.ga_type)
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn no_row_can_point_at_another_tenants_data(pool: PgPool) {
+    let theirs = fixture(&pool, 1, 10).await;
+    let ours: Uuid =
+        sqlx::query_scalar("insert into tenant (name) values ('ours') returning tenant_id")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let venue: Uuid = sqlx::query_scalar("select venue_id from event where event_id = $1")
+        .bind(theirs.event)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let err = sqlx::query(
+        "insert into event (tenant_id, venue_id, name, starts_at) values ($1, $2, 'Stolen', now())",
+    )
+    .bind(ours)
+    .bind(venue)
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    let sqlx::Error::Database(e) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(e.constraint(), Some("event_venue_same_tenant"));
+
+    let err =
+        sqlx::query("insert into onsale (tenant_id, event_id, starts_at) values ($1, $2, now())")
+            .bind(ours)
+            .bind(theirs.event)
+            .execute(&pool)
+            .await
+            .unwrap_err();
+    let sqlx::Error::Database(e) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(e.constraint(), Some("onsale_event_same_tenant"));
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_request_id_takes_effect_once_and_updates_are_timestamped(pool: PgPool) {
+    let f = fixture(&pool, 1, 10).await;
+    let insert = "insert into processed_request (tenant_id, user_id, request_id, result) values ($1, 'u1', 'r-1', '{}')";
+    sqlx::query(insert)
+        .bind(f.tenant)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = sqlx::query(insert)
+        .bind(f.tenant)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let sqlx::Error::Database(e) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(e.constraint(), Some("processed_request_pkey"));
+
+    // Timestamps are read as seconds, so the test needs no date-time crate.
+    let before: f64 = sqlx::query_scalar(
+        "select extract(epoch from updated_at)::float8 from event where event_id = $1",
+    )
+    .bind(f.event)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    sqlx::query("update event set status = 'published' where event_id = $1")
+        .bind(f.event)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let after: f64 = sqlx::query_scalar(
+        "select extract(epoch from updated_at)::float8 from event where event_id = $1",
+    )
+    .bind(f.event)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(after > before, "the trigger moves updated_at forward");
+}
