@@ -14,6 +14,11 @@ pub struct DemoArgs {
     /// Address to listen on.
     #[arg(long, env = "MARQUEE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Postgres to use; without one the demo starts a private PostgreSQL and removes it on
+    /// exit.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<crate::config::Secret>,
 }
 
 /// A token for the demo users, valid for a day.
@@ -27,13 +32,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::with_secret(&secret);
     config.listen = args.listen;
     config.node_id = Some("demo".to_owned());
+    // The system of record: the given database, or a private one for the demo's lifetime.
+    let embedded = match &args.database_url {
+        Some(url) => {
+            config.database_url = Some(url.clone());
+            None
+        }
+        None => {
+            let pg = crate::embedded_pg::EmbeddedPostgres::start().await?;
+            config.database_url = Some(crate::config::Secret::new(pg.url()));
+            Some(pg)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let node = Node::build(config).await?;
 
     let buyer = token(&secret, "buyer-1", &[]);
     let admin = token(&secret, "operator-1", &["admin"]);
-    println!("Marquee demo node on http://{addr} (memory engine)\n");
+    println!("Marquee demo node on http://{addr} (memory engine)");
+    match &embedded {
+        Some(pg) => println!(
+            "System of record: a private PostgreSQL in {} (removed on exit)\n",
+            pg.dir().display()
+        ),
+        None => println!("System of record: DATABASE_URL\n"),
+    }
     println!("Buyer token (24 h):\n  {buyer}\n");
     println!("Admin token (24 h):\n  {admin}\n");
     println!("Watch the demo seat map live (websocat):");
@@ -66,5 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     });
 
-    node.serve(listener, crate::shutdown_signal()).await
+    let served = node.serve(listener, crate::shutdown_signal()).await;
+    drop(embedded);
+    served
 }

@@ -15,7 +15,8 @@
 //! - [`api`]: HTTP routes: `/ws`, `/health`, `/ready`, `/metrics`, `/internal/publish`.
 //! - [`db`]: the Postgres pool and the schema migrations in `migrations/`.
 //! - [`metrics`]: metric names and the Prometheus exporter.
-//! - [`demo`]: `marquee demo`, a single node with ready-made tokens.
+//! - [`demo`]: `marquee demo`, a single node with ready-made tokens; [`embedded_pg`] gives it
+//!   a private PostgreSQL when no `DATABASE_URL` is set.
 //!
 //! [`Node::build`] wires these together; [`Node::serve`] runs them on a listener until a
 //! shutdown future completes, so tests bind port 0 and pass their own shutdown.
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod embedded_pg;
 pub mod engine;
 pub mod hub;
 pub mod metrics;

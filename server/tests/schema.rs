@@ -341,3 +341,34 @@ async fn a_request_id_takes_effect_once_and_updates_are_timestamped(pool: PgPool
     .unwrap();
     assert!(after > before, "the trigger moves updated_at forward");
 }
+
+#[tokio::test]
+async fn the_demo_database_starts_migrates_and_is_removed_afterwards() {
+    let pg = marquee_server::embedded_pg::EmbeddedPostgres::start()
+        .await
+        .expect("a private PostgreSQL starts from the machine's binaries");
+    let dir = pg.dir().to_path_buf();
+    let pid_file = dir.join("data/postmaster.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .expect("the server wrote its pid file")
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let pool = marquee_server::db::connect(&pg.url(), 2).await.unwrap();
+    marquee_server::db::migrate(&pool).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.tables where table_schema = 'public' and table_name = 'seat_claim'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1);
+    pool.close().await;
+    drop(pg);
+    assert!(!dir.exists(), "the data directory is removed");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the server process {pid} is gone"
+    );
+}
