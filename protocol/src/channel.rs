@@ -115,8 +115,12 @@ impl Channel {
     }
 
     /// The private inbox of a user, optionally scoped by tenant (`inbox:{tenant}/{user}`), so
-    /// that equal user ids in two tenants never share an inbox.
+    /// that equal user ids in two tenants never share an inbox. Neither part may contain `/`:
+    /// otherwise tenant `a` with user `b/c` and tenant `a/b` with user `c` would share one.
     pub fn inbox(tenant: Option<&str>, user: &str) -> Result<Self, ChannelError> {
+        if user.contains('/') || tenant.is_some_and(|t| t.contains('/')) {
+            return Err(ChannelError::BadId);
+        }
         match tenant {
             Some(tenant) => Self::new(ChannelKind::Inbox, &format!("{tenant}/{user}")),
             None => Self::new(ChannelKind::Inbox, user),
@@ -174,6 +178,13 @@ mod tests {
         assert_eq!(Channel::parse("seats:a:b"), Err(ChannelError::BadId));
         let long = format!("seats:{}", "x".repeat(MAX_CHANNEL_ID_LEN + 1));
         assert_eq!(Channel::parse(&long), Err(ChannelError::BadId));
+    }
+
+    #[test]
+    fn inbox_parts_cannot_contain_a_slash_so_two_tenants_never_share_an_inbox() {
+        assert_eq!(Channel::inbox(Some("a"), "b/c"), Err(ChannelError::BadId));
+        assert_eq!(Channel::inbox(Some("a/b"), "c"), Err(ChannelError::BadId));
+        assert_eq!(Channel::inbox(None, "a/b/c"), Err(ChannelError::BadId));
     }
 
     #[test]

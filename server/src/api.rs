@@ -186,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/internal/publish", post(publish))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -349,6 +350,15 @@ async fn publish(
             e.to_string(),
         )
     })?;
+    // Only what every client can decode goes out: the protocol's nesting limit applies.
+    let encoded = serde_json::to_vec(&request.data).unwrap_or_default();
+    if let Err(e) = Codec::Json.decode::<Value>(&encoded) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            format!("data cannot be sent to clients: {e}"),
+        ));
+    }
     let position = state
         .hub
         .publish(&channel, &request.data)
@@ -366,6 +376,14 @@ async fn publish(
         epoch: position.epoch,
         offset: position.offset,
     }))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        "method not allowed on this route",
+    )
 }
 
 async fn not_found() -> ApiError {

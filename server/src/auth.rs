@@ -30,9 +30,25 @@ pub struct Claims {
     /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
-    /// Audience.
+    /// Audience: one string, or an array of them (both are valid JWT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// The `aud` claim, which JWT allows as a string or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl From<&str> for Audience {
+    fn from(value: &str) -> Self {
+        Self::One(value.to_owned())
+    }
 }
 
 /// A verified caller.
@@ -289,8 +305,15 @@ fn classify(kind: &ErrorKind) -> AuthError {
         | ErrorKind::InvalidClaimFormat(_)
         | ErrorKind::InvalidSubject => AuthError::Claims,
         // A header naming an algorithm outside the library's list (`none`, say) fails to
-        // deserialize; any other JSON failure is a malformed token.
+        // deserialize; claims of the wrong shape (a missing `sub` or `exp`, a string `exp`)
+        // are refused claims; any other JSON failure is a malformed token.
         ErrorKind::Json(e) if e.to_string().contains("variant") => AuthError::Algorithm,
+        ErrorKind::Json(e)
+            if e.to_string().contains("missing field")
+                || e.to_string().contains("invalid type") =>
+        {
+            AuthError::Claims
+        }
         _ => AuthError::Malformed,
     }
 }

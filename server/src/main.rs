@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
                 exp: now_secs() + args.ttl,
                 nbf: None,
                 iss: args.iss,
-                aud: args.aud,
+                aud: args.aud.map(marquee_server::auth::Audience::One),
             };
             println!("{}", sign_hs256(&args.secret, &claims));
             Ok(())

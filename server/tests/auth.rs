@@ -86,6 +86,20 @@ async fn every_bad_token_is_refused_before_the_upgrade_with_its_code() {
         parts.join(".")
     };
     let none = unsigned_token();
+    // Claims of the wrong shape, signed correctly.
+    let raw_claims = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let good_iss = "https://auth.marquee.test";
+    let no_exp = raw_claims(serde_json::json!({"sub": "u1", "iss": good_iss, "aud": "marquee"}));
+    let no_sub =
+        raw_claims(serde_json::json!({"exp": now_secs() + 600, "iss": good_iss, "aud": "marquee"}));
+    let slashed_sub = sign(&|c| c.sub = "a/b".into());
 
     let cases: Vec<Case<'_>> = vec![
         ("missing", vec![], 401, "token_missing"),
@@ -156,6 +170,24 @@ async fn every_bad_token_is_refused_before_the_upgrade_with_its_code() {
             "token_invalid",
         ),
         ("bad query token", vec![], 401, "token_malformed"),
+        (
+            "missing exp",
+            vec![("authorization", bearer(&no_exp))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "missing sub",
+            vec![("authorization", bearer(&no_sub))],
+            401,
+            "token_invalid",
+        ),
+        (
+            "slash in sub",
+            vec![("authorization", bearer(&slashed_sub))],
+            401,
+            "token_invalid",
+        ),
     ];
     let mut bodies = Vec::new();
     for (name, headers, status, code) in cases {
@@ -177,7 +209,15 @@ async fn every_bad_token_is_refused_before_the_upgrade_with_its_code() {
     }
     insta::assert_snapshot!(bodies.join("\n"));
 
-    // The right token works, from the header and from the query string.
+    // The right token works, from the header and from the query string, and an audience
+    // array that contains ours is as good as the single string.
+    let many = sign(&|c| {
+        c.aud = Some(marquee_server::auth::Audience::Many(vec![
+            "other".into(),
+            "marquee".into(),
+        ]))
+    });
+    let _raw = Raw::connect(&node.ws_url(), &many).await;
     let valid = sign(&|_| {});
     let mut raw = Raw::connect(&node.ws_url(), &valid).await;
     raw.send(&marquee_protocol::ClientMessage::Ping { id: 1 })

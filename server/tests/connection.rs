@@ -186,6 +186,30 @@ async fn flooding_gets_rate_limited_then_closed_with_4003() {
         raw.send(&ClientMessage::Ping { id }).await;
     }
     let (close, seen) = raw.until_close(Duration::from_secs(5)).await;
+    assert_flood_closed(close, &seen);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn frames_of_the_wrong_kind_count_against_the_rate_limit_too() {
+    let mut config = config();
+    config.inbound_rate = 1;
+    config.inbound_burst = 3;
+    config.abuse_limit = 5;
+    let node = TestNode::start(config).await;
+    let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
+    for _ in 0..20 {
+        raw.socket.send(Message::binary(vec![0x80])).await.unwrap();
+    }
+    let (close, _) = raw.until_close(Duration::from_secs(5)).await;
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(4003));
+    node.shutdown().await;
+}
+
+fn assert_flood_closed(
+    close: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+    seen: &[ServerMessage],
+) {
     let pongs = seen
         .iter()
         .filter(|m| matches!(m, ServerMessage::Pong { .. }))
@@ -204,7 +228,6 @@ async fn flooding_gets_rate_limited_then_closed_with_4003() {
     assert_eq!(pongs, 3, "the burst passes");
     assert_eq!(limited, [4, 5, 6, 7, 8], "each refusal names its request");
     assert_eq!(close.map(|c| u16::from(c.code)), Some(4003));
-    node.shutdown().await;
 }
 
 /// Publishes `count` payloads of `size` bytes on a channel as fast as the engine takes them.

@@ -21,6 +21,9 @@ async fn health_ready_and_unknown_routes() {
     let ready = http(node.addr, "GET", "/ready", &[], None).await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["engine"], "memory");
+    let wrong_method = http(node.addr, "POST", "/health", &[], Some("")).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.json()["code"], "bad_request");
     let missing = http(node.addr, "GET", "/nope", &[], None).await;
     assert_eq!(missing.status, 404);
     insta::assert_snapshot!(missing.body, @r#"{"code":"not_found","message":"no such route"}"#);
@@ -77,6 +80,11 @@ async fn publishing_needs_an_admin_and_a_valid_body() {
     let buyer = bearer(&token("u1", &[]));
     let json = ("content-type", "application/json");
     let body = r#"{"channel":"queue:o1","data":{"waiting":3}}"#;
+    let deep = format!(
+        r#"{{"channel":"queue:o1","data":{}1{}}}"#,
+        "[".repeat(80),
+        "]".repeat(80)
+    );
 
     let ok = http(
         node.addr,
@@ -108,6 +116,12 @@ async fn publishing_needs_an_admin_and_a_valid_body() {
             "bad channel",
             vec![("authorization", admin.as_str()), json],
             r#"{"channel":"nope","data":1}"#,
+            400,
+        ),
+        (
+            "too deeply nested",
+            vec![("authorization", admin.as_str()), json],
+            deep.as_str(),
             400,
         ),
         (

@@ -333,25 +333,16 @@ where
     }
 
     async fn on_message(&mut self, message: Message) -> Result<(), Exit> {
-        let bytes: Bytes = match (message, self.codec) {
-            (Message::Text(text), Codec::Json) => Bytes::from(text),
-            (Message::Binary(bytes), Codec::MsgPack) => bytes,
-            (Message::Text(_) | Message::Binary(_), codec) => {
-                let expected = if codec.is_binary() { "binary" } else { "text" };
-                return self
-                    .reply(ServerMessage::error(
-                        None,
-                        ErrorCode::BadRequest,
-                        format!("{} carries {expected} frames", codec.subprotocol()),
-                    ))
-                    .await;
-            }
-            (Message::Close(_), _) => return Err(Exit::Gone),
-            (Message::Ping(_) | Message::Pong(_), _) => return Ok(()),
+        let (bytes, right_kind): (Bytes, bool) = match message {
+            Message::Text(text) => (Bytes::from(text), self.codec == Codec::Json),
+            Message::Binary(bytes) => (bytes, self.codec == Codec::MsgPack),
+            Message::Close(_) => return Err(Exit::Gone),
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
         };
         METRICS.messages_in.increment(1);
         METRICS.bytes_in.increment(bytes.len() as u64);
-        let request = self.codec.decode_client(&bytes);
+        // Every data frame counts against the rate limit, whatever it holds.
+        let request = right_kind.then(|| self.codec.decode_client(&bytes));
         if self.limiter.check().is_err() {
             METRICS.rate_limited.increment(1);
             self.abuse += 1;
@@ -359,8 +350,9 @@ where
                 return Err(Exit::Close(CloseCode::RateLimited));
             }
             let id = match &request {
-                Ok(r) => Some(r.id()),
-                Err(e) => e.id,
+                Some(Ok(r)) => Some(r.id()),
+                Some(Err(e)) => e.id,
+                None => None,
             };
             return self
                 .reply(ServerMessage::error(
@@ -372,8 +364,20 @@ where
         }
         self.abuse = 0;
         let reply = match request {
-            Ok(request) => self.handle(request).await?,
-            Err(e) => Some(ServerMessage::error(e.id, ErrorCode::BadRequest, e.reason)),
+            None => {
+                let expected = if self.codec.is_binary() {
+                    "binary"
+                } else {
+                    "text"
+                };
+                Some(ServerMessage::error(
+                    None,
+                    ErrorCode::BadRequest,
+                    format!("{} carries {expected} frames", self.codec.subprotocol()),
+                ))
+            }
+            Some(Ok(request)) => self.handle(request).await?,
+            Some(Err(e)) => Some(ServerMessage::error(e.id, ErrorCode::BadRequest, e.reason)),
         };
         match reply {
             Some(reply) => self.reply(reply).await,
