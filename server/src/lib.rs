@@ -8,6 +8,8 @@
 //!
 //! - [`config`]: the clap `Config` of a node (every flag is also an environment variable).
 //! - [`auth`]: JWT verification with a pinned algorithm; the caller's [`auth::Identity`].
+//! - [`booking`]: the booking engine; so far the seat chooser (best available, nearest
+//!   equivalent block).
 //! - [`engine`]: the [`engine::ChannelEngine`] trait and its `memory` and `redis`
 //!   implementations: offsets, bounded history, cross-node fan-out.
 //! - [`hub`]: local subscriptions, the subscribe-and-resume algorithm, snapshot providers, the
@@ -23,6 +25,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod booking;
 pub mod config;
 pub mod db;
 pub mod demo;
