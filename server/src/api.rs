@@ -219,6 +219,8 @@ async fn upgrade(
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Admission comes first, before any token is verified: a flood of upgrade attempts is
+    // refused at the cost of an atomic and a token bucket, not of a signature check.
     let permit = state.admission.admit()?;
     let identity = authenticate(&state.verifier, &headers, &uri)?;
     let ws = ws.map_err(|r| {

@@ -6,7 +6,6 @@
 use clap::{Args, ValueEnum};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A secret string that never appears in `Debug` output or logs.
@@ -182,10 +181,6 @@ pub struct Config {
     /// Upper bound of the jittered reconnect delay advised to clients on shutdown.
     #[arg(long, env = "MARQUEE_RECONNECT_SPREAD", default_value = "5s", value_parser = duration)]
     pub reconnect_spread: Duration,
-
-    /// Directory of a static web client to serve at `/` (optional).
-    #[arg(long, env = "MARQUEE_WEB_DIR")]
-    pub web_dir: Option<PathBuf>,
 }
 
 impl Config {

@@ -439,3 +439,45 @@ async fn shutdown_advises_every_client_to_reconnect_then_closes_with_1012() {
     }
     shutdown.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_refresh_that_drops_a_role_leaves_the_channels_of_that_role() {
+    let node = TestNode::start(config()).await;
+    let mut staff = Raw::connect(&node.ws_url(), &token("op", &["admin"])).await;
+    assert!(matches!(
+        staff.subscribe(1, "admin:o1").await,
+        ServerMessage::Subscribed { .. }
+    ));
+    assert!(matches!(
+        staff.subscribe(2, "queue:o1").await,
+        ServerMessage::Subscribed { .. }
+    ));
+    staff
+        .send(&ClientMessage::Refresh {
+            id: 3,
+            token: token("op", &[]),
+        })
+        .await;
+    // The lost channel is named first, then the refresh is confirmed.
+    assert_eq!(
+        error_code(&staff.recv().await),
+        (None, ErrorCode::Forbidden)
+    );
+    assert!(matches!(
+        staff.recv().await,
+        ServerMessage::Refreshed { id: 3, .. }
+    ));
+    node.hub
+        .publish(&Channel::parse("admin:o1").unwrap(), &json!({"n": 1}))
+        .await
+        .unwrap();
+    node.hub
+        .publish(&Channel::parse("queue:o1").unwrap(), &json!({"n": 2}))
+        .await
+        .unwrap();
+    match staff.recv().await {
+        ServerMessage::Pub(p) => assert_eq!(p.channel, "queue:o1", "nothing more from admin:o1"),
+        other => panic!("unexpected {other:?}"),
+    }
+    node.shutdown().await;
+}

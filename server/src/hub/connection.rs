@@ -406,7 +406,11 @@ where
                     )
                 }
             }
-            ClientMessage::Refresh { id, token } => self.refresh(id, &token),
+            ClientMessage::Refresh { id, token } => {
+                let reply = self.refresh(id, &token);
+                Box::pin(self.drop_lost_channels()).await?;
+                reply
+            }
             ClientMessage::Ping { id } => ServerMessage::Pong { id },
             _ => ServerMessage::error(None, ErrorCode::BadRequest, "unsupported request"),
         }))
@@ -431,6 +435,29 @@ where
                 ServerMessage::error(Some(id), e.code(), e.to_string())
             }
         }
+    }
+
+    /// After a refresh the roles may have changed: channels the new token does not open are
+    /// left, and the client is told so with a `forbidden` error naming each.
+    async fn drop_lost_channels(&mut self) -> Result<(), Exit> {
+        let lost: Vec<Arc<str>> = self
+            .subs
+            .keys()
+            .filter(|name| Channel::parse(name).is_ok_and(|c| !self.may_subscribe(&c)))
+            .cloned()
+            .collect();
+        for channel in lost {
+            self.subs.remove(&channel);
+            self.ctx.hub.unsubscribe(self.shared.id, &channel);
+            Hub::count_subscriptions(-1.0);
+            let notice = ServerMessage::error(
+                None,
+                ErrorCode::Forbidden,
+                format!("{channel} is no longer open to this connection"),
+            );
+            self.feed_msg(&notice).await?;
+        }
+        Ok(())
     }
 
     /// Whether this connection's identity may subscribe to a channel.
