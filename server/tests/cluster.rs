@@ -89,10 +89,7 @@ async fn a_client_on_one_node_receives_what_is_published_on_another() {
     let a = TestNode::start(redis_config(&prefix)).await;
     let b = TestNode::start(redis_config(&prefix)).await;
     let mut on_a = Raw::connect(&a.ws_url(), &token("u1", &[])).await;
-    assert!(matches!(
-        on_a.subscribe(1, "seats:x").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    on_a.must_subscribe(1, "seats:x").await;
     let channel = Channel::parse("seats:x").unwrap();
     for n in 1..=5 {
         b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();

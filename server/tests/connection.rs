@@ -112,23 +112,11 @@ async fn private_and_role_channels_are_forbidden_to_others() {
         );
     }
     // Its own inbox, public channels, and role channels with the role are fine.
-    assert!(matches!(
-        buyer.subscribe(4, "inbox:u1").await,
-        ServerMessage::Subscribed { .. }
-    ));
-    assert!(matches!(
-        buyer.subscribe(5, "queue:o1").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    buyer.must_subscribe(4, "inbox:u1").await;
+    buyer.must_subscribe(5, "queue:o1").await;
     let mut staff = Raw::connect(&node.ws_url(), &token("staff", &["admin", "gate"])).await;
-    assert!(matches!(
-        staff.subscribe(1, "admin:onsale1").await,
-        ServerMessage::Subscribed { .. }
-    ));
-    assert!(matches!(
-        staff.subscribe(2, "gate:e1").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    staff.must_subscribe(1, "admin:onsale1").await;
+    staff.must_subscribe(2, "gate:e1").await;
     assert_eq!(
         error_code(&staff.subscribe(3, "inbox:u1").await),
         (Some(3), ErrorCode::Forbidden)
@@ -154,23 +142,14 @@ async fn the_subscription_cap_is_enforced() {
     config.max_subscriptions = 3; // the inbox counts
     let node = TestNode::start(config).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
-    assert!(matches!(
-        raw.subscribe(1, "seats:a").await,
-        ServerMessage::Subscribed { .. }
-    ));
-    assert!(matches!(
-        raw.subscribe(2, "seats:b").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    raw.must_subscribe(1, "seats:a").await;
+    raw.must_subscribe(2, "seats:b").await;
     assert_eq!(
         error_code(&raw.subscribe(3, "seats:c").await),
         (Some(3), ErrorCode::TooManySubscriptions)
     );
     // Resubscribing an existing channel is not a new subscription.
-    assert!(matches!(
-        raw.subscribe(4, "seats:a").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    raw.must_subscribe(4, "seats:a").await;
     node.shutdown().await;
 }
 
@@ -248,10 +227,7 @@ async fn a_reader_that_falls_behind_on_results_is_closed_as_a_slow_consumer() {
     config.write_timeout = Duration::from_secs(5);
     let node = TestNode::start(config).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
-    assert!(matches!(
-        raw.subscribe(1, "queue:o1").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    raw.must_subscribe(1, "queue:o1").await;
     // The client stops reading while 32 MB are published; socket buffers fill, then the queue.
     flood(&node, "queue:o1", 2000, 16 * 1024).await;
     let (close, seen) = raw.until_close(Duration::from_secs(30)).await;
@@ -444,14 +420,8 @@ async fn shutdown_advises_every_client_to_reconnect_then_closes_with_1012() {
 async fn a_refresh_that_drops_a_role_leaves_the_channels_of_that_role() {
     let node = TestNode::start(config()).await;
     let mut staff = Raw::connect(&node.ws_url(), &token("op", &["admin"])).await;
-    assert!(matches!(
-        staff.subscribe(1, "admin:o1").await,
-        ServerMessage::Subscribed { .. }
-    ));
-    assert!(matches!(
-        staff.subscribe(2, "queue:o1").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    staff.must_subscribe(1, "admin:o1").await;
+    staff.must_subscribe(2, "queue:o1").await;
     staff
         .send(&ClientMessage::Refresh {
             id: 3,

@@ -34,10 +34,7 @@ async fn health_ready_and_unknown_routes() {
 async fn metrics_expose_the_hub_counters_in_prometheus_format() {
     let node = TestNode::start(config()).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
-    assert!(matches!(
-        raw.subscribe(1, "seats:m").await,
-        ServerMessage::Subscribed { .. }
-    ));
+    raw.must_subscribe(1, "seats:m").await;
     let _refused = upgrade_request(node.addr, "/ws", &[]).await;
     let published = http(
         node.addr,

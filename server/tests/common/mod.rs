@@ -204,6 +204,15 @@ impl Raw {
         }
     }
 
+    /// Subscribes and asserts that the server accepted.
+    pub async fn must_subscribe(&mut self, id: u64, channel: &str) {
+        let reply = self.subscribe(id, channel).await;
+        assert!(
+            matches!(reply, ServerMessage::Subscribed { .. }),
+            "subscribing {channel}: {reply:?}"
+        );
+    }
+
     pub async fn subscribe(&mut self, id: u64, channel: &str) -> ServerMessage {
         self.send(&ClientMessage::Subscribe {
             id,
