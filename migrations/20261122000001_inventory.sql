@@ -50,6 +50,10 @@ create table event (
     starts_at    timestamptz not null,
     ends_at      timestamptz,
     status       event_status not null default 'draft',
+    -- Bumped by every committed booking batch that changes availability. It versions the live
+    -- seat map (snapshots and deltas carry it) and fences inventory owners: a batch commits only
+    -- if the version is still the one its owner last saw, so a stale owner cannot write.
+    inventory_version bigint not null default 0,
     -- Full-text search over the public listing.
     search       tsvector generated always as (
         to_tsvector('simple', name || ' ' || description || ' ' || category)
@@ -115,6 +119,9 @@ create table seat (
     section_id        uuid not null,
     row_label         text not null,
     seat_number       integer not null constraint seat_number_positive check (seat_number > 0),
+    -- The seat's place in the event's map, 0..n: live seat-map snapshots and deltas, and
+    -- purchase commands, name seats by this index.
+    seat_index        integer not null constraint seat_index_not_negative check (seat_index >= 0),
     x                 double precision not null,
     y                 double precision not null,
     price_category_id uuid not null,
@@ -126,6 +133,7 @@ create table seat (
     constraint seat_tenant_key unique (tenant_id, seat_id),
     constraint seat_event_key unique (event_id, seat_id),
     constraint seat_position_unique unique (section_id, row_label, seat_number),
+    constraint seat_index_per_event unique (event_id, seat_index),
     constraint seat_event_same_tenant foreign key (tenant_id, event_id)
         references event (tenant_id, event_id) on delete cascade,
     constraint seat_section_same_tenant foreign key (tenant_id, section_id)
@@ -133,7 +141,6 @@ create table seat (
     constraint seat_category_same_tenant foreign key (tenant_id, price_category_id)
         references price_category (tenant_id, price_category_id)
 );
-create index seat_event_idx on seat (event_id);
 
 create type ticket_kind as enum ('seated', 'general_admission');
 
@@ -327,6 +334,10 @@ create table processed_request (
     user_id          text not null,
     request_id       text not null constraint processed_request_id_length check (length(request_id) between 1 and 128),
     event_id         uuid,
+    -- The command-queue entry that produced the result: a redelivery of that same entry (its
+    -- worker died before acknowledging it) is dropped silently, while a client's retry (a new
+    -- entry with the same request id) gets the stored result again.
+    command_id       text not null,
     result           jsonb not null,
     acknowledged_at  timestamptz,
     created_at       timestamptz not null default now(),
@@ -337,17 +348,22 @@ create index processed_request_pending_idx on processed_request (tenant_id, user
     where acknowledged_at is null;
 
 -- Messages to publish on hub channels, written in the same transaction as the change they
--- describe and published by the outbox relay.
+-- describe and published, in `outbox_id` order, by the outbox relay. One row carries everything
+-- one transaction produced (`messages` is an array of `{"channel", "data"}`), so a batch of a
+-- thousand commands costs one row, not a thousand.
 create table outbox (
     outbox_id     bigint generated always as identity primary key,
     tenant_id     uuid not null references tenant (tenant_id),
-    channel       text not null,
-    payload       jsonb not null,
+    -- The event whose inventory changed, if any: the seat-map snapshot waits until every row of
+    -- its event is published.
+    event_id      uuid,
+    messages      jsonb not null constraint outbox_messages_is_array check (jsonb_typeof(messages) = 'array'),
     published_at  timestamptz,
     created_at    timestamptz not null default now(),
     updated_at    timestamptz not null default now()
 );
 create index outbox_unpublished_idx on outbox (outbox_id) where published_at is null;
+create index outbox_unpublished_event_idx on outbox (event_id) where published_at is null;
 
 -- Every state change, for operators and auditors.
 create table audit_log (

@@ -37,6 +37,30 @@ pub enum ErrorCode {
     NotSubscribed,
     /// This connection already has the maximum number of subscriptions.
     TooManySubscriptions,
+    /// The change conflicts with the current state (it exists already, or the state forbids it).
+    Conflict,
+    /// A seat index that is not on the event's map.
+    UnknownSeat,
+    /// A price category that does not belong to the event.
+    UnknownCategory,
+    /// A ticket type that does not belong to the event, or is of the wrong kind.
+    UnknownTicketType,
+    /// A quantity of zero, or outside the ticket type's per-order minimum and maximum.
+    InvalidQuantity,
+    /// The buyer would hold or own more of the event than the onsale's per-user limit.
+    LimitExceeded,
+    /// A requested seat is held or sold; the result suggests the nearest equivalent block.
+    SeatUnavailable,
+    /// Not enough inventory is left for the request.
+    SoldOut,
+    /// No such hold for this buyer and event.
+    HoldNotFound,
+    /// The hold is no longer active (expired, released or already checked out).
+    HoldExpired,
+    /// The event has no onsale open right now.
+    OnsaleClosed,
+    /// The onsale requires an admission from its waiting room.
+    AdmissionRequired,
     /// A backing service (the channel engine) is unreachable; retry later.
     Unavailable,
     /// An unexpected server error; details are in the server log, never in the message.
@@ -63,6 +87,18 @@ impl ErrorCode {
             Self::OverCapacity => "over_capacity",
             Self::NotSubscribed => "not_subscribed",
             Self::TooManySubscriptions => "too_many_subscriptions",
+            Self::Conflict => "conflict",
+            Self::UnknownSeat => "unknown_seat",
+            Self::UnknownCategory => "unknown_category",
+            Self::UnknownTicketType => "unknown_ticket_type",
+            Self::InvalidQuantity => "invalid_quantity",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::SeatUnavailable => "seat_unavailable",
+            Self::SoldOut => "sold_out",
+            Self::HoldNotFound => "hold_not_found",
+            Self::HoldExpired => "hold_expired",
+            Self::OnsaleClosed => "onsale_closed",
+            Self::AdmissionRequired => "admission_required",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
@@ -84,6 +120,18 @@ impl ErrorCode {
         Self::OverCapacity,
         Self::NotSubscribed,
         Self::TooManySubscriptions,
+        Self::Conflict,
+        Self::UnknownSeat,
+        Self::UnknownCategory,
+        Self::UnknownTicketType,
+        Self::InvalidQuantity,
+        Self::LimitExceeded,
+        Self::SeatUnavailable,
+        Self::SoldOut,
+        Self::HoldNotFound,
+        Self::HoldExpired,
+        Self::OnsaleClosed,
+        Self::AdmissionRequired,
         Self::Unavailable,
         Self::Internal,
         Self::Unknown,

@@ -8,6 +8,8 @@
 //! - [`message`]: the frames themselves. [`ClientMessage`] is everything a client may send (each
 //!   request carries a client-chosen `id`), [`ServerMessage`] everything the server sends: replies
 //!   that carry that `id` back, and pushes on a channel that carry a [`StreamPosition`].
+//! - [`booking`]: purchase commands and their results, the inbox's messages, and the live seat
+//!   map's snapshot and deltas.
 //! - [`channel`]: channel names (`seats:{event}`, `queue:{onsale}`, `inbox:{user}`,
 //!   `admin:{onsale}`, `gate:{event}`) and who may subscribe to each.
 //! - [`error`]: the stable snake_case [`ErrorCode`]s shared by WebSocket errors and HTTP error
@@ -19,6 +21,7 @@
 //!
 //! `docs/protocol.md` at the repository root is the human contract for all of this.
 
+pub mod booking;
 pub mod channel;
 pub mod close;
 pub mod codec;

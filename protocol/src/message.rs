@@ -5,6 +5,7 @@
 //! ([`RequestId`]); the reply to a request carries the same `id` back. Pushes on a channel
 //! carry the channel name and the message's [`StreamPosition`] in that channel.
 
+use crate::booking::Command;
 use crate::error::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -70,6 +71,26 @@ pub enum ClientMessage {
         /// Request id.
         id: RequestId,
     },
+    /// A purchase command. The server answers `accepted` once it is queued; the result arrives
+    /// on the inbox. Sending the same `request_id` again never takes effect twice.
+    Command {
+        /// Request id (per connection, for the `accepted` reply).
+        id: RequestId,
+        /// The client's idempotency key for the command: unique per buyer, 1 to 128 bytes.
+        request_id: String,
+        /// The command.
+        command: Command,
+        /// The waiting room's admission token, for onsales that require one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admission: Option<String>,
+    },
+    /// Acknowledge inbox results, so they are not delivered again.
+    Ack {
+        /// Request id.
+        id: RequestId,
+        /// The `request_id`s of the results received.
+        request_ids: Vec<String>,
+    },
 }
 
 impl ClientMessage {
@@ -79,7 +100,9 @@ impl ClientMessage {
             Self::Subscribe { id, .. }
             | Self::Unsubscribe { id, .. }
             | Self::Refresh { id, .. }
-            | Self::Ping { id } => *id,
+            | Self::Ping { id }
+            | Self::Command { id, .. }
+            | Self::Ack { id, .. } => *id,
         }
     }
 }
@@ -168,6 +191,18 @@ pub enum ServerMessage {
         /// Request id.
         id: RequestId,
     },
+    /// Reply to `command`: it is queued and its result will arrive on the inbox.
+    Accepted {
+        /// Request id.
+        id: RequestId,
+        /// The command's idempotency key.
+        request_id: String,
+    },
+    /// Reply to `ack`.
+    Acked {
+        /// Request id.
+        id: RequestId,
+    },
     /// A request failed, or the server reports a problem not tied to a request.
     Error {
         /// The failed request's id, when it could be read.
@@ -205,7 +240,9 @@ impl ServerMessage {
             Self::Subscribed { id, .. }
             | Self::Unsubscribed { id, .. }
             | Self::Refreshed { id, .. }
-            | Self::Pong { id } => Some(*id),
+            | Self::Pong { id }
+            | Self::Accepted { id, .. }
+            | Self::Acked { id } => Some(*id),
             Self::Error { id, .. } => *id,
             _ => None,
         }

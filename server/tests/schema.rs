@@ -62,8 +62,8 @@ async fn fixture(pool: &PgPool, seats: i32, quota: i32) -> Fixture {
     .await
     .unwrap();
     let seats: Vec<Uuid> = sqlx::query_scalar(
-        "insert into seat (tenant_id, event_id, section_id, row_label, seat_number, x, y, price_category_id)
-         select $1, $2, $3, 'A', n, n, 0, $4 from generate_series(1, $5) n returning seat_id",
+        "insert into seat (tenant_id, event_id, section_id, row_label, seat_number, seat_index, x, y, price_category_id)
+         select $1, $2, $3, 'A', n, n - 1, n, 0, $4 from generate_series(1, $5) n returning seat_id",
     )
     .bind(tenant)
     .bind(event)
@@ -302,7 +302,7 @@ async fn no_row_can_point_at_another_tenants_data(pool: PgPool) {
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn a_request_id_takes_effect_once_and_updates_are_timestamped(pool: PgPool) {
     let f = fixture(&pool, 1, 10).await;
-    let insert = "insert into processed_request (tenant_id, user_id, request_id, result) values ($1, 'u1', 'r-1', '{}')";
+    let insert = "insert into processed_request (tenant_id, user_id, request_id, command_id, result) values ($1, 'u1', 'r-1', 'c-1', '{}')";
     sqlx::query(insert)
         .bind(f.tenant)
         .execute(&pool)
