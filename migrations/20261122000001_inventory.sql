@@ -348,7 +348,8 @@ create index processed_request_pending_idx on processed_request (tenant_id, user
     where acknowledged_at is null;
 
 -- Messages to publish on hub channels, written in the same transaction as the change they
--- describe and published, in `outbox_id` order, by the outbox relay. One row carries everything
+-- describe and published, in `outbox_id` order, by the outbox relay, which deletes each row
+-- once it is published (so a row here is a message not yet out). One row carries everything
 -- one transaction produced (`messages` is an array of `{"channel", "data"}`), so a batch of a
 -- thousand commands costs one row, not a thousand.
 create table outbox (
@@ -358,12 +359,10 @@ create table outbox (
     -- its event is published.
     event_id      uuid,
     messages      jsonb not null constraint outbox_messages_is_array check (jsonb_typeof(messages) = 'array'),
-    published_at  timestamptz,
     created_at    timestamptz not null default now(),
     updated_at    timestamptz not null default now()
 );
-create index outbox_unpublished_idx on outbox (outbox_id) where published_at is null;
-create index outbox_unpublished_event_idx on outbox (event_id) where published_at is null;
+create index outbox_event_idx on outbox (event_id);
 
 -- Every state change, for operators and auditors.
 create table audit_log (

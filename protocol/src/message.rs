@@ -148,6 +148,10 @@ pub enum ServerMessage {
         inbox: String,
         /// Position of the inbox stream at subscription time; inbox pushes follow it.
         inbox_position: StreamPosition,
+        /// The inbox's state at `inbox_position` on nodes with a booking engine: every result
+        /// not yet acknowledged (`{"pending": [...]}`, see `booking::InboxSnapshot`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inbox_snapshot: Option<Value>,
         /// When the access token expires (unix seconds); send `refresh` before then.
         expires_at: u64,
         /// How often the server pings (milliseconds).

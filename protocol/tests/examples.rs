@@ -1,6 +1,7 @@
 //! Pins the JSON spelling of one example of every message. `docs/protocol.md` shows these same
 //! examples; when a snapshot changes, the contract changed, so update the document too.
 
+use marquee_protocol::booking::{Command, CommandResult, InboxMessage, Outcome, SeatDelta};
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::{
     ClientMessage, Codec, ErrorBody, ErrorCode, Publication, ServerMessage, StreamPosition,
@@ -36,6 +37,29 @@ fn client_messages_are_spelled_as_documented() {
             token: "eyJhbGciOiJIUzI1NiJ9.e30.sig".into(),
         },
         ClientMessage::Ping { id: 5 },
+        ClientMessage::Command {
+            id: 6,
+            request_id: "b7d2-hold-1".into(),
+            command: Command::HoldSeats {
+                event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                seats: vec![118, 119],
+            },
+            admission: None,
+        },
+        ClientMessage::Command {
+            id: 7,
+            request_id: "b7d2-best-1".into(),
+            command: Command::HoldBestAvailable {
+                event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                category: "5d0e8f7a-1b2c-4d3e-8f90-a1b2c3d4e5f6".into(),
+                quantity: 2,
+            },
+            admission: None,
+        },
+        ClientMessage::Ack {
+            id: 8,
+            request_ids: vec!["b7d2-hold-1".into()],
+        },
     ];
     let text: Vec<String> = examples.iter().map(json).collect();
     insta::assert_snapshot!(text.join("\n"));
@@ -50,6 +74,7 @@ fn server_messages_are_spelled_as_documented() {
             user: "u_123".into(),
             inbox: "inbox:u_123".into(),
             inbox_position: StreamPosition::new("9b1e07", 12),
+            inbox_snapshot: None,
             expires_at: 1_795_000_000,
             heartbeat_ms: 25_000,
         },
@@ -93,6 +118,57 @@ fn server_messages_are_spelled_as_documented() {
             delay_ms: 2140,
             reason: "shutdown".into(),
         },
+        ServerMessage::Accepted {
+            id: 6,
+            request_id: "b7d2-hold-1".into(),
+        },
+        ServerMessage::Acked { id: 8 },
+        ServerMessage::Pub(Publication {
+            channel: "inbox:7c1d/u_123".into(),
+            epoch: "9b1e07".into(),
+            offset: 13,
+            data: serde_json::to_value(InboxMessage::Result(CommandResult {
+                request_id: "b7d2-hold-1".into(),
+                event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                command: "hold_seats".into(),
+                outcome: Outcome::Held {
+                    hold: "f3a9e2d4-0c4b-4b7e-9d1a-6e2f8c0b1a57".into(),
+                    seats: vec![118, 119],
+                    ticket_type: None,
+                    quantity: 2,
+                    expires_at: 1_795_000_600_000,
+                },
+            }))
+            .unwrap(),
+        }),
+        ServerMessage::Pub(Publication {
+            channel: "inbox:7c1d/u_123".into(),
+            epoch: "9b1e07".into(),
+            offset: 14,
+            data: serde_json::to_value(InboxMessage::Result(CommandResult {
+                request_id: "b7d2-hold-2".into(),
+                event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                command: "hold_seats".into(),
+                outcome: Outcome::Rejected {
+                    code: ErrorCode::SeatUnavailable,
+                    message: "some of those seats are taken".into(),
+                    alternative: Some(vec![140, 141]),
+                },
+            }))
+            .unwrap(),
+        }),
+        ServerMessage::Pub(Publication {
+            channel: "seats:0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+            epoch: "5f2c9a".into(),
+            offset: 1042,
+            data: serde_json::to_value(SeatDelta {
+                v: 1042,
+                held: vec![118, 119],
+                free: vec![7],
+                ..SeatDelta::default()
+            })
+            .unwrap(),
+        }),
     ];
     let text: Vec<String> = examples.iter().map(json).collect();
     insta::assert_snapshot!(text.join("\n"));

@@ -1,6 +1,7 @@
 //! Property tests: every message survives both codecs unchanged, and no input makes a decoder
 //! panic.
 
+use marquee_protocol::booking::Command;
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::{
     ClientMessage, Codec, ErrorCode, Publication, ServerMessage, StreamPosition,
@@ -43,6 +44,39 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             .prop_map(|(id, channel)| ClientMessage::Unsubscribe { id, channel }),
         (any::<u64>(), ".{0,200}").prop_map(|(id, token)| ClientMessage::Refresh { id, token }),
         any::<u64>().prop_map(|id| ClientMessage::Ping { id }),
+        (any::<u64>(), ".{0,40}", command(), prop::option::of(".{0,40}")).prop_map(
+            |(id, request_id, command, admission)| ClientMessage::Command {
+                id,
+                request_id,
+                command,
+                admission
+            }
+        ),
+        (any::<u64>(), prop::collection::vec(".{0,20}", 0..4))
+            .prop_map(|(id, request_ids)| ClientMessage::Ack { id, request_ids }),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        (".{0,36}", prop::collection::vec(any::<u32>(), 0..8))
+            .prop_map(|(event, seats)| Command::HoldSeats { event, seats }),
+        (".{0,36}", ".{0,36}", any::<u32>()).prop_map(|(event, category, quantity)| {
+            Command::HoldBestAvailable {
+                event,
+                category,
+                quantity,
+            }
+        }),
+        (".{0,36}", ".{0,36}", any::<u32>()).prop_map(|(event, ticket_type, quantity)| {
+            Command::HoldGa {
+                event,
+                ticket_type,
+                quantity,
+            }
+        }),
+        (".{0,36}", ".{0,36}").prop_map(|(event, hold)| Command::Release { event, hold }),
+        (".{0,36}", ".{0,36}").prop_map(|(event, hold)| Command::Checkout { event, hold }),
     ]
 }
 
@@ -58,22 +92,27 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             ".{0,20}",
             ".{0,40}",
             position(),
+            prop::option::of(json_value().prop_filter("non-null", |v| !v.is_null())),
             any::<u64>(),
             any::<u64>()
         )
             .prop_map(
-                |(session, node, user, inbox, inbox_position, expires_at, heartbeat_ms)| {
+                |(session, node, user, inbox, inbox_position, inbox_snapshot, expires_at, heartbeat_ms)| {
                     ServerMessage::Welcome {
                         session,
                         node,
                         user,
                         inbox,
                         inbox_position,
+                        inbox_snapshot,
                         expires_at,
                         heartbeat_ms,
                     }
                 }
             ),
+        (any::<u64>(), ".{0,40}")
+            .prop_map(|(id, request_id)| ServerMessage::Accepted { id, request_id }),
+        any::<u64>().prop_map(|id| ServerMessage::Acked { id }),
         (
             any::<u64>(),
             ".{0,40}",

@@ -181,6 +181,78 @@ pub struct Config {
     /// Upper bound of the jittered reconnect delay advised to clients on shutdown.
     #[arg(long, env = "MARQUEE_RECONNECT_SPREAD", default_value = "5s", value_parser = duration)]
     pub reconnect_spread: Duration,
+
+    /// Booking workers.
+    #[command(flatten)]
+    pub booking: BookingArgs,
+}
+
+/// How booking workers run, in `serve` (in-process) and in `worker` (a process of its own).
+#[derive(Debug, Clone, Args)]
+pub struct BookingArgs {
+    /// In-process booking workers (`serve` only; 0 leaves commands to `marquee worker`
+    /// processes). Needs a database.
+    #[arg(long, env = "MARQUEE_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Most purchase commands decided and committed in one Postgres transaction.
+    #[arg(long, env = "MARQUEE_BATCH_MAX", default_value_t = 1024)]
+    pub batch_max: usize,
+
+    /// How long a worker owns an event without renewing; after a worker dies, its events move
+    /// to another worker within this time.
+    #[arg(long, env = "MARQUEE_LEASE_TTL", default_value = "10s", value_parser = duration)]
+    pub lease_ttl: Duration,
+
+    /// Most holds expired in one sweep.
+    #[arg(long, env = "MARQUEE_SWEEP_MAX", default_value_t = 10_000)]
+    pub sweep_max: usize,
+
+    /// Fault injection for tests: abort right after the first committed batch, before
+    /// acknowledging it.
+    #[arg(long, env = "MARQUEE_CRASH_AFTER_COMMIT", hide = true)]
+    pub crash_after_commit: bool,
+}
+
+impl BookingArgs {
+    /// The worker settings these arguments describe.
+    pub fn settings(&self) -> crate::booking::worker::WorkerSettings {
+        crate::booking::worker::WorkerSettings {
+            batch_max: self.batch_max.max(1),
+            lease_ttl: self.lease_ttl.max(Duration::from_millis(300)),
+            sweep_max: self.sweep_max.max(1),
+            crash_after_commit: self.crash_after_commit,
+            ..Default::default()
+        }
+    }
+}
+
+/// Configuration of a worker process (`marquee worker`): it needs Postgres and Redis.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// Postgres URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Secret,
+
+    /// Redis URL: the command queue the hub nodes write to.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Secret,
+
+    /// Prefix of every Redis key (the hub nodes' prefix).
+    #[arg(long, env = "MARQUEE_REDIS_PREFIX", default_value = "marquee")]
+    pub redis_prefix: String,
+
+    /// Connections in the Postgres pool.
+    #[arg(long, env = "MARQUEE_DATABASE_POOL", default_value_t = 10)]
+    pub database_pool: u32,
+
+    /// Name of this worker (lease holder, stream consumer). Random when unset.
+    #[arg(long, env = "MARQUEE_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// Booking settings (`--workers` is ignored: one process is one worker).
+    #[command(flatten)]
+    pub booking: BookingArgs,
 }
 
 impl Config {

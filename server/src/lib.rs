@@ -8,8 +8,9 @@
 //!
 //! - [`config`]: the clap `Config` of a node (every flag is also an environment variable).
 //! - [`auth`]: JWT verification with a pinned algorithm; the caller's [`auth::Identity`].
-//! - [`booking`]: the booking engine; so far the seat chooser (best available, nearest
-//!   equivalent block).
+//! - [`booking`]: the booking engine: purchase commands, the command queue, workers that own
+//!   events and commit in batches, holds and their sweeper, the outbox relay, the live seat
+//!   map and durable results.
 //! - [`engine`]: the [`engine::ChannelEngine`] trait and its `memory` and `redis`
 //!   implementations: offsets, bounded history, cross-node fan-out.
 //! - [`hub`]: local subscriptions, the subscribe-and-resume algorithm, snapshot providers, the
@@ -56,6 +57,8 @@ pub struct Node {
     config: Config,
     /// The system of record, when `DATABASE_URL` is set (migrated at start-up).
     db: Option<sqlx::PgPool>,
+    /// Purchase commands, when the node has a database.
+    booking: Option<booking::Booking>,
 }
 
 impl Node {
@@ -93,6 +96,31 @@ impl Node {
             ))),
         };
         let hub = Hub::new(registry, engine);
+        let queue = match &config.redis_url {
+            Some(url) => booking::queue::CommandQueue::Redis(Arc::new(
+                booking::queue::RedisQueue::connect(url.expose(), &config.redis_prefix)
+                    .await
+                    .context("connecting the command queue to Redis")?,
+            )),
+            None => booking::queue::CommandQueue::Memory(Arc::default()),
+        };
+        let booking = db.as_ref().map(|db| {
+            hub.register_snapshot(
+                marquee_protocol::ChannelKind::Seats,
+                Arc::new(booking::live::SeatSnapshots {
+                    db: db.clone(),
+                    hub: hub.clone(),
+                }),
+            );
+            hub.register_snapshot(
+                marquee_protocol::ChannelKind::Inbox,
+                Arc::new(booking::live::InboxSnapshots {
+                    db: db.clone(),
+                    hub: hub.clone(),
+                }),
+            );
+            booking::Booking::new(db.clone(), queue)
+        });
         let node_id: Arc<str> = config
             .node_id
             .clone()
@@ -116,6 +144,7 @@ impl Node {
             }),
             shutdown: shutdown.clone(),
             node_id,
+            booking: booking.clone(),
         };
         let state = AppState {
             hub,
@@ -139,6 +168,7 @@ impl Node {
             shutdown,
             config,
             db,
+            booking,
         })
     }
 
@@ -150,6 +180,11 @@ impl Node {
     /// The Postgres pool, when the node has a database.
     pub fn db(&self) -> Option<&sqlx::PgPool> {
         self.db.as_ref()
+    }
+
+    /// The node's booking handle, when it has a database.
+    pub fn booking(&self) -> Option<&booking::Booking> {
+        self.booking.as_ref()
     }
 
     /// The node's name.
@@ -169,7 +204,8 @@ impl Node {
             state,
             shutdown: cancel,
             config,
-            db: _,
+            db,
+            booking,
         } = self;
         let tracker = state.tracker.clone();
         let local = listener.local_addr().ok();
@@ -181,6 +217,32 @@ impl Node {
         );
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
+        });
+        let background = CancellationToken::new();
+        let mut siblings = tokio::task::JoinSet::new();
+        if let (Some(db), Some(booking)) = (db, booking) {
+            let (hub, stop) = (state.hub.clone(), background.clone());
+            let relay_db = db.clone();
+            siblings.spawn(async move { ("outbox relay", booking::relay::run(relay_db, hub, stop).await) });
+            for i in 0..config.booking.workers {
+                let worker = booking::worker::Worker {
+                    id: format!("{}-w{i}", state.connection.node_id),
+                    db: db.clone(),
+                    queue: booking.queue().clone(),
+                    settings: config.booking.settings(),
+                };
+                let stop = background.clone();
+                siblings.spawn(async move { ("booking worker", worker.run(stop).await) });
+            }
+        }
+        tokio::spawn(async move {
+            while let Some(done) = siblings.join_next().await {
+                match done {
+                    Ok((name, Ok(()))) => tracing::info!(task = name, "stopped"),
+                    Ok((name, Err(e))) => tracing::error!(task = name, error = format!("{e:#}"), "failed"),
+                    Err(e) => tracing::error!(error = %e, "background task panicked"),
+                }
+            }
         });
         let app = api::router(state);
         let stop = cancel.clone();
@@ -204,8 +266,40 @@ impl Node {
                 "shutdown deadline passed with connections still open"
             );
         }
+        background.cancel();
         Ok(())
     }
+}
+
+/// Runs a booking worker process (`marquee worker`) until `shutdown` completes.
+pub async fn run_worker(
+    config: config::WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = db::connect(config.database_url.expose(), config.database_pool).await?;
+    db::migrate(&db).await?;
+    let queue = booking::queue::CommandQueue::Redis(Arc::new(
+        booking::queue::RedisQueue::connect(config.redis_url.expose(), &config.redis_prefix)
+            .await
+            .context("connecting the command queue to Redis")?,
+    ));
+    let worker = booking::worker::Worker {
+        id: config
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| format!("worker-{:04x}", rand::random::<u16>())),
+        db,
+        queue,
+        settings: config.booking.settings(),
+    };
+    tracing::info!(worker = %worker.id, "booking worker started");
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.cancel();
+    });
+    worker.run(cancel).await
 }
 
 /// Builds a node and serves it until `shutdown` completes.

@@ -17,6 +17,9 @@ struct Cli {
 enum Command {
     /// Run a hub node.
     Serve(Box<Config>),
+    /// Run a booking worker process: it takes purchase commands from Redis and commits them to
+    /// Postgres, alongside any number of hub nodes.
+    Worker(Box<marquee_server::config::WorkerConfig>),
     /// Run a single-node demo on the memory engine, printing ready-made tokens.
     Demo(demo::DemoArgs),
     /// Mint an HS256 access token (for operators, scripts and tests).
@@ -73,6 +76,10 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
             marquee_server::run(*config, listener, marquee_server::shutdown_signal()).await
+        }
+        Command::Worker(config) => {
+            init_tracing();
+            marquee_server::run_worker(*config, marquee_server::shutdown_signal()).await
         }
         Command::Demo(args) => {
             init_tracing();

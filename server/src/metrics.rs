@@ -37,6 +37,17 @@ pub struct Metrics {
     /// `marquee_publish_to_write_seconds`: from the engine accepting a publication to its frame
     /// being flushed to a subscriber's socket (sampled once per written batch).
     pub publish_to_write: Histogram,
+    /// `marquee_commands_total`: purchase commands decided by workers.
+    pub commands: Counter,
+    /// `marquee_command_to_commit_seconds`: from a hub accepting a command to the commit of
+    /// the batch that decided it.
+    pub command_to_commit: Histogram,
+    /// `marquee_booking_batch_size`: commands per committed batch.
+    pub batch_size: Histogram,
+    /// `marquee_holds_expired_total`: holds the sweeper expired.
+    pub holds_expired: Counter,
+    /// `marquee_outbox_published_total`: outbox messages the relay published.
+    pub outbox_published: Counter,
 }
 
 /// The process-wide metric handles.
@@ -53,6 +64,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     rate_limited: metrics::counter!("marquee_rate_limited_total"),
     connections_refused: metrics::counter!("marquee_connections_refused_total"),
     publish_to_write: metrics::histogram!("marquee_publish_to_write_seconds"),
+    commands: metrics::counter!("marquee_commands_total"),
+    command_to_commit: metrics::histogram!("marquee_command_to_commit_seconds"),
+    batch_size: metrics::histogram!("marquee_booking_batch_size"),
+    holds_expired: metrics::counter!("marquee_holds_expired_total"),
+    outbox_published: metrics::counter!("marquee_outbox_published_total"),
 });
 
 /// Counts a refused token, by reason.

@@ -1,4 +1,175 @@
-//! The booking engine. So far: choosing seats ([`best_available`]); the workers that own an
-//! event's inventory and execute purchase commands come next.
+//! The booking engine: purchase commands from the WebSocket to Postgres and back.
+//!
+//! A command's path: the buyer's connection checks it and puts it on the [`queue`]
+//! ([`Booking::submit`]), answering `accepted`. The [`worker`] that holds the event's lease
+//! decides it against the event's [`inventory`] in memory and commits it with the rest of its
+//! batch through the [`store`], writing the result and the seat delta to the outbox in the
+//! same transaction. The [`relay`] publishes the outbox on `seats:{event}` and the buyer's
+//! inbox; [`live`] serves both channels' snapshots from Postgres, so results and the seat map
+//! survive any loss of channel history. The buyer acknowledges results ([`Booking::ack`]);
+//! until then they are delivered again with every inbox snapshot.
+//!
+//! - [`best_available`]: the seat chooser (best block, nearest equivalent block).
+//! - [`inventory`]: one event's state and the rules for each command (pure).
+//! - [`store`]: loading an event and committing a batch (Postgres).
+//! - [`queue`]: the command queue and event leases (`memory` or Redis Streams).
+//! - [`worker`]: workers, event owners, batching and the hold sweeper.
+//! - [`relay`]: the outbox relay.
+//! - [`live`]: snapshot providers for `seats:` and `inbox:` channels.
 
 pub mod best_available;
+pub mod inventory;
+pub mod live;
+pub mod queue;
+pub mod relay;
+pub mod store;
+pub mod worker;
+
+use crate::auth::Identity;
+use marquee_protocol::ErrorCode;
+use marquee_protocol::booking::{Command, MAX_REQUEST_ID_LEN};
+use queue::{CommandQueue, Envelope};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// A command refused before it reached the queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Detail for the client.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a hub node needs to take purchase commands and acknowledgements. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Booking {
+    db: PgPool,
+    queue: CommandQueue,
+    /// Event id to owning tenant, for events seen before: a tenant never changes, so the
+    /// lookup that keeps a buyer to their own tenant's events costs one query per event and
+    /// node. Unknown ids are not cached, so a hostile client cannot grow this map.
+    tenants: Arc<Mutex<HashMap<Uuid, Uuid>>>,
+}
+
+impl Booking {
+    /// Takes commands onto `queue`, checking them against `db`.
+    pub fn new(db: PgPool, queue: CommandQueue) -> Self {
+        Self {
+            db,
+            queue,
+            tenants: Arc::default(),
+        }
+    }
+
+    /// The system of record.
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// The command queue.
+    pub fn queue(&self) -> &CommandQueue {
+        &self.queue
+    }
+
+    fn tenant_of(identity: &Identity) -> Result<Uuid, Refusal> {
+        identity
+            .tenant
+            .as_deref()
+            .and_then(|t| Uuid::parse_str(t).ok())
+            .ok_or_else(|| Refusal::new(ErrorCode::Forbidden, "purchase commands need a token with a tenant"))
+    }
+
+    async fn event_tenant(&self, event: Uuid) -> Result<Option<Uuid>, Refusal> {
+        if let Some(t) = self.tenants.lock().expect("tenants lock").get(&event) {
+            return Ok(Some(*t));
+        }
+        let tenant: Option<Uuid> = sqlx::query_scalar("select tenant_id from event where event_id = $1")
+            .bind(event)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "event lookup failed");
+                Refusal::new(ErrorCode::Unavailable, "the booking service is unavailable; retry")
+            })?;
+        if let Some(t) = tenant {
+            self.tenants.lock().expect("tenants lock").insert(event, t);
+        }
+        Ok(tenant)
+    }
+
+    /// Checks a command and queues it. Nothing here changes inventory: a refusal means the
+    /// command never reached a worker.
+    pub async fn submit(
+        &self,
+        identity: &Identity,
+        request_id: String,
+        command: Command,
+        admission: Option<String>,
+    ) -> Result<(), Refusal> {
+        let tenant = Self::tenant_of(identity)?;
+        if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID_LEN {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("request_id must be 1 to {MAX_REQUEST_ID_LEN} bytes"),
+            ));
+        }
+        let not_found = || Refusal::new(ErrorCode::NotFound, "no such event");
+        let event = Uuid::parse_str(command.event()).map_err(|_| not_found())?;
+        if self.event_tenant(event).await? != Some(tenant) {
+            return Err(not_found());
+        }
+        let inbox = identity
+            .inbox()
+            .ok_or_else(|| Refusal::new(ErrorCode::Forbidden, "this user has no inbox"))?;
+        let envelope = Envelope {
+            tenant,
+            user: identity.user.clone(),
+            inbox: inbox.to_string(),
+            request_id,
+            command,
+            admission,
+            accepted_at_ms: worker::now_ms().max(0) as u64,
+        };
+        self.queue.enqueue(event, &envelope).await.map_err(|e| {
+            tracing::warn!(error = %e, "enqueue failed");
+            Refusal::new(ErrorCode::Unavailable, "the command queue is unavailable; retry")
+        })?;
+        Ok(())
+    }
+
+    /// Marks results as received, so they are not delivered again. Unknown ids are ignored
+    /// (acknowledging twice is harmless).
+    pub async fn ack(&self, identity: &Identity, request_ids: &[String]) -> Result<u64, Refusal> {
+        let tenant = Self::tenant_of(identity)?;
+        if request_ids.len() > 1000 {
+            return Err(Refusal::new(ErrorCode::BadRequest, "at most 1000 request ids per ack"));
+        }
+        let done = sqlx::query(
+            "update processed_request set acknowledged_at = now()
+             where tenant_id = $1 and user_id = $2 and request_id = any($3) and acknowledged_at is null",
+        )
+        .bind(tenant)
+        .bind(&identity.user)
+        .bind(request_ids)
+        .execute(&self.db)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "ack failed");
+            Refusal::new(ErrorCode::Unavailable, "the booking service is unavailable; retry")
+        })?;
+        Ok(done.rows_affected())
+    }
+}

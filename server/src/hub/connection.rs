@@ -74,6 +74,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// This node's name.
     pub node_id: Arc<str>,
+    /// Purchase commands and result acknowledgements, when the node has a database.
+    pub booking: Option<crate::booking::Booking>,
 }
 
 /// Where a subscription stands, from this connection's point of view.
@@ -223,23 +225,34 @@ where
         };
         Hub::count_subscriptions(1.0);
         let position = subscription.position.clone();
-        self.subs.insert(
-            inbox.as_str().into(),
-            SubState::Live {
-                epoch: position.epoch.as_str().into(),
-                next: position.offset + 1,
-            },
-        );
         let welcome = ServerMessage::Welcome {
             session: format!("{}-{}", self.ctx.node_id, self.shared.id),
             node: self.ctx.node_id.to_string(),
             user: self.identity.user.clone(),
             inbox: inbox.to_string(),
-            inbox_position: position,
+            inbox_position: position.clone(),
+            inbox_snapshot: subscription.snapshot,
             expires_at: self.identity.expires_at,
             heartbeat_ms: self.ctx.limits.heartbeat_interval.as_millis() as u64,
         };
-        self.send_msg(&welcome).await
+        self.feed_msg(&welcome).await?;
+        // Results published between the snapshot and now follow the welcome, in order.
+        let mut next = position.offset + 1;
+        for publication in subscription.replay {
+            if publication.offset != next || *publication.epoch != position.epoch {
+                continue;
+            }
+            next += 1;
+            self.feed_replayed(publication).await?;
+        }
+        self.subs.insert(
+            inbox.as_str().into(),
+            SubState::Live {
+                epoch: position.epoch.as_str().into(),
+                next,
+            },
+        );
+        self.flush().await
     }
 
     async fn on_signals(&mut self) -> Result<(), Exit> {
@@ -412,6 +425,36 @@ where
                 reply
             }
             ClientMessage::Ping { id } => ServerMessage::Pong { id },
+            ClientMessage::Command {
+                id,
+                request_id,
+                command,
+                admission,
+            } => {
+                let Some(booking) = &self.ctx.booking else {
+                    return Ok(Some(no_booking(id)));
+                };
+                let submitted = Box::pin(booking.submit(
+                    &self.identity,
+                    request_id.clone(),
+                    command,
+                    admission,
+                ))
+                .await;
+                match submitted {
+                    Ok(()) => ServerMessage::Accepted { id, request_id },
+                    Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
+                }
+            }
+            ClientMessage::Ack { id, request_ids } => {
+                let Some(booking) = &self.ctx.booking else {
+                    return Ok(Some(no_booking(id)));
+                };
+                match Box::pin(booking.ack(&self.identity, &request_ids)).await {
+                    Ok(_) => ServerMessage::Acked { id },
+                    Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
+                }
+            }
             _ => ServerMessage::error(None, ErrorCode::BadRequest, "unsupported request"),
         }))
     }
@@ -706,4 +749,13 @@ fn socket_error(error: &axum::Error) -> Exit {
         source = e.source();
     }
     Exit::Gone
+}
+
+/// The reply to a purchase request on a node without a booking engine.
+fn no_booking(id: RequestId) -> ServerMessage {
+    ServerMessage::error(
+        Some(id),
+        ErrorCode::Unavailable,
+        "this node takes no purchase commands (it has no database)",
+    )
 }

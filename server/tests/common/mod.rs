@@ -131,6 +131,11 @@ impl Raw {
     }
 
     pub async fn connect_with(url: &str, token: &str, codec: Codec) -> Self {
+        Self::connect_welcomed(url, token, codec).await.0
+    }
+
+    /// Connects and returns the client with the server's `welcome`.
+    pub async fn connect_welcomed(url: &str, token: &str, codec: Codec) -> (Self, ServerMessage) {
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
             "authorization",
@@ -145,10 +150,9 @@ impl Raw {
             .expect("upgrade succeeds");
         let mut raw = Self { socket, codec };
         match raw.recv().await {
-            ServerMessage::Welcome { .. } => {}
+            welcome @ ServerMessage::Welcome { .. } => (raw, welcome),
             other => panic!("expected welcome, got {other:?}"),
         }
-        raw
     }
 
     pub async fn send(&mut self, message: &ClientMessage) {

@@ -1,0 +1,224 @@
+//! Snapshot providers that make the booking engine's channels resumable from Postgres:
+//!
+//! - `seats:{event}`: the whole map packed two bits per seat ([`SeatSnapshot`]) plus general
+//!   admission availability, at an inventory version `v` that matches the channel offset it is
+//!   returned with, so snapshot + later deltas never overlap or leave a gap.
+//! - `inbox:{tenant}/{user}`: every result the buyer has not acknowledged ([`InboxSnapshot`]).
+//!   This is how results survive a lost channel history (a Redis flush, a node loss): a client
+//!   that cannot resume its inbox gets them again from the database.
+//!
+//! # Why the seat snapshot lines up with the stream
+//!
+//! Deltas are published by the outbox relay only after their batch committed, in version
+//! order, and a row leaves the outbox only after it was published. So once the snapshot's
+//! transaction sees no outbox row for the event, every delta up to its version `V` has been
+//! published. Reading the channel's position afterwards gives offset `X`; the message at `X`
+//! (if any) carries `v <= V` unless a newer batch slipped in between the two reads, in which
+//! case the provider simply reads again. Every message after `X` then carries `v > V`.
+
+use crate::engine::ChannelEngine;
+use crate::hub::{BoxFuture, Hub, HubError, SnapshotProvider};
+use base64::Engine as _;
+use marquee_protocol::booking::{
+    GaAvailability, InboxSnapshot, SeatSnapshot, SeatState, pack_seat_states,
+};
+use marquee_protocol::{Channel, StreamPosition};
+use serde_json::Value;
+use sqlx::{PgPool, Row as _};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Most pending results an inbox snapshot carries (the oldest first).
+pub const MAX_PENDING_RESULTS: i64 = 1000;
+
+/// How often a seat snapshot waits for the relay before giving up.
+const SNAPSHOT_ATTEMPTS: u32 = 200;
+
+fn db_error(e: sqlx::Error) -> HubError {
+    HubError::Snapshot(format!("database: {e}"))
+}
+
+/// The live seat map's snapshots.
+#[derive(Debug, Clone)]
+pub struct SeatSnapshots {
+    /// The system of record.
+    pub db: PgPool,
+    /// The hub whose engine carries the channel.
+    pub hub: Hub,
+}
+
+/// The map's state as Postgres has it: `None` while some of the event's outbox is unpublished.
+async fn read_map(db: &PgPool, event: Uuid) -> Result<Option<Option<SeatSnapshot>>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let Some(version) =
+        sqlx::query_scalar::<_, i64>("select inventory_version from event where event_id = $1")
+            .bind(event)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        return Ok(Some(None));
+    };
+    let unpublished: bool =
+        sqlx::query_scalar("select exists (select 1 from outbox where event_id = $1)")
+            .bind(event)
+            .fetch_one(&mut *tx)
+            .await?;
+    if unpublished {
+        return Ok(None);
+    }
+    let claims: Vec<(Option<String>,)> = sqlx::query_as(
+        "select c.state::text from seat s
+         left join seat_claim c on c.event_id = s.event_id and c.seat_id = s.seat_id
+         where s.event_id = $1 order by s.seat_index",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?;
+    let states = claims.iter().map(|(c,)| match c.as_deref() {
+        None => SeatState::Free,
+        Some("held") => SeatState::Held,
+        Some(_) => SeatState::Sold,
+    });
+    let packed = pack_seat_states(states);
+    let ga = sqlx::query(
+        "select ticket_type_id, greatest(ga_quota - ga_held - ga_sold, 0) as available
+         from ticket_type where event_id = $1 and ga_quota is not null order by ticket_type_id",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| GaAvailability {
+        ticket_type: r.get::<Uuid, _>("ticket_type_id").to_string(),
+        available: r.get::<i32, _>("available").max(0) as u32,
+    })
+    .collect();
+    tx.commit().await?;
+    Ok(Some(Some(SeatSnapshot {
+        v: version.max(0) as u64,
+        seats: claims.len() as u32,
+        state: base64::engine::general_purpose::STANDARD.encode(packed),
+        ga,
+    })))
+}
+
+/// The `v` of the newest message on the channel, if history still has it.
+async fn newest_version(hub: &Hub, channel: &str, position: &StreamPosition) -> Result<Option<u64>, HubError> {
+    if position.offset == 0 {
+        return Ok(None);
+    }
+    let before = StreamPosition::new(position.epoch.clone(), position.offset - 1);
+    let history = hub.engine().history(channel, Some(&before)).await?;
+    if !history.recovered {
+        return Ok(None);
+    }
+    Ok(history.publications.last().and_then(|p| {
+        serde_json::from_slice::<Value>(&p.data)
+            .ok()
+            .and_then(|v| v.get("v").and_then(Value::as_u64))
+    }))
+}
+
+impl SnapshotProvider for SeatSnapshots {
+    fn snapshot<'a>(
+        &'a self,
+        channel: &'a Channel,
+    ) -> BoxFuture<'a, Result<(Value, StreamPosition), HubError>> {
+        Box::pin(async move {
+            let event = Uuid::parse_str(channel.id()).ok();
+            for _ in 0..SNAPSHOT_ATTEMPTS {
+                let map = match event {
+                    Some(event) => read_map(&self.db, event).await.map_err(db_error)?,
+                    None => Some(None),
+                };
+                let Some(map) = map else {
+                    // The relay has not published everything yet; it will shortly.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let position = self
+                    .hub
+                    .engine()
+                    .history(channel.as_str(), None)
+                    .await?
+                    .position;
+                let Some(map) = map else {
+                    // No such event: an empty map, so subscribers of a bad id see nothing.
+                    let empty = SeatSnapshot {
+                        v: 0,
+                        seats: 0,
+                        state: String::new(),
+                        ga: Vec::new(),
+                    };
+                    return Ok((serde_json::to_value(empty).expect("serializes"), position));
+                };
+                match newest_version(&self.hub, channel.as_str(), &position).await? {
+                    Some(newest) if newest > map.v => continue,
+                    _ => return Ok((serde_json::to_value(map).expect("serializes"), position)),
+                }
+            }
+            Err(HubError::Snapshot(format!(
+                "the seat map of {channel} kept moving; try again"
+            )))
+        })
+    }
+}
+
+/// The inbox's snapshots: pending results.
+#[derive(Debug, Clone)]
+pub struct InboxSnapshots {
+    /// The system of record.
+    pub db: PgPool,
+    /// The hub whose engine carries the channel.
+    pub hub: Hub,
+}
+
+impl SnapshotProvider for InboxSnapshots {
+    fn snapshot<'a>(
+        &'a self,
+        channel: &'a Channel,
+    ) -> BoxFuture<'a, Result<(Value, StreamPosition), HubError>> {
+        Box::pin(async move {
+            // Position first: a result published after it is replayed or delivered live; one
+            // published before it is committed, so the query below finds it if unacknowledged.
+            // A result can therefore appear in both; clients recognise it by request id.
+            let position = self
+                .hub
+                .engine()
+                .history(channel.as_str(), None)
+                .await?
+                .position;
+            let Some((tenant, user)) = channel
+                .id()
+                .split_once('/')
+                .and_then(|(t, u)| Some((Uuid::parse_str(t).ok()?, u)))
+            else {
+                let empty = serde_json::to_value(InboxSnapshot::default()).expect("serializes");
+                return Ok((empty, position));
+            };
+            let rows: Vec<(Value,)> = sqlx::query_as(
+                "select result from processed_request
+                 where tenant_id = $1 and user_id = $2 and acknowledged_at is null
+                 order by created_at, request_id limit $3",
+            )
+            .bind(tenant)
+            .bind(user)
+            .bind(MAX_PENDING_RESULTS)
+            .fetch_all(&self.db)
+            .await
+            .map_err(db_error)?;
+            let pending = rows
+                .into_iter()
+                .filter_map(|(v,)| match serde_json::from_value(v) {
+                    Ok(marquee_protocol::booking::InboxMessage::Result(r)) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            let snapshot = serde_json::to_value(InboxSnapshot { pending }).expect("serializes");
+            Ok((snapshot, position))
+        })
+    }
+}

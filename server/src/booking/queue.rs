@@ -1,0 +1,559 @@
+//! The command queue: where hub nodes put purchase commands and workers take them, plus the
+//! per-event leases that make one worker the owner of an event at a time.
+//!
+//! Two implementations, chosen like the channel engine:
+//! - `memory`: in-process, for a single node running its own workers (`serve --workers N`).
+//! - `redis`: one Redis stream per event (`P:cmd:{event}`) read by the consumer group
+//!   `workers`, a set of events that have streams (`P:cmd:events`), and a lease key per event
+//!   (`P:lease:{event}`, `SET NX PX`, renewed by a compare-and-extend script). Delivery is
+//!   at-least-once: an entry stays pending until its owner acknowledges it after the batch that
+//!   contains it committed, and a new owner re-claims every pending entry of the event first.
+//!
+//! Entries are acknowledged and then deleted, so a stream holds only unfinished work.
+
+use fred::prelude::{
+    Builder, ClientLike, Config, ReconnectPolicy, SetsInterface, StreamsInterface,
+};
+use fred::types::scripts::Script;
+use fred::types::streams::XReadResponse;
+use marquee_protocol::booking::Command;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// A command as it travels on the queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The buyer's tenant.
+    pub tenant: Uuid,
+    /// The buyer.
+    pub user: String,
+    /// The buyer's inbox channel, where the result goes.
+    pub inbox: String,
+    /// The buyer's idempotency key.
+    pub request_id: String,
+    /// The command.
+    pub command: Command,
+    /// The waiting-room admission presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<String>,
+    /// When the hub accepted it (unix ms), for latency metrics.
+    pub accepted_at_ms: u64,
+}
+
+/// An entry read from the queue.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The queue's id for the entry (a stream id for Redis).
+    pub id: String,
+    /// The command.
+    pub envelope: Envelope,
+}
+
+/// A queue operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// Redis could not be reached or refused the command.
+    #[error("command queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+/// The queue a node or worker uses.
+#[derive(Debug, Clone)]
+pub enum CommandQueue {
+    /// In-process.
+    Memory(Arc<MemoryQueue>),
+    /// Redis Streams.
+    Redis(Arc<RedisQueue>),
+}
+
+impl CommandQueue {
+    /// Appends a command to its event's queue. Returns the entry id.
+    pub async fn enqueue(&self, event: Uuid, envelope: &Envelope) -> Result<String, QueueError> {
+        match self {
+            Self::Memory(q) => Ok(q.enqueue(event, envelope.clone())),
+            Self::Redis(q) => q.enqueue(event, envelope).await,
+        }
+    }
+
+    /// Events that have (or had) commands queued: the ones workers compete to own.
+    pub async fn events(&self) -> Result<Vec<Uuid>, QueueError> {
+        match self {
+            Self::Memory(q) => Ok(q.events()),
+            Self::Redis(q) => q.events().await,
+        }
+    }
+
+    /// Registers an event so workers own it even before a command arrives (it has holds to
+    /// expire).
+    pub async fn register(&self, event: Uuid) -> Result<(), QueueError> {
+        match self {
+            Self::Memory(q) => {
+                q.queue(event);
+                Ok(())
+            }
+            Self::Redis(q) => q.register(event).await,
+        }
+    }
+
+    /// Tries to become (or stay) the owner of `event` for `ttl`.
+    pub async fn lease(&self, event: Uuid, worker: &str, ttl: Duration) -> Result<bool, QueueError> {
+        match self {
+            Self::Memory(q) => Ok(q.lease(event, worker, ttl)),
+            Self::Redis(q) => q.lease(event, worker, ttl).await,
+        }
+    }
+
+    /// Gives up ownership of `event` if `worker` holds it.
+    pub async fn unlease(&self, event: Uuid, worker: &str) -> Result<(), QueueError> {
+        match self {
+            Self::Memory(q) => {
+                q.unlease(event, worker);
+                Ok(())
+            }
+            Self::Redis(q) => q.unlease(event, worker).await,
+        }
+    }
+
+    /// A reader for one event, used by its owner.
+    pub async fn reader(&self, event: Uuid, worker: &str) -> Result<Reader, QueueError> {
+        match self {
+            Self::Memory(q) => Ok(Reader::Memory {
+                queue: q.clone(),
+                event,
+            }),
+            Self::Redis(q) => q.reader(event, worker).await,
+        }
+    }
+}
+
+/// Reads one event's commands for its owner.
+#[derive(Debug)]
+pub enum Reader {
+    /// In-process.
+    Memory {
+        /// The queue.
+        queue: Arc<MemoryQueue>,
+        /// The event.
+        event: Uuid,
+    },
+    /// Redis, with a connection of its own (reads block).
+    Redis {
+        /// Shared settings and the non-blocking client.
+        queue: Arc<RedisQueue>,
+        /// This reader's connection.
+        client: fred::clients::Client,
+        /// The event's stream key.
+        key: String,
+        /// Consumer name (the worker).
+        consumer: String,
+    },
+}
+
+impl Reader {
+    /// Takes over every entry of the event that was delivered but never acknowledged (its
+    /// previous owner died or lost the lease).
+    pub async fn claim_pending(&self) -> Result<Vec<Entry>, QueueError> {
+        match self {
+            Self::Memory { queue, event } => Ok(queue.claim_pending(*event)),
+            Self::Redis {
+                queue,
+                client,
+                key,
+                consumer,
+            } => queue.claim_pending(client, key, consumer).await,
+        }
+    }
+
+    /// Up to `max` new entries, waiting at most `wait` for the first.
+    pub async fn read(&self, max: usize, wait: Duration) -> Result<Vec<Entry>, QueueError> {
+        match self {
+            Self::Memory { queue, event } => Ok(queue.read(*event, max, wait).await),
+            Self::Redis {
+                client,
+                key,
+                consumer,
+                ..
+            } => RedisQueue::read(client, key, consumer, max, wait).await,
+        }
+    }
+
+    /// Acknowledges entries whose batch committed.
+    pub async fn ack(&self, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Memory { queue, event } => {
+                queue.ack(*event, ids);
+                Ok(())
+            }
+            Self::Redis { client, key, .. } => RedisQueue::ack(client, key, ids).await,
+        }
+    }
+}
+
+/// The in-process queue.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    next_id: u64,
+    events: HashMap<Uuid, Arc<EventQueue>>,
+    leases: HashMap<Uuid, (String, Instant)>,
+}
+
+#[derive(Debug, Default)]
+struct EventQueue {
+    entries: Mutex<EventEntries>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct EventEntries {
+    /// Not yet delivered.
+    ready: VecDeque<Entry>,
+    /// Delivered, not yet acknowledged, in delivery order.
+    pending: VecDeque<Entry>,
+}
+
+impl MemoryQueue {
+    fn queue(&self, event: Uuid) -> Arc<EventQueue> {
+        self.inner
+            .lock()
+            .expect("queue lock")
+            .events
+            .entry(event)
+            .or_default()
+            .clone()
+    }
+
+    fn enqueue(&self, event: Uuid, envelope: Envelope) -> String {
+        let id = {
+            let mut inner = self.inner.lock().expect("queue lock");
+            inner.next_id += 1;
+            inner.next_id.to_string()
+        };
+        let queue = self.queue(event);
+        queue
+            .entries
+            .lock()
+            .expect("queue lock")
+            .ready
+            .push_back(Entry {
+                id: id.clone(),
+                envelope,
+            });
+        queue.notify.notify_one();
+        id
+    }
+
+    fn events(&self) -> Vec<Uuid> {
+        self.inner
+            .lock()
+            .expect("queue lock")
+            .events
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn lease(&self, event: Uuid, worker: &str, ttl: Duration) -> bool {
+        let mut inner = self.inner.lock().expect("queue lock");
+        let now = Instant::now();
+        match inner.leases.get(&event) {
+            Some((owner, until)) if owner != worker && *until > now => false,
+            _ => {
+                inner.leases.insert(event, (worker.to_owned(), now + ttl));
+                true
+            }
+        }
+    }
+
+    fn unlease(&self, event: Uuid, worker: &str) {
+        let mut inner = self.inner.lock().expect("queue lock");
+        if inner.leases.get(&event).is_some_and(|(w, _)| w == worker) {
+            inner.leases.remove(&event);
+        }
+    }
+
+    fn claim_pending(&self, event: Uuid) -> Vec<Entry> {
+        let queue = self.queue(event);
+        let entries = queue.entries.lock().expect("queue lock");
+        entries.pending.iter().cloned().collect()
+    }
+
+    async fn read(&self, event: Uuid, max: usize, wait: Duration) -> Vec<Entry> {
+        let queue = self.queue(event);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = queue.notify.notified();
+            {
+                let mut entries = queue.entries.lock().expect("queue lock");
+                let n = entries.ready.len().min(max);
+                if n > 0 {
+                    let batch: Vec<Entry> = entries.ready.drain(..n).collect();
+                    entries.pending.extend(batch.iter().cloned());
+                    if !entries.ready.is_empty() {
+                        queue.notify.notify_one();
+                    }
+                    return batch;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Vec::new();
+            }
+        }
+    }
+
+    fn ack(&self, event: Uuid, ids: &[String]) {
+        let queue = self.queue(event);
+        let mut entries = queue.entries.lock().expect("queue lock");
+        entries.pending.retain(|e| !ids.contains(&e.id));
+    }
+}
+
+const LEASE_LUA: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if owner == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+const UNLEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+const GROUP: &str = "workers";
+
+/// The Redis Streams queue.
+pub struct RedisQueue {
+    client: fred::clients::Client,
+    config: Config,
+    prefix: String,
+    lease_script: Script,
+    unlease_script: Script,
+    /// Events this process already registered, so enqueueing costs one round trip.
+    registered: Mutex<std::collections::HashSet<Uuid>>,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn connect(config: &Config) -> Result<fred::clients::Client, QueueError> {
+    let client = Builder::from_config(config.clone())
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(5);
+        })
+        .build()
+        .map_err(unavailable)?;
+    client.init().await.map_err(unavailable)?;
+    Ok(client)
+}
+
+impl RedisQueue {
+    /// Connects to Redis; keys go under `prefix` (shared with the channel engine's).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
+        let config = Config::from_url(url).map_err(unavailable)?;
+        let client = connect(&config).await?;
+        Ok(Self {
+            client,
+            config,
+            prefix: prefix.to_owned(),
+            lease_script: Script::from_lua(LEASE_LUA),
+            unlease_script: Script::from_lua(UNLEASE_LUA),
+            registered: Mutex::new(std::collections::HashSet::new()),
+        })
+    }
+
+    fn stream_key(&self, event: Uuid) -> String {
+        format!("{}:cmd:{{{event}}}", self.prefix)
+    }
+
+    fn events_key(&self) -> String {
+        format!("{}:cmd:events", self.prefix)
+    }
+
+    fn lease_key(&self, event: Uuid) -> String {
+        format!("{}:lease:{{{event}}}", self.prefix)
+    }
+
+    async fn register(&self, event: Uuid) -> Result<(), QueueError> {
+        if self.registered.lock().expect("registered lock").contains(&event) {
+            return Ok(());
+        }
+        let key = self.stream_key(event);
+        // MKSTREAM creates the stream with the group; BUSYGROUP means it exists already.
+        let created: Result<(), _> = self.client.xgroup_create(&key, GROUP, "$", true).await;
+        if let Err(e) = created
+            && !e.details().contains("BUSYGROUP")
+        {
+            return Err(unavailable(e));
+        }
+        let () = self
+            .client
+            .sadd(self.events_key(), event.to_string())
+            .await
+            .map_err(unavailable)?;
+        self.registered
+            .lock()
+            .expect("registered lock")
+            .insert(event);
+        Ok(())
+    }
+
+    async fn enqueue(&self, event: Uuid, envelope: &Envelope) -> Result<String, QueueError> {
+        self.register(event).await?;
+        let body = serde_json::to_string(envelope).expect("an envelope always serializes");
+        self.client
+            .xadd(self.stream_key(event), true, None::<()>, "*", ("c", body))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn events(&self) -> Result<Vec<Uuid>, QueueError> {
+        let members: Vec<String> = self
+            .client
+            .smembers(self.events_key())
+            .await
+            .map_err(unavailable)?;
+        Ok(members
+            .iter()
+            .filter_map(|m| Uuid::parse_str(m).ok())
+            .collect())
+    }
+
+    async fn lease(&self, event: Uuid, worker: &str, ttl: Duration) -> Result<bool, QueueError> {
+        let got: i64 = self
+            .lease_script
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.lease_key(event)],
+                vec![worker.to_owned(), ttl.as_millis().to_string()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(got == 1)
+    }
+
+    async fn unlease(&self, event: Uuid, worker: &str) -> Result<(), QueueError> {
+        let _: i64 = self
+            .unlease_script
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.lease_key(event)],
+                vec![worker.to_owned()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn reader(self: &Arc<Self>, event: Uuid, worker: &str) -> Result<Reader, QueueError> {
+        self.register(event).await?;
+        let client = connect(&self.config).await?;
+        Ok(Reader::Redis {
+            queue: self.clone(),
+            client,
+            key: self.stream_key(event),
+            consumer: worker.to_owned(),
+        })
+    }
+
+    fn entries(raw: Vec<(String, HashMap<String, String>)>) -> Vec<Entry> {
+        raw.into_iter()
+            .filter_map(|(id, fields)| {
+                let body = fields.get("c")?;
+                match serde_json::from_str(body) {
+                    Ok(envelope) => Some(Entry { id, envelope }),
+                    Err(e) => {
+                        tracing::error!(%id, error = %e, "dropping an unreadable queue entry");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn claim_pending(
+        &self,
+        client: &fred::clients::Client,
+        key: &str,
+        consumer: &str,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let mut out = Vec::new();
+        let mut cursor = "0-0".to_owned();
+        loop {
+            let (next, raw): (String, Vec<(String, HashMap<String, String>)>) = client
+                .xautoclaim_values(key, GROUP, consumer, 0, cursor.as_str(), Some(1000), false)
+                .await
+                .map_err(unavailable)?;
+            let done = raw.is_empty() || next == "0-0";
+            out.extend(Self::entries(raw));
+            if done {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn read(
+        client: &fred::clients::Client,
+        key: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let response: XReadResponse<String, String, String, String> = client
+            .xreadgroup_map(
+                GROUP,
+                consumer,
+                Some(max as u64),
+                Some(wait.as_millis().max(1) as u64),
+                false,
+                key,
+                ">",
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(response
+            .into_values()
+            .flat_map(Self::entries)
+            .collect())
+    }
+
+    async fn ack(client: &fred::clients::Client, key: &str, ids: &[String]) -> Result<(), QueueError> {
+        let pipeline = client.pipeline();
+        let () = pipeline
+            .xack(key, GROUP, ids.to_vec())
+            .await
+            .map_err(unavailable)?;
+        let () = pipeline.xdel(key, ids.to_vec()).await.map_err(unavailable)?;
+        let _: Vec<fred::types::Value> = pipeline.all().await.map_err(unavailable)?;
+        Ok(())
+    }
+}

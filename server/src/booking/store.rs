@@ -1,0 +1,647 @@
+//! The booking engine's Postgres side: loading an event's inventory, and committing a batch of
+//! decided commands in one transaction.
+//!
+//! A batch writes every hold, release, expiry and checkout it contains, the processed request
+//! ids with their results, one outbox row carrying the seat delta and the buyers' results, and
+//! one audit row, all with set-based statements (`unnest` over arrays), so its cost grows with
+//! the rows written and not with round trips. The event's `inventory_version` fences the owner:
+//! the batch commits only if the version is still the one the owner loaded, so a second owner
+//! working from stale memory fails instead of writing. Behind that, the schema's constraints
+//! (one `seat_claim` per seat, the GA quota check) refuse a double sale outright.
+
+use super::inventory::{
+    CategoryInfo, Change, GaCounts, HoldEnd, HoldInfo, Inventory, OnsaleInfo, SeatInfo,
+    TicketTypeInfo,
+};
+use marquee_protocol::booking::{SeatIndex, SeatState};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row as _};
+use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use uuid::Uuid;
+
+/// Where the outbox relay is woken.
+pub const OUTBOX_NOTIFY: &str = "marquee_outbox";
+
+/// A batch could not be committed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// Another owner committed since this owner loaded the event: its memory is stale.
+    #[error("the event's inventory moved on (another owner committed)")]
+    Fenced,
+    /// The database refused the batch (a constraint, or it is unreachable).
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A processed request to record: its idempotency key and its result.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    /// The buyer.
+    pub user: String,
+    /// The client's request id.
+    pub request_id: String,
+    /// The queue entry that carried it.
+    pub command_id: String,
+    /// The result, as JSON.
+    pub result: Value,
+}
+
+/// Everything one transaction writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// State changes, in decision order.
+    pub changes: Vec<Change>,
+    /// Requests that took effect or were rejected, with their results.
+    pub processed: Vec<Processed>,
+    /// Messages for the outbox relay: `{"channel", "data"}` objects, in publication order.
+    pub messages: Vec<Value>,
+    /// Whether availability changed (then the inventory version moves up by one).
+    pub bump: bool,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.processed.is_empty() && self.messages.is_empty()
+    }
+}
+
+/// Loads an event's inventory, or `None` if the event does not exist.
+pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let Some(head) = sqlx::query(
+        "select e.tenant_id, e.inventory_version, coalesce(m.focal_x, 0) as fx, coalesce(m.focal_y, 0) as fy
+         from event e left join seat_map m on m.event_id = e.event_id
+         where e.event_id = $1",
+    )
+    .bind(event)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let tenant: Uuid = head.get("tenant_id");
+    let version: i64 = head.get("inventory_version");
+    let focal = (head.get::<f64, _>("fx"), head.get::<f64, _>("fy"));
+
+    let category_rows = sqlx::query(
+        "select price_category_id from price_category where event_id = $1 order by price_category_id",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut categories: Vec<CategoryInfo> = category_rows
+        .iter()
+        .map(|r| CategoryInfo {
+            id: r.get(0),
+            ticket_type: None,
+        })
+        .collect();
+    let category_index: HashMap<Uuid, u32> = categories
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id, i as u32))
+        .collect();
+
+    let mut ticket_types = HashMap::new();
+    let type_rows = sqlx::query(
+        "select ticket_type_id, kind::text as kind, price_category_id, price_minor, currency::text as currency,
+                min_per_order, max_per_order, ga_quota, ga_held, ga_sold
+         from ticket_type where event_id = $1 order by ticket_type_id",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in type_rows {
+        let id: Uuid = r.get("ticket_type_id");
+        let kind: String = r.get("kind");
+        let quota: Option<i32> = r.get("ga_quota");
+        let ga = quota.map(|q| GaCounts {
+            quota: q.max(0) as u32,
+            held: r.get::<i32, _>("ga_held").max(0) as u32,
+            sold: r.get::<i32, _>("ga_sold").max(0) as u32,
+        });
+        if kind == "seated"
+            && let Some(c) = r
+                .get::<Option<Uuid>, _>("price_category_id")
+                .and_then(|c| category_index.get(&c))
+        {
+            categories[*c as usize].ticket_type.get_or_insert(id);
+        }
+        ticket_types.insert(
+            id,
+            TicketTypeInfo {
+                price_minor: r.get("price_minor"),
+                currency: r.get("currency"),
+                min_per_order: r.get::<i32, _>("min_per_order").max(1) as u32,
+                max_per_order: r.get::<i32, _>("max_per_order").max(1) as u32,
+                ga,
+            },
+        );
+    }
+
+    let seat_rows = sqlx::query(
+        "select s.seat_index, s.seat_id, s.price_category_id, s.section_id::text || '/' || s.row_label as row_key,
+                s.seat_number, s.x, s.y, c.state::text as claim
+         from seat s left join seat_claim c on c.event_id = s.event_id and c.seat_id = s.seat_id
+         where s.event_id = $1 order by s.seat_index",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut seats = Vec::with_capacity(seat_rows.len());
+    let mut state = Vec::with_capacity(seat_rows.len());
+    let mut layout = Vec::with_capacity(seat_rows.len());
+    let mut seat_index_by_id = HashMap::with_capacity(seat_rows.len());
+    for (i, r) in seat_rows.iter().enumerate() {
+        let index: i32 = r.get("seat_index");
+        if index as usize != i {
+            return Err(sqlx::Error::Protocol(format!(
+                "event {event}: seat indexes are not dense (found {index} at position {i})"
+            )));
+        }
+        let seat_id: Uuid = r.get("seat_id");
+        let category: Uuid = r.get("price_category_id");
+        seats.push(SeatInfo {
+            seat_id,
+            category: category_index.get(&category).copied().unwrap_or(0),
+        });
+        state.push(match r.get::<Option<String>, _>("claim").as_deref() {
+            None => SeatState::Free,
+            Some("held") => SeatState::Held,
+            Some(_) => SeatState::Sold,
+        });
+        seat_index_by_id.insert(seat_id, i as SeatIndex);
+        layout.push((
+            r.get::<String, _>("row_key"),
+            r.get::<i32, _>("seat_number"),
+            i as SeatIndex,
+            r.get::<f64, _>("x"),
+            r.get::<f64, _>("y"),
+        ));
+    }
+    let rows = Inventory::build_rows(&seats, &mut layout);
+
+    let onsales = load_onsales(&mut tx, event).await?;
+
+    let mut holds = HashMap::new();
+    let mut expiry = BinaryHeap::new();
+    for r in sqlx::query(
+        "select hold_id, user_id, onsale_id, (extract(epoch from expires_at) * 1000)::int8 as expires_ms
+         from hold where event_id = $1 and status = 'active'",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let id: Uuid = r.get("hold_id");
+        let expires_at: i64 = r.get("expires_ms");
+        expiry.push(Reverse((expires_at, id)));
+        holds.insert(
+            id,
+            HoldInfo {
+                user: r.get("user_id"),
+                onsale: r.get("onsale_id"),
+                seats: Vec::new(),
+                ga: None,
+                expires_at,
+            },
+        );
+    }
+    for r in sqlx::query(
+        "select i.hold_id, i.ticket_type_id, i.seat_id, i.quantity
+         from hold_item i join hold h on h.event_id = i.event_id and h.hold_id = i.hold_id
+         where h.event_id = $1 and h.status = 'active' order by i.created_at, i.hold_item_id",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let Some(hold) = holds.get_mut(&r.get::<Uuid, _>("hold_id")) else {
+            continue;
+        };
+        match r.get::<Option<Uuid>, _>("seat_id") {
+            Some(seat) => {
+                if let Some(index) = seat_index_by_id.get(&seat) {
+                    hold.seats.push(*index);
+                }
+            }
+            None => {
+                hold.ga = Some((
+                    r.get("ticket_type_id"),
+                    r.get::<i32, _>("quantity").max(0) as u32,
+                ));
+            }
+        }
+    }
+    let mut per_user: HashMap<String, u32> = HashMap::new();
+    for r in sqlx::query(
+        "select user_id, sum(quantity)::int8 as n from (
+             select h.user_id, i.quantity from hold_item i
+             join hold h on h.event_id = i.event_id and h.hold_id = i.hold_id
+             where h.event_id = $1 and h.status = 'active'
+           union all
+             select o.user_id, i.quantity from ticket_order_item i
+             join ticket_order o on o.event_id = i.event_id and o.ticket_order_id = i.ticket_order_id
+             where o.event_id = $1 and o.status in ('pending_payment', 'paid')
+         ) owned group by user_id",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        per_user.insert(r.get("user_id"), r.get::<i64, _>("n").max(0) as u32);
+    }
+    tx.commit().await?;
+    Ok(Some(Inventory {
+        tenant,
+        event,
+        version,
+        focal,
+        seats,
+        state,
+        rows,
+        categories,
+        ticket_types,
+        onsales,
+        holds,
+        ended: HashMap::new(),
+        per_user,
+        expiry,
+    }))
+}
+
+/// The event's onsales (re-read periodically by the owner, since operators change them).
+pub async fn load_onsales(
+    conn: &mut PgConnection,
+    event: Uuid,
+) -> Result<Vec<OnsaleInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select onsale_id, status = 'live' as live,
+                (extract(epoch from starts_at) * 1000)::int8 as starts_ms,
+                (extract(epoch from ends_at) * 1000)::int8 as ends_ms,
+                (extract(epoch from hold_duration) * 1000)::int8 as hold_ms,
+                per_user_limit, requires_admission
+         from onsale where event_id = $1",
+    )
+    .bind(event)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| OnsaleInfo {
+            id: r.get("onsale_id"),
+            live: r.get("live"),
+            starts_at: r.get("starts_ms"),
+            ends_at: r.get("ends_ms"),
+            hold_ms: r.get("hold_ms"),
+            per_user_limit: r.get::<i32, _>("per_user_limit").max(0) as u32,
+            requires_admission: r.get("requires_admission"),
+        })
+        .collect())
+}
+
+/// The stored results of requests already processed, keyed by `(user, request id)`:
+/// `(command id, result)`.
+pub async fn processed(
+    db: &PgPool,
+    tenant: Uuid,
+    keys: &[(String, String)],
+) -> Result<HashMap<(String, String), (String, Value)>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (users, ids): (Vec<String>, Vec<String>) = keys.iter().cloned().unzip();
+    let rows = sqlx::query(
+        "select p.user_id, p.request_id, p.command_id, p.result
+         from processed_request p
+         join unnest($2::text[], $3::text[]) as k(user_id, request_id)
+           on p.user_id = k.user_id and p.request_id = k.request_id
+         where p.tenant_id = $1",
+    )
+    .bind(tenant)
+    .bind(users)
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                (r.get("user_id"), r.get("request_id")),
+                (r.get("command_id"), r.get("result")),
+            )
+        })
+        .collect())
+}
+
+/// Arrays for one `unnest` insert per table.
+#[derive(Default)]
+struct Columns {
+    hold_id: Vec<Uuid>,
+    hold_onsale: Vec<Uuid>,
+    hold_user: Vec<String>,
+    hold_expires: Vec<i64>,
+    item_hold: Vec<Uuid>,
+    item_type: Vec<Uuid>,
+    item_seat: Vec<Option<Uuid>>,
+    item_qty: Vec<i32>,
+    claim_seat: Vec<Uuid>,
+    claim_hold: Vec<Uuid>,
+    end_hold: Vec<Uuid>,
+    end_status: Vec<String>,
+    ga: HashMap<Uuid, (i32, i32)>,
+    order_id: Vec<Uuid>,
+    order_hold: Vec<Uuid>,
+    order_user: Vec<String>,
+    order_total: Vec<i64>,
+    order_currency: Vec<String>,
+    order_due: Vec<i64>,
+    line_order: Vec<Uuid>,
+    line_type: Vec<Uuid>,
+    line_seat: Vec<Option<Uuid>>,
+    line_qty: Vec<i32>,
+    line_unit: Vec<i64>,
+    audit: Vec<Value>,
+}
+
+impl Columns {
+    fn from_changes(changes: &[Change]) -> Self {
+        let mut c = Self::default();
+        for change in changes {
+            match change {
+                Change::Hold {
+                    hold,
+                    info,
+                    seat_items,
+                } => {
+                    c.hold_id.push(*hold);
+                    c.hold_onsale.push(info.onsale);
+                    c.hold_user.push(info.user.clone());
+                    c.hold_expires.push(info.expires_at);
+                    for (seat, ticket_type) in seat_items {
+                        c.item_hold.push(*hold);
+                        c.item_type.push(*ticket_type);
+                        c.item_seat.push(Some(*seat));
+                        c.item_qty.push(1);
+                        c.claim_seat.push(*seat);
+                        c.claim_hold.push(*hold);
+                    }
+                    if let Some((t, q)) = info.ga {
+                        c.item_hold.push(*hold);
+                        c.item_type.push(t);
+                        c.item_seat.push(None);
+                        c.item_qty.push(q as i32);
+                        c.ga.entry(t).or_default().0 += q as i32;
+                    }
+                    c.audit.push(serde_json::json!({"hold": hold, "user": info.user, "action": "held"}));
+                }
+                Change::End { hold, how, ga } => {
+                    c.end_hold.push(*hold);
+                    c.end_status.push(how.status().to_owned());
+                    if let Some((t, q)) = ga {
+                        c.ga.entry(*t).or_default().0 -= *q as i32;
+                    }
+                    let action = match how {
+                        HoldEnd::Released => "released",
+                        HoldEnd::Expired => "expired",
+                    };
+                    c.audit.push(serde_json::json!({"hold": hold, "action": action}));
+                }
+                Change::Checkout {
+                    hold,
+                    order,
+                    user,
+                    total_minor,
+                    currency,
+                    payment_due_at,
+                    lines,
+                    ga,
+                } => {
+                    c.end_hold.push(*hold);
+                    c.end_status.push("converted".into());
+                    c.order_id.push(*order);
+                    c.order_hold.push(*hold);
+                    c.order_user.push(user.clone());
+                    c.order_total.push(*total_minor);
+                    c.order_currency.push(currency.clone());
+                    c.order_due.push(*payment_due_at);
+                    for line in lines {
+                        c.line_order.push(*order);
+                        c.line_type.push(line.ticket_type);
+                        c.line_seat.push(line.seat);
+                        c.line_qty.push(line.quantity as i32);
+                        c.line_unit.push(line.unit_minor);
+                    }
+                    if let Some((t, q)) = ga {
+                        let entry = c.ga.entry(*t).or_default();
+                        entry.0 -= *q as i32;
+                        entry.1 += *q as i32;
+                    }
+                    c.audit.push(serde_json::json!({"hold": hold, "order": order, "user": user, "action": "checked_out"}));
+                }
+            }
+        }
+        c
+    }
+}
+
+/// Commits a batch for an owner that loaded the event at `version`. Returns the new version.
+pub async fn commit(
+    db: &PgPool,
+    tenant: Uuid,
+    event: Uuid,
+    version: i64,
+    actor: &str,
+    batch: &Batch,
+) -> Result<i64, CommitError> {
+    let c = Columns::from_changes(&batch.changes);
+    let mut tx = db.begin().await?;
+    let bump = i64::from(batch.bump);
+    let fenced = sqlx::query(
+        "update event set inventory_version = inventory_version + $3
+         where event_id = $1 and inventory_version = $2",
+    )
+    .bind(event)
+    .bind(version)
+    .bind(bump)
+    .execute(&mut *tx)
+    .await?;
+    if fenced.rows_affected() != 1 {
+        return Err(CommitError::Fenced);
+    }
+    if !c.hold_id.is_empty() {
+        sqlx::query(
+            "insert into hold (hold_id, tenant_id, event_id, onsale_id, user_id, expires_at)
+             select h, $1, $2, o, u, to_timestamp(e / 1000.0)
+             from unnest($3::uuid[], $4::uuid[], $5::text[], $6::int8[]) as t(h, o, u, e)",
+        )
+        .bind(tenant)
+        .bind(event)
+        .bind(&c.hold_id)
+        .bind(&c.hold_onsale)
+        .bind(&c.hold_user)
+        .bind(&c.hold_expires)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.item_hold.is_empty() {
+        sqlx::query(
+            "insert into hold_item (tenant_id, event_id, hold_id, ticket_type_id, seat_id, quantity)
+             select $1, $2, h, t, s, q from unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::int4[]) as x(h, t, s, q)",
+        )
+        .bind(tenant)
+        .bind(event)
+        .bind(&c.item_hold)
+        .bind(&c.item_type)
+        .bind(&c.item_seat)
+        .bind(&c.item_qty)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.claim_seat.is_empty() {
+        sqlx::query(
+            "insert into seat_claim (event_id, seat_id, tenant_id, state, hold_id)
+             select $2, s, $1, 'held', h from unnest($3::uuid[], $4::uuid[]) as x(s, h)",
+        )
+        .bind(tenant)
+        .bind(event)
+        .bind(&c.claim_seat)
+        .bind(&c.claim_hold)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.end_hold.is_empty() {
+        let ended = sqlx::query(
+            "update hold set status = x.s::hold_status
+             from unnest($2::uuid[], $3::text[]) as x(h, s)
+             where hold.event_id = $1 and hold.hold_id = x.h and hold.status = 'active'",
+        )
+        .bind(event)
+        .bind(&c.end_hold)
+        .bind(&c.end_status)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() != c.end_hold.len() as u64 {
+            // Some hold was already ended by someone else: this owner's memory is stale.
+            return Err(CommitError::Fenced);
+        }
+    }
+    if !c.order_id.is_empty() {
+        sqlx::query(
+            "insert into ticket_order (ticket_order_id, tenant_id, event_id, user_id, hold_id, total_minor, currency, payment_due_at)
+             select o, $1, $2, u, h, t, c, to_timestamp(d / 1000.0)
+             from unnest($3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::text[], $8::int8[]) as x(o, h, u, t, c, d)",
+        )
+        .bind(tenant)
+        .bind(event)
+        .bind(&c.order_id)
+        .bind(&c.order_hold)
+        .bind(&c.order_user)
+        .bind(&c.order_total)
+        .bind(&c.order_currency)
+        .bind(&c.order_due)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into ticket_order_item (tenant_id, event_id, ticket_order_id, ticket_type_id, seat_id, quantity, unit_minor)
+             select $1, $2, o, t, s, q, u
+             from unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::int4[], $7::int8[]) as x(o, t, s, q, u)",
+        )
+        .bind(tenant)
+        .bind(event)
+        .bind(&c.line_order)
+        .bind(&c.line_type)
+        .bind(&c.line_seat)
+        .bind(&c.line_qty)
+        .bind(&c.line_unit)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update seat_claim set state = 'sold', ticket_order_id = x.o
+             from unnest($2::uuid[], $3::uuid[]) as x(h, o)
+             where seat_claim.event_id = $1 and seat_claim.hold_id = x.h",
+        )
+        .bind(event)
+        .bind(&c.order_hold)
+        .bind(&c.order_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.end_hold.is_empty() {
+        // Released and expired holds give their seats back (converted ones were moved above).
+        sqlx::query(
+            "delete from seat_claim where event_id = $1 and hold_id = any($2::uuid[]) and state = 'held'",
+        )
+        .bind(event)
+        .bind(&c.end_hold)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.ga.is_empty() {
+        let mut ids: Vec<Uuid> = c.ga.keys().copied().collect();
+        ids.sort();
+        let held: Vec<i32> = ids.iter().map(|id| c.ga[id].0).collect();
+        let sold: Vec<i32> = ids.iter().map(|id| c.ga[id].1).collect();
+        sqlx::query(
+            "update ticket_type set ga_held = ga_held + x.h, ga_sold = ga_sold + x.s
+             from unnest($2::uuid[], $3::int4[], $4::int4[]) as x(id, h, s)
+             where ticket_type.event_id = $1 and ticket_type.ticket_type_id = x.id",
+        )
+        .bind(event)
+        .bind(&ids)
+        .bind(&held)
+        .bind(&sold)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !batch.processed.is_empty() {
+        let users: Vec<&str> = batch.processed.iter().map(|p| p.user.as_str()).collect();
+        let ids: Vec<&str> = batch.processed.iter().map(|p| p.request_id.as_str()).collect();
+        let commands: Vec<&str> = batch.processed.iter().map(|p| p.command_id.as_str()).collect();
+        let results: Vec<&Value> = batch.processed.iter().map(|p| &p.result).collect();
+        sqlx::query(
+            "insert into processed_request (tenant_id, user_id, request_id, event_id, command_id, result)
+             select $1, u, r, $2, c, j from unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) as x(u, r, c, j)",
+        )
+        .bind(tenant)
+        .bind(event)
+        .bind(users)
+        .bind(ids)
+        .bind(commands)
+        .bind(results)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !batch.messages.is_empty() {
+        sqlx::query("insert into outbox (tenant_id, event_id, messages) values ($1, $2, $3)")
+            .bind(tenant)
+            .bind(event)
+            .bind(Value::Array(batch.messages.clone()))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("select pg_notify($1, '')")
+            .bind(OUTBOX_NOTIFY)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !c.audit.is_empty() {
+        sqlx::query(
+            "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail)
+             values ($1, $2, 'event', $3, 'inventory_changed', $4)",
+        )
+        .bind(tenant)
+        .bind(actor)
+        .bind(event.to_string())
+        .bind(serde_json::json!({"version": version + bump, "changes": c.audit}))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(version + bump)
+}

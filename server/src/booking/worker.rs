@@ -1,0 +1,355 @@
+//! Booking workers: each competes for per-event leases and, for every event it owns, runs an
+//! owner that decides that event's commands in memory and commits them in batches.
+//!
+//! An owner's loop: read up to `batch_max` commands (waiting briefly), look their request ids
+//! up in `processed_request`, decide the new ones one after another against the in-memory
+//! [`Inventory`], expire the holds that are due, commit everything in one transaction
+//! ([`store::commit`]), and only then acknowledge the queue entries. If the commit fails, the
+//! owner reloads the event from Postgres and decides the same entries again; a redelivered
+//! entry whose result is already stored (its worker died between commit and acknowledge) is
+//! acknowledged without a second effect or a second result.
+
+use super::inventory::{DeltaBuilder, Inventory, Request};
+use super::queue::{CommandQueue, Entry, Reader};
+use super::store::{self, Batch, CommitError, Processed};
+use crate::metrics::METRICS;
+use anyhow::Context as _;
+use marquee_protocol::booking::{CommandResult, InboxMessage, Outcome};
+use marquee_protocol::{Channel, ChannelKind, ErrorCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Most commands decided and committed in one transaction.
+    pub batch_max: usize,
+    /// How long an event lease lasts without renewal; a dead owner's events move on after it.
+    pub lease_ttl: Duration,
+    /// Most holds expired in one sweep.
+    pub sweep_max: usize,
+    /// How often a worker looks for events nobody owns.
+    pub discover_every: Duration,
+    /// Fault injection for tests: abort the process right after the first commit, before
+    /// acknowledging its entries.
+    pub crash_after_commit: bool,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            batch_max: 1024,
+            lease_ttl: Duration::from_secs(10),
+            sweep_max: 10_000,
+            discover_every: Duration::from_millis(250),
+            crash_after_commit: false,
+        }
+    }
+}
+
+/// A booking worker.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// Unique name: lease holder and stream consumer.
+    pub id: String,
+    /// The system of record.
+    pub db: PgPool,
+    /// Where commands come from.
+    pub queue: CommandQueue,
+    /// Settings.
+    pub settings: WorkerSettings,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Worker {
+    /// Runs until `cancel`: owns every event it can lease, one task per event.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        // Events with active holds need an owner even if no command arrives: their holds expire.
+        let with_holds: Vec<Uuid> =
+            sqlx::query_scalar("select distinct event_id from hold where status = 'active'")
+                .fetch_all(&self.db)
+                .await
+                .context("listing events with active holds")?;
+        for event in with_holds {
+            if let Err(e) = self.queue.register(event).await {
+                tracing::warn!(%event, error = %e, "cannot register event for its holds");
+            }
+        }
+        let mut owners: JoinSet<Uuid> = JoinSet::new();
+        let mut owned: HashMap<Uuid, CancellationToken> = HashMap::new();
+        let mut tick = tokio::time::interval(self.settings.discover_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                Some(done) = owners.join_next() => {
+                    if let Ok(event) = done {
+                        owned.remove(&event);
+                    }
+                }
+                _ = tick.tick() => {
+                    let events = match self.queue.events().await {
+                        Ok(events) => events,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot list events");
+                            continue;
+                        }
+                    };
+                    for event in events {
+                        if owned.contains_key(&event) {
+                            continue;
+                        }
+                        match self.queue.lease(event, &self.id, self.settings.lease_ttl).await {
+                            Ok(true) => {
+                                let stop = cancel.child_token();
+                                owned.insert(event, stop.clone());
+                                let worker = self.clone();
+                                owners.spawn(async move {
+                                    if let Err(e) = worker.own(event, stop).await {
+                                        tracing::warn!(%event, error = format!("{e:#}"), "event owner stopped");
+                                    }
+                                    event
+                                });
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(%event, error = %e, "lease failed"),
+                        }
+                    }
+                }
+            }
+        }
+        while owners.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Owns one event until the lease is lost or `cancel` fires.
+    async fn own(&self, event: Uuid, cancel: CancellationToken) -> anyhow::Result<()> {
+        let result = self.own_inner(event, &cancel).await;
+        if let Err(e) = self.queue.unlease(event, &self.id).await {
+            tracing::debug!(%event, error = %e, "unlease failed");
+        }
+        result
+    }
+
+    async fn own_inner(&self, event: Uuid, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let reader = self.queue.reader(event, &self.id).await?;
+        let mut owner = Owner::load(self, event).await?;
+        tracing::info!(%event, worker = %self.id, version = owner.inventory.version, "owning event");
+        let mut pending = reader.claim_pending().await?;
+        let renew_every = self.settings.lease_ttl / 3;
+        let mut renew_at = tokio::time::Instant::now() + renew_every;
+        let mut refresh_at = tokio::time::Instant::now() + Duration::from_secs(1);
+        while !cancel.is_cancelled() {
+            let now = tokio::time::Instant::now();
+            if now >= renew_at {
+                if !self.queue.lease(event, &self.id, self.settings.lease_ttl).await? {
+                    tracing::warn!(%event, "lease lost; leaving the event to its new owner");
+                    return Ok(());
+                }
+                renew_at = now + renew_every;
+            }
+            if now >= refresh_at {
+                let mut conn = self.db.acquire().await?;
+                owner.inventory.onsales = store::load_onsales(&mut conn, event).await?;
+                refresh_at = now + Duration::from_secs(1);
+            }
+            let entries = if pending.is_empty() {
+                let until_expiry = owner
+                    .inventory
+                    .next_expiry()
+                    .map_or(Duration::from_millis(100), |at| {
+                        Duration::from_millis((at - now_ms()).clamp(1, 100) as u64)
+                    });
+                reader.read(self.settings.batch_max, until_expiry).await?
+            } else {
+                std::mem::take(&mut pending)
+            };
+            owner.step(self, &reader, entries).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The owner of one event: its inventory and how to commit it.
+struct Owner {
+    inventory: Inventory,
+}
+
+/// The stored or decided result of a request within a batch.
+struct Decided {
+    inbox: String,
+    result: Value,
+}
+
+fn inbox_message(inbox: &str, result: &Value) -> Value {
+    json!({"channel": inbox, "data": result})
+}
+
+impl Owner {
+    async fn load(worker: &Worker, event: Uuid) -> anyhow::Result<Self> {
+        let inventory = store::load(&worker.db, event)
+            .await?
+            .with_context(|| format!("event {event} does not exist"))?;
+        Ok(Self { inventory })
+    }
+
+    /// Decides and commits one batch of entries (plus due expiries), then acknowledges them.
+    async fn step(&mut self, worker: &Worker, reader: &Reader, entries: Vec<Entry>) -> anyhow::Result<()> {
+        if entries.is_empty() && self.inventory.next_expiry().is_none_or(|at| at > now_ms()) {
+            return Ok(());
+        }
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (batch, decided) = self.decide(worker, &entries).await?;
+            if batch.is_empty() {
+                break;
+            }
+            match store::commit(
+                &worker.db,
+                self.inventory.tenant,
+                self.inventory.event,
+                self.inventory.version,
+                &worker.id,
+                &batch,
+            )
+            .await
+            {
+                Ok(version) => {
+                    self.inventory.version = version;
+                    let now = now_ms() as u64;
+                    for entry in &entries {
+                        METRICS
+                            .command_to_commit
+                            .record(now.saturating_sub(entry.envelope.accepted_at_ms) as f64 / 1000.0);
+                    }
+                    METRICS.commands.increment(decided as u64);
+                    if !entries.is_empty() {
+                        METRICS.batch_size.record(entries.len() as f64);
+                    }
+                    if worker.settings.crash_after_commit {
+                        tracing::error!("fault injection: aborting after commit, before acknowledging");
+                        std::process::abort();
+                    }
+                    break;
+                }
+                Err(e) if attempts < 3 => {
+                    let fenced = matches!(e, CommitError::Fenced);
+                    tracing::warn!(event = %self.inventory.event, error = %e, fenced, "batch failed; reloading the event");
+                    *self = Self::load(worker, self.inventory.event).await?;
+                }
+                Err(e) => return Err(e).context("committing a booking batch"),
+            }
+        }
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        reader.ack(&ids).await?;
+        Ok(())
+    }
+
+    /// Decides every entry and due expiry; returns the batch and how many commands took effect
+    /// or were rejected (not counting duplicates).
+    async fn decide(&mut self, worker: &Worker, entries: &[Entry]) -> anyhow::Result<(Batch, usize)> {
+        let inv = &mut self.inventory;
+        let keys: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| (e.envelope.user.clone(), e.envelope.request_id.clone()))
+            .collect();
+        let stored = store::processed(&worker.db, inv.tenant, &keys).await?;
+        let mut batch = Batch::default();
+        let mut delta = DeltaBuilder::default();
+        let mut seen: HashMap<(String, String), Decided> = HashMap::new();
+        let mut results = Vec::new();
+        let now = now_ms();
+        let mut decided = 0;
+        for (entry, key) in entries.iter().zip(keys) {
+            let envelope = &entry.envelope;
+            if let Some((command_id, result)) = stored.get(&key) {
+                if *command_id != entry.id {
+                    // A client's retry: the first result again, no second effect.
+                    results.push(inbox_message(&envelope.inbox, result));
+                }
+                // Otherwise a redelivery of the very entry that produced the result: it was
+                // committed and published already.
+                continue;
+            }
+            if let Some(first) = seen.get(&key) {
+                results.push(inbox_message(&first.inbox, &first.result));
+                continue;
+            }
+            let outcome = if envelope.tenant != inv.tenant || !inbox_matches(&envelope.inbox, inv.tenant, &envelope.user) {
+                Outcome::rejected(ErrorCode::NotFound, "no such event")
+            } else {
+                let (outcome, change) = inv.apply(
+                    &Request {
+                        user: &envelope.user,
+                        command: &envelope.command,
+                        admission: envelope.admission.as_deref(),
+                    },
+                    now,
+                    &mut delta,
+                );
+                batch.changes.extend(change);
+                outcome
+            };
+            let result = serde_json::to_value(InboxMessage::Result(CommandResult {
+                request_id: envelope.request_id.clone(),
+                event: inv.event.to_string(),
+                command: envelope.command.kind().to_owned(),
+                outcome,
+            }))
+            .expect("a result always serializes");
+            results.push(inbox_message(&envelope.inbox, &result));
+            batch.processed.push(Processed {
+                user: envelope.user.clone(),
+                request_id: envelope.request_id.clone(),
+                command_id: entry.id.clone(),
+                result: result.clone(),
+            });
+            seen.insert(
+                key,
+                Decided {
+                    inbox: envelope.inbox.clone(),
+                    result,
+                },
+            );
+            decided += 1;
+        }
+        let expired = inv.expire_due(now, worker.settings.sweep_max, &mut delta);
+        METRICS.holds_expired.increment(expired.len() as u64);
+        batch.changes.extend(expired);
+        if !delta.is_empty() {
+            batch.bump = true;
+            let v = (inv.version + 1) as u64;
+            let channel = Channel::new(ChannelKind::Seats, &inv.event.to_string())
+                .expect("a uuid is a valid channel id");
+            batch.messages.push(json!({
+                "channel": channel.as_str(),
+                "data": delta.build(v, inv),
+            }));
+        }
+        batch.messages.extend(results);
+        Ok((batch, decided))
+    }
+}
+
+/// Whether `inbox` is the inbox of `user` in `tenant` (a hub never enqueues anything else, but
+/// the worker does not take a queue entry's word for where results go).
+fn inbox_matches(inbox: &str, tenant: Uuid, user: &str) -> bool {
+    Channel::parse(inbox).is_ok_and(|c| {
+        c.kind() == ChannelKind::Inbox
+            && c.id()
+                .split_once('/')
+                .is_some_and(|(t, u)| Uuid::parse_str(t).ok() == Some(tenant) && u == user)
+    })
+}

@@ -1,0 +1,648 @@
+//! The booking engine end to end: real nodes, real Postgres (a fresh database per test), real
+//! WebSockets, and for the cluster cases real Redis and real worker processes.
+
+mod common;
+
+use common::{Raw, SECRET, TestNode, claims};
+use marquee_protocol::booking::{
+    Command, CommandResult, InboxMessage, InboxSnapshot, Outcome, SeatDelta, SeatSnapshot,
+    SeatState, unpack_seat_states,
+};
+use marquee_protocol::{ClientMessage, Codec, ErrorCode, ServerMessage};
+use marquee_server::auth::sign_hs256;
+use marquee_server::booking::inventory::{DeltaBuilder, Request};
+use marquee_server::booking::store::{self, Batch, CommitError};
+use marquee_server::config::Secret;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// An event on sale: `rows` × `width` seats in one category, a GA type, a live onsale.
+#[derive(Debug, Clone, Copy)]
+struct Shop {
+    tenant: Uuid,
+    event: Uuid,
+    category: Uuid,
+    ga: Uuid,
+}
+
+struct ShopSpec {
+    rows: i32,
+    width: i32,
+    ga_quota: i32,
+    hold: &'static str,
+    per_user_limit: i32,
+}
+
+impl Default for ShopSpec {
+    fn default() -> Self {
+        Self {
+            rows: 5,
+            width: 20,
+            ga_quota: 100,
+            hold: "10 minutes",
+            per_user_limit: 8,
+        }
+    }
+}
+
+async fn shop(pool: &PgPool, spec: ShopSpec) -> Shop {
+    let tenant: Uuid = sqlx::query_scalar("insert into tenant (name) values ('Shop') returning tenant_id")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let venue: Uuid = sqlx::query_scalar(
+        "insert into venue (tenant_id, name, city) values ($1, 'Hall', 'Lisbon') returning venue_id",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let event: Uuid = sqlx::query_scalar(
+        "insert into event (tenant_id, venue_id, name, starts_at, status)
+         values ($1, $2, 'Show', now() + interval '7 days', 'on_sale') returning event_id",
+    )
+    .bind(tenant)
+    .bind(venue)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let map: Uuid = sqlx::query_scalar(
+        "insert into seat_map (tenant_id, event_id, focal_x, focal_y) values ($1, $2, $3, 0) returning seat_map_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(f64::from(spec.width - 1) / 2.0)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let section: Uuid = sqlx::query_scalar(
+        "insert into section (tenant_id, seat_map_id, name) values ($1, $2, 'Stalls') returning section_id",
+    )
+    .bind(tenant)
+    .bind(map)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let category: Uuid = sqlx::query_scalar(
+        "insert into price_category (tenant_id, event_id, name, price_minor, currency)
+         values ($1, $2, 'Standard', 5000, 'EUR') returning price_category_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into seat (tenant_id, event_id, section_id, row_label, seat_number, seat_index, x, y, price_category_id)
+         select $1, $2, $3, 'R' || lpad(r::text, 3, '0'), n, r * $5 + n - 1, n - 1, r + 1, $4
+         from generate_series(0, $6 - 1) r, generate_series(1, $5) n",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(section)
+    .bind(category)
+    .bind(spec.width)
+    .bind(spec.rows)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency, max_per_order)
+         values ($1, $2, 'Seated', 'seated', $3, 5000, 'EUR', 8)",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(category)
+    .execute(pool)
+    .await
+    .unwrap();
+    let ga: Uuid = sqlx::query_scalar(
+        "insert into ticket_type (tenant_id, event_id, name, kind, price_minor, currency, max_per_order, ga_quota)
+         values ($1, $2, 'Standing', 'general_admission', 2000, 'EUR', 4, $3) returning ticket_type_id",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(spec.ga_quota)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into onsale (tenant_id, event_id, status, starts_at, hold_duration, per_user_limit, requires_admission)
+         values ($1, $2, 'live', now() - interval '1 minute', $3::interval, $4, false)",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(spec.hold)
+    .bind(spec.per_user_limit)
+    .execute(pool)
+    .await
+    .unwrap();
+    Shop {
+        tenant,
+        event,
+        category,
+        ga,
+    }
+}
+
+fn database_url(pool: &PgPool) -> String {
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{db}")
+}
+
+fn node_config(pool: &PgPool) -> marquee_server::Config {
+    let mut config = common::config();
+    config.database_url = Some(Secret::new(database_url(pool)));
+    config.database_pool = 8;
+    // Hundreds of buyers connect at once from one test.
+    config.inbound_burst = 200;
+    config
+}
+
+async fn node(pool: &PgPool) -> TestNode {
+    TestNode::start(node_config(pool)).await
+}
+
+fn buyer(tenant: Uuid, user: &str) -> String {
+    let mut c = claims(user, &[], 3600);
+    c.tenant = Some(tenant.to_string());
+    sign_hs256(SECRET, &c)
+}
+
+async fn connect(node: &TestNode, shop: &Shop, user: &str) -> Raw {
+    Raw::connect(&node.ws_url(), &buyer(shop.tenant, user)).await
+}
+
+/// Sends a command and expects `accepted`.
+async fn send(raw: &mut Raw, id: u64, request_id: &str, command: Command) {
+    raw.send(&ClientMessage::Command {
+        id,
+        request_id: request_id.into(),
+        command,
+        admission: None,
+    })
+    .await;
+    match raw.recv().await {
+        ServerMessage::Accepted { id: got, .. } if got == id => {}
+        other => panic!("expected accepted for {id}, got {other:?}"),
+    }
+}
+
+/// The next command result on the inbox, within 10 s.
+async fn result(raw: &mut Raw) -> CommandResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, raw.recv())
+            .await
+            .expect("a result within 10 s");
+        if let ServerMessage::Pub(p) = msg
+            && p.channel.starts_with("inbox:")
+        {
+            let InboxMessage::Result(r) = serde_json::from_value(p.data).unwrap() else {
+                panic!("unexpected inbox message")
+            };
+            return r;
+        }
+    }
+}
+
+fn hold_seats(shop: &Shop, seats: &[u32]) -> Command {
+    Command::HoldSeats {
+        event: shop.event.to_string(),
+        seats: seats.to_vec(),
+    }
+}
+
+fn hold_ga(shop: &Shop, quantity: u32) -> Command {
+    Command::HoldGa {
+        event: shop.event.to_string(),
+        ticket_type: shop.ga.to_string(),
+        quantity,
+    }
+}
+
+fn rejection(result: &CommandResult) -> ErrorCode {
+    match &result.outcome {
+        Outcome::Rejected { code, .. } => *code,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn two_hundred_buyers_racing_for_one_hundred_seats_hold_each_seat_exactly_once(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut buyers = Vec::new();
+    for i in 0..200 {
+        buyers.push(connect(&node, &shop, &format!("buyer-{i}")).await);
+    }
+    // Buyer i and buyer i + 100 both want seat i.
+    let tasks: Vec<_> = buyers
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut raw)| {
+            tokio::spawn(async move {
+                send(&mut raw, 1, "r-1", hold_seats(&shop, &[(i % 100) as u32])).await;
+                (i % 100, result(&mut raw).await)
+            })
+        })
+        .collect();
+    let mut winners: HashMap<usize, usize> = HashMap::new();
+    let mut losers = 0;
+    for task in tasks {
+        let (seat, r) = task.await.unwrap();
+        match r.outcome {
+            Outcome::Held { seats, .. } => {
+                assert_eq!(seats, vec![seat as u32]);
+                *winners.entry(seat).or_default() += 1;
+            }
+            Outcome::Rejected { code, .. } => {
+                assert_eq!(code, ErrorCode::SeatUnavailable);
+                losers += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 100, "every seat was held");
+    assert!(winners.values().all(|n| *n == 1), "no seat was held twice");
+    assert_eq!(losers, 100);
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 100);
+    assert_eq!(count(&pool, "select count(distinct seat_id) from hold_item").await, 100);
+    assert_eq!(count(&pool, "select count(*) from hold where status = 'active'").await, 100);
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn five_hundred_buyers_never_push_general_admission_past_its_quota(pool: PgPool) {
+    let shop = shop(
+        &pool,
+        ShopSpec {
+            ga_quota: 100,
+            ..ShopSpec::default()
+        },
+    )
+    .await;
+    let node = node(&pool).await;
+    let mut buyers = Vec::new();
+    for i in 0..500 {
+        buyers.push(connect(&node, &shop, &format!("fan-{i}")).await);
+    }
+    let tasks: Vec<_> = buyers
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut raw)| {
+            tokio::spawn(async move {
+                // Mixed sizes, so the last tickets are fought over by groups too.
+                send(&mut raw, 1, "ga", hold_ga(&shop, 1 + (i % 3) as u32)).await;
+                result(&mut raw).await
+            })
+        })
+        .collect();
+    let mut held = 0;
+    for task in tasks {
+        match task.await.unwrap().outcome {
+            Outcome::Held { quantity, .. } => held += quantity,
+            Outcome::Rejected { code, .. } => assert_eq!(code, ErrorCode::SoldOut),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(held <= 100, "held {held} of a quota of 100");
+    assert!(held >= 98, "the quota was used up ({held}): only a group larger than what is left may miss");
+    let (quota, in_db): (i32, i32) = sqlx::query_as("select ga_quota, ga_held + ga_sold from ticket_type where ticket_type_id = $1")
+        .bind(shop.ga)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(quota, 100);
+    assert_eq!(in_db as u32, held);
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_retried_request_id_returns_the_first_result_even_after_a_reconnect(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut raw = connect(&node, &shop, "ana").await;
+    send(&mut raw, 1, "once", hold_seats(&shop, &[10, 11])).await;
+    let first = result(&mut raw).await;
+    assert!(matches!(first.outcome, Outcome::Held { .. }), "{first:?}");
+    // The same id again on the same connection: the same result, no new hold.
+    send(&mut raw, 2, "once", hold_seats(&shop, &[10, 11])).await;
+    assert_eq!(result(&mut raw).await, first);
+    drop(raw);
+    // And after a reconnect, even with a different command body.
+    let mut raw = connect(&node, &shop, "ana").await;
+    send(&mut raw, 1, "once", hold_seats(&shop, &[30])).await;
+    assert_eq!(result(&mut raw).await, first);
+    assert_eq!(count(&pool, "select count(*) from hold").await, 1);
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 2);
+    assert_eq!(count(&pool, "select count(*) from processed_request").await, 1);
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec { per_user_limit: 4, ..ShopSpec::default() }).await;
+    let other = self::shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut raw = connect(&node, &shop, "eve").await;
+    let cases = [
+        ("unknown-seat", hold_seats(&shop, &[100]), ErrorCode::UnknownSeat),
+        ("no-seats", hold_seats(&shop, &[]), ErrorCode::InvalidQuantity),
+        ("twice", hold_seats(&shop, &[1, 1]), ErrorCode::BadRequest),
+        ("zero-ga", hold_ga(&shop, 0), ErrorCode::InvalidQuantity),
+        ("too-many-ga", hold_ga(&shop, 5), ErrorCode::InvalidQuantity),
+        ("over-limit", hold_seats(&shop, &[1, 2, 3, 4, 5]), ErrorCode::LimitExceeded),
+        (
+            "zero-best",
+            Command::HoldBestAvailable {
+                event: shop.event.to_string(),
+                category: shop.category.to_string(),
+                quantity: 0,
+            },
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "foreign-category",
+            Command::HoldBestAvailable {
+                event: shop.event.to_string(),
+                category: other.category.to_string(),
+                quantity: 2,
+            },
+            ErrorCode::UnknownCategory,
+        ),
+        (
+            "foreign-ticket-type",
+            Command::HoldGa {
+                event: shop.event.to_string(),
+                ticket_type: other.ga.to_string(),
+                quantity: 1,
+            },
+            ErrorCode::UnknownTicketType,
+        ),
+        (
+            "no-such-hold",
+            Command::Release {
+                event: shop.event.to_string(),
+                hold: Uuid::new_v4().to_string(),
+            },
+            ErrorCode::HoldNotFound,
+        ),
+        (
+            "garbage-hold",
+            Command::Checkout {
+                event: shop.event.to_string(),
+                hold: "not-a-uuid".into(),
+            },
+            ErrorCode::HoldNotFound,
+        ),
+    ];
+    for (i, (request_id, command, code)) in cases.into_iter().enumerate() {
+        send(&mut raw, i as u64 + 1, request_id, command).await;
+        let r = result(&mut raw).await;
+        assert_eq!(r.request_id, request_id);
+        assert_eq!(rejection(&r), code, "{request_id}");
+    }
+    // Refused before the queue: another tenant's event, a malformed event id, a bad request id.
+    for (id, request_id, command, code) in [
+        (100, "foreign-event", hold_seats(&other, &[1]), ErrorCode::NotFound),
+        (101, "bad-event", Command::HoldSeats { event: "nope".into(), seats: vec![1] }, ErrorCode::NotFound),
+        (102, "", hold_seats(&shop, &[1]), ErrorCode::BadRequest),
+    ] {
+        raw.send(&ClientMessage::Command { id, request_id: request_id.into(), command, admission: None }).await;
+        match raw.recv().await {
+            ServerMessage::Error { id: Some(got), code: c, .. } => {
+                assert_eq!((got, c), (id, code), "{request_id}");
+            }
+            other => panic!("{request_id}: {other:?}"),
+        }
+    }
+    assert_eq!(count(&pool, "select count(*) from hold").await, 0);
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 0);
+    assert_eq!(count(&pool, "select coalesce(sum(ga_held + ga_sold), 0) from ticket_type").await, 0);
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn another_tenants_buyer_cannot_touch_a_hold_or_an_event(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let other = self::shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut ana = connect(&node, &shop, "ana").await;
+    send(&mut ana, 1, "h", hold_seats(&shop, &[5])).await;
+    let Outcome::Held { hold, .. } = result(&mut ana).await.outcome else {
+        panic!()
+    };
+    // Same user name, other tenant: the event is not found at all.
+    let mut mallory = connect(&node, &other, "ana").await;
+    mallory
+        .send(&ClientMessage::Command {
+            id: 1,
+            request_id: "steal".into(),
+            command: Command::Release { event: shop.event.to_string(), hold: hold.clone() },
+            admission: None,
+        })
+        .await;
+    assert!(matches!(
+        mallory.recv().await,
+        ServerMessage::Error { code: ErrorCode::NotFound, .. }
+    ));
+    // Another buyer of the same tenant: the hold is not theirs.
+    let mut bob = connect(&node, &shop, "bob").await;
+    send(&mut bob, 1, "steal", Command::Release { event: shop.event.to_string(), hold }).await;
+    assert_eq!(rejection(&result(&mut bob).await), ErrorCode::HoldNotFound);
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 1);
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn checkout_turns_a_hold_into_an_order_awaiting_payment(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut raw = connect(&node, &shop, "ana").await;
+    send(&mut raw, 1, "best", Command::HoldBestAvailable {
+        event: shop.event.to_string(),
+        category: shop.category.to_string(),
+        quantity: 2,
+    })
+    .await;
+    let Outcome::Held { hold, seats, .. } = result(&mut raw).await.outcome else {
+        panic!()
+    };
+    // Best available: two adjacent seats in the front row, centred on the focal point (x 9.5).
+    assert_eq!(seats, vec![9, 10]);
+    send(&mut raw, 2, "pay", Command::Checkout { event: shop.event.to_string(), hold: hold.clone() }).await;
+    let Outcome::CheckedOut { order, total_minor, currency, .. } = result(&mut raw).await.outcome else {
+        panic!()
+    };
+    assert_eq!((total_minor, currency.as_str()), (10_000, "EUR"));
+    let status: String = sqlx::query_scalar("select status::text from ticket_order where ticket_order_id = $1::uuid")
+        .bind(&order)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending_payment");
+    assert_eq!(count(&pool, "select count(*) from seat_claim where state = 'sold'").await, 2);
+    assert_eq!(count(&pool, "select count(*) from hold where status = 'converted'").await, 1);
+    // A second checkout of the same hold is refused.
+    send(&mut raw, 3, "pay-again", Command::Checkout { event: shop.event.to_string(), hold }).await;
+    assert_eq!(rejection(&result(&mut raw).await), ErrorCode::HoldExpired);
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn expired_holds_free_their_seats_and_the_seat_map_says_so(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec { hold: "1 second", ..ShopSpec::default() }).await;
+    let node = node(&pool).await;
+    let mut watcher = connect(&node, &shop, "watcher").await;
+    let channel = format!("seats:{}", shop.event);
+    let ServerMessage::Subscribed { snapshot: Some(snapshot), .. } = watcher.subscribe(1, &channel).await else {
+        panic!("a snapshot")
+    };
+    let snapshot: SeatSnapshot = serde_json::from_value(snapshot).unwrap();
+    assert_eq!((snapshot.v, snapshot.seats), (0, 100));
+    let mut ana = connect(&node, &shop, "ana").await;
+    send(&mut ana, 1, "h", hold_seats(&shop, &[40, 41])).await;
+    assert!(matches!(result(&mut ana).await.outcome, Outcome::Held { .. }));
+    let mut deltas = Vec::new();
+    while deltas.len() < 2 {
+        if let ServerMessage::Pub(p) = watcher.recv().await {
+            deltas.push(serde_json::from_value::<SeatDelta>(p.data).unwrap());
+        }
+    }
+    assert_eq!((deltas[0].v, deltas[0].held.clone()), (1, vec![40, 41]));
+    assert_eq!((deltas[1].v, deltas[1].free.clone()), (2, vec![40, 41]), "the sweeper freed them");
+    assert_eq!(count(&pool, "select count(*) from hold where status = 'expired'").await, 1);
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 0);
+    // A late release is told the hold expired.
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_seat_map_subscriber_gets_the_state_at_the_snapshot_and_every_delta_after(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut ana = connect(&node, &shop, "ana").await;
+    for i in 0..5u32 {
+        send(&mut ana, u64::from(i), &format!("h{i}"), hold_seats(&shop, &[i])).await;
+        result(&mut ana).await;
+    }
+    let mut watcher = Raw::connect_with(&node.ws_url(), &buyer(shop.tenant, "w"), Codec::MsgPack).await;
+    let ServerMessage::Subscribed { snapshot: Some(snapshot), .. } =
+        watcher.subscribe(1, &format!("seats:{}", shop.event)).await
+    else {
+        panic!()
+    };
+    let snapshot: SeatSnapshot = serde_json::from_value(snapshot).unwrap();
+    use base64::Engine as _;
+    let packed = base64::engine::general_purpose::STANDARD.decode(&snapshot.state).unwrap();
+    let states = unpack_seat_states(&packed, snapshot.seats as usize).unwrap();
+    assert_eq!(snapshot.v, 5);
+    assert_eq!(states.iter().filter(|s| **s == SeatState::Held).count(), 5);
+    assert!(states[..5].iter().all(|s| *s == SeatState::Held));
+    send(&mut ana, 9, "h9", hold_seats(&shop, &[50])).await;
+    result(&mut ana).await;
+    let delta = loop {
+        if let ServerMessage::Pub(p) = watcher.recv().await {
+            break serde_json::from_value::<SeatDelta>(p.data).unwrap();
+        }
+    };
+    assert_eq!((delta.v, delta.held), (6, vec![50]), "the next delta follows the snapshot exactly");
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_fifty_thousand_seat_snapshot_fits_in_sixty_four_kib_of_messagepack(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec { rows: 250, width: 200, ..ShopSpec::default() }).await;
+    let node = node(&pool).await;
+    let mut raw = Raw::connect_with(&node.ws_url(), &buyer(shop.tenant, "w"), Codec::MsgPack).await;
+    raw.send(&ClientMessage::Subscribe { id: 1, channel: format!("seats:{}", shop.event), since: None }).await;
+    use futures_util::StreamExt;
+    let frame = loop {
+        match raw.socket.next().await.unwrap().unwrap() {
+            tokio_tungstenite::tungstenite::Message::Binary(b) => break b,
+            _ => continue,
+        }
+    };
+    let ServerMessage::Subscribed { snapshot: Some(snapshot), .. } = Codec::MsgPack.decode(&frame).unwrap() else {
+        panic!()
+    };
+    let snapshot: SeatSnapshot = serde_json::from_value(snapshot).unwrap();
+    assert_eq!(snapshot.seats, 50_000);
+    assert!(frame.len() <= 64 * 1024, "subscribed frame is {} bytes", frame.len());
+    println!("50,000-seat snapshot: {} bytes of MessagePack", frame.len());
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn results_stay_pending_until_acknowledged_and_come_back_on_every_connect(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let token = buyer(shop.tenant, "ana");
+    let mut raw = Raw::connect(&node.ws_url(), &token).await;
+    send(&mut raw, 1, "a", hold_seats(&shop, &[1])).await;
+    let a = result(&mut raw).await;
+    send(&mut raw, 2, "b", hold_ga(&shop, 2)).await;
+    let b = result(&mut raw).await;
+    drop(raw);
+    let pending = |welcome: ServerMessage| -> Vec<CommandResult> {
+        let ServerMessage::Welcome { inbox_snapshot: Some(s), .. } = welcome else {
+            panic!("welcome with an inbox snapshot")
+        };
+        serde_json::from_value::<InboxSnapshot>(s).unwrap().pending
+    };
+    let (mut raw, welcome) = Raw::connect_welcomed(&node.ws_url(), &token, Codec::Json).await;
+    assert_eq!(pending(welcome), vec![a.clone(), b.clone()]);
+    raw.send(&ClientMessage::Ack { id: 7, request_ids: vec!["a".into()] }).await;
+    assert_eq!(raw.recv().await, ServerMessage::Acked { id: 7 });
+    drop(raw);
+    let (_raw, welcome) = Raw::connect_welcomed(&node.ws_url(), &token, Codec::Json).await;
+    assert_eq!(pending(welcome), vec![b]);
+    node.shutdown().await;
+}
+
+/// Two owners of one event at once (a lease lost mid-batch): the stale one cannot commit, and
+/// even if it could get past the fence, the seat claim's key refuses the double sale.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn two_owners_of_one_event_never_sell_a_seat_twice(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let mut first = store::load(&pool, shop.event).await.unwrap().unwrap();
+    let mut second = first.clone();
+    let decide = |inventory: &mut marquee_server::booking::inventory::Inventory, user: &str| {
+        let command = hold_seats(&shop, &[7, 8]);
+        let mut delta = DeltaBuilder::default();
+        let (outcome, change) = inventory.apply(
+            &Request { user, command: &command, admission: None },
+            marquee_server::booking::worker::now_ms(),
+            &mut delta,
+        );
+        assert!(matches!(outcome, Outcome::Held { .. }), "each owner believes the seats are free");
+        Batch { changes: change.into_iter().collect(), bump: true, ..Batch::default() }
+    };
+    let batch_a = decide(&mut first, "ana");
+    let batch_b = decide(&mut second, "bob");
+    let v = store::commit(&pool, shop.tenant, shop.event, first.version, "owner-a", &batch_a).await.unwrap();
+    assert_eq!(v, 1);
+    let fenced = store::commit(&pool, shop.tenant, shop.event, second.version, "owner-b", &batch_b).await;
+    assert!(matches!(fenced, Err(CommitError::Fenced)), "{fenced:?}");
+    // Past the fence (as if the version check were wrong), the constraint still holds.
+    let forced = store::commit(&pool, shop.tenant, shop.event, v, "owner-b", &batch_b).await;
+    let Err(CommitError::Db(sqlx::Error::Database(e))) = forced else {
+        panic!("{forced:?}")
+    };
+    assert_eq!(e.constraint(), Some("seat_claim_pkey"));
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 2);
+    let owners: Vec<String> = sqlx::query_scalar("select distinct h.user_id from seat_claim c join hold h using (hold_id)")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(owners, vec!["ana".to_owned()]);
+}
