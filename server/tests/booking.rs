@@ -646,3 +646,117 @@ async fn two_owners_of_one_event_never_sell_a_seat_twice(pool: PgPool) {
         .unwrap();
     assert_eq!(owners, vec!["ana".to_owned()]);
 }
+
+async fn redis() -> fred::clients::Client {
+    use fred::prelude::ClientLike as _;
+    let client = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&common::redis_url()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    client.init().await.unwrap();
+    client
+}
+
+/// A `marquee worker` process on the test database and Redis prefix.
+fn worker_process(pool: &PgPool, prefix: &str, name: &str, crash: bool) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marquee"));
+    command
+        .arg("worker")
+        .env("DATABASE_URL", database_url(pool))
+        .env("REDIS_URL", common::redis_url())
+        .env("MARQUEE_REDIS_PREFIX", prefix)
+        .env("MARQUEE_WORKER_ID", name)
+        .env("MARQUEE_LEASE_TTL", "1s")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if crash {
+        command.env("MARQUEE_CRASH_AFTER_COMMIT", "true");
+    }
+    command.spawn().expect("the marquee binary runs")
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exactly_once(pool: PgPool) {
+    use fred::prelude::StreamsInterface as _;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let prefix = common::unique_prefix();
+    let mut config = node_config(&pool);
+    config.redis_url = Some(Secret::new(common::redis_url()));
+    config.redis_prefix = prefix.clone();
+    config.booking.workers = 0;
+    let node = TestNode::start(config).await;
+    let mut doomed = worker_process(&pool, &prefix, "doomed", true);
+    let mut raw = connect(&node, &shop, "ana").await;
+    send(&mut raw, 1, "once", hold_seats(&shop, &[3, 4])).await;
+    // The doomed worker commits (so the relay publishes the result), then dies before XACK.
+    let first = result(&mut raw).await;
+    assert!(matches!(first.outcome, Outcome::Held { .. }), "{first:?}");
+    let status = tokio::task::spawn_blocking(move || doomed.wait()).await.unwrap().unwrap();
+    assert!(!status.success(), "the worker aborted");
+    let redis = redis().await;
+    let stream = format!("{prefix}:cmd:{{{}}}", shop.event);
+    let left: u64 = redis.xlen(&stream).await.unwrap();
+    assert_eq!(left, 1, "the entry is still unacknowledged");
+    // A second worker takes the lease over, re-claims the entry, finds its result stored and
+    // acknowledges it without a second effect or a second result.
+    let mut heir = worker_process(&pool, &prefix, "heir", false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left: u64 = redis.xlen(&stream).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the heir never acknowledged the entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = tokio::time::timeout(Duration::from_millis(1500), result(&mut raw)).await;
+    assert!(again.is_err(), "a second result arrived: {again:?}");
+    assert_eq!(count(&pool, "select count(*) from hold").await, 1);
+    assert_eq!(count(&pool, "select count(*) from processed_request").await, 1);
+    let _ = heir.kill();
+    let _ = heir.wait();
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn results_come_back_from_postgres_after_redis_loses_the_inbox_history(pool: PgPool) {
+    use fred::prelude::KeysInterface as _;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let prefix = common::unique_prefix();
+    let mut config = node_config(&pool);
+    config.redis_url = Some(Secret::new(common::redis_url()));
+    config.redis_prefix = prefix.clone();
+    let node = TestNode::start(config).await;
+    let (mut raw, welcome) =
+        Raw::connect_welcomed(&node.ws_url(), &buyer(shop.tenant, "ana"), Codec::Json).await;
+    let ServerMessage::Welcome { inbox, .. } = welcome else {
+        panic!()
+    };
+    send(&mut raw, 1, "kept", hold_seats(&shop, &[9])).await;
+    let kept = result(&mut raw).await;
+    drop(raw);
+    // Redis loses everything under this test's prefix (as a flush would).
+    let redis = redis().await;
+    let keys = vec![
+        format!("{prefix}:ch:{{{inbox}}}:meta"),
+        format!("{prefix}:ch:{{{inbox}}}:hist"),
+    ];
+    let deleted: i64 = redis.del(keys).await.unwrap();
+    assert_eq!(deleted, 2, "the inbox had a position and history in Redis");
+    let mut raw = connect(&node, &shop, "ana").await;
+    raw.send(&ClientMessage::Subscribe {
+        id: 2,
+        channel: inbox.clone(),
+        since: Some(marquee_protocol::StreamPosition::new("lost-epoch", 1)),
+    })
+    .await;
+    let ServerMessage::Subscribed { recovered, snapshot: Some(snapshot), .. } = raw.recv().await else {
+        panic!("a snapshot of the inbox")
+    };
+    assert!(!recovered);
+    let snapshot: InboxSnapshot = serde_json::from_value(snapshot).unwrap();
+    assert_eq!(snapshot.pending, vec![kept]);
+    node.shutdown().await;
+}
