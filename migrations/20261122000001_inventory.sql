@@ -198,6 +198,7 @@ create table onsale (
     updated_at          timestamptz not null default now(),
     constraint onsale_tenant_key unique (tenant_id, onsale_id),
     constraint onsale_event_key unique (event_id, onsale_id),
+    constraint onsale_tenant_event_key unique (tenant_id, event_id, onsale_id),
     constraint onsale_event_same_tenant foreign key (tenant_id, event_id)
         references event (tenant_id, event_id) on delete cascade,
     constraint onsale_ends_after_start check (ends_at is null or ends_at > starts_at),
@@ -209,9 +210,13 @@ create table onsale (
 
 create type hold_status as enum ('active', 'released', 'expired', 'converted');
 
--- A hold is a lease on inventory with an expiry.
+-- A hold is a lease on inventory with an expiry. Its seats are its `seat_claim` rows (one
+-- source of truth for who has a seat); its general-admission tickets are its `hold_item` rows.
+-- Only the indexes the code queries exist: a hold is written on the hottest path there is, and
+-- every index (and every index on `status`, which would stop in-place updates) costs there.
+-- Ids are time-ordered (UUIDv7, chosen by the worker), so inserts append to the indexes.
 create table hold (
-    hold_id      uuid primary key default gen_random_uuid(),
+    hold_id      uuid primary key,
     tenant_id    uuid not null,
     event_id     uuid not null,
     onsale_id    uuid not null,
@@ -220,36 +225,32 @@ create table hold (
     expires_at   timestamptz not null,
     created_at   timestamptz not null default now(),
     updated_at   timestamptz not null default now(),
-    constraint hold_tenant_key unique (tenant_id, hold_id),
+    -- Also the index for "the active holds of an event" (the owner's load).
     constraint hold_event_key unique (event_id, hold_id),
-    constraint hold_event_same_tenant foreign key (tenant_id, event_id)
-        references event (tenant_id, event_id),
-    constraint hold_onsale_same_event foreign key (event_id, onsale_id)
-        references onsale (event_id, onsale_id)
-);
--- The sweeper's query: active holds by expiry.
-create index hold_active_expiry_idx on hold (expires_at) where status = 'active';
-create index hold_user_idx on hold (tenant_id, event_id, user_id);
+    -- One key checks event, onsale and tenant together (the onsale's own keys tie it to its
+    -- event and tenant): one lookup per hold instead of two.
+    constraint hold_onsale_same_event_and_tenant foreign key (tenant_id, event_id, onsale_id)
+        references onsale (tenant_id, event_id, onsale_id)
+) with (fillfactor = 50);
+-- fillfactor 50: room in every page for each row's next version, so ending a hold (the
+-- sweeper expires thousands at once) is an in-place (HOT) update that touches no index.
 
+-- General-admission lines of a hold.
 create table hold_item (
     hold_item_id    uuid primary key default gen_random_uuid(),
     tenant_id       uuid not null,
     event_id        uuid not null,
     hold_id         uuid not null,
     ticket_type_id  uuid not null,
-    seat_id         uuid,
     quantity        integer not null constraint hold_item_quantity_positive check (quantity > 0),
     created_at      timestamptz not null default now(),
     updated_at      timestamptz not null default now(),
     constraint hold_item_hold_same_event foreign key (event_id, hold_id)
         references hold (event_id, hold_id) on delete cascade,
-    constraint hold_item_seat_same_event foreign key (event_id, seat_id)
-        references seat (event_id, seat_id),
     constraint hold_item_type_same_event foreign key (event_id, ticket_type_id)
-        references ticket_type (event_id, ticket_type_id),
-    constraint hold_item_seat_is_single check (seat_id is null or quantity = 1)
+        references ticket_type (event_id, ticket_type_id)
 );
-create index hold_item_hold_idx on hold_item (hold_id);
+create index hold_item_hold_idx on hold_item (event_id, hold_id);
 
 create type order_status as enum ('pending_payment', 'paid', 'expired', 'cancelled', 'refunded');
 
@@ -324,7 +325,7 @@ create table seat_claim (
         or (state = 'sold' and ticket_order_id is not null)
     )
 );
-create index seat_claim_hold_idx on seat_claim (hold_id) where hold_id is not null;
+create index seat_claim_hold_idx on seat_claim (event_id, hold_id) where hold_id is not null;
 create index seat_claim_order_idx on seat_claim (ticket_order_id) where ticket_order_id is not null;
 
 -- Idempotency and durable results: a request id takes effect once per user; its result stays

@@ -44,14 +44,20 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             .prop_map(|(id, channel)| ClientMessage::Unsubscribe { id, channel }),
         (any::<u64>(), ".{0,200}").prop_map(|(id, token)| ClientMessage::Refresh { id, token }),
         any::<u64>().prop_map(|id| ClientMessage::Ping { id }),
-        (any::<u64>(), ".{0,40}", command(), prop::option::of(".{0,40}")).prop_map(
-            |(id, request_id, command, admission)| ClientMessage::Command {
-                id,
-                request_id,
-                command,
-                admission
-            }
-        ),
+        (
+            any::<u64>(),
+            ".{0,40}",
+            command(),
+            prop::option::of(".{0,40}")
+        )
+            .prop_map(
+                |(id, request_id, command, admission)| ClientMessage::Command {
+                    id,
+                    request_id,
+                    command,
+                    admission
+                }
+            ),
         (any::<u64>(), prop::collection::vec(".{0,20}", 0..4))
             .prop_map(|(id, request_ids)| ClientMessage::Ack { id, request_ids }),
     ]
@@ -97,7 +103,16 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             any::<u64>()
         )
             .prop_map(
-                |(session, node, user, inbox, inbox_position, inbox_snapshot, expires_at, heartbeat_ms)| {
+                |(
+                    session,
+                    node,
+                    user,
+                    inbox,
+                    inbox_position,
+                    inbox_snapshot,
+                    expires_at,
+                    heartbeat_ms,
+                )| {
                     ServerMessage::Welcome {
                         session,
                         node,

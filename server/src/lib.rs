@@ -223,7 +223,12 @@ impl Node {
         if let (Some(db), Some(booking)) = (db, booking) {
             let (hub, stop) = (state.hub.clone(), background.clone());
             let relay_db = db.clone();
-            siblings.spawn(async move { ("outbox relay", booking::relay::run(relay_db, hub, stop).await) });
+            siblings.spawn(async move {
+                (
+                    "outbox relay",
+                    booking::relay::run(relay_db, hub, stop).await,
+                )
+            });
             for i in 0..config.booking.workers {
                 let worker = booking::worker::Worker {
                     id: format!("{}-w{i}", state.connection.node_id),
@@ -239,7 +244,9 @@ impl Node {
             while let Some(done) = siblings.join_next().await {
                 match done {
                     Ok((name, Ok(()))) => tracing::info!(task = name, "stopped"),
-                    Ok((name, Err(e))) => tracing::error!(task = name, error = format!("{e:#}"), "failed"),
+                    Ok((name, Err(e))) => {
+                        tracing::error!(task = name, error = format!("{e:#}"), "failed")
+                    }
                     Err(e) => tracing::error!(error = %e, "background task panicked"),
                 }
             }

@@ -48,10 +48,11 @@ impl Default for ShopSpec {
 }
 
 async fn shop(pool: &PgPool, spec: ShopSpec) -> Shop {
-    let tenant: Uuid = sqlx::query_scalar("insert into tenant (name) values ('Shop') returning tenant_id")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let tenant: Uuid =
+        sqlx::query_scalar("insert into tenant (name) values ('Shop') returning tenant_id")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     let venue: Uuid = sqlx::query_scalar(
         "insert into venue (tenant_id, name, city) values ($1, 'Hall', 'Lisbon') returning venue_id",
     )
@@ -275,8 +276,18 @@ async fn two_hundred_buyers_racing_for_one_hundred_seats_hold_each_seat_exactly_
     assert!(winners.values().all(|n| *n == 1), "no seat was held twice");
     assert_eq!(losers, 100);
     assert_eq!(count(&pool, "select count(*) from seat_claim").await, 100);
-    assert_eq!(count(&pool, "select count(distinct seat_id) from hold_item").await, 100);
-    assert_eq!(count(&pool, "select count(*) from hold where status = 'active'").await, 100);
+    assert_eq!(
+        count(
+            &pool,
+            "select count(distinct seat_id) from seat_claim where state = 'held'"
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        count(&pool, "select count(*) from hold where status = 'active'").await,
+        100
+    );
     node.shutdown().await;
 }
 
@@ -315,12 +326,17 @@ async fn five_hundred_buyers_never_push_general_admission_past_its_quota(pool: P
         }
     }
     assert!(held <= 100, "held {held} of a quota of 100");
-    assert!(held >= 98, "the quota was used up ({held}): only a group larger than what is left may miss");
-    let (quota, in_db): (i32, i32) = sqlx::query_as("select ga_quota, ga_held + ga_sold from ticket_type where ticket_type_id = $1")
-        .bind(shop.ga)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert!(
+        held >= 98,
+        "the quota was used up ({held}): only a group larger than what is left may miss"
+    );
+    let (quota, in_db): (i32, i32) = sqlx::query_as(
+        "select ga_quota, ga_held + ga_sold from ticket_type where ticket_type_id = $1",
+    )
+    .bind(shop.ga)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(quota, 100);
     assert_eq!(in_db as u32, held);
     node.shutdown().await;
@@ -344,23 +360,45 @@ async fn a_retried_request_id_returns_the_first_result_even_after_a_reconnect(po
     assert_eq!(result(&mut raw).await, first);
     assert_eq!(count(&pool, "select count(*) from hold").await, 1);
     assert_eq!(count(&pool, "select count(*) from seat_claim").await, 2);
-    assert_eq!(count(&pool, "select count(*) from processed_request").await, 1);
+    assert_eq!(
+        count(&pool, "select count(*) from processed_request").await,
+        1
+    );
     node.shutdown().await;
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
-    let shop = shop(&pool, ShopSpec { per_user_limit: 4, ..ShopSpec::default() }).await;
+    let shop = shop(
+        &pool,
+        ShopSpec {
+            per_user_limit: 4,
+            ..ShopSpec::default()
+        },
+    )
+    .await;
     let other = self::shop(&pool, ShopSpec::default()).await;
     let node = node(&pool).await;
     let mut raw = connect(&node, &shop, "eve").await;
     let cases = [
-        ("unknown-seat", hold_seats(&shop, &[100]), ErrorCode::UnknownSeat),
-        ("no-seats", hold_seats(&shop, &[]), ErrorCode::InvalidQuantity),
+        (
+            "unknown-seat",
+            hold_seats(&shop, &[100]),
+            ErrorCode::UnknownSeat,
+        ),
+        (
+            "no-seats",
+            hold_seats(&shop, &[]),
+            ErrorCode::InvalidQuantity,
+        ),
         ("twice", hold_seats(&shop, &[1, 1]), ErrorCode::BadRequest),
         ("zero-ga", hold_ga(&shop, 0), ErrorCode::InvalidQuantity),
         ("too-many-ga", hold_ga(&shop, 5), ErrorCode::InvalidQuantity),
-        ("over-limit", hold_seats(&shop, &[1, 2, 3, 4, 5]), ErrorCode::LimitExceeded),
+        (
+            "over-limit",
+            hold_seats(&shop, &[1, 2, 3, 4, 5]),
+            ErrorCode::LimitExceeded,
+        ),
         (
             "zero-best",
             Command::HoldBestAvailable {
@@ -413,13 +451,36 @@ async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
     }
     // Refused before the queue: another tenant's event, a malformed event id, a bad request id.
     for (id, request_id, command, code) in [
-        (100, "foreign-event", hold_seats(&other, &[1]), ErrorCode::NotFound),
-        (101, "bad-event", Command::HoldSeats { event: "nope".into(), seats: vec![1] }, ErrorCode::NotFound),
+        (
+            100,
+            "foreign-event",
+            hold_seats(&other, &[1]),
+            ErrorCode::NotFound,
+        ),
+        (
+            101,
+            "bad-event",
+            Command::HoldSeats {
+                event: "nope".into(),
+                seats: vec![1],
+            },
+            ErrorCode::NotFound,
+        ),
         (102, "", hold_seats(&shop, &[1]), ErrorCode::BadRequest),
     ] {
-        raw.send(&ClientMessage::Command { id, request_id: request_id.into(), command, admission: None }).await;
+        raw.send(&ClientMessage::Command {
+            id,
+            request_id: request_id.into(),
+            command,
+            admission: None,
+        })
+        .await;
         match raw.recv().await {
-            ServerMessage::Error { id: Some(got), code: c, .. } => {
+            ServerMessage::Error {
+                id: Some(got),
+                code: c,
+                ..
+            } => {
                 assert_eq!((got, c), (id, code), "{request_id}");
             }
             other => panic!("{request_id}: {other:?}"),
@@ -427,7 +488,14 @@ async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
     }
     assert_eq!(count(&pool, "select count(*) from hold").await, 0);
     assert_eq!(count(&pool, "select count(*) from seat_claim").await, 0);
-    assert_eq!(count(&pool, "select coalesce(sum(ga_held + ga_sold), 0) from ticket_type").await, 0);
+    assert_eq!(
+        count(
+            &pool,
+            "select coalesce(sum(ga_held + ga_sold), 0) from ticket_type"
+        )
+        .await,
+        0
+    );
     node.shutdown().await;
 }
 
@@ -447,17 +515,32 @@ async fn another_tenants_buyer_cannot_touch_a_hold_or_an_event(pool: PgPool) {
         .send(&ClientMessage::Command {
             id: 1,
             request_id: "steal".into(),
-            command: Command::Release { event: shop.event.to_string(), hold: hold.clone() },
+            command: Command::Release {
+                event: shop.event.to_string(),
+                hold: hold.clone(),
+            },
             admission: None,
         })
         .await;
     assert!(matches!(
         mallory.recv().await,
-        ServerMessage::Error { code: ErrorCode::NotFound, .. }
+        ServerMessage::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }
     ));
     // Another buyer of the same tenant: the hold is not theirs.
     let mut bob = connect(&node, &shop, "bob").await;
-    send(&mut bob, 1, "steal", Command::Release { event: shop.event.to_string(), hold }).await;
+    send(
+        &mut bob,
+        1,
+        "steal",
+        Command::Release {
+            event: shop.event.to_string(),
+            hold,
+        },
+    )
+    .await;
     assert_eq!(rejection(&result(&mut bob).await), ErrorCode::HoldNotFound);
     assert_eq!(count(&pool, "select count(*) from seat_claim").await, 1);
     node.shutdown().await;
@@ -468,50 +551,109 @@ async fn checkout_turns_a_hold_into_an_order_awaiting_payment(pool: PgPool) {
     let shop = shop(&pool, ShopSpec::default()).await;
     let node = node(&pool).await;
     let mut raw = connect(&node, &shop, "ana").await;
-    send(&mut raw, 1, "best", Command::HoldBestAvailable {
-        event: shop.event.to_string(),
-        category: shop.category.to_string(),
-        quantity: 2,
-    })
+    send(
+        &mut raw,
+        1,
+        "best",
+        Command::HoldBestAvailable {
+            event: shop.event.to_string(),
+            category: shop.category.to_string(),
+            quantity: 2,
+        },
+    )
     .await;
     let Outcome::Held { hold, seats, .. } = result(&mut raw).await.outcome else {
         panic!()
     };
     // Best available: two adjacent seats in the front row, centred on the focal point (x 9.5).
     assert_eq!(seats, vec![9, 10]);
-    send(&mut raw, 2, "pay", Command::Checkout { event: shop.event.to_string(), hold: hold.clone() }).await;
-    let Outcome::CheckedOut { order, total_minor, currency, .. } = result(&mut raw).await.outcome else {
+    send(
+        &mut raw,
+        2,
+        "pay",
+        Command::Checkout {
+            event: shop.event.to_string(),
+            hold: hold.clone(),
+        },
+    )
+    .await;
+    let Outcome::CheckedOut {
+        order,
+        total_minor,
+        currency,
+        ..
+    } = result(&mut raw).await.outcome
+    else {
         panic!()
     };
     assert_eq!((total_minor, currency.as_str()), (10_000, "EUR"));
-    let status: String = sqlx::query_scalar("select status::text from ticket_order where ticket_order_id = $1::uuid")
-        .bind(&order)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let status: String = sqlx::query_scalar(
+        "select status::text from ticket_order where ticket_order_id = $1::uuid",
+    )
+    .bind(&order)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(status, "pending_payment");
-    assert_eq!(count(&pool, "select count(*) from seat_claim where state = 'sold'").await, 2);
-    assert_eq!(count(&pool, "select count(*) from hold where status = 'converted'").await, 1);
+    assert_eq!(
+        count(
+            &pool,
+            "select count(*) from seat_claim where state = 'sold'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "select count(*) from hold where status = 'converted'"
+        )
+        .await,
+        1
+    );
     // A second checkout of the same hold is refused.
-    send(&mut raw, 3, "pay-again", Command::Checkout { event: shop.event.to_string(), hold }).await;
+    send(
+        &mut raw,
+        3,
+        "pay-again",
+        Command::Checkout {
+            event: shop.event.to_string(),
+            hold,
+        },
+    )
+    .await;
     assert_eq!(rejection(&result(&mut raw).await), ErrorCode::HoldExpired);
     node.shutdown().await;
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn expired_holds_free_their_seats_and_the_seat_map_says_so(pool: PgPool) {
-    let shop = shop(&pool, ShopSpec { hold: "1 second", ..ShopSpec::default() }).await;
+    let shop = shop(
+        &pool,
+        ShopSpec {
+            hold: "1 second",
+            ..ShopSpec::default()
+        },
+    )
+    .await;
     let node = node(&pool).await;
     let mut watcher = connect(&node, &shop, "watcher").await;
     let channel = format!("seats:{}", shop.event);
-    let ServerMessage::Subscribed { snapshot: Some(snapshot), .. } = watcher.subscribe(1, &channel).await else {
+    let ServerMessage::Subscribed {
+        snapshot: Some(snapshot),
+        ..
+    } = watcher.subscribe(1, &channel).await
+    else {
         panic!("a snapshot")
     };
     let snapshot: SeatSnapshot = serde_json::from_value(snapshot).unwrap();
     assert_eq!((snapshot.v, snapshot.seats), (0, 100));
     let mut ana = connect(&node, &shop, "ana").await;
     send(&mut ana, 1, "h", hold_seats(&shop, &[40, 41])).await;
-    assert!(matches!(result(&mut ana).await.outcome, Outcome::Held { .. }));
+    assert!(matches!(
+        result(&mut ana).await.outcome,
+        Outcome::Held { .. }
+    ));
     let mut deltas = Vec::new();
     while deltas.len() < 2 {
         if let ServerMessage::Pub(p) = watcher.recv().await {
@@ -519,8 +661,15 @@ async fn expired_holds_free_their_seats_and_the_seat_map_says_so(pool: PgPool) {
         }
     }
     assert_eq!((deltas[0].v, deltas[0].held.clone()), (1, vec![40, 41]));
-    assert_eq!((deltas[1].v, deltas[1].free.clone()), (2, vec![40, 41]), "the sweeper freed them");
-    assert_eq!(count(&pool, "select count(*) from hold where status = 'expired'").await, 1);
+    assert_eq!(
+        (deltas[1].v, deltas[1].free.clone()),
+        (2, vec![40, 41]),
+        "the sweeper freed them"
+    );
+    assert_eq!(
+        count(&pool, "select count(*) from hold where status = 'expired'").await,
+        1
+    );
     assert_eq!(count(&pool, "select count(*) from seat_claim").await, 0);
     // A late release is told the hold expired.
     node.shutdown().await;
@@ -532,18 +681,29 @@ async fn a_seat_map_subscriber_gets_the_state_at_the_snapshot_and_every_delta_af
     let node = node(&pool).await;
     let mut ana = connect(&node, &shop, "ana").await;
     for i in 0..5u32 {
-        send(&mut ana, u64::from(i), &format!("h{i}"), hold_seats(&shop, &[i])).await;
+        send(
+            &mut ana,
+            u64::from(i),
+            &format!("h{i}"),
+            hold_seats(&shop, &[i]),
+        )
+        .await;
         result(&mut ana).await;
     }
-    let mut watcher = Raw::connect_with(&node.ws_url(), &buyer(shop.tenant, "w"), Codec::MsgPack).await;
-    let ServerMessage::Subscribed { snapshot: Some(snapshot), .. } =
-        watcher.subscribe(1, &format!("seats:{}", shop.event)).await
+    let mut watcher =
+        Raw::connect_with(&node.ws_url(), &buyer(shop.tenant, "w"), Codec::MsgPack).await;
+    let ServerMessage::Subscribed {
+        snapshot: Some(snapshot),
+        ..
+    } = watcher.subscribe(1, &format!("seats:{}", shop.event)).await
     else {
         panic!()
     };
     let snapshot: SeatSnapshot = serde_json::from_value(snapshot).unwrap();
     use base64::Engine as _;
-    let packed = base64::engine::general_purpose::STANDARD.decode(&snapshot.state).unwrap();
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(&snapshot.state)
+        .unwrap();
     let states = unpack_seat_states(&packed, snapshot.seats as usize).unwrap();
     assert_eq!(snapshot.v, 5);
     assert_eq!(states.iter().filter(|s| **s == SeatState::Held).count(), 5);
@@ -555,16 +715,33 @@ async fn a_seat_map_subscriber_gets_the_state_at_the_snapshot_and_every_delta_af
             break serde_json::from_value::<SeatDelta>(p.data).unwrap();
         }
     };
-    assert_eq!((delta.v, delta.held), (6, vec![50]), "the next delta follows the snapshot exactly");
+    assert_eq!(
+        (delta.v, delta.held),
+        (6, vec![50]),
+        "the next delta follows the snapshot exactly"
+    );
     node.shutdown().await;
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn a_fifty_thousand_seat_snapshot_fits_in_sixty_four_kib_of_messagepack(pool: PgPool) {
-    let shop = shop(&pool, ShopSpec { rows: 250, width: 200, ..ShopSpec::default() }).await;
+    let shop = shop(
+        &pool,
+        ShopSpec {
+            rows: 250,
+            width: 200,
+            ..ShopSpec::default()
+        },
+    )
+    .await;
     let node = node(&pool).await;
     let mut raw = Raw::connect_with(&node.ws_url(), &buyer(shop.tenant, "w"), Codec::MsgPack).await;
-    raw.send(&ClientMessage::Subscribe { id: 1, channel: format!("seats:{}", shop.event), since: None }).await;
+    raw.send(&ClientMessage::Subscribe {
+        id: 1,
+        channel: format!("seats:{}", shop.event),
+        since: None,
+    })
+    .await;
     use futures_util::StreamExt;
     let frame = loop {
         match raw.socket.next().await.unwrap().unwrap() {
@@ -572,12 +749,20 @@ async fn a_fifty_thousand_seat_snapshot_fits_in_sixty_four_kib_of_messagepack(po
             _ => continue,
         }
     };
-    let ServerMessage::Subscribed { snapshot: Some(snapshot), .. } = Codec::MsgPack.decode(&frame).unwrap() else {
+    let ServerMessage::Subscribed {
+        snapshot: Some(snapshot),
+        ..
+    } = Codec::MsgPack.decode(&frame).unwrap()
+    else {
         panic!()
     };
     let snapshot: SeatSnapshot = serde_json::from_value(snapshot).unwrap();
     assert_eq!(snapshot.seats, 50_000);
-    assert!(frame.len() <= 64 * 1024, "subscribed frame is {} bytes", frame.len());
+    assert!(
+        frame.len() <= 64 * 1024,
+        "subscribed frame is {} bytes",
+        frame.len()
+    );
     println!("50,000-seat snapshot: {} bytes of MessagePack", frame.len());
     node.shutdown().await;
 }
@@ -594,14 +779,22 @@ async fn results_stay_pending_until_acknowledged_and_come_back_on_every_connect(
     let b = result(&mut raw).await;
     drop(raw);
     let pending = |welcome: ServerMessage| -> Vec<CommandResult> {
-        let ServerMessage::Welcome { inbox_snapshot: Some(s), .. } = welcome else {
+        let ServerMessage::Welcome {
+            inbox_snapshot: Some(s),
+            ..
+        } = welcome
+        else {
             panic!("welcome with an inbox snapshot")
         };
         serde_json::from_value::<InboxSnapshot>(s).unwrap().pending
     };
     let (mut raw, welcome) = Raw::connect_welcomed(&node.ws_url(), &token, Codec::Json).await;
     assert_eq!(pending(welcome), vec![a.clone(), b.clone()]);
-    raw.send(&ClientMessage::Ack { id: 7, request_ids: vec!["a".into()] }).await;
+    raw.send(&ClientMessage::Ack {
+        id: 7,
+        request_ids: vec!["a".into()],
+    })
+    .await;
     assert_eq!(raw.recv().await, ServerMessage::Acked { id: 7 });
     drop(raw);
     let (_raw, welcome) = Raw::connect_welcomed(&node.ws_url(), &token, Codec::Json).await;
@@ -620,18 +813,46 @@ async fn two_owners_of_one_event_never_sell_a_seat_twice(pool: PgPool) {
         let command = hold_seats(&shop, &[7, 8]);
         let mut delta = DeltaBuilder::default();
         let (outcome, change) = inventory.apply(
-            &Request { user, command: &command, admission: None },
+            &Request {
+                user,
+                command: &command,
+                admission: None,
+            },
             marquee_server::booking::worker::now_ms(),
             &mut delta,
         );
-        assert!(matches!(outcome, Outcome::Held { .. }), "each owner believes the seats are free");
-        Batch { changes: change.into_iter().collect(), bump: true, ..Batch::default() }
+        assert!(
+            matches!(outcome, Outcome::Held { .. }),
+            "each owner believes the seats are free"
+        );
+        Batch {
+            changes: change.into_iter().collect(),
+            bump: true,
+            ..Batch::default()
+        }
     };
     let batch_a = decide(&mut first, "ana");
     let batch_b = decide(&mut second, "bob");
-    let v = store::commit(&pool, shop.tenant, shop.event, first.version, "owner-a", &batch_a).await.unwrap();
+    let v = store::commit(
+        &pool,
+        shop.tenant,
+        shop.event,
+        first.version,
+        "owner-a",
+        &batch_a,
+    )
+    .await
+    .unwrap();
     assert_eq!(v, 1);
-    let fenced = store::commit(&pool, shop.tenant, shop.event, second.version, "owner-b", &batch_b).await;
+    let fenced = store::commit(
+        &pool,
+        shop.tenant,
+        shop.event,
+        second.version,
+        "owner-b",
+        &batch_b,
+    )
+    .await;
     assert!(matches!(fenced, Err(CommitError::Fenced)), "{fenced:?}");
     // Past the fence (as if the version check were wrong), the constraint still holds.
     let forced = store::commit(&pool, shop.tenant, shop.event, v, "owner-b", &batch_b).await;
@@ -640,10 +861,12 @@ async fn two_owners_of_one_event_never_sell_a_seat_twice(pool: PgPool) {
     };
     assert_eq!(e.constraint(), Some("seat_claim_pkey"));
     assert_eq!(count(&pool, "select count(*) from seat_claim").await, 2);
-    let owners: Vec<String> = sqlx::query_scalar("select distinct h.user_id from seat_claim c join hold h using (hold_id)")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let owners: Vec<String> = sqlx::query_scalar(
+        "select distinct h.user_id from seat_claim c join hold h using (hold_id)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(owners, vec!["ana".to_owned()]);
 }
 
@@ -678,7 +901,9 @@ fn worker_process(pool: &PgPool, prefix: &str, name: &str, crash: bool) -> std::
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
-async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exactly_once(pool: PgPool) {
+async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exactly_once(
+    pool: PgPool,
+) {
     use fred::prelude::StreamsInterface as _;
     let shop = shop(&pool, ShopSpec::default()).await;
     let prefix = common::unique_prefix();
@@ -693,7 +918,10 @@ async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exac
     // The doomed worker commits (so the relay publishes the result), then dies before XACK.
     let first = result(&mut raw).await;
     assert!(matches!(first.outcome, Outcome::Held { .. }), "{first:?}");
-    let status = tokio::task::spawn_blocking(move || doomed.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || doomed.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!status.success(), "the worker aborted");
     let redis = redis().await;
     let stream = format!("{prefix}:cmd:{{{}}}", shop.event);
@@ -708,13 +936,19 @@ async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exac
         if left == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the heir never acknowledged the entry");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the heir never acknowledged the entry"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let again = tokio::time::timeout(Duration::from_millis(1500), result(&mut raw)).await;
     assert!(again.is_err(), "a second result arrived: {again:?}");
     assert_eq!(count(&pool, "select count(*) from hold").await, 1);
-    assert_eq!(count(&pool, "select count(*) from processed_request").await, 1);
+    assert_eq!(
+        count(&pool, "select count(*) from processed_request").await,
+        1
+    );
     let _ = heir.kill();
     let _ = heir.wait();
     node.shutdown().await;
@@ -752,7 +986,12 @@ async fn results_come_back_from_postgres_after_redis_loses_the_inbox_history(poo
         since: Some(marquee_protocol::StreamPosition::new("lost-epoch", 1)),
     })
     .await;
-    let ServerMessage::Subscribed { recovered, snapshot: Some(snapshot), .. } = raw.recv().await else {
+    let ServerMessage::Subscribed {
+        recovered,
+        snapshot: Some(snapshot),
+        ..
+    } = raw.recv().await
+    else {
         panic!("a snapshot of the inbox")
     };
     assert!(!recovered);

@@ -12,7 +12,6 @@ struct Fixture {
     event: Uuid,
     onsale: Uuid,
     seats: Vec<Uuid>,
-    seated_type: Uuid,
     ga_type: Uuid,
 }
 
@@ -73,14 +72,14 @@ async fn fixture(pool: &PgPool, seats: i32, quota: i32) -> Fixture {
     .fetch_all(pool)
     .await
     .unwrap();
-    let seated_type: Uuid = sqlx::query_scalar(
+    sqlx::query(
         "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency)
-         values ($1, $2, 'Seated', 'seated', $3, 5000, 'EUR') returning ticket_type_id",
+         values ($1, $2, 'Seated', 'seated', $3, 5000, 'EUR')",
     )
     .bind(tenant)
     .bind(event)
     .bind(category)
-    .fetch_one(pool)
+    .execute(pool)
     .await
     .unwrap();
     let ga_type: Uuid = sqlx::query_scalar(
@@ -106,7 +105,6 @@ async fn fixture(pool: &PgPool, seats: i32, quota: i32) -> Fixture {
         event,
         onsale,
         seats,
-        seated_type,
         ga_type,
     }
 }
@@ -116,26 +114,14 @@ async fn fixture(pool: &PgPool, seats: i32, quota: i32) -> Fixture {
 async fn try_hold_seat(pool: &PgPool, f: &Fixture, seat: Uuid, user: &str) -> bool {
     let mut tx = pool.begin().await.unwrap();
     let hold: Uuid = sqlx::query_scalar(
-        "insert into hold (tenant_id, event_id, onsale_id, user_id, expires_at)
-         values ($1, $2, $3, $4, now() + interval '10 minutes') returning hold_id",
+        "insert into hold (hold_id, tenant_id, event_id, onsale_id, user_id, expires_at)
+         values (gen_random_uuid(), $1, $2, $3, $4, now() + interval '10 minutes') returning hold_id",
     )
     .bind(f.tenant)
     .bind(f.event)
     .bind(f.onsale)
     .bind(user)
     .fetch_one(&mut *tx)
-    .await
-    .unwrap();
-    sqlx::query(
-        "insert into hold_item (tenant_id, event_id, hold_id, ticket_type_id, seat_id, quantity)
-         values ($1, $2, $3, $4, $5, 1)",
-    )
-    .bind(f.tenant)
-    .bind(f.event)
-    .bind(hold)
-    .bind(f.seated_type)
-    .bind(seat)
-    .execute(&mut *tx)
     .await
     .unwrap();
     let claimed = sqlx::query(

@@ -9,10 +9,10 @@
 //! batch never leaves memory and database disagreeing.
 
 use super::best_available::{self, Row, Seat};
+use marquee_protocol::ErrorCode;
 use marquee_protocol::booking::{
     Command, GaAvailability, MAX_SEATS_PER_COMMAND, Outcome, SeatDelta, SeatIndex, SeatState,
 };
-use marquee_protocol::ErrorCode;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use uuid::Uuid;
@@ -271,7 +271,10 @@ fn reject(code: ErrorCode, message: impl Into<String>) -> Outcome {
 
 impl Inventory {
     /// Builds the chooser's rows from `(row key, seat number, index, x, y)` per seat.
-    pub fn build_rows(seats: &[SeatInfo], layout: &mut [(String, i32, SeatIndex, f64, f64)]) -> Vec<Row> {
+    pub fn build_rows(
+        seats: &[SeatInfo],
+        layout: &mut [(String, i32, SeatIndex, f64, f64)],
+    ) -> Vec<Row> {
         layout.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         let mut rows: Vec<Row> = Vec::new();
         let mut current: Option<&str> = None;
@@ -352,9 +355,12 @@ impl Inventory {
             } => {
                 let onsale = self.onsale_for(request, now)?;
                 let category = self.category(category)?;
-                let ticket_type = self.categories[category as usize]
-                    .ticket_type
-                    .ok_or_else(|| reject(ErrorCode::UnknownCategory, "that category is not on sale"))?;
+                let ticket_type =
+                    self.categories[category as usize]
+                        .ticket_type
+                        .ok_or_else(|| {
+                            reject(ErrorCode::UnknownCategory, "that category is not on sale")
+                        })?;
                 let max = self.ticket_types[&ticket_type]
                     .max_per_order
                     .min(MAX_SEATS_PER_COMMAND as u32);
@@ -421,7 +427,12 @@ impl Inventory {
     }
 
     fn category(&self, id: &str) -> Result<u32, Outcome> {
-        let unknown = || reject(ErrorCode::UnknownCategory, "no such price category for this event");
+        let unknown = || {
+            reject(
+                ErrorCode::UnknownCategory,
+                "no such price category for this event",
+            )
+        };
         let id = Uuid::parse_str(id).map_err(|_| unknown())?;
         self.categories
             .iter()
@@ -477,7 +488,10 @@ impl Inventory {
             let ticket_type = self.categories[seat.category as usize]
                 .ticket_type
                 .ok_or_else(|| {
-                    reject(ErrorCode::SeatUnavailable, format!("seat {s} is not on sale"))
+                    reject(
+                        ErrorCode::SeatUnavailable,
+                        format!("seat {s} is not on sale"),
+                    )
                 })?;
             seat_items.push((seat.seat_id, ticket_type));
         }
@@ -493,7 +507,10 @@ impl Inventory {
             ));
         }
         self.check_limit(user, onsale, seats.len() as u32)?;
-        if seats.iter().any(|s| self.state[*s as usize] != SeatState::Free) {
+        if seats
+            .iter()
+            .any(|s| self.state[*s as usize] != SeatState::Free)
+        {
             let requested: Vec<Seat> = seats.iter().map(|s| self.chooser_seat(*s)).collect();
             let state = &self.state;
             let alternative = best_available::nearest_equivalent(&self.rows, &requested, |i| {
@@ -567,7 +584,7 @@ impl Inventory {
     }
 
     fn add_hold(&mut self, info: HoldInfo, seat_items: Vec<(Uuid, Uuid)>) -> (Outcome, Change) {
-        let hold = Uuid::new_v4();
+        let hold = Uuid::now_v7();
         *self.per_user.entry(info.user.clone()).or_default() += info.quantity();
         self.expiry.push(Reverse((info.expires_at, hold)));
         self.holds.insert(hold, info.clone());
@@ -589,7 +606,12 @@ impl Inventory {
     }
 
     fn own_hold(&self, user: &str, hold: &str) -> Result<Uuid, Outcome> {
-        let not_found = || reject(ErrorCode::HoldNotFound, "no such hold for you on this event");
+        let not_found = || {
+            reject(
+                ErrorCode::HoldNotFound,
+                "no such hold for you on this event",
+            )
+        };
         let id = Uuid::parse_str(hold).map_err(|_| not_found())?;
         match self.holds.get(&id) {
             Some(h) if h.user == user => Ok(id),
@@ -611,7 +633,13 @@ impl Inventory {
         self.ended.insert(hold, user);
     }
 
-    fn end_hold(&mut self, id: Uuid, info: HoldInfo, how: HoldEnd, delta: &mut DeltaBuilder) -> Change {
+    fn end_hold(
+        &mut self,
+        id: Uuid,
+        info: HoldInfo,
+        how: HoldEnd,
+        delta: &mut DeltaBuilder,
+    ) -> Change {
         for &s in &info.seats {
             self.set_seat(s, SeatState::Free, delta);
         }
@@ -675,7 +703,7 @@ impl Inventory {
             .iter()
             .find(|o| o.id == info.onsale)
             .map_or(600_000, |o| o.hold_ms);
-        let order = Uuid::new_v4();
+        let order = Uuid::now_v7();
         let payment_due_at = now + hold_ms;
         let ga = info.ga;
         let user = info.user.clone();
@@ -772,7 +800,13 @@ pub(crate) mod tests {
         let mut layout: Vec<(String, i32, SeatIndex, f64, f64)> = (0..20u32)
             .map(|i| {
                 let row = if i < 10 { "A" } else { "B" };
-                (row.to_owned(), (i % 10) as i32 + 1, i, f64::from(i % 10), f64::from(i / 10) + 1.0)
+                (
+                    row.to_owned(),
+                    (i % 10) as i32 + 1,
+                    i,
+                    f64::from(i % 10),
+                    f64::from(i / 10) + 1.0,
+                )
             })
             .collect();
         let rows = Inventory::build_rows(&seats, &mut layout);
@@ -861,24 +895,43 @@ pub(crate) mod tests {
     #[test]
     fn a_seat_held_once_cannot_be_held_again_and_the_error_offers_the_nearest_block() {
         let mut inv = small_event();
-        assert!(matches!(run(&mut inv, "u1", seats(&[4, 5])), Outcome::Held { .. }));
+        assert!(matches!(
+            run(&mut inv, "u1", seats(&[4, 5])),
+            Outcome::Held { .. }
+        ));
         let second = run(&mut inv, "u2", seats(&[5, 6]));
-        let Outcome::Rejected { code, alternative, .. } = second else {
+        let Outcome::Rejected {
+            code, alternative, ..
+        } = second
+        else {
             panic!("{second:?}")
         };
         assert_eq!(code, ErrorCode::SeatUnavailable);
         let alternative = alternative.expect("a free block exists");
         assert_eq!(alternative.len(), 2);
-        assert!(alternative.iter().all(|s| inv.state[*s as usize] == SeatState::Free));
+        assert!(
+            alternative
+                .iter()
+                .all(|s| inv.state[*s as usize] == SeatState::Free)
+        );
         assert_eq!(inv.per_user.get("u2"), None, "a rejection changes nothing");
     }
 
     #[test]
     fn bad_seat_requests_get_exact_codes_and_change_nothing() {
         let mut inv = small_event();
-        assert_eq!(code(&run(&mut inv, "u", seats(&[20]))), ErrorCode::UnknownSeat);
-        assert_eq!(code(&run(&mut inv, "u", seats(&[]))), ErrorCode::InvalidQuantity);
-        assert_eq!(code(&run(&mut inv, "u", seats(&[1, 1]))), ErrorCode::BadRequest);
+        assert_eq!(
+            code(&run(&mut inv, "u", seats(&[20]))),
+            ErrorCode::UnknownSeat
+        );
+        assert_eq!(
+            code(&run(&mut inv, "u", seats(&[]))),
+            ErrorCode::InvalidQuantity
+        );
+        assert_eq!(
+            code(&run(&mut inv, "u", seats(&[1, 1]))),
+            ErrorCode::BadRequest
+        );
         assert_eq!(
             code(&run(&mut inv, "u", seats(&[0, 1, 2, 3, 4, 5, 6]))),
             ErrorCode::InvalidQuantity,
@@ -892,7 +945,10 @@ pub(crate) mod tests {
     fn the_per_user_limit_counts_seats_and_tickets_together() {
         let mut inv = small_event();
         inv.onsales[0].per_user_limit = 4;
-        assert!(matches!(run(&mut inv, "u", seats(&[0, 1, 2])), Outcome::Held { .. }));
+        assert!(matches!(
+            run(&mut inv, "u", seats(&[0, 1, 2])),
+            Outcome::Held { .. }
+        ));
         let ga = Command::HoldGa {
             event: inv.event.to_string(),
             ticket_type: Uuid::from_u128(3).to_string(),
@@ -927,12 +983,21 @@ pub(crate) mod tests {
             event: inv.event.to_string(),
             hold: hold.clone(),
         };
-        assert_eq!(code(&run(&mut inv, "other", release.clone())), ErrorCode::HoldNotFound);
-        assert!(matches!(run(&mut inv, "u", release.clone()), Outcome::Released { .. }));
+        assert_eq!(
+            code(&run(&mut inv, "other", release.clone())),
+            ErrorCode::HoldNotFound
+        );
+        assert!(matches!(
+            run(&mut inv, "u", release.clone()),
+            Outcome::Released { .. }
+        ));
         assert_eq!(inv.state[0], SeatState::Free);
         assert_eq!(code(&run(&mut inv, "u", release)), ErrorCode::HoldExpired);
 
-        assert!(matches!(run(&mut inv, "u", seats(&[3])), Outcome::Held { .. }));
+        assert!(matches!(
+            run(&mut inv, "u", seats(&[3])),
+            Outcome::Held { .. }
+        ));
         let mut delta = DeltaBuilder::default();
         assert!(inv.expire_due(NOW + 599_999, 100, &mut delta).is_empty());
         let expired = inv.expire_due(NOW + 600_000, 100, &mut delta);
@@ -952,21 +1017,36 @@ pub(crate) mod tests {
             event: inv.event.to_string(),
             hold,
         };
-        let Outcome::CheckedOut { total_minor, currency, .. } = run(&mut inv, "u", checkout) else {
+        let Outcome::CheckedOut {
+            total_minor,
+            currency,
+            ..
+        } = run(&mut inv, "u", checkout)
+        else {
             panic!()
         };
         assert_eq!((total_minor, currency.as_str()), (10_000, "EUR"));
         assert_eq!(inv.state[7], SeatState::Sold);
-        assert_eq!(inv.per_user.get("u"), Some(&2), "an order still counts toward the limit");
+        assert_eq!(
+            inv.per_user.get("u"),
+            Some(&2),
+            "an order still counts toward the limit"
+        );
     }
 
     #[test]
     fn without_an_open_onsale_or_an_admission_nothing_is_held() {
         let mut inv = small_event();
         inv.onsales[0].requires_admission = true;
-        assert_eq!(code(&run(&mut inv, "u", seats(&[0]))), ErrorCode::AdmissionRequired);
+        assert_eq!(
+            code(&run(&mut inv, "u", seats(&[0]))),
+            ErrorCode::AdmissionRequired
+        );
         inv.onsales[0].live = false;
-        assert_eq!(code(&run(&mut inv, "u", seats(&[0]))), ErrorCode::OnsaleClosed);
+        assert_eq!(
+            code(&run(&mut inv, "u", seats(&[0]))),
+            ErrorCode::OnsaleClosed
+        );
     }
 
     #[test]

@@ -106,7 +106,11 @@ async fn read_map(db: &PgPool, event: Uuid) -> Result<Option<Option<SeatSnapshot
 }
 
 /// The `v` of the newest message on the channel, if history still has it.
-async fn newest_version(hub: &Hub, channel: &str, position: &StreamPosition) -> Result<Option<u64>, HubError> {
+async fn newest_version(
+    hub: &Hub,
+    channel: &str,
+    position: &StreamPosition,
+) -> Result<Option<u64>, HubError> {
     if position.offset == 0 {
         return Ok(None);
     }

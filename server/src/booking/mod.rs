@@ -89,21 +89,30 @@ impl Booking {
             .tenant
             .as_deref()
             .and_then(|t| Uuid::parse_str(t).ok())
-            .ok_or_else(|| Refusal::new(ErrorCode::Forbidden, "purchase commands need a token with a tenant"))
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::Forbidden,
+                    "purchase commands need a token with a tenant",
+                )
+            })
     }
 
     async fn event_tenant(&self, event: Uuid) -> Result<Option<Uuid>, Refusal> {
         if let Some(t) = self.tenants.lock().expect("tenants lock").get(&event) {
             return Ok(Some(*t));
         }
-        let tenant: Option<Uuid> = sqlx::query_scalar("select tenant_id from event where event_id = $1")
-            .bind(event)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "event lookup failed");
-                Refusal::new(ErrorCode::Unavailable, "the booking service is unavailable; retry")
-            })?;
+        let tenant: Option<Uuid> =
+            sqlx::query_scalar("select tenant_id from event where event_id = $1")
+                .bind(event)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "event lookup failed");
+                    Refusal::new(
+                        ErrorCode::Unavailable,
+                        "the booking service is unavailable; retry",
+                    )
+                })?;
         if let Some(t) = tenant {
             self.tenants.lock().expect("tenants lock").insert(event, t);
         }
@@ -145,7 +154,10 @@ impl Booking {
         };
         self.queue.enqueue(event, &envelope).await.map_err(|e| {
             tracing::warn!(error = %e, "enqueue failed");
-            Refusal::new(ErrorCode::Unavailable, "the command queue is unavailable; retry")
+            Refusal::new(
+                ErrorCode::Unavailable,
+                "the command queue is unavailable; retry",
+            )
         })?;
         Ok(())
     }
@@ -155,7 +167,10 @@ impl Booking {
     pub async fn ack(&self, identity: &Identity, request_ids: &[String]) -> Result<u64, Refusal> {
         let tenant = Self::tenant_of(identity)?;
         if request_ids.len() > 1000 {
-            return Err(Refusal::new(ErrorCode::BadRequest, "at most 1000 request ids per ack"));
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "at most 1000 request ids per ack",
+            ));
         }
         let done = sqlx::query(
             "update processed_request set acknowledged_at = now()

@@ -105,7 +105,12 @@ impl CommandQueue {
     }
 
     /// Tries to become (or stay) the owner of `event` for `ttl`.
-    pub async fn lease(&self, event: Uuid, worker: &str, ttl: Duration) -> Result<bool, QueueError> {
+    pub async fn lease(
+        &self,
+        event: Uuid,
+        worker: &str,
+        ttl: Duration,
+    ) -> Result<bool, QueueError> {
         match self {
             Self::Memory(q) => Ok(q.lease(event, worker, ttl)),
             Self::Redis(q) => q.lease(event, worker, ttl).await,
@@ -319,8 +324,9 @@ impl MemoryQueue {
 
     fn ack(&self, event: Uuid, ids: &[String]) {
         let queue = self.queue(event);
+        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         let mut entries = queue.entries.lock().expect("queue lock");
-        entries.pending.retain(|e| !ids.contains(&e.id));
+        entries.pending.retain(|e| !ids.contains(e.id.as_str()));
     }
 }
 
@@ -403,7 +409,12 @@ impl RedisQueue {
     }
 
     async fn register(&self, event: Uuid) -> Result<(), QueueError> {
-        if self.registered.lock().expect("registered lock").contains(&event) {
+        if self
+            .registered
+            .lock()
+            .expect("registered lock")
+            .contains(&event)
+        {
             return Ok(());
         }
         let key = self.stream_key(event);
@@ -540,19 +551,23 @@ impl RedisQueue {
             )
             .await
             .map_err(unavailable)?;
-        Ok(response
-            .into_values()
-            .flat_map(Self::entries)
-            .collect())
+        Ok(response.into_values().flat_map(Self::entries).collect())
     }
 
-    async fn ack(client: &fred::clients::Client, key: &str, ids: &[String]) -> Result<(), QueueError> {
+    async fn ack(
+        client: &fred::clients::Client,
+        key: &str,
+        ids: &[String],
+    ) -> Result<(), QueueError> {
         let pipeline = client.pipeline();
         let () = pipeline
             .xack(key, GROUP, ids.to_vec())
             .await
             .map_err(unavailable)?;
-        let () = pipeline.xdel(key, ids.to_vec()).await.map_err(unavailable)?;
+        let () = pipeline
+            .xdel(key, ids.to_vec())
+            .await
+            .map_err(unavailable)?;
         let _: Vec<fred::types::Value> = pipeline.all().await.map_err(unavailable)?;
         Ok(())
     }

@@ -43,7 +43,10 @@ pub async fn run(db: PgPool, hub: Hub, cancel: CancellationToken) -> anyhow::Res
             Ok(n) if n as i64 == ROWS_PER_ROUND => continue,
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "outbox relay round failed; retrying");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "outbox relay round failed; retrying"
+                );
                 tokio::time::sleep(POLL).await;
             }
         }
@@ -83,7 +86,10 @@ pub async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> {
                 .and_then(Value::as_str)
                 .and_then(|c| Channel::parse(c).ok())
             else {
-                tracing::error!(outbox_id = id, "skipping an outbox message without a valid channel");
+                tracing::error!(
+                    outbox_id = id,
+                    "skipping an outbox message without a valid channel"
+                );
                 continue;
             };
             let data = message.get("data").unwrap_or(&Value::Null);

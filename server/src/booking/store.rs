@@ -16,8 +16,8 @@ use super::inventory::{
 use marquee_protocol::booking::{SeatIndex, SeatState};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row as _};
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use uuid::Uuid;
 
 /// Where the outbox relay is woken.
@@ -147,7 +147,7 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
 
     let seat_rows = sqlx::query(
         "select s.seat_index, s.seat_id, s.price_category_id, s.section_id::text || '/' || s.row_label as row_key,
-                s.seat_number, s.x, s.y, c.state::text as claim
+                s.seat_number, s.x, s.y, c.state::text as claim, c.hold_id as claim_hold
          from seat s left join seat_claim c on c.event_id = s.event_id and c.seat_id = s.seat_id
          where s.event_id = $1 order by s.seat_index",
     )
@@ -157,7 +157,7 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
     let mut seats = Vec::with_capacity(seat_rows.len());
     let mut state = Vec::with_capacity(seat_rows.len());
     let mut layout = Vec::with_capacity(seat_rows.len());
-    let mut seat_index_by_id = HashMap::with_capacity(seat_rows.len());
+    let mut held_seats: Vec<(Uuid, SeatIndex)> = Vec::new();
     for (i, r) in seat_rows.iter().enumerate() {
         let index: i32 = r.get("seat_index");
         if index as usize != i {
@@ -173,10 +173,14 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
         });
         state.push(match r.get::<Option<String>, _>("claim").as_deref() {
             None => SeatState::Free,
-            Some("held") => SeatState::Held,
+            Some("held") => {
+                if let Some(hold) = r.get::<Option<Uuid>, _>("claim_hold") {
+                    held_seats.push((hold, i as SeatIndex));
+                }
+                SeatState::Held
+            }
             Some(_) => SeatState::Sold,
         });
-        seat_index_by_id.insert(seat_id, i as SeatIndex);
         layout.push((
             r.get::<String, _>("row_key"),
             r.get::<i32, _>("seat_number"),
@@ -213,30 +217,25 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
             },
         );
     }
+    for (hold, seat) in held_seats {
+        if let Some(h) = holds.get_mut(&hold) {
+            h.seats.push(seat);
+        }
+    }
     for r in sqlx::query(
-        "select i.hold_id, i.ticket_type_id, i.seat_id, i.quantity
+        "select i.hold_id, i.ticket_type_id, i.quantity
          from hold_item i join hold h on h.event_id = i.event_id and h.hold_id = i.hold_id
-         where h.event_id = $1 and h.status = 'active' order by i.created_at, i.hold_item_id",
+         where h.event_id = $1 and h.status = 'active'",
     )
     .bind(event)
     .fetch_all(&mut *tx)
     .await?
     {
-        let Some(hold) = holds.get_mut(&r.get::<Uuid, _>("hold_id")) else {
-            continue;
-        };
-        match r.get::<Option<Uuid>, _>("seat_id") {
-            Some(seat) => {
-                if let Some(index) = seat_index_by_id.get(&seat) {
-                    hold.seats.push(*index);
-                }
-            }
-            None => {
-                hold.ga = Some((
-                    r.get("ticket_type_id"),
-                    r.get::<i32, _>("quantity").max(0) as u32,
-                ));
-            }
+        if let Some(hold) = holds.get_mut(&r.get::<Uuid, _>("hold_id")) {
+            hold.ga = Some((
+                r.get("ticket_type_id"),
+                r.get::<i32, _>("quantity").max(0) as u32,
+            ));
         }
     }
     let mut per_user: HashMap<String, u32> = HashMap::new();
@@ -245,6 +244,10 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
              select h.user_id, i.quantity from hold_item i
              join hold h on h.event_id = i.event_id and h.hold_id = i.hold_id
              where h.event_id = $1 and h.status = 'active'
+           union all
+             select h.user_id, 1 from seat_claim c
+             join hold h on h.event_id = c.event_id and h.hold_id = c.hold_id
+             where c.event_id = $1 and c.state = 'held'
            union all
              select o.user_id, i.quantity from ticket_order_item i
              join ticket_order o on o.event_id = i.event_id and o.ticket_order_id = i.ticket_order_id
@@ -349,7 +352,6 @@ struct Columns {
     hold_expires: Vec<i64>,
     item_hold: Vec<Uuid>,
     item_type: Vec<Uuid>,
-    item_seat: Vec<Option<Uuid>>,
     item_qty: Vec<i32>,
     claim_seat: Vec<Uuid>,
     claim_hold: Vec<Uuid>,
@@ -367,7 +369,8 @@ struct Columns {
     line_seat: Vec<Option<Uuid>>,
     line_qty: Vec<i32>,
     line_unit: Vec<i64>,
-    audit: Vec<Value>,
+    /// `(action, subject)` per change, grouped by action in the batch's audit row.
+    audit: Vec<(&'static str, Value)>,
 }
 
 impl Columns {
@@ -384,22 +387,17 @@ impl Columns {
                     c.hold_onsale.push(info.onsale);
                     c.hold_user.push(info.user.clone());
                     c.hold_expires.push(info.expires_at);
-                    for (seat, ticket_type) in seat_items {
-                        c.item_hold.push(*hold);
-                        c.item_type.push(*ticket_type);
-                        c.item_seat.push(Some(*seat));
-                        c.item_qty.push(1);
+                    for (seat, _) in seat_items {
                         c.claim_seat.push(*seat);
                         c.claim_hold.push(*hold);
                     }
                     if let Some((t, q)) = info.ga {
                         c.item_hold.push(*hold);
                         c.item_type.push(t);
-                        c.item_seat.push(None);
                         c.item_qty.push(q as i32);
                         c.ga.entry(t).or_default().0 += q as i32;
                     }
-                    c.audit.push(serde_json::json!({"hold": hold, "user": info.user, "action": "held"}));
+                    c.audit.push(("held", serde_json::json!(hold)));
                 }
                 Change::End { hold, how, ga } => {
                     c.end_hold.push(*hold);
@@ -411,7 +409,7 @@ impl Columns {
                         HoldEnd::Released => "released",
                         HoldEnd::Expired => "expired",
                     };
-                    c.audit.push(serde_json::json!({"hold": hold, "action": action}));
+                    c.audit.push((action, serde_json::json!(hold)));
                 }
                 Change::Checkout {
                     hold,
@@ -443,7 +441,8 @@ impl Columns {
                         entry.0 -= *q as i32;
                         entry.1 += *q as i32;
                     }
-                    c.audit.push(serde_json::json!({"hold": hold, "order": order, "user": user, "action": "checked_out"}));
+                    c.audit
+                        .push(("checked_out", serde_json::json!([hold, order])));
                 }
             }
         }
@@ -492,14 +491,13 @@ pub async fn commit(
     }
     if !c.item_hold.is_empty() {
         sqlx::query(
-            "insert into hold_item (tenant_id, event_id, hold_id, ticket_type_id, seat_id, quantity)
-             select $1, $2, h, t, s, q from unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::int4[]) as x(h, t, s, q)",
+            "insert into hold_item (tenant_id, event_id, hold_id, ticket_type_id, quantity)
+             select $1, $2, h, t, q from unnest($3::uuid[], $4::uuid[], $5::int4[]) as x(h, t, q)",
         )
         .bind(tenant)
         .bind(event)
         .bind(&c.item_hold)
         .bind(&c.item_type)
-        .bind(&c.item_seat)
         .bind(&c.item_qty)
         .execute(&mut *tx)
         .await?;
@@ -602,8 +600,16 @@ pub async fn commit(
     }
     if !batch.processed.is_empty() {
         let users: Vec<&str> = batch.processed.iter().map(|p| p.user.as_str()).collect();
-        let ids: Vec<&str> = batch.processed.iter().map(|p| p.request_id.as_str()).collect();
-        let commands: Vec<&str> = batch.processed.iter().map(|p| p.command_id.as_str()).collect();
+        let ids: Vec<&str> = batch
+            .processed
+            .iter()
+            .map(|p| p.request_id.as_str())
+            .collect();
+        let commands: Vec<&str> = batch
+            .processed
+            .iter()
+            .map(|p| p.command_id.as_str())
+            .collect();
         let results: Vec<&Value> = batch.processed.iter().map(|p| &p.result).collect();
         sqlx::query(
             "insert into processed_request (tenant_id, user_id, request_id, event_id, command_id, result)
@@ -631,6 +637,17 @@ pub async fn commit(
             .await?;
     }
     if !c.audit.is_empty() {
+        // One audit row per batch: the holds (or `[hold, order]` pairs) grouped by action.
+        let mut detail = serde_json::Map::new();
+        detail.insert("version".into(), Value::from(version + bump));
+        for (action, subject) in &c.audit {
+            detail
+                .entry(*action)
+                .or_insert_with(|| Value::Array(Vec::new()))
+                .as_array_mut()
+                .expect("inserted as an array")
+                .push(subject.clone());
+        }
         sqlx::query(
             "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail)
              values ($1, $2, 'event', $3, 'inventory_changed', $4)",
@@ -638,7 +655,7 @@ pub async fn commit(
         .bind(tenant)
         .bind(actor)
         .bind(event.to_string())
-        .bind(serde_json::json!({"version": version + bump, "changes": c.audit}))
+        .bind(Value::Object(detail))
         .execute(&mut *tx)
         .await?;
     }

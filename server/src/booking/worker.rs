@@ -153,7 +153,11 @@ impl Worker {
         while !cancel.is_cancelled() {
             let now = tokio::time::Instant::now();
             if now >= renew_at {
-                if !self.queue.lease(event, &self.id, self.settings.lease_ttl).await? {
+                if !self
+                    .queue
+                    .lease(event, &self.id, self.settings.lease_ttl)
+                    .await?
+                {
                     tracing::warn!(%event, "lease lost; leaving the event to its new owner");
                     return Ok(());
                 }
@@ -205,7 +209,12 @@ impl Owner {
     }
 
     /// Decides and commits one batch of entries (plus due expiries), then acknowledges them.
-    async fn step(&mut self, worker: &Worker, reader: &Reader, entries: Vec<Entry>) -> anyhow::Result<()> {
+    async fn step(
+        &mut self,
+        worker: &Worker,
+        reader: &Reader,
+        entries: Vec<Entry>,
+    ) -> anyhow::Result<()> {
         if entries.is_empty() && self.inventory.next_expiry().is_none_or(|at| at > now_ms()) {
             return Ok(());
         }
@@ -230,16 +239,18 @@ impl Owner {
                     self.inventory.version = version;
                     let now = now_ms() as u64;
                     for entry in &entries {
-                        METRICS
-                            .command_to_commit
-                            .record(now.saturating_sub(entry.envelope.accepted_at_ms) as f64 / 1000.0);
+                        METRICS.command_to_commit.record(
+                            now.saturating_sub(entry.envelope.accepted_at_ms) as f64 / 1000.0,
+                        );
                     }
                     METRICS.commands.increment(decided as u64);
                     if !entries.is_empty() {
                         METRICS.batch_size.record(entries.len() as f64);
                     }
                     if worker.settings.crash_after_commit {
-                        tracing::error!("fault injection: aborting after commit, before acknowledging");
+                        tracing::error!(
+                            "fault injection: aborting after commit, before acknowledging"
+                        );
                         std::process::abort();
                     }
                     break;
@@ -259,7 +270,11 @@ impl Owner {
 
     /// Decides every entry and due expiry; returns the batch and how many commands took effect
     /// or were rejected (not counting duplicates).
-    async fn decide(&mut self, worker: &Worker, entries: &[Entry]) -> anyhow::Result<(Batch, usize)> {
+    async fn decide(
+        &mut self,
+        worker: &Worker,
+        entries: &[Entry],
+    ) -> anyhow::Result<(Batch, usize)> {
         let inv = &mut self.inventory;
         let keys: Vec<(String, String)> = entries
             .iter()
@@ -287,7 +302,9 @@ impl Owner {
                 results.push(inbox_message(&first.inbox, &first.result));
                 continue;
             }
-            let outcome = if envelope.tenant != inv.tenant || !inbox_matches(&envelope.inbox, inv.tenant, &envelope.user) {
+            let outcome = if envelope.tenant != inv.tenant
+                || !inbox_matches(&envelope.inbox, inv.tenant, &envelope.user)
+            {
                 Outcome::rejected(ErrorCode::NotFound, "no such event")
             } else {
                 let (outcome, change) = inv.apply(
