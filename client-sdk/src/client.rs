@@ -2,6 +2,7 @@
 
 use crate::driver::{Command, Driver};
 use futures_util::Stream;
+use marquee_protocol::booking::{Command as Purchase, CommandResult, SeatIndex};
 use marquee_protocol::{
     ClientMessage, Codec, ErrorCode, Publication, RequestId, ServerMessage, StreamPosition,
 };
@@ -69,6 +70,8 @@ pub struct ClientConfig {
     pub backoff_cap: Duration,
     /// Refresh the token this long before it expires (at most half its remaining life).
     pub refresh_before: Duration,
+    /// How long a purchase command waits for its result (across reconnects).
+    pub command_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -82,6 +85,7 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(20),
             refresh_before: Duration::from_secs(60),
+            command_timeout: Duration::from_secs(30),
         }
     }
 
@@ -173,6 +177,9 @@ pub enum Event {
     Subscribed(Subscribed),
     /// A message, delivered exactly once and in order per channel.
     Publication(Publication),
+    /// The result of a purchase command, delivered once per request id (and then acknowledged
+    /// to the server), whether or not this client is still waiting for it.
+    Result(CommandResult),
     /// The connection dropped; the client reconnects by itself unless `reconnect_in` is `None`.
     Disconnected {
         /// The close code, if the server sent one.
@@ -217,6 +224,7 @@ pub struct Client {
     tx: mpsc::Sender<Command>,
     ids: Arc<AtomicU64>,
     timeout: Duration,
+    command_timeout: Duration,
 }
 
 impl Client {
@@ -231,10 +239,19 @@ impl Client {
         let ids = Arc::new(AtomicU64::new(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let timeout = config.request_timeout;
+        let command_timeout = config.command_timeout;
         let driver = Driver::new(config, tokens, rx, events_tx, ids.clone());
         tokio::spawn(driver.run(ready_tx));
         ready_rx.await.map_err(|_| ClientError::Closed)??;
-        Ok((Self { tx, ids, timeout }, Events(events_rx)))
+        Ok((
+            Self {
+                tx,
+                ids,
+                timeout,
+                command_timeout,
+            },
+            Events(events_rx),
+        ))
     }
 
     fn next_id(&self) -> RequestId {
@@ -309,6 +326,102 @@ impl Client {
         let started = tokio::time::Instant::now();
         self.request(|id| ClientMessage::Ping { id }).await?;
         Ok(started.elapsed())
+    }
+
+    /// A fresh request id for [`Client::command`]: 128 random bits in hex. Keep it to retry a
+    /// command after the application itself restarts.
+    pub fn new_request_id() -> String {
+        format!("{:032x}", rand::random::<u128>())
+    }
+
+    /// Sends a purchase command and waits for its result. The command is sent again after a
+    /// reconnect until its result arrives; `request_id` makes every repeat (and any retry by
+    /// the application with the same id) take effect at most once. A refusal before the queue
+    /// (for example `not_found` for an unknown event) is an `Err`; a decided command, even a
+    /// rejected one, is an `Ok` result.
+    pub async fn command(
+        &self,
+        request_id: impl Into<String>,
+        command: Purchase,
+        admission: Option<String>,
+    ) -> Result<CommandResult, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        let submit = Command::Submit {
+            request_id: request_id.into(),
+            command,
+            admission,
+            reply,
+        };
+        self.tx
+            .send(submit)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(self.command_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    /// Holds these seats (indexes in the event's map), all or none.
+    pub async fn hold_seats(
+        &self,
+        event: &str,
+        seats: &[SeatIndex],
+    ) -> Result<CommandResult, ClientError> {
+        let command = Purchase::HoldSeats {
+            event: event.to_owned(),
+            seats: seats.to_vec(),
+        };
+        self.command(Self::new_request_id(), command, None).await
+    }
+
+    /// Holds the best `quantity` adjacent seats of a price category.
+    pub async fn hold_best_available(
+        &self,
+        event: &str,
+        category: &str,
+        quantity: u32,
+    ) -> Result<CommandResult, ClientError> {
+        let command = Purchase::HoldBestAvailable {
+            event: event.to_owned(),
+            category: category.to_owned(),
+            quantity,
+        };
+        self.command(Self::new_request_id(), command, None).await
+    }
+
+    /// Holds `quantity` general-admission tickets.
+    pub async fn hold_ga(
+        &self,
+        event: &str,
+        ticket_type: &str,
+        quantity: u32,
+    ) -> Result<CommandResult, ClientError> {
+        let command = Purchase::HoldGa {
+            event: event.to_owned(),
+            ticket_type: ticket_type.to_owned(),
+            quantity,
+        };
+        self.command(Self::new_request_id(), command, None).await
+    }
+
+    /// Gives a hold back.
+    pub async fn release(&self, event: &str, hold: &str) -> Result<CommandResult, ClientError> {
+        let command = Purchase::Release {
+            event: event.to_owned(),
+            hold: hold.to_owned(),
+        };
+        self.command(Self::new_request_id(), command, None).await
+    }
+
+    /// Turns a hold into an order awaiting payment.
+    pub async fn checkout(&self, event: &str, hold: &str) -> Result<CommandResult, ClientError> {
+        let command = Purchase::Checkout {
+            event: event.to_owned(),
+            hold: hold.to_owned(),
+        };
+        self.command(Self::new_request_id(), command, None).await
     }
 
     /// Closes the connection (code 1000) and stops reconnecting.

@@ -10,15 +10,24 @@
 //! resubscribe is in flight the channel's publications are ignored: the server replays them
 //! after its reply. After a reconnect every channel (the inbox included) is resubscribed the
 //! same way.
+//!
+//! # Purchase commands and their results
+//!
+//! A command stays open until its result arrives; every new session sends the open commands
+//! again (safe: the server answers a repeated request id with the first result). Results come
+//! on the inbox, in its snapshot (`welcome`, or a resubscribe that could not resume) or live;
+//! the driver hands each request id's result over once, then acknowledges it to the server.
 
 use crate::backoff::Backoff;
 use crate::client::{ClientConfig, ClientError, Event, Subscribed, TokenProvider};
 use futures_util::{SinkExt, StreamExt};
+use marquee_protocol::booking::{Command as Purchase, CommandResult, InboxMessage, InboxSnapshot};
 use marquee_protocol::{
     ClientMessage, CloseCode, Codec, ErrorBody, ErrorCode, Frame, Publication, RequestId,
     ServerMessage, StreamPosition,
 };
-use std::collections::HashMap;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,6 +44,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type SubscribeReply = oneshot::Sender<Result<Subscribed, ClientError>>;
+type ResultReply = oneshot::Sender<Result<CommandResult, ClientError>>;
+
+/// How many delivered request ids the driver remembers, to drop a result delivered twice.
+const REMEMBERED_RESULTS: usize = 10_000;
 
 /// What the [`Client`](crate::Client) handle asks of the driver.
 pub(crate) enum Command {
@@ -49,15 +62,37 @@ pub(crate) enum Command {
         since: Option<StreamPosition>,
         reply: SubscribeReply,
     },
+    /// A purchase command; `reply` gets its result.
+    Submit {
+        request_id: String,
+        command: Purchase,
+        admission: Option<String>,
+        reply: ResultReply,
+    },
     /// Close for good.
     Close,
+}
+
+/// A command whose result has not arrived.
+struct Open {
+    command: Purchase,
+    admission: Option<String>,
+    waiters: Vec<ResultReply>,
 }
 
 /// A request awaiting its reply.
 enum Pending {
     Request(oneshot::Sender<Result<ServerMessage, ClientError>>),
-    Subscribe { channel: String },
+    Subscribe {
+        channel: String,
+    },
     Refresh,
+    /// A command; an error reply fails it.
+    Command {
+        request_id: String,
+    },
+    /// An acknowledgement of results; its reply needs no action.
+    Ack,
 }
 
 /// A channel the application wants.
@@ -96,6 +131,11 @@ pub(crate) struct Driver {
     inbox: Option<String>,
     backoff: Backoff,
     url_index: usize,
+    /// Commands waiting for their results, by request id.
+    open: HashMap<String, Open>,
+    /// Request ids whose results were delivered, oldest first (bounded).
+    delivered: VecDeque<String>,
+    delivered_set: HashSet<String>,
 }
 
 impl Driver {
@@ -118,7 +158,79 @@ impl Driver {
             inbox: None,
             backoff,
             url_index: 0,
+            open: HashMap::new(),
+            delivered: VecDeque::new(),
+            delivered_set: HashSet::new(),
         }
+    }
+
+    /// Sends a command (again) under a fresh request id of the connection.
+    async fn send_command(&mut self, socket: &mut Socket, request_id: &str) -> Result<(), End> {
+        let Some(open) = self.open.get(request_id) else {
+            return Ok(());
+        };
+        let id = self.next_id();
+        let message = ClientMessage::Command {
+            id,
+            request_id: request_id.to_owned(),
+            command: open.command.clone(),
+            admission: open.admission.clone(),
+        };
+        self.pending.insert(
+            id,
+            Pending::Command {
+                request_id: request_id.to_owned(),
+            },
+        );
+        self.send(socket, &message).await
+    }
+
+    /// Delivers results not delivered before, resolves their commands, and acknowledges them.
+    async fn on_results(
+        &mut self,
+        socket: &mut Socket,
+        results: Vec<CommandResult>,
+    ) -> Result<(), End> {
+        let mut acked = Vec::new();
+        for result in results {
+            let request_id = result.request_id.clone();
+            if self.delivered_set.insert(request_id.clone()) {
+                self.delivered.push_back(request_id.clone());
+                if self.delivered.len() > REMEMBERED_RESULTS
+                    && let Some(old) = self.delivered.pop_front()
+                {
+                    self.delivered_set.remove(&old);
+                }
+                if let Some(open) = self.open.remove(&request_id) {
+                    for waiter in open.waiters {
+                        let _ = waiter.send(Ok(result.clone()));
+                    }
+                }
+                self.emit(Event::Result(result)).await;
+            }
+            acked.push(request_id);
+        }
+        if acked.is_empty() {
+            return Ok(());
+        }
+        let id = self.next_id();
+        self.pending.insert(id, Pending::Ack);
+        self.send(
+            socket,
+            &ClientMessage::Ack {
+                id,
+                request_ids: acked,
+            },
+        )
+        .await
+    }
+
+    /// Results in an inbox snapshot (`{"pending": [...]}`).
+    fn snapshot_results(snapshot: Option<&Value>) -> Vec<CommandResult> {
+        snapshot
+            .and_then(|s| serde_json::from_value::<InboxSnapshot>(s.clone()).ok())
+            .map(|s| s.pending)
+            .unwrap_or_default()
     }
 
     fn next_id(&self) -> RequestId {
@@ -193,6 +305,14 @@ impl Driver {
                         }
                         sub.waiters.push(reply);
                     }
+                    Some(Command::Submit { request_id, command, admission, reply }) => {
+                        // Sent with the other open commands once the next connection is up.
+                        self.open
+                            .entry(request_id)
+                            .or_insert_with(|| Open { command, admission, waiters: Vec::new() })
+                            .waiters
+                            .push(reply);
+                    }
                 },
             }
         }
@@ -254,12 +374,14 @@ impl Driver {
                     node,
                     inbox,
                     inbox_position,
+                    inbox_snapshot,
                     expires_at,
                     ..
                 }) => Welcome {
                     node,
                     inbox,
                     inbox_position,
+                    inbox_snapshot,
                     expires_at,
                 },
                 Some(ServerMessage::Error { code, message, .. }) => {
@@ -300,6 +422,18 @@ impl Driver {
                 return end;
             }
         }
+        if !resume_inbox {
+            let results = Self::snapshot_results(welcome.inbox_snapshot.as_ref());
+            if let Err(end) = self.on_results(&mut socket, results).await {
+                return end;
+            }
+        }
+        let open: Vec<String> = self.open.keys().cloned().collect();
+        for request_id in open {
+            if let Err(end) = self.send_command(&mut socket, &request_id).await {
+                return end;
+            }
+        }
 
         let mut refresh_at = self.refresh_deadline(welcome.expires_at);
         let mut advised: Option<Duration> = None;
@@ -322,6 +456,18 @@ impl Driver {
                             }
                             self.pending.insert(message.id(), Pending::Request(reply));
                             self.send(&mut socket, &message).await
+                        }
+                        Some(Command::Submit { request_id, command, admission, reply }) => {
+                            match self.open.get_mut(&request_id) {
+                                Some(open) => {
+                                    open.waiters.push(reply);
+                                    Ok(())
+                                }
+                                None => {
+                                    self.open.insert(request_id.clone(), Open { command, admission, waiters: vec![reply] });
+                                    self.send_command(&mut socket, &request_id).await
+                                }
+                            }
                         }
                         Some(Command::Subscribe { channel, since, reply }) => {
                             let sub = self.subs.entry(channel.clone()).or_default();
@@ -438,8 +584,13 @@ impl Driver {
                 for waiter in sub.waiters.drain(..) {
                     let _ = waiter.send(Ok(subscribed.clone()));
                 }
+                let results = if self.inbox.as_deref() == Some(subscribed.channel.as_str()) {
+                    Self::snapshot_results(subscribed.snapshot.as_ref())
+                } else {
+                    Vec::new()
+                };
                 self.emit(Event::Subscribed(subscribed)).await;
-                Ok(())
+                self.on_results(socket, results).await
             }
             ServerMessage::Error { id, code, message } => {
                 match id.and_then(|id| self.pending.remove(&id)) {
@@ -458,7 +609,15 @@ impl Driver {
                         }
                         self.emit(Event::Error { code, message }).await;
                     }
-                    Some(Pending::Refresh) | None => {
+                    Some(Pending::Command { request_id }) => {
+                        if let Some(open) = self.open.remove(&request_id) {
+                            let error = ClientError::Server { code, message };
+                            for waiter in open.waiters {
+                                let _ = waiter.send(Err(error.clone()));
+                            }
+                        }
+                    }
+                    Some(Pending::Refresh | Pending::Ack) | None => {
                         self.emit(Event::Error { code, message }).await;
                     }
                 }
@@ -494,6 +653,12 @@ impl Driver {
         }
         if position.epoch == publication.epoch && publication.offset == position.offset + 1 {
             position.offset = publication.offset;
+            if self.inbox.as_deref() == Some(publication.channel.as_str())
+                && let Ok(InboxMessage::Result(result)) =
+                    serde_json::from_value::<InboxMessage>(publication.data.clone())
+            {
+                return self.on_results(socket, vec![result]).await;
+            }
             self.emit(Event::Publication(publication)).await;
             return Ok(());
         }
@@ -544,6 +709,7 @@ struct Welcome {
     node: String,
     inbox: String,
     inbox_position: StreamPosition,
+    inbox_snapshot: Option<Value>,
     expires_at: u64,
 }
 

@@ -999,3 +999,75 @@ async fn results_come_back_from_postgres_after_redis_loses_the_inbox_history(poo
     assert_eq!(snapshot.pending, vec![kept]);
     node.shutdown().await;
 }
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn the_sdk_holds_through_a_dropped_connection_once_and_acknowledges_results(pool: PgPool) {
+    use marquee_client::{Client, ClientConfig, Event, TokenProvider};
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let relay = common::Relay::start(node.addr).await;
+    let (client, mut events) = Client::connect(
+        ClientConfig::new(relay.ws_url()),
+        TokenProvider::fixed(buyer(shop.tenant, "ana")),
+    )
+    .await
+    .unwrap();
+    let event = shop.event.to_string();
+    let held = client.hold_seats(&event, &[20, 21]).await.unwrap();
+    let Outcome::Held { hold, .. } = &held.outcome else {
+        panic!("{held:?}")
+    };
+    // A command in flight while the network drops: sent again after the reconnect, it still
+    // takes effect once.
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let ga = shop.ga.to_string();
+        let event = event.clone();
+        async move { client.hold_ga(&event, &ga, 2).await }
+    });
+    relay.cut();
+    let ga = in_flight.await.unwrap().unwrap();
+    assert!(
+        matches!(ga.outcome, Outcome::Held { quantity: 2, .. }),
+        "{ga:?}"
+    );
+    let checked_out = client.checkout(&event, hold).await.unwrap();
+    assert!(
+        matches!(checked_out.outcome, Outcome::CheckedOut { .. }),
+        "{checked_out:?}"
+    );
+    assert_eq!(count(&pool, "select count(*) from hold").await, 2);
+    assert_eq!(
+        count(
+            &pool,
+            "select ga_held::int8 from ticket_type where ga_quota is not null"
+        )
+        .await,
+        2
+    );
+    // Every result reached the application once, and was acknowledged.
+    let mut seen = HashMap::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
+        if let Event::Result(r) = e {
+            *seen.entry(r.request_id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while count(
+        &pool,
+        "select count(*) from processed_request where acknowledged_at is null",
+    )
+    .await
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "results were never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.close().await;
+    node.shutdown().await;
+}
