@@ -864,12 +864,12 @@ pub(crate) mod tests {
         }
     }
 
-    fn run(inv: &mut Inventory, user: &str, command: Command) -> Outcome {
+    fn run(inv: &mut Inventory, user: &str, command: &Command) -> Outcome {
         let mut delta = DeltaBuilder::default();
         inv.apply(
             &Request {
                 user,
-                command: &command,
+                command,
                 admission: None,
             },
             NOW,
@@ -896,10 +896,10 @@ pub(crate) mod tests {
     fn a_seat_held_once_cannot_be_held_again_and_the_error_offers_the_nearest_block() {
         let mut inv = small_event();
         assert!(matches!(
-            run(&mut inv, "u1", seats(&[4, 5])),
+            run(&mut inv, "u1", &seats(&[4, 5])),
             Outcome::Held { .. }
         ));
-        let second = run(&mut inv, "u2", seats(&[5, 6]));
+        let second = run(&mut inv, "u2", &seats(&[5, 6]));
         let Outcome::Rejected {
             code, alternative, ..
         } = second
@@ -921,19 +921,19 @@ pub(crate) mod tests {
     fn bad_seat_requests_get_exact_codes_and_change_nothing() {
         let mut inv = small_event();
         assert_eq!(
-            code(&run(&mut inv, "u", seats(&[20]))),
+            code(&run(&mut inv, "u", &seats(&[20]))),
             ErrorCode::UnknownSeat
         );
         assert_eq!(
-            code(&run(&mut inv, "u", seats(&[]))),
+            code(&run(&mut inv, "u", &seats(&[]))),
             ErrorCode::InvalidQuantity
         );
         assert_eq!(
-            code(&run(&mut inv, "u", seats(&[1, 1]))),
+            code(&run(&mut inv, "u", &seats(&[1, 1]))),
             ErrorCode::BadRequest
         );
         assert_eq!(
-            code(&run(&mut inv, "u", seats(&[0, 1, 2, 3, 4, 5, 6]))),
+            code(&run(&mut inv, "u", &seats(&[0, 1, 2, 3, 4, 5, 6]))),
             ErrorCode::InvalidQuantity,
             "over the ticket type's max per order"
         );
@@ -946,7 +946,7 @@ pub(crate) mod tests {
         let mut inv = small_event();
         inv.onsales[0].per_user_limit = 4;
         assert!(matches!(
-            run(&mut inv, "u", seats(&[0, 1, 2])),
+            run(&mut inv, "u", &seats(&[0, 1, 2])),
             Outcome::Held { .. }
         ));
         let ga = Command::HoldGa {
@@ -954,7 +954,7 @@ pub(crate) mod tests {
             ticket_type: Uuid::from_u128(3).to_string(),
             quantity: 2,
         };
-        assert_eq!(code(&run(&mut inv, "u", ga)), ErrorCode::LimitExceeded);
+        assert_eq!(code(&run(&mut inv, "u", &ga)), ErrorCode::LimitExceeded);
     }
 
     #[test]
@@ -965,18 +965,24 @@ pub(crate) mod tests {
             ticket_type: Uuid::from_u128(3).to_string(),
             quantity: q,
         };
-        assert!(matches!(run(&mut inv, "a", ga(3)), Outcome::Held { .. }));
-        assert_eq!(code(&run(&mut inv, "b", ga(3))), ErrorCode::SoldOut);
-        assert!(matches!(run(&mut inv, "b", ga(2)), Outcome::Held { .. }));
-        assert_eq!(code(&run(&mut inv, "c", ga(1))), ErrorCode::SoldOut);
-        assert_eq!(code(&run(&mut inv, "c", ga(0))), ErrorCode::InvalidQuantity);
-        assert_eq!(code(&run(&mut inv, "c", ga(5))), ErrorCode::InvalidQuantity);
+        assert!(matches!(run(&mut inv, "a", &ga(3)), Outcome::Held { .. }));
+        assert_eq!(code(&run(&mut inv, "b", &ga(3))), ErrorCode::SoldOut);
+        assert!(matches!(run(&mut inv, "b", &ga(2)), Outcome::Held { .. }));
+        assert_eq!(code(&run(&mut inv, "c", &ga(1))), ErrorCode::SoldOut);
+        assert_eq!(
+            code(&run(&mut inv, "c", &ga(0))),
+            ErrorCode::InvalidQuantity
+        );
+        assert_eq!(
+            code(&run(&mut inv, "c", &ga(5))),
+            ErrorCode::InvalidQuantity
+        );
     }
 
     #[test]
     fn release_and_expiry_free_the_seats_and_only_the_owner_may_release() {
         let mut inv = small_event();
-        let Outcome::Held { hold, .. } = run(&mut inv, "u", seats(&[0, 1])) else {
+        let Outcome::Held { hold, .. } = run(&mut inv, "u", &seats(&[0, 1])) else {
             panic!()
         };
         let release = Command::Release {
@@ -984,18 +990,18 @@ pub(crate) mod tests {
             hold: hold.clone(),
         };
         assert_eq!(
-            code(&run(&mut inv, "other", release.clone())),
+            code(&run(&mut inv, "other", &release.clone())),
             ErrorCode::HoldNotFound
         );
         assert!(matches!(
-            run(&mut inv, "u", release.clone()),
+            run(&mut inv, "u", &release.clone()),
             Outcome::Released { .. }
         ));
         assert_eq!(inv.state[0], SeatState::Free);
-        assert_eq!(code(&run(&mut inv, "u", release)), ErrorCode::HoldExpired);
+        assert_eq!(code(&run(&mut inv, "u", &release)), ErrorCode::HoldExpired);
 
         assert!(matches!(
-            run(&mut inv, "u", seats(&[3])),
+            run(&mut inv, "u", &seats(&[3])),
             Outcome::Held { .. }
         ));
         let mut delta = DeltaBuilder::default();
@@ -1010,7 +1016,7 @@ pub(crate) mod tests {
     #[test]
     fn checkout_sells_the_held_seats_and_prices_the_order() {
         let mut inv = small_event();
-        let Outcome::Held { hold, .. } = run(&mut inv, "u", seats(&[7, 8])) else {
+        let Outcome::Held { hold, .. } = run(&mut inv, "u", &seats(&[7, 8])) else {
             panic!()
         };
         let checkout = Command::Checkout {
@@ -1021,7 +1027,7 @@ pub(crate) mod tests {
             total_minor,
             currency,
             ..
-        } = run(&mut inv, "u", checkout)
+        } = run(&mut inv, "u", &checkout)
         else {
             panic!()
         };
@@ -1039,12 +1045,12 @@ pub(crate) mod tests {
         let mut inv = small_event();
         inv.onsales[0].requires_admission = true;
         assert_eq!(
-            code(&run(&mut inv, "u", seats(&[0]))),
+            code(&run(&mut inv, "u", &seats(&[0]))),
             ErrorCode::AdmissionRequired
         );
         inv.onsales[0].live = false;
         assert_eq!(
-            code(&run(&mut inv, "u", seats(&[0]))),
+            code(&run(&mut inv, "u", &seats(&[0]))),
             ErrorCode::OnsaleClosed
         );
     }
@@ -1057,7 +1063,7 @@ pub(crate) mod tests {
             category: Uuid::from_u128(1).to_string(),
             quantity: 2,
         };
-        let Outcome::Held { seats, .. } = run(&mut inv, "u", command) else {
+        let Outcome::Held { seats, .. } = run(&mut inv, "u", &command) else {
             panic!()
         };
         assert_eq!(seats, vec![4, 5]);

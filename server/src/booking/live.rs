@@ -34,7 +34,7 @@ pub const MAX_PENDING_RESULTS: i64 = 1000;
 /// How often a seat snapshot waits for the relay before giving up.
 const SNAPSHOT_ATTEMPTS: u32 = 200;
 
-fn db_error(e: sqlx::Error) -> HubError {
+fn db_error(e: &sqlx::Error) -> HubError {
     HubError::Snapshot(format!("database: {e}"))
 }
 
@@ -135,7 +135,7 @@ impl SnapshotProvider for SeatSnapshots {
             let event = Uuid::parse_str(channel.id()).ok();
             for _ in 0..SNAPSHOT_ATTEMPTS {
                 let map = match event {
-                    Some(event) => read_map(&self.db, event).await.map_err(db_error)?,
+                    Some(event) => read_map(&self.db, event).await.map_err(|e| db_error(&e))?,
                     None => Some(None),
                 };
                 let Some(map) = map else {
@@ -213,7 +213,7 @@ impl SnapshotProvider for InboxSnapshots {
             .bind(MAX_PENDING_RESULTS)
             .fetch_all(&self.db)
             .await
-            .map_err(db_error)?;
+            .map_err(|e| db_error(&e))?;
             let pending = rows
                 .into_iter()
                 .filter_map(|(v,)| match serde_json::from_value(v) {

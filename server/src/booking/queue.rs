@@ -44,6 +44,9 @@ pub struct Envelope {
     pub accepted_at_ms: u64,
 }
 
+/// Stream entries as fred returns them: id and field map.
+type RawEntries = Vec<(String, HashMap<String, String>)>;
+
 /// An entry read from the queue.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -495,7 +498,7 @@ impl RedisQueue {
         })
     }
 
-    fn entries(raw: Vec<(String, HashMap<String, String>)>) -> Vec<Entry> {
+    fn entries(raw: RawEntries) -> Vec<Entry> {
         raw.into_iter()
             .filter_map(|(id, fields)| {
                 let body = fields.get("c")?;
@@ -519,7 +522,7 @@ impl RedisQueue {
         let mut out = Vec::new();
         let mut cursor = "0-0".to_owned();
         loop {
-            let (next, raw): (String, Vec<(String, HashMap<String, String>)>) = client
+            let (next, raw): (String, RawEntries) = client
                 .xautoclaim_values(key, GROUP, consumer, 0, cursor.as_str(), Some(1000), false)
                 .await
                 .map_err(unavailable)?;
