@@ -91,8 +91,8 @@ enum Pending {
     Command {
         request_id: String,
     },
-    /// An acknowledgement of results; its reply needs no action.
-    Ack,
+    /// An acknowledgement of these results; once answered they need no resending.
+    Ack(Vec<String>),
 }
 
 /// A channel the application wants.
@@ -136,6 +136,9 @@ pub(crate) struct Driver {
     /// Request ids whose results were delivered, oldest first (bounded).
     delivered: VecDeque<String>,
     delivered_set: HashSet<String>,
+    /// Results delivered but not yet acknowledged by the server: sent again on every new
+    /// session, since an acknowledgement lost with a connection is otherwise never repeated.
+    unacked: HashSet<String>,
 }
 
 impl Driver {
@@ -161,6 +164,7 @@ impl Driver {
             open: HashMap::new(),
             delivered: VecDeque::new(),
             delivered_set: HashSet::new(),
+            unacked: HashSet::new(),
         }
     }
 
@@ -210,19 +214,18 @@ impl Driver {
             }
             acked.push(request_id);
         }
-        if acked.is_empty() {
+        self.unacked.extend(acked.iter().cloned());
+        self.send_ack(socket, acked).await
+    }
+
+    async fn send_ack(&mut self, socket: &mut Socket, request_ids: Vec<String>) -> Result<(), End> {
+        if request_ids.is_empty() {
             return Ok(());
         }
         let id = self.next_id();
-        self.pending.insert(id, Pending::Ack);
-        self.send(
-            socket,
-            &ClientMessage::Ack {
-                id,
-                request_ids: acked,
-            },
-        )
-        .await
+        self.pending.insert(id, Pending::Ack(request_ids.clone()));
+        self.send(socket, &ClientMessage::Ack { id, request_ids })
+            .await
     }
 
     /// Results in an inbox snapshot (`{"pending": [...]}`).
@@ -428,6 +431,10 @@ impl Driver {
                 return end;
             }
         }
+        let unacked: Vec<String> = self.unacked.iter().cloned().collect();
+        if let Err(end) = self.send_ack(&mut socket, unacked).await {
+            return end;
+        }
         let open: Vec<String> = self.open.keys().cloned().collect();
         for request_id in open {
             if let Err(end) = self.send_command(&mut socket, &request_id).await {
@@ -617,17 +624,23 @@ impl Driver {
                             }
                         }
                     }
-                    Some(Pending::Refresh | Pending::Ack) | None => {
+                    Some(Pending::Refresh | Pending::Ack(_)) | None => {
                         self.emit(Event::Error { code, message }).await;
                     }
                 }
                 Ok(())
             }
             other => {
-                if let Some(Pending::Request(reply)) =
-                    other.reply_to().and_then(|id| self.pending.remove(&id))
-                {
-                    let _ = reply.send(Ok(other));
+                match other.reply_to().and_then(|id| self.pending.remove(&id)) {
+                    Some(Pending::Request(reply)) => {
+                        let _ = reply.send(Ok(other));
+                    }
+                    Some(Pending::Ack(request_ids)) => {
+                        for request_id in &request_ids {
+                            self.unacked.remove(request_id);
+                        }
+                    }
+                    _ => {}
                 }
                 Ok(())
             }

@@ -8,6 +8,7 @@ use std::fmt;
 /// A code never changes meaning once shipped; new codes may be added, so clients must treat an
 /// unknown code (decoded as [`ErrorCode::Unknown`]) as a generic failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -146,6 +147,7 @@ impl fmt::Display for ErrorCode {
 
 /// The body of every HTTP error response: `{"code": "...", "message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The stable code; branch on this.
     pub code: ErrorCode,

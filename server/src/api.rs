@@ -1,5 +1,5 @@
 //! The HTTP surface of a node: the WebSocket upgrade at `/ws`, health and readiness, metrics,
-//! and the operators' publish endpoint.
+//! the operators' publish endpoint, and (on nodes with a database) the [`crate::catalog`] routes.
 //!
 //! Every error is an [`ApiError`], rendered as `{"code", "message"}` with a stable
 //! [`ErrorCode`].
@@ -175,20 +175,26 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Tracks live connections so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The catalog routes, when the node has a database.
+    pub catalog: Option<crate::catalog::CatalogState>,
 }
 
 /// The node's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let catalog = state.catalog.clone();
+    let mut app = Router::new()
         .route("/ws", get(upgrade))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .route("/internal/publish", post(publish))
-        .fallback(not_found)
+        .with_state(state);
+    if let Some(catalog) = catalog {
+        app = app.merge(crate::catalog::router(catalog));
+    }
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
-        .with_state(state)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -11,6 +11,8 @@
 //! - [`booking`]: the booking engine: purchase commands, the command queue, workers that own
 //!   events and commit in batches, holds and their sweeper, the outbox relay, the live seat
 //!   map and durable results.
+//! - [`catalog`]: the HTTP catalog: operators' admin API, public listing and search, the seat
+//!   map's layout spec, the OpenAPI document, and the demo catalog.
 //! - [`engine`]: the [`engine::ChannelEngine`] trait and its `memory` and `redis`
 //!   implementations: offsets, bounded history, cross-node fan-out.
 //! - [`hub`]: local subscriptions, the subscribe-and-resume algorithm, snapshot providers, the
@@ -27,6 +29,7 @@
 pub mod api;
 pub mod auth;
 pub mod booking;
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -124,7 +127,7 @@ impl Node {
         let node_id: Arc<str> = config
             .node_id
             .clone()
-            .unwrap_or_else(|| format!("hub-{:04x}", rand::random::<u16>()))
+            .unwrap_or_else(|| format!("hub-{:016x}", rand::random::<u64>()))
             .into();
         let shutdown = CancellationToken::new();
         let nonzero = |n: u32| NonZeroU32::new(n.max(1)).expect("max(1) is non-zero");
@@ -146,6 +149,10 @@ impl Node {
             node_id,
             booking: booking.clone(),
         };
+        let catalog = db.as_ref().map(|db| catalog::CatalogState {
+            db: db.clone(),
+            verifier: verifier.clone(),
+        });
         let state = AppState {
             hub,
             verifier,
@@ -162,6 +169,7 @@ impl Node {
             },
             prometheus,
             tracker: TaskTracker::new(),
+            catalog,
         };
         Ok(Self {
             state,
@@ -294,7 +302,7 @@ pub async fn run_worker(
         id: config
             .worker_id
             .clone()
-            .unwrap_or_else(|| format!("worker-{:04x}", rand::random::<u16>())),
+            .unwrap_or_else(|| format!("worker-{:016x}", rand::random::<u64>())),
         db,
         queue,
         settings: config.booking.settings(),

@@ -396,7 +396,7 @@ impl Inventory {
                 self.hold_ga(request.user, &onsale, ticket_type, *quantity, now, delta)
             }
             Command::Release { hold, .. } => {
-                let id = self.own_hold(request.user, hold)?;
+                let id = self.own_hold(request.user, hold, now)?;
                 let info = self.holds.remove(&id).expect("own_hold checked it");
                 Ok((
                     Outcome::Released {
@@ -406,7 +406,7 @@ impl Inventory {
                 ))
             }
             Command::Checkout { hold, .. } => {
-                let id = self.own_hold(request.user, hold)?;
+                let id = self.own_hold(request.user, hold, now)?;
                 Ok(self.checkout(id, now, delta))
             }
             _ => Err(reject(ErrorCode::BadRequest, "unknown command")),
@@ -500,10 +500,15 @@ impl Inventory {
             .map(|(_, t)| self.ticket_types[t].max_per_order)
             .min()
             .unwrap_or(0);
-        if seats.len() as u32 > max {
+        let min = seat_items
+            .iter()
+            .map(|(_, t)| self.ticket_types[t].min_per_order)
+            .max()
+            .unwrap_or(1);
+        if seats.len() as u32 > max || (seats.len() as u32) < min {
             return Err(reject(
                 ErrorCode::InvalidQuantity,
-                format!("at most {max} seats per order"),
+                format!("between {min} and {max} seats per order"),
             ));
         }
         self.check_limit(user, onsale, seats.len() as u32)?;
@@ -605,22 +610,23 @@ impl Inventory {
         )
     }
 
-    fn own_hold(&self, user: &str, hold: &str) -> Result<Uuid, Outcome> {
+    /// The buyer's active hold. One past its expiry counts as expired even before the sweeper
+    /// (which runs at the end of the same batch) gets to it.
+    fn own_hold(&self, user: &str, hold: &str, now: i64) -> Result<Uuid, Outcome> {
         let not_found = || {
             reject(
                 ErrorCode::HoldNotFound,
                 "no such hold for you on this event",
             )
         };
+        let expired = || reject(ErrorCode::HoldExpired, "that hold is no longer active");
         let id = Uuid::parse_str(hold).map_err(|_| not_found())?;
         match self.holds.get(&id) {
+            Some(h) if h.user == user && h.expires_at <= now => Err(expired()),
             Some(h) if h.user == user => Ok(id),
             Some(_) => Err(not_found()),
             None => match self.ended.get(&id) {
-                Some(owner) if owner == user => Err(reject(
-                    ErrorCode::HoldExpired,
-                    "that hold is no longer active",
-                )),
+                Some(owner) if owner == user => Err(expired()),
                 _ => Err(not_found()),
             },
         }
@@ -1011,6 +1017,35 @@ pub(crate) mod tests {
         assert_eq!(inv.state[3], SeatState::Free);
         assert_eq!(delta.build(1, &inv).free, vec![3]);
         assert_eq!(inv.per_user.get("u"), Some(&0));
+    }
+
+    #[test]
+    fn a_hold_past_its_expiry_cannot_be_checked_out_even_before_the_sweep() {
+        let mut inv = small_event();
+        let Outcome::Held { hold, .. } = run(&mut inv, "u", &seats(&[2])) else {
+            panic!()
+        };
+        let checkout = Command::Checkout {
+            event: inv.event.to_string(),
+            hold,
+        };
+        let mut delta = DeltaBuilder::default();
+        let (outcome, change) = inv.apply(
+            &Request {
+                user: "u",
+                command: &checkout,
+                admission: None,
+            },
+            NOW + 600_000,
+            &mut delta,
+        );
+        assert_eq!(code(&outcome), ErrorCode::HoldExpired);
+        assert!(change.is_none());
+        assert_eq!(
+            inv.state[2],
+            SeatState::Held,
+            "the sweeper frees it, not the checkout"
+        );
     }
 
     #[test]

@@ -209,6 +209,9 @@ impl Reader {
     }
 }
 
+/// Random per process, so in-process entry ids never repeat across restarts.
+static BOOT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(rand::random);
+
 /// The in-process queue.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
@@ -251,7 +254,9 @@ impl MemoryQueue {
         let id = {
             let mut inner = self.inner.lock().expect("queue lock");
             inner.next_id += 1;
-            inner.next_id.to_string()
+            // Unique across restarts too: processed requests remember the entry id, and a
+            // restarted process must never reuse one (it would read as a redelivery).
+            format!("m{:016x}-{}", *BOOT, inner.next_id)
         };
         let queue = self.queue(event);
         queue

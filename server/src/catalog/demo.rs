@@ -1,0 +1,133 @@
+//! The catalog `marquee demo` seeds: one venue with a realistic seat map, an event on sale and
+//! an open onsale that lets commands through without a waiting room.
+
+use super::admin::create_seat_map;
+use super::layout::LayoutSpec;
+use anyhow::Context as _;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// What the demo seeded.
+#[derive(Debug, Clone)]
+pub struct DemoCatalog {
+    /// The demo tenant (put it in buyers' tokens).
+    pub tenant_id: Uuid,
+    /// The event on sale.
+    pub event_id: Uuid,
+    /// Its open onsale.
+    pub onsale_id: Uuid,
+    /// Seats on the map.
+    pub seats: usize,
+    /// Price categories: id and name.
+    pub categories: Vec<(Uuid, String)>,
+    /// The standing (general admission) ticket type.
+    pub ga_ticket_type: Uuid,
+}
+
+/// The demo hall: stalls in front of the stage, a circle and a balcony above, 2,708 seats.
+fn hall() -> LayoutSpec {
+    serde_json::from_value(serde_json::json!({
+        "focal": {"x": 0.0, "y": 0.0},
+        "sections": [
+            {"name": "Stalls", "rows": "A-AD", "seats": "1-50", "origin": {"x": -24.5, "y": 4.0},
+             "row_spacing": 1.1,
+             "categories": [{"rows": "A", "category": "Accessible"}, {"rows": "B-J", "category": "Premium"},
+                            {"rows": "K-AD", "category": "Standard"}],
+             "accessible": [{"rows": "A"}]},
+            {"name": "Circle", "rows": "A-P", "seats": "1-44", "origin": {"x": -21.5, "y": 40.0},
+             "row_spacing": 1.2,
+             "categories": [{"rows": "A-E", "category": "Premium"}, {"rows": "F-P", "category": "Standard"}],
+             "restricted_view": [{"rows": "N-P", "seats": "1-4"}, {"rows": "N-P", "seats": "41-44"}]},
+            {"name": "Balcony", "rows": "A-N", "seats": "1-36", "origin": {"x": -17.5, "y": 62.0},
+             "row_spacing": 1.3,
+             "categories": [{"rows": "A-N", "category": "Balcony"}]}
+        ]
+    }))
+    .expect("the demo hall is a valid layout")
+}
+
+/// Seeds the demo catalog into an empty database.
+pub async fn seed_demo(db: &PgPool) -> anyhow::Result<DemoCatalog> {
+    let mut tx = db.begin().await?;
+    let tenant_id: Uuid =
+        sqlx::query_scalar("insert into tenant (name) values ('Marquee Demo') returning tenant_id")
+            .fetch_one(&mut *tx)
+            .await?;
+    let venue: Uuid = sqlx::query_scalar(
+        "insert into venue (tenant_id, name, city, address, timezone)
+         values ($1, 'Grand Hall', 'Lisbon', 'Avenida da Liberdade 1', 'Europe/Lisbon') returning venue_id",
+    )
+    .bind(tenant_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let event_id: Uuid = sqlx::query_scalar(
+        "insert into event (tenant_id, venue_id, name, description, category, starts_at, ends_at, status)
+         values ($1, $2, 'The Midnight Orchestra', 'A night of film scores, live.', 'concert',
+                 date_trunc('hour', now()) + interval '7 days 20 hours',
+                 date_trunc('hour', now()) + interval '7 days 23 hours', 'on_sale')
+         returning event_id",
+    )
+    .bind(tenant_id)
+    .bind(venue)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut categories = Vec::new();
+    for (name, price) in [
+        ("Premium", 8900_i64),
+        ("Standard", 5900),
+        ("Balcony", 3900),
+        ("Accessible", 5900),
+    ] {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into price_category (tenant_id, event_id, name, price_minor, currency)
+             values ($1, $2, $3, $4, 'EUR') returning price_category_id",
+        )
+        .bind(tenant_id)
+        .bind(event_id)
+        .bind(name)
+        .bind(price)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency, max_per_order)
+             values ($1, $2, $3, 'seated', $4, $5, 'EUR', 8)",
+        )
+        .bind(tenant_id)
+        .bind(event_id)
+        .bind(name)
+        .bind(id)
+        .bind(price)
+        .execute(&mut *tx)
+        .await?;
+        categories.push((id, name.to_owned()));
+    }
+    let ga_ticket_type: Uuid = sqlx::query_scalar(
+        "insert into ticket_type (tenant_id, event_id, name, kind, price_minor, currency, max_per_order, ga_quota)
+         values ($1, $2, 'Standing', 'general_admission', 3500, 'EUR', 6, 500) returning ticket_type_id",
+    )
+    .bind(tenant_id)
+    .bind(event_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let map = create_seat_map(&mut tx, tenant_id, event_id, &hall())
+        .await
+        .context("creating the demo seat map")?;
+    // Until the waiting room exists, the demo onsale lets commands through without admission.
+    let onsale_id: Uuid = sqlx::query_scalar(
+        "insert into onsale (tenant_id, event_id, name, status, starts_at, hold_duration, per_user_limit, requires_admission)
+         values ($1, $2, 'General sale', 'live', now(), interval '10 minutes', 8, false) returning onsale_id",
+    )
+    .bind(tenant_id)
+    .bind(event_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(DemoCatalog {
+        tenant_id,
+        event_id,
+        onsale_id,
+        seats: map.seats,
+        categories,
+        ga_ticket_type,
+    })
+}

@@ -1,0 +1,256 @@
+//! The catalog: what is on sale, over HTTP (JSON). Operators manage venues, events, seat maps,
+//! price categories, ticket types and onsales of their own tenant ([`admin`]); anyone can list,
+//! search and read a tenant's published events ([`public`]). The OpenAPI document for all of
+//! it is generated from the handlers and served at `/openapi.json`.
+//!
+//! - [`layout`]: the compact layout spec that creates a whole seat map in one request.
+//! - [`demo`]: the catalog `marquee demo` seeds.
+//!
+//! Admin routes need a bearer token with the `admin` role and a `tenant` claim; every query is
+//! scoped by that tenant, and another tenant's ids answer `404 not_found` exactly like missing
+//! ones. Path ids that are not UUIDs answer `404 not_found` too: to a caller, a malformed id is
+//! just an id that does not exist. Every admin write adds an `audit_log` row in its transaction.
+
+pub mod admin;
+pub mod demo;
+pub mod layout;
+pub mod public;
+
+use crate::api::ApiError;
+use crate::auth::{AuthError, Role, Verifier};
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{get, patch, post, put};
+use marquee_protocol::ErrorCode;
+use sqlx::PgPool;
+use std::sync::Arc;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+pub use admin::create_seat_map;
+pub use demo::{DemoCatalog, seed_demo};
+
+/// What the catalog routes share.
+#[derive(Debug, Clone)]
+pub struct CatalogState {
+    /// The system of record.
+    pub db: PgPool,
+    /// Verifies operators' tokens.
+    pub verifier: Arc<Verifier>,
+}
+
+/// A catalog request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// No such thing for this caller.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The input is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The change conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string())
+            }
+            CatalogError::BadRequest(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, m)
+            }
+            CatalogError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m)
+            }
+            CatalogError::Db(e) => {
+                tracing::error!(error = %e, "catalog database error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+impl axum::response::IntoResponse for CatalogError {
+    fn into_response(self) -> axum::response::Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+/// A constraint name and the client error its violation means.
+pub(crate) type ConstraintError = (&'static str, fn() -> CatalogError);
+
+/// Maps a unique or check violation on a named constraint to a client error; anything else
+/// stays a database error.
+pub(crate) fn on_constraint(e: sqlx::Error, map: &[ConstraintError]) -> CatalogError {
+    if let sqlx::Error::Database(db) = &e
+        && let Some(name) = db.constraint()
+        && let Some((_, f)) = map.iter().find(|(n, _)| *n == name)
+    {
+        return f();
+    }
+    CatalogError::Db(e)
+}
+
+/// A path id: a malformed one is as missing as an unknown one.
+pub(crate) fn id(raw: &str, what: &'static str) -> Result<Uuid, CatalogError> {
+    Uuid::parse_str(raw).map_err(|_| CatalogError::NotFound(what))
+}
+
+/// An operator of one tenant, from the bearer token.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The operator's user id (recorded as the audit actor).
+    pub user: String,
+    /// The tenant every query is scoped by.
+    pub tenant: Uuid,
+}
+
+impl FromRequestParts<CatalogState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &CatalogState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_owned())
+            .ok_or_else(|| ApiError::auth(&AuthError::Missing))?;
+        let identity = state
+            .verifier
+            .verify(&token)
+            .map_err(|e| ApiError::auth(&e))?;
+        let tenant = identity
+            .tenant
+            .as_deref()
+            .and_then(|t| Uuid::parse_str(t).ok());
+        match tenant {
+            Some(tenant) if identity.has_role(Role::Admin) => Ok(Self {
+                user: identity.user,
+                tenant,
+            }),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "the catalog admin API needs the admin role and a tenant",
+            )),
+        }
+    }
+}
+
+/// The OpenAPI document of the catalog.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Marquee catalog API", description = "Venues, events, seat maps, ticket types and onsales; public listing and search. Errors are `{\"code\", \"message\"}` with a stable code."),
+    paths(
+        admin::put_tenant, admin::create_venue, admin::list_venues, admin::get_venue,
+        admin::create_event, admin::list_events, admin::get_event, admin::set_event_status,
+        admin::create_category, admin::list_categories, admin::create_seat_map_route,
+        admin::create_ticket_type, admin::list_ticket_types, admin::create_onsale,
+        admin::list_onsales, admin::get_onsale, admin::set_onsale_status,
+        public::search_events, public::event_detail, public::event_seats, public::availability,
+    ),
+    components(schemas(marquee_protocol::ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi())
+}
+
+/// Every catalog route and `GET /openapi.json`, with state applied.
+pub fn router(state: CatalogState) -> Router {
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/admin/tenant", put(admin::put_tenant))
+        .route(
+            "/v1/admin/venues",
+            post(admin::create_venue).get(admin::list_venues),
+        )
+        .route("/v1/admin/venues/{venue_id}", get(admin::get_venue))
+        .route(
+            "/v1/admin/events",
+            post(admin::create_event).get(admin::list_events),
+        )
+        .route("/v1/admin/events/{event_id}", get(admin::get_event))
+        .route(
+            "/v1/admin/events/{event_id}/status",
+            patch(admin::set_event_status),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/price-categories",
+            post(admin::create_category).get(admin::list_categories),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/seat-map",
+            post(admin::create_seat_map_route),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/ticket-types",
+            post(admin::create_ticket_type).get(admin::list_ticket_types),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/onsales",
+            post(admin::create_onsale).get(admin::list_onsales),
+        )
+        .route("/v1/admin/onsales/{onsale_id}", get(admin::get_onsale))
+        .route(
+            "/v1/admin/onsales/{onsale_id}/status",
+            patch(admin::set_onsale_status),
+        )
+        .route("/v1/tenants/{tenant_id}/events", get(public::search_events))
+        .route(
+            "/v1/tenants/{tenant_id}/events/{event_id}",
+            get(public::event_detail),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/events/{event_id}/seats",
+            get(public::event_seats),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/events/{event_id}/availability",
+            get(public::availability),
+        )
+        .with_state(state)
+}
