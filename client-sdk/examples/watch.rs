@@ -1,7 +1,7 @@
 //! Watches channels and prints every event.
 //!
 //! ```text
-//! MARQUEE_TOKEN=<jwt> cargo run -p marquee-client --example watch -- ws://127.0.0.1:8080/ws seats:demo
+//! MARQUEE_TOKEN=<jwt> cargo run -p marquee-client --example watch -- ws://127.0.0.1:8080/ws seats:<event id>
 //! ```
 //!
 //! Kill and restart the server while it runs: the client reconnects with backoff and resumes

@@ -4,7 +4,9 @@
 //! [`TokenProvider`] (asked again before every reconnect and before the token expires),
 //! reconnects with exponential backoff and full jitter, and resumes every subscription from
 //! the last position it saw, so the application receives every message exactly once, in order,
-//! or is told plainly that it must start over from a snapshot.
+//! or is told plainly that it must start over from a snapshot. Purchase commands
+//! ([`Client::hold_seats`] and its siblings) wait for their durable result across reconnects;
+//! the same request id never takes effect twice, and results are acknowledged once delivered.
 //!
 //! # Layout
 //!
@@ -19,7 +21,10 @@
 //! use marquee_client::{Client, ClientConfig, Event, TokenProvider};
 //! let config = ClientConfig::new("ws://127.0.0.1:8080/ws");
 //! let (client, mut events) = Client::connect(config, TokenProvider::fixed("eyJ...")).await?;
-//! client.subscribe("seats:demo").await?;
+//! let event = "4fb89289-9964-4fa3-9cdd-831bb809c4d9"; // printed by `marquee demo`
+//! client.subscribe(&format!("seats:{event}")).await?;
+//! let result = client.hold_seats(event, &[140, 141]).await?;
+//! println!("{:?}", result.outcome);
 //! while let Some(event) = events.next().await {
 //!     if let Event::Publication(p) = event {
 //!         println!("{} #{}: {}", p.channel, p.offset, p.data);
