@@ -330,6 +330,13 @@ impl MemoryQueue {
         }
     }
 
+    /// Entries of an event not yet acknowledged (waiting or being processed).
+    pub fn backlog(&self, event: Uuid) -> usize {
+        let queue = self.queue(event);
+        let entries = queue.entries.lock().expect("queue lock");
+        entries.ready.len() + entries.pending.len()
+    }
+
     fn ack(&self, event: Uuid, ids: &[String]) {
         let queue = self.queue(event);
         let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
