@@ -9,7 +9,7 @@
 //! latencies are end to end. Load generator and node share this machine's cores.
 //!
 //! Run: `cargo bench -p marquee-server --bench booking -- [--clients N] [--window W]
-//! [--seats S] [--markdown FILE]`.
+//! [--seats S] [--markdown FILE]`; `-- --only-sweep` runs the sweep alone.
 
 use anyhow::Context as _;
 use futures_util::{SinkExt, StreamExt};
@@ -19,7 +19,7 @@ use marquee_protocol::{ClientMessage, Codec, Frame, ServerMessage};
 use marquee_server::auth::{Claims, now_secs, sign_hs256};
 use marquee_server::booking::inventory::{DeltaBuilder, Request};
 use marquee_server::booking::store::{self, Batch};
-use marquee_server::booking::worker::now_ms;
+use marquee_server::booking::worker::{delta_message, now_ms};
 use marquee_server::config::Secret;
 use marquee_server::{Config, Node};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -38,6 +38,8 @@ struct Args {
     seats: i32,
     sweep: usize,
     markdown: Option<String>,
+    /// Only the sweep (`--only-sweep`), to look at it alone.
+    only_sweep: bool,
 }
 
 fn args() -> Args {
@@ -47,6 +49,7 @@ fn args() -> Args {
         seats: 100_000,
         sweep: 10_000,
         markdown: None,
+        only_sweep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +60,7 @@ fn args() -> Args {
             "--seats" => a.seats = value().parse().expect("a number"),
             "--sweep" => a.sweep = value().parse().expect("a number"),
             "--markdown" => a.markdown = Some(value()),
+            "--only-sweep" => a.only_sweep = true,
             _ => {} // cargo bench passes `--bench`
         }
     }
@@ -392,9 +396,10 @@ async fn owner_throughput(n: i32, batch_max: usize) -> anyhow::Result<f64> {
 async fn sweep(n: usize) -> anyhow::Result<(Duration, Duration)> {
     let (admin, name, db_url) = create_database().await?;
     let result = async {
-        let pool = marquee_server::db::connect(&db_url, 2).await?;
+        // One connection, as an owner has: its statements are prepared once and reused.
+        let pool = marquee_server::db::connect(&db_url, 1).await?;
         marquee_server::db::migrate(&pool).await?;
-        let (_, event) = seed(&pool, n as i32, "1 second").await?;
+        let (_, event) = seed(&pool, n as i32 + 1, "1 second").await?;
         let mut inventory = store::load(&pool, event).await?.context("seeded event")?;
         let now = now_ms();
         let mut batch = Batch {
@@ -402,7 +407,9 @@ async fn sweep(n: usize) -> anyhow::Result<(Duration, Duration)> {
             ..Batch::default()
         };
         let mut delta = DeltaBuilder::default();
-        for seat in 0..n as u32 {
+        // Seat 0 is held half a second earlier: its sweep, alone and untimed, warms the
+        // connection up the way an owner's first sweep does.
+        for seat in 0..=n as u32 {
             let command = Command::HoldSeats {
                 event: event.to_string(),
                 seats: vec![seat],
@@ -413,12 +420,12 @@ async fn sweep(n: usize) -> anyhow::Result<(Duration, Duration)> {
                     command: &command,
                     admission: None,
                 },
-                now,
+                if seat == 0 { now - 500 } else { now },
                 &mut delta,
             );
             batch.changes.extend(change);
         }
-        anyhow::ensure!(batch.changes.len() == n, "every seat was held");
+        anyhow::ensure!(batch.changes.len() == n + 1, "every seat was held");
         inventory.version = store::commit(
             &pool,
             inventory.tenant,
@@ -428,21 +435,32 @@ async fn sweep(n: usize) -> anyhow::Result<(Duration, Duration)> {
             &batch,
         )
         .await?;
-        let started = Instant::now();
-        let mut delta = DeltaBuilder::default();
-        let expired = inventory.expire_due(now + 1000, n, &mut delta);
-        anyhow::ensure!(expired.len() == n, "every hold is due");
-        let messages = vec![serde_json::json!({
-            "channel": format!("seats:{event}"),
-            "data": delta.build((inventory.version + 1) as u64, &inventory),
-        })];
-        let decided = started.elapsed();
-        let batch = Batch {
-            changes: expired,
-            messages,
-            bump: true,
-            ..Batch::default()
+        let expire = |inventory: &mut marquee_server::booking::inventory::Inventory, at: i64| {
+            let mut delta = DeltaBuilder::default();
+            let expired = inventory.expire_due(at, n, &mut delta);
+            let messages = vec![delta_message(inventory, &delta)];
+            Batch {
+                changes: expired,
+                messages,
+                bump: true,
+                ..Batch::default()
+            }
         };
+        let warm_up = expire(&mut inventory, now + 500);
+        anyhow::ensure!(warm_up.changes.len() == 1, "one hold is due first");
+        inventory.version = store::commit(
+            &pool,
+            inventory.tenant,
+            event,
+            inventory.version,
+            "bench",
+            &warm_up,
+        )
+        .await?;
+        let started = Instant::now();
+        let batch = expire(&mut inventory, now + 1000);
+        let decided = started.elapsed();
+        anyhow::ensure!(batch.changes.len() == n, "every other hold is due");
         store::commit(
             &pool,
             inventory.tenant,
@@ -476,6 +494,16 @@ async fn main() -> anyhow::Result<()> {
         "hot event: {} seats, {} buyers, {} commands in flight each",
         args.seats, args.clients, args.window
     );
+    if args.only_sweep {
+        let (decided, total) = sweep(args.sweep).await?;
+        println!(
+            "sweep of {}: {:.1} ms (decide {:.1} ms)",
+            args.sweep,
+            ms(total),
+            ms(decided)
+        );
+        return Ok(());
+    }
     let mut owner_rates = Vec::new();
     for _ in 0..3 {
         owner_rates.push(owner_throughput(args.seats, 1024).await?);

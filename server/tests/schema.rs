@@ -358,3 +358,135 @@ async fn the_demo_database_starts_migrates_and_is_removed_afterwards() {
         "the server process {pid} is gone"
     );
 }
+
+/// The database error's constraint name and SQLSTATE.
+fn refused(err: sqlx::Error) -> (Option<String>, Option<String>) {
+    let sqlx::Error::Database(e) = err else {
+        panic!("{err}")
+    };
+    (
+        e.constraint().map(str::to_owned),
+        e.code().map(|c| c.into_owned()),
+    )
+}
+
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn hot_path_references_are_checked_per_statement_as_strictly_as_foreign_keys(pool: PgPool) {
+    let f = fixture(&pool, 2, 10).await;
+    let other = fixture(&pool, 1, 10).await;
+    assert!(try_hold_seat(&pool, &f, f.seats[0], "u1").await);
+    let hold: Uuid = sqlx::query_scalar("select hold_id from hold where event_id = $1")
+        .bind(f.event)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let claim = "insert into seat_claim (event_id, seat_id, tenant_id, state, hold_id)
+                 select $1, s, $2, 'held', $3 from unnest($4::uuid[]) s";
+    let claims = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from seat_claim")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+
+    // A batch with one seat of another event among good ones fails whole.
+    let err = sqlx::query(claim)
+        .bind(f.event)
+        .bind(f.tenant)
+        .bind(hold)
+        .bind(vec![f.seats[1], other.seats[0]])
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(err),
+        (
+            Some("seat_claim_seat_same_event".into()),
+            Some(FOREIGN_KEY_VIOLATION.into())
+        )
+    );
+    // A claim by a hold that does not exist.
+    let err = sqlx::query(claim)
+        .bind(f.event)
+        .bind(f.tenant)
+        .bind(Uuid::new_v4())
+        .bind(vec![f.seats[1]])
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(err).0.as_deref(),
+        Some("seat_claim_hold_same_event")
+    );
+    assert_eq!(claims().await, 1, "nothing was written");
+
+    // A hold on another event's onsale.
+    let err = sqlx::query(
+        "insert into hold (hold_id, tenant_id, event_id, onsale_id, user_id, expires_at)
+         values (gen_random_uuid(), $1, $2, $3, 'u1', now())",
+    )
+    .bind(f.tenant)
+    .bind(f.event)
+    .bind(other.onsale)
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused(err).0.as_deref(),
+        Some("hold_onsale_same_event_and_tenant")
+    );
+    // A result for a tenant that does not exist.
+    let err = sqlx::query(
+        "insert into processed_request (tenant_id, user_id, request_id, command_id, result)
+         values ($1, 'u1', 'r-1', 'c-1', '{}')",
+    )
+    .bind(Uuid::new_v4())
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused(err).0.as_deref(),
+        Some("processed_request_tenant_id_fkey")
+    );
+
+    // Parents still claimed cannot go, and a claim cannot move to another seat or hold.
+    for delete in [
+        "delete from seat where seat_id = $1",
+        "delete from hold where hold_id = (select hold_id from seat_claim where seat_id = $1)",
+    ] {
+        let err = sqlx::query(delete)
+            .bind(f.seats[0])
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused(err).1.as_deref(),
+            Some(FOREIGN_KEY_VIOLATION),
+            "{delete}"
+        );
+    }
+    for update in [
+        "update seat_claim set seat_id = (select seat_id from seat where seat_id <> $1 and event_id = seat_claim.event_id limit 1) where seat_id = $1",
+        "update seat_claim set hold_id = gen_random_uuid() where seat_id = $1",
+    ] {
+        let err = sqlx::query(update)
+            .bind(f.seats[0])
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused(err).1.as_deref(),
+            Some(FOREIGN_KEY_VIOLATION),
+            "{update}"
+        );
+    }
+    assert_eq!(claims().await, 1);
+    // The seat without a claim can go (with nothing pointing at it).
+    sqlx::query("delete from seat where seat_id = $1")
+        .bind(f.seats[1])
+        .execute(&pool)
+        .await
+        .unwrap();
+}

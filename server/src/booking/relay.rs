@@ -14,9 +14,11 @@ use crate::hub::Hub;
 use crate::metrics::METRICS;
 use anyhow::Context as _;
 use marquee_protocol::Channel;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row as _};
+use std::borrow::Cow;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +30,16 @@ const ROWS_PER_ROUND: i64 = 64;
 
 /// How often the relay looks for rows without a notification.
 const POLL: Duration = Duration::from_millis(250);
+
+/// One message of an outbox row, borrowed from the row's text: its data is published as it
+/// was stored, without being parsed.
+#[derive(Deserialize)]
+struct OutboxMessage<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
 
 /// Runs the relay until `cancel`.
 pub async fn run(db: PgPool, hub: Hub, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -69,31 +81,37 @@ pub async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> {
     if !leader {
         return Ok(0);
     }
-    let rows = sqlx::query("select outbox_id, messages from outbox order by outbox_id limit $1")
-        .bind(ROWS_PER_ROUND)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows = sqlx::query(
+        "select outbox_id, messages::text as messages from outbox order by outbox_id limit $1",
+    )
+    .bind(ROWS_PER_ROUND)
+    .fetch_all(&mut *tx)
+    .await?;
     if rows.is_empty() {
         return Ok(0);
     }
     let mut ids = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: i64 = row.get("outbox_id");
-        let messages: Value = row.get("messages");
-        for message in messages.as_array().into_iter().flatten() {
-            let Some(channel) = message
-                .get("channel")
-                .and_then(Value::as_str)
-                .and_then(|c| Channel::parse(c).ok())
-            else {
+        let text: &str = row.get("messages");
+        let messages: Vec<OutboxMessage<'_>> = match serde_json::from_str(text) {
+            Ok(messages) => messages,
+            Err(e) => {
+                // Retrying cannot fix it, and it must not block every row behind it.
+                tracing::error!(outbox_id = id, error = %e, "skipping an outbox row that is not a list of messages");
+                ids.push(id);
+                continue;
+            }
+        };
+        for message in messages {
+            let Ok(channel) = Channel::parse(&message.channel) else {
                 tracing::error!(
                     outbox_id = id,
                     "skipping an outbox message without a valid channel"
                 );
                 continue;
             };
-            let data = message.get("data").unwrap_or(&Value::Null);
-            hub.publish(&channel, data)
+            hub.publish_json(&channel, message.data)
                 .await
                 .with_context(|| format!("publishing outbox row {id} on {channel}"))?;
             METRICS.outbox_published.increment(1);

@@ -14,7 +14,7 @@ use super::inventory::{
     TicketTypeInfo,
 };
 use marquee_protocol::booking::{SeatIndex, SeatState};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Row as _};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -44,8 +44,8 @@ pub struct Processed {
     pub request_id: String,
     /// The queue entry that carried it.
     pub command_id: String,
-    /// The result, as JSON.
-    pub result: Value,
+    /// The result, as JSON text (serialized once, stored and published as it is).
+    pub result: Box<RawValue>,
 }
 
 /// Everything one transaction writes.
@@ -55,8 +55,8 @@ pub struct Batch {
     pub changes: Vec<Change>,
     /// Requests that took effect or were rejected, with their results.
     pub processed: Vec<Processed>,
-    /// Messages for the outbox relay: `{"channel", "data"}` objects, in publication order.
-    pub messages: Vec<Value>,
+    /// Messages for the outbox relay, in publication order, each made by [`outbox_message`].
+    pub messages: Vec<String>,
     /// Whether availability changed (then the inventory version moves up by one).
     pub bump: bool,
 }
@@ -66,6 +66,21 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.processed.is_empty() && self.messages.is_empty()
     }
+}
+
+/// A message for the outbox relay: the JSON text of `{"channel": channel, "data": data}`.
+///
+/// Results and deltas are serialized once, in the worker, and travel as text from there to the
+/// hub: the hot path builds no JSON trees.
+pub fn outbox_message(channel: &str, data: &RawValue) -> String {
+    let channel = serde_json::to_string(channel).expect("a string always serializes");
+    let mut message = String::with_capacity(channel.len() + data.get().len() + 22);
+    message.push_str("{\"channel\":");
+    message.push_str(&channel);
+    message.push_str(",\"data\":");
+    message.push_str(data.get());
+    message.push('}');
+    message
 }
 
 /// Loads an event's inventory, or `None` if the event does not exist.
@@ -315,13 +330,13 @@ pub async fn processed(
     db: &PgPool,
     tenant: Uuid,
     keys: &[(String, String)],
-) -> Result<HashMap<(String, String), (String, Value)>, sqlx::Error> {
+) -> Result<HashMap<(String, String), (String, Box<RawValue>)>, sqlx::Error> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
     let (users, ids): (Vec<String>, Vec<String>) = keys.iter().cloned().unzip();
     let rows = sqlx::query(
-        "select p.user_id, p.request_id, p.command_id, p.result
+        "select p.user_id, p.request_id, p.command_id, p.result::text as result
          from processed_request p
          join unnest($2::text[], $3::text[]) as k(user_id, request_id)
            on p.user_id = k.user_id and p.request_id = k.request_id
@@ -332,15 +347,40 @@ pub async fn processed(
     .bind(ids)
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
-            (
+            let result = RawValue::from_string(r.get("result"))
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            Ok((
                 (r.get("user_id"), r.get("request_id")),
-                (r.get("command_id"), r.get("result")),
-            )
+                (r.get("command_id"), result),
+            ))
         })
-        .collect())
+        .collect()
+}
+
+/// The detail of a batch's audit row: the holds it touched, by action (`checked_out` lists
+/// `[hold, order]` pairs), and the inventory version it produced. Empty lists are left out.
+#[derive(Debug, Default, serde::Serialize)]
+struct AuditDetail {
+    version: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    held: Vec<Uuid>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    released: Vec<Uuid>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    expired: Vec<Uuid>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checked_out: Vec<[Uuid; 2]>,
+}
+
+impl AuditDetail {
+    fn is_empty(&self) -> bool {
+        self.held.is_empty()
+            && self.released.is_empty()
+            && self.expired.is_empty()
+            && self.checked_out.is_empty()
+    }
 }
 
 /// Arrays for one `unnest` insert per table.
@@ -355,8 +395,6 @@ struct Columns {
     item_qty: Vec<i32>,
     claim_seat: Vec<Uuid>,
     claim_hold: Vec<Uuid>,
-    end_hold: Vec<Uuid>,
-    end_status: Vec<String>,
     ga: HashMap<Uuid, (i32, i32)>,
     order_id: Vec<Uuid>,
     order_hold: Vec<Uuid>,
@@ -369,8 +407,8 @@ struct Columns {
     line_seat: Vec<Option<Uuid>>,
     line_qty: Vec<i32>,
     line_unit: Vec<i64>,
-    /// `(action, subject)` per change, grouped by action in the batch's audit row.
-    audit: Vec<(&'static str, Value)>,
+    /// What the batch did, by action, for its audit row.
+    audit: AuditDetail,
 }
 
 impl Columns {
@@ -397,19 +435,16 @@ impl Columns {
                         c.item_qty.push(q as i32);
                         c.ga.entry(t).or_default().0 += q as i32;
                     }
-                    c.audit.push(("held", serde_json::json!(hold)));
+                    c.audit.held.push(*hold);
                 }
                 Change::End { hold, how, ga } => {
-                    c.end_hold.push(*hold);
-                    c.end_status.push(how.status().to_owned());
                     if let Some((t, q)) = ga {
                         c.ga.entry(*t).or_default().0 -= *q as i32;
                     }
-                    let action = match how {
-                        HoldEnd::Released => "released",
-                        HoldEnd::Expired => "expired",
-                    };
-                    c.audit.push((action, serde_json::json!(hold)));
+                    match how {
+                        HoldEnd::Released => c.audit.released.push(*hold),
+                        HoldEnd::Expired => c.audit.expired.push(*hold),
+                    }
                 }
                 Change::Checkout {
                     hold,
@@ -421,8 +456,6 @@ impl Columns {
                     lines,
                     ga,
                 } => {
-                    c.end_hold.push(*hold);
-                    c.end_status.push("converted".into());
                     c.order_id.push(*order);
                     c.order_hold.push(*hold);
                     c.order_user.push(user.clone());
@@ -441,8 +474,7 @@ impl Columns {
                         entry.0 -= *q as i32;
                         entry.1 += *q as i32;
                     }
-                    c.audit
-                        .push(("checked_out", serde_json::json!([hold, order])));
+                    c.audit.checked_out.push([*hold, *order]);
                 }
             }
         }
@@ -463,7 +495,7 @@ pub async fn commit(
     let mut tx = db.begin().await?;
     let bump = i64::from(batch.bump);
     let fenced = sqlx::query(
-        "update event set inventory_version = inventory_version + $3
+        "update event set inventory_version = inventory_version + $3, updated_at = now()
          where event_id = $1 and inventory_version = $2",
     )
     .bind(event)
@@ -514,18 +546,25 @@ pub async fn commit(
         .execute(&mut *tx)
         .await?;
     }
-    if !c.end_hold.is_empty() {
+    // Ends holds: one statement per way of ending (a constant status, no per-row cast).
+    for (status, holds) in [
+        ("released", &c.audit.released),
+        ("expired", &c.audit.expired),
+        ("converted", &c.order_hold),
+    ] {
+        if holds.is_empty() {
+            continue;
+        }
         let ended = sqlx::query(
-            "update hold set status = x.s::hold_status
-             from unnest($2::uuid[], $3::text[]) as x(h, s)
-             where hold.event_id = $1 and hold.hold_id = x.h and hold.status = 'active'",
+            "update hold set status = $2::hold_status, updated_at = now()
+             where event_id = $1 and hold_id = any($3) and status = 'active'",
         )
         .bind(event)
-        .bind(&c.end_hold)
-        .bind(&c.end_status)
+        .bind(status)
+        .bind(holds)
         .execute(&mut *tx)
         .await?;
-        if ended.rows_affected() != c.end_hold.len() as u64 {
+        if ended.rows_affected() != holds.len() as u64 {
             // Some hold was already ended by someone else: this owner's memory is stale.
             return Err(CommitError::Fenced);
         }
@@ -561,7 +600,7 @@ pub async fn commit(
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "update seat_claim set state = 'sold', ticket_order_id = x.o
+            "update seat_claim set state = 'sold', ticket_order_id = x.o, updated_at = now()
              from unnest($2::uuid[], $3::uuid[]) as x(h, o)
              where seat_claim.event_id = $1 and seat_claim.hold_id = x.h",
         )
@@ -571,13 +610,20 @@ pub async fn commit(
         .execute(&mut *tx)
         .await?;
     }
-    if !c.end_hold.is_empty() {
+    if !c.audit.released.is_empty() || !c.audit.expired.is_empty() {
         // Released and expired holds give their seats back (converted ones were moved above).
+        let freed: Vec<Uuid> = c
+            .audit
+            .released
+            .iter()
+            .chain(&c.audit.expired)
+            .copied()
+            .collect();
         sqlx::query(
-            "delete from seat_claim where event_id = $1 and hold_id = any($2::uuid[]) and state = 'held'",
+            "delete from seat_claim where event_id = $1 and hold_id = any($2) and state = 'held'",
         )
         .bind(event)
-        .bind(&c.end_hold)
+        .bind(&freed)
         .execute(&mut *tx)
         .await?;
     }
@@ -587,7 +633,7 @@ pub async fn commit(
         let held: Vec<i32> = ids.iter().map(|id| c.ga[id].0).collect();
         let sold: Vec<i32> = ids.iter().map(|id| c.ga[id].1).collect();
         sqlx::query(
-            "update ticket_type set ga_held = ga_held + x.h, ga_sold = ga_sold + x.s
+            "update ticket_type set ga_held = ga_held + x.h, ga_sold = ga_sold + x.s, updated_at = now()
              from unnest($2::uuid[], $3::int4[], $4::int4[]) as x(id, h, s)
              where ticket_type.event_id = $1 and ticket_type.ticket_type_id = x.id",
         )
@@ -610,10 +656,10 @@ pub async fn commit(
             .iter()
             .map(|p| p.command_id.as_str())
             .collect();
-        let results: Vec<&Value> = batch.processed.iter().map(|p| &p.result).collect();
+        let results: Vec<&str> = batch.processed.iter().map(|p| p.result.get()).collect();
         sqlx::query(
             "insert into processed_request (tenant_id, user_id, request_id, event_id, command_id, result)
-             select $1, u, r, $2, c, j from unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) as x(u, r, c, j)",
+             select $1, u, r, $2, c, j::json from unnest($3::text[], $4::text[], $5::text[], $6::text[]) as x(u, r, c, j)",
         )
         .bind(tenant)
         .bind(event)
@@ -625,10 +671,20 @@ pub async fn commit(
         .await?;
     }
     if !batch.messages.is_empty() {
-        sqlx::query("insert into outbox (tenant_id, event_id, messages) values ($1, $2, $3)")
+        let mut messages =
+            String::with_capacity(batch.messages.iter().map(|m| m.len() + 1).sum::<usize>() + 2);
+        messages.push('[');
+        for (i, message) in batch.messages.iter().enumerate() {
+            if i > 0 {
+                messages.push(',');
+            }
+            messages.push_str(message);
+        }
+        messages.push(']');
+        sqlx::query("insert into outbox (tenant_id, event_id, messages) values ($1, $2, $3::json)")
             .bind(tenant)
             .bind(event)
-            .bind(Value::Array(batch.messages.clone()))
+            .bind(messages)
             .execute(&mut *tx)
             .await?;
         sqlx::query("select pg_notify($1, '')")
@@ -637,25 +693,18 @@ pub async fn commit(
             .await?;
     }
     if !c.audit.is_empty() {
-        // One audit row per batch: the holds (or `[hold, order]` pairs) grouped by action.
-        let mut detail = serde_json::Map::new();
-        detail.insert("version".into(), Value::from(version + bump));
-        for (action, subject) in &c.audit {
-            detail
-                .entry(*action)
-                .or_insert_with(|| Value::Array(Vec::new()))
-                .as_array_mut()
-                .expect("inserted as an array")
-                .push(subject.clone());
-        }
+        // One audit row per batch.
+        let mut detail = c.audit;
+        detail.version = version + bump;
+        let detail = serde_json::to_string(&detail).expect("an audit detail always serializes");
         sqlx::query(
             "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail)
-             values ($1, $2, 'event', $3, 'inventory_changed', $4)",
+             values ($1, $2, 'event', $3, 'inventory_changed', $4::json)",
         )
         .bind(tenant)
         .bind(actor)
         .bind(event.to_string())
-        .bind(Value::Object(detail))
+        .bind(detail)
         .execute(&mut *tx)
         .await?;
     }

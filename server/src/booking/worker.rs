@@ -11,12 +11,12 @@
 
 use super::inventory::{DeltaBuilder, Inventory, Request};
 use super::queue::{CommandQueue, Entry, Reader};
-use super::store::{self, Batch, CommitError, Processed};
+use super::store::{self, Batch, CommitError, Processed, outbox_message};
 use crate::metrics::METRICS;
 use anyhow::Context as _;
 use marquee_protocol::booking::{CommandResult, InboxMessage, Outcome};
 use marquee_protocol::{Channel, ChannelKind, ErrorCode};
-use serde_json::{Value, json};
+use serde_json::value::{RawValue, to_raw_value};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -193,11 +193,7 @@ struct Owner {
 /// The stored or decided result of a request within a batch.
 struct Decided {
     inbox: String,
-    result: Value,
-}
-
-fn inbox_message(inbox: &str, result: &Value) -> Value {
-    json!({"channel": inbox, "data": result})
+    result: Box<RawValue>,
 }
 
 impl Owner {
@@ -292,14 +288,14 @@ impl Owner {
             if let Some((command_id, result)) = stored.get(&key) {
                 if *command_id != entry.id {
                     // A client's retry: the first result again, no second effect.
-                    results.push(inbox_message(&envelope.inbox, result));
+                    results.push(outbox_message(&envelope.inbox, result));
                 }
                 // Otherwise a redelivery of the very entry that produced the result: it was
                 // committed and published already.
                 continue;
             }
             if let Some(first) = seen.get(&key) {
-                results.push(inbox_message(&first.inbox, &first.result));
+                results.push(outbox_message(&first.inbox, &first.result));
                 continue;
             }
             let outcome = if envelope.tenant != inv.tenant
@@ -319,14 +315,14 @@ impl Owner {
                 batch.changes.extend(change);
                 outcome
             };
-            let result = serde_json::to_value(InboxMessage::Result(CommandResult {
+            let result = to_raw_value(&InboxMessage::Result(CommandResult {
                 request_id: envelope.request_id.clone(),
                 event: inv.event.to_string(),
                 command: envelope.command.kind().to_owned(),
                 outcome,
             }))
             .expect("a result always serializes");
-            results.push(inbox_message(&envelope.inbox, &result));
+            results.push(outbox_message(&envelope.inbox, &result));
             batch.processed.push(Processed {
                 user: envelope.user.clone(),
                 request_id: envelope.request_id.clone(),
@@ -347,17 +343,21 @@ impl Owner {
         batch.changes.extend(expired);
         if !delta.is_empty() {
             batch.bump = true;
-            let v = (inv.version + 1) as u64;
-            let channel = Channel::new(ChannelKind::Seats, &inv.event.to_string())
-                .expect("a uuid is a valid channel id");
-            batch.messages.push(json!({
-                "channel": channel.as_str(),
-                "data": delta.build(v, inv),
-            }));
+            batch.messages.push(delta_message(inv, &delta));
         }
         batch.messages.extend(results);
         Ok((batch, decided))
     }
+}
+
+/// The outbox message that publishes `delta` on the event's `seats` channel, as the version
+/// after the batch that holds it (the inventory's current version plus one).
+pub fn delta_message(inv: &Inventory, delta: &DeltaBuilder) -> String {
+    let v = (inv.version + 1) as u64;
+    let channel = Channel::new(ChannelKind::Seats, &inv.event.to_string())
+        .expect("a uuid is a valid channel id");
+    let data = to_raw_value(&delta.build(v, inv)).expect("a delta always serializes");
+    outbox_message(channel.as_str(), &data)
 }
 
 /// Whether `inbox` is the inbox of `user` in `tenant` (a hub never enqueues anything else, but

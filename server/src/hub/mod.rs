@@ -22,6 +22,7 @@ use bytes::Bytes;
 use marquee_protocol::{Channel, ChannelKind, StreamPosition};
 use registry::{ConnShared, Registry};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -130,6 +131,16 @@ impl Hub {
         data: &Value,
     ) -> Result<StreamPosition, HubError> {
         let bytes = Bytes::from(serde_json::to_vec(data).expect("a JSON value always serializes"));
+        Ok(self.inner.engine.publish(channel.as_str(), bytes).await?)
+    }
+
+    /// Publishes a payload that is JSON text already (the outbox relay's messages).
+    pub async fn publish_json(
+        &self,
+        channel: &Channel,
+        data: &RawValue,
+    ) -> Result<StreamPosition, HubError> {
+        let bytes = Bytes::copy_from_slice(data.get().as_bytes());
         Ok(self.inner.engine.publish(channel.as_str(), bytes).await?)
     }
 
