@@ -15,6 +15,10 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // No ping before each use: it is a round trip on every query (twice per booking
+        // batch), and a connection that broke fails its next statement anyway, which callers
+        // already handle (the worker retries its batch on a fresh connection).
+        .test_before_acquire(false)
         .connect(url)
         .await
         .context("connecting to Postgres")

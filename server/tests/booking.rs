@@ -368,6 +368,39 @@ async fn a_retried_request_id_returns_the_first_result_even_after_a_reconnect(po
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn retries_racing_the_first_commit_get_its_result_and_have_no_effect(pool: PgPool) {
+    // The owner decides a batch while the one before it commits: retries arriving in any batch
+    // (the first's, the one committing, or later) must all answer with the first result.
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut raw = connect(&node, &shop, "ana").await;
+    for id in 1..=40u64 {
+        // Not waiting for each `accepted` (`result` skips them): the retries keep coming
+        // while the first batches decide and commit.
+        raw.send(&ClientMessage::Command {
+            id,
+            request_id: "burst".into(),
+            command: hold_seats(&shop, &[20, 21]),
+            admission: None,
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let first = result(&mut raw).await;
+    assert!(matches!(first.outcome, Outcome::Held { .. }), "{first:?}");
+    for _ in 2..=40 {
+        assert_eq!(result(&mut raw).await, first);
+    }
+    assert_eq!(count(&pool, "select count(*) from hold").await, 1);
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 2);
+    assert_eq!(
+        count(&pool, "select count(*) from processed_request").await,
+        1
+    );
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
     let shop = shop(
         &pool,

@@ -116,16 +116,6 @@ pub enum HoldEnd {
     Expired,
 }
 
-impl HoldEnd {
-    /// The `hold_status` it leaves behind.
-    pub fn status(self) -> &'static str {
-        match self {
-            Self::Released => "released",
-            Self::Expired => "expired",
-        }
-    }
-}
-
 /// One line of an order.
 #[derive(Debug, Clone)]
 pub struct OrderLine {

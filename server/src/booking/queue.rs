@@ -554,8 +554,8 @@ impl RedisQueue {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Entry>, QueueError> {
-        let response: XReadResponse<String, String, String, String> = client
-            .xreadgroup_map(
+        let value: fred::types::Value = client
+            .xreadgroup(
                 GROUP,
                 consumer,
                 Some(max as u64),
@@ -566,6 +566,12 @@ impl RedisQueue {
             )
             .await
             .map_err(unavailable)?;
+        // A read that times out answers nil, which is no stream response at all.
+        if value.is_null() {
+            return Ok(Vec::new());
+        }
+        let response: XReadResponse<String, String, String, String> =
+            value.into_xread_response().map_err(unavailable)?;
         Ok(response.into_values().flat_map(Self::entries).collect())
     }
 

@@ -670,7 +670,8 @@ pub async fn commit(
         .execute(&mut *tx)
         .await?;
     }
-    if !batch.messages.is_empty() {
+    // The outbox row, the audit row and the relay's wake-up in one statement (one round trip).
+    let messages = (!batch.messages.is_empty()).then(|| {
         let mut messages =
             String::with_capacity(batch.messages.iter().map(|m| m.len() + 1).sum::<usize>() + 2);
         messages.push('[');
@@ -681,33 +682,33 @@ pub async fn commit(
             messages.push_str(message);
         }
         messages.push(']');
-        sqlx::query("insert into outbox (tenant_id, event_id, messages) values ($1, $2, $3::json)")
-            .bind(tenant)
-            .bind(event)
-            .bind(messages)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("select pg_notify($1, '')")
-            .bind(OUTBOX_NOTIFY)
-            .execute(&mut *tx)
-            .await?;
-    }
-    if !c.audit.is_empty() {
-        // One audit row per batch.
+        messages
+    });
+    let detail = (!c.audit.is_empty()).then(|| {
         let mut detail = c.audit;
         detail.version = version + bump;
-        let detail = serde_json::to_string(&detail).expect("an audit detail always serializes");
-        sqlx::query(
-            "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail)
-             values ($1, $2, 'event', $3, 'inventory_changed', $4::json)",
-        )
-        .bind(tenant)
-        .bind(actor)
-        .bind(event.to_string())
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
-    }
+        serde_json::to_string(&detail).expect("an audit detail always serializes")
+    });
+    sqlx::query(
+        "with outbox_row as (
+             insert into outbox (tenant_id, event_id, messages)
+             select $1, $2, $3::json where $3 is not null
+             returning 1
+         ), audit_row as (
+             insert into audit_log (tenant_id, actor, entity, entity_id, action, detail)
+             select $1, $4, 'event', $2::text, 'inventory_changed', $5::json where $5 is not null
+             returning 1
+         )
+         select pg_notify($6, '') from outbox_row",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(messages)
+    .bind(actor)
+    .bind(detail)
+    .bind(OUTBOX_NOTIFY)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(version + bump)
 }

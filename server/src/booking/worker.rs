@@ -4,10 +4,11 @@
 //! An owner's loop: read up to `batch_max` commands (waiting briefly), look their request ids
 //! up in `processed_request`, decide the new ones one after another against the in-memory
 //! [`Inventory`], expire the holds that are due, commit everything in one transaction
-//! ([`store::commit`]), and only then acknowledge the queue entries. If the commit fails, the
-//! owner reloads the event from Postgres and decides the same entries again; a redelivered
-//! entry whose result is already stored (its worker died between commit and acknowledge) is
-//! acknowledged without a second effect or a second result.
+//! ([`store::commit`]), and only then acknowledge the queue entries. The next batch is decided
+//! while one commits (see [`Owner`]). If a commit fails, the owner reloads the event from
+//! Postgres and decides the same entries again; a redelivered entry whose result is already
+//! stored (its worker died between commit and acknowledge) is acknowledged without a second
+//! effect or a second result.
 
 use super::inventory::{DeltaBuilder, Inventory, Request};
 use super::queue::{CommandQueue, Entry, Reader};
@@ -159,6 +160,9 @@ impl Worker {
                     .await?
                 {
                     tracing::warn!(%event, "lease lost; leaving the event to its new owner");
+                    // The batch in flight commits only if no new owner committed since (its
+                    // fence); either way its entries are acknowledged only if it did.
+                    owner.settle(self, &reader).await?;
                     return Ok(());
                 }
                 renew_at = now + renew_every;
@@ -181,16 +185,40 @@ impl Worker {
             };
             owner.step(self, &reader, entries).await?;
         }
+        // Entries of a batch that failed stay unacknowledged, for whoever owns the event next.
+        owner.settle(self, &reader).await?;
         Ok(())
     }
 }
 
 /// The owner of one event: its inventory and how to commit it.
+///
+/// Batches are pipelined: while one batch commits, the next is decided against the memory
+/// that already includes the first one's effects. The second batch's commit starts only after
+/// the first one's succeeded (its fence is the version the first produces); if the first
+/// fails, the owner reloads the event and decides both batches' entries again. Nothing of an
+/// uncommitted batch leaves the owner: results go out through the outbox, after the commit.
 struct Owner {
     inventory: Inventory,
+    in_flight: Option<InFlight>,
 }
 
-/// The stored or decided result of a request within a batch.
+/// A batch being committed.
+struct InFlight {
+    entries: Vec<Entry>,
+    /// Commands that took effect or were rejected (for the metrics).
+    decided: usize,
+    /// The requests it decided: a retry of one in the next batch gets this result (it is not
+    /// in `processed_request` until the commit).
+    requests: HashMap<RequestKey, Decided>,
+    commit: tokio::task::JoinHandle<Result<i64, CommitError>>,
+}
+
+/// A request's idempotency key: `(user, request id)`.
+type RequestKey = (String, String);
+
+/// The stored or decided result of a request.
+#[derive(Clone)]
 struct Decided {
     inbox: String,
     result: Box<RawValue>,
@@ -201,10 +229,14 @@ impl Owner {
         let inventory = store::load(&worker.db, event)
             .await?
             .with_context(|| format!("event {event} does not exist"))?;
-        Ok(Self { inventory })
+        Ok(Self {
+            inventory,
+            in_flight: None,
+        })
     }
 
-    /// Decides and commits one batch of entries (plus due expiries), then acknowledges them.
+    /// Decides one batch of entries (plus due expiries) and starts its commit once the batch
+    /// in flight, if any, has committed and been acknowledged.
     async fn step(
         &mut self,
         worker: &Worker,
@@ -212,12 +244,89 @@ impl Owner {
         entries: Vec<Entry>,
     ) -> anyhow::Result<()> {
         if entries.is_empty() && self.inventory.next_expiry().is_none_or(|at| at > now_ms()) {
-            return Ok(());
+            // Idle: finish the batch in flight so its entries are acknowledged promptly.
+            return match self.settle(worker, reader).await? {
+                None => Ok(()),
+                Some(failed) => self.commit_now(worker, reader, failed).await,
+            };
         }
+        let in_flight = self.in_flight.take();
+        let previous = in_flight.as_ref().map(|f| &f.requests);
+        let decision = self.decide(worker, &entries, previous).await;
+        self.in_flight = in_flight;
+        let (batch, decided, requests) = decision?;
+        if let Some(mut failed) = self.settle(worker, reader).await? {
+            // This batch was decided on top of one that did not commit: decide both again.
+            failed.extend(entries);
+            return self.commit_now(worker, reader, failed).await;
+        }
+        if batch.is_empty() {
+            // Nothing but redeliveries of committed entries.
+            return ack(reader, &entries).await;
+        }
+        let (db, tenant, event, version) = (
+            worker.db.clone(),
+            self.inventory.tenant,
+            self.inventory.event,
+            self.inventory.version,
+        );
+        let actor = worker.id.clone();
+        // The version this batch produces if it commits; the next batch is decided on it.
+        self.inventory.version = version + i64::from(batch.bump);
+        self.in_flight = Some(InFlight {
+            entries,
+            decided,
+            requests,
+            commit: tokio::spawn(async move {
+                store::commit(&db, tenant, event, version, &actor, &batch).await
+            }),
+        });
+        Ok(())
+    }
+
+    /// Waits for the batch in flight, if any: acknowledges its entries if it committed;
+    /// otherwise reloads the event from Postgres and returns the entries to decide again.
+    async fn settle(
+        &mut self,
+        worker: &Worker,
+        reader: &Reader,
+    ) -> anyhow::Result<Option<Vec<Entry>>> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let committed = match in_flight.commit.await {
+            Ok(result) => result,
+            Err(join) => return Err(join).context("a booking commit task failed"),
+        };
+        match committed {
+            Ok(version) => {
+                debug_assert_eq!(version, self.inventory.version, "decided on this version");
+                committed_metrics(&in_flight.entries, in_flight.decided);
+                crash_if_injected(worker);
+                ack(reader, &in_flight.entries).await?;
+                Ok(None)
+            }
+            Err(e) => {
+                let fenced = matches!(e, CommitError::Fenced);
+                tracing::warn!(event = %self.inventory.event, error = %e, fenced, "batch failed; reloading the event");
+                *self = Self::load(worker, self.inventory.event).await?;
+                Ok(Some(in_flight.entries))
+            }
+        }
+    }
+
+    /// Decides and commits `entries` without pipelining, retrying from a fresh load of the
+    /// event if a commit fails, then acknowledges them.
+    async fn commit_now(
+        &mut self,
+        worker: &Worker,
+        reader: &Reader,
+        entries: Vec<Entry>,
+    ) -> anyhow::Result<()> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (batch, decided) = self.decide(worker, &entries).await?;
+            let (batch, decided, _) = self.decide(worker, &entries, None).await?;
             if batch.is_empty() {
                 break;
             }
@@ -233,22 +342,8 @@ impl Owner {
             {
                 Ok(version) => {
                     self.inventory.version = version;
-                    let now = now_ms() as u64;
-                    for entry in &entries {
-                        METRICS.command_to_commit.record(
-                            now.saturating_sub(entry.envelope.accepted_at_ms) as f64 / 1000.0,
-                        );
-                    }
-                    METRICS.commands.increment(decided as u64);
-                    if !entries.is_empty() {
-                        METRICS.batch_size.record(entries.len() as f64);
-                    }
-                    if worker.settings.crash_after_commit {
-                        tracing::error!(
-                            "fault injection: aborting after commit, before acknowledging"
-                        );
-                        std::process::abort();
-                    }
+                    committed_metrics(&entries, decided);
+                    crash_if_injected(worker);
                     break;
                 }
                 Err(e) if attempts < 3 => {
@@ -259,18 +354,18 @@ impl Owner {
                 Err(e) => return Err(e).context("committing a booking batch"),
             }
         }
-        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-        reader.ack(&ids).await?;
-        Ok(())
+        ack(reader, &entries).await
     }
 
-    /// Decides every entry and due expiry; returns the batch and how many commands took effect
-    /// or were rejected (not counting duplicates).
+    /// Decides every entry and due expiry; returns the batch, how many commands took effect or
+    /// were rejected (not counting duplicates), and the requests it decided. `previous` holds
+    /// the requests of the batch still committing.
     async fn decide(
         &mut self,
         worker: &Worker,
         entries: &[Entry],
-    ) -> anyhow::Result<(Batch, usize)> {
+        previous: Option<&HashMap<RequestKey, Decided>>,
+    ) -> anyhow::Result<(Batch, usize, HashMap<RequestKey, Decided>)> {
         let inv = &mut self.inventory;
         let keys: Vec<(String, String)> = entries
             .iter()
@@ -279,7 +374,7 @@ impl Owner {
         let stored = store::processed(&worker.db, inv.tenant, &keys).await?;
         let mut batch = Batch::default();
         let mut delta = DeltaBuilder::default();
-        let mut seen: HashMap<(String, String), Decided> = HashMap::new();
+        let mut seen: HashMap<RequestKey, Decided> = HashMap::new();
         let mut results = Vec::new();
         let now = now_ms();
         let mut decided = 0;
@@ -294,7 +389,9 @@ impl Owner {
                 // committed and published already.
                 continue;
             }
-            if let Some(first) = seen.get(&key) {
+            if let Some(first) = seen.get(&key).or_else(|| previous?.get(&key)) {
+                // A retry of a request decided in this batch or the one committing: the same
+                // result again, published after this batch commits (so after the first).
                 results.push(outbox_message(&first.inbox, &first.result));
                 continue;
             }
@@ -346,8 +443,37 @@ impl Owner {
             batch.messages.push(delta_message(inv, &delta));
         }
         batch.messages.extend(results);
-        Ok((batch, decided))
+        Ok((batch, decided, seen))
     }
+}
+
+/// Records a committed batch in the metrics.
+fn committed_metrics(entries: &[Entry], decided: usize) {
+    let now = now_ms() as u64;
+    for entry in entries {
+        METRICS
+            .command_to_commit
+            .record(now.saturating_sub(entry.envelope.accepted_at_ms) as f64 / 1000.0);
+    }
+    METRICS.commands.increment(decided as u64);
+    if !entries.is_empty() {
+        METRICS.batch_size.record(entries.len() as f64);
+    }
+}
+
+/// Fault injection for tests: dies between a commit and its acknowledgement.
+fn crash_if_injected(worker: &Worker) {
+    if worker.settings.crash_after_commit {
+        tracing::error!("fault injection: aborting after commit, before acknowledging");
+        std::process::abort();
+    }
+}
+
+/// Acknowledges entries whose batch committed.
+async fn ack(reader: &Reader, entries: &[Entry]) -> anyhow::Result<()> {
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    reader.ack(&ids).await?;
+    Ok(())
 }
 
 /// The outbox message that publishes `delta` on the event's `seats` channel, as the version
