@@ -461,7 +461,7 @@ async fn bad_requests_get_exact_errors_and_change_nothing(pool: PgPool) {
         .await,
         (
             409,
-            json!({"code": "conflict", "message": "a event cannot go from draft to sold_out"})
+            json!({"code": "conflict", "message": "an event cannot go from draft to sold_out"})
         )
     );
     let seats_after: i64 = sqlx::query_scalar("select count(*) from seat")

@@ -440,7 +440,7 @@ async fn transition(
 ) -> Result<Uuid, CatalogError> {
     let row_id = id(raw, table)?;
     let from = sources(to).ok_or_else(|| {
-        CatalogError::BadRequest(format!("{to:?} is not a {table} status one can set"))
+        CatalogError::BadRequest(format!("{to:?} is not an {table} status one can set"))
     })?;
     let mut tx = s.db.begin().await?;
     let current: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -452,8 +452,9 @@ async fn transition(
     .await?;
     let current = current.ok_or(CatalogError::NotFound(table))?;
     if !from.contains(&current.as_str()) {
+        // Both tables with a status ("event", "onsale") take "an".
         return Err(CatalogError::Conflict(format!(
-            "a {table} cannot go from {current} to {to}"
+            "an {table} cannot go from {current} to {to}"
         )));
     }
     let ty = if table == "event" {
