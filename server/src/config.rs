@@ -212,6 +212,12 @@ pub struct BookingArgs {
     /// acknowledging it.
     #[arg(long, env = "MARQUEE_CRASH_AFTER_COMMIT", hide = true)]
     pub crash_after_commit: bool,
+
+    /// Key that signs and checks waiting-room admissions (HS256). Every node and worker of a
+    /// deployment needs the same one. Without it, onsales that require an admission refuse
+    /// every purchase command.
+    #[arg(long, env = "MARQUEE_ADMISSION_SECRET", hide_env_values = true)]
+    pub admission_secret: Option<Secret>,
 }
 
 impl BookingArgs {
@@ -222,6 +228,10 @@ impl BookingArgs {
             lease_ttl: self.lease_ttl.max(Duration::from_millis(300)),
             sweep_max: self.sweep_max.max(1),
             crash_after_commit: self.crash_after_commit,
+            admission: self
+                .admission_secret
+                .as_ref()
+                .map(crate::booking::admission::AdmissionKey::new),
             ..Default::default()
         }
     }

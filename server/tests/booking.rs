@@ -169,9 +169,7 @@ async fn node(pool: &PgPool) -> TestNode {
 }
 
 fn buyer(tenant: Uuid, user: &str) -> String {
-    let mut c = claims(user, &[], 3600);
-    c.tenant = Some(tenant.to_string());
-    sign_hs256(SECRET, &c)
+    buyer_signed(SECRET, tenant, user)
 }
 
 async fn connect(node: &TestNode, shop: &Shop, user: &str) -> Raw {
@@ -398,6 +396,100 @@ async fn retries_racing_the_first_commit_get_its_result_and_have_no_effect(pool:
         1
     );
     node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn only_the_buyers_own_live_admission_to_this_onsale_lets_a_command_through(pool: PgPool) {
+    use marquee_server::auth::now_secs;
+    use marquee_server::booking::admission::AdmissionKey;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let other = self::shop(&pool, ShopSpec::default()).await;
+    let onsale: Uuid = sqlx::query_scalar(
+        "update onsale set requires_admission = true where event_id = $1 returning onsale_id",
+    )
+    .bind(shop.event)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let other_onsale: Uuid = sqlx::query_scalar("select onsale_id from onsale where event_id = $1")
+        .bind(other.event)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let secret = "admission-secret-for-tests-0123456789";
+    let key = AdmissionKey::new(&Secret::new(secret));
+    let mut config = node_config(&pool);
+    config.booking.admission_secret = Some(Secret::new(secret));
+    let node = TestNode::start(config).await;
+    let mut raw = connect(&node, &shop, "ana").await;
+    let later = now_secs() + 600;
+    let refused = [
+        ("none", None),
+        ("garbage", Some("admitted".to_owned())),
+        (
+            "another buyer's",
+            Some(key.issue(shop.tenant, "bob", onsale, later)),
+        ),
+        (
+            "another onsale's",
+            Some(key.issue(shop.tenant, "ana", other_onsale, later)),
+        ),
+        (
+            "another tenant's",
+            Some(key.issue(other.tenant, "ana", onsale, later)),
+        ),
+        (
+            "expired",
+            Some(key.issue(shop.tenant, "ana", onsale, now_secs() - 1)),
+        ),
+        (
+            "signed with another key",
+            Some(
+                AdmissionKey::new(&Secret::new("not-the-admission-secret-0123")).issue(
+                    shop.tenant,
+                    "ana",
+                    onsale,
+                    later,
+                ),
+            ),
+        ),
+        // A session token signed with the admission secret is not an admission.
+        (
+            "a session token",
+            Some(buyer_signed(secret, shop.tenant, "ana")),
+        ),
+    ];
+    for (i, (case, admission)) in refused.into_iter().enumerate() {
+        raw.send(&ClientMessage::Command {
+            id: i as u64 + 1,
+            request_id: format!("r-{i}"),
+            command: hold_seats(&shop, &[0]),
+            admission,
+        })
+        .await;
+        let r = result(&mut raw).await;
+        assert_eq!(rejection(&r), ErrorCode::AdmissionRequired, "{case}");
+    }
+    assert_eq!(count(&pool, "select count(*) from hold").await, 0);
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 0);
+    raw.send(&ClientMessage::Command {
+        id: 100,
+        request_id: "admitted".into(),
+        command: hold_seats(&shop, &[0]),
+        admission: Some(key.issue(shop.tenant, "ana", onsale, later)),
+    })
+    .await;
+    let r = result(&mut raw).await;
+    assert!(matches!(r.outcome, Outcome::Held { .. }), "{r:?}");
+    assert_eq!(count(&pool, "select count(*) from seat_claim").await, 1);
+    node.shutdown().await;
+}
+
+/// A buyer's session token signed with `secret`.
+fn buyer_signed(secret: &str, tenant: Uuid, user: &str) -> String {
+    let mut c = claims(user, &[], 3600);
+    c.tenant = Some(tenant.to_string());
+    sign_hs256(secret, &c)
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]

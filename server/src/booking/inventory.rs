@@ -8,6 +8,7 @@
 //! Should that commit fail, the owner throws this state away and loads it again, so a failed
 //! batch never leaves memory and database disagreeing.
 
+use super::admission::AdmissionPass;
 use super::best_available::{self, Row, Seat};
 use marquee_protocol::ErrorCode;
 use marquee_protocol::booking::{
@@ -178,8 +179,9 @@ pub struct Request<'a> {
     pub user: &'a str,
     /// The command.
     pub command: &'a Command,
-    /// The waiting-room admission presented, if any.
-    pub admission: Option<&'a str>,
+    /// The waiting-room admission presented, if any, once its signature and expiry checked
+    /// out (the inventory checks that it is this buyer's, for the onsale open now).
+    pub admission: Option<&'a AdmissionPass>,
 }
 
 /// Seat and general-admission changes accumulated over a batch, published as one
@@ -407,11 +409,20 @@ impl Inventory {
         let onsale = self
             .open_onsale(now)
             .ok_or_else(|| reject(ErrorCode::OnsaleClosed, "the event has no onsale open now"))?;
-        if onsale.requires_admission && request.admission.is_none() {
-            return Err(reject(
-                ErrorCode::AdmissionRequired,
-                "this onsale admits buyers through its waiting room",
-            ));
+        if onsale.requires_admission {
+            let message = match request.admission {
+                None => Some("this onsale admits buyers through its waiting room"),
+                Some(pass) if pass.user != request.user || pass.tenant != self.tenant => {
+                    Some("this admission belongs to another buyer")
+                }
+                Some(pass) if pass.onsale != onsale.id => {
+                    Some("this admission is for another onsale")
+                }
+                Some(_) => None,
+            };
+            if let Some(message) = message {
+                return Err(reject(ErrorCode::AdmissionRequired, message));
+            }
         }
         Ok(onsale.clone())
     }
@@ -861,12 +872,21 @@ pub(crate) mod tests {
     }
 
     fn run(inv: &mut Inventory, user: &str, command: &Command) -> Outcome {
+        run_admitted(inv, user, command, None)
+    }
+
+    fn run_admitted(
+        inv: &mut Inventory,
+        user: &str,
+        command: &Command,
+        admission: Option<&AdmissionPass>,
+    ) -> Outcome {
         let mut delta = DeltaBuilder::default();
         inv.apply(
             &Request {
                 user,
                 command,
-                admission: None,
+                admission,
             },
             NOW,
             &mut delta,
@@ -1073,6 +1093,37 @@ pub(crate) mod tests {
             code(&run(&mut inv, "u", &seats(&[0]))),
             ErrorCode::AdmissionRequired
         );
+        let pass = AdmissionPass {
+            user: "u".into(),
+            tenant: inv.tenant,
+            onsale: inv.onsales[0].id,
+        };
+        // Another buyer's admission, another tenant's, another onsale's: refused.
+        for wrong in [
+            AdmissionPass {
+                user: "v".into(),
+                ..pass.clone()
+            },
+            AdmissionPass {
+                tenant: Uuid::from_u128(999),
+                ..pass.clone()
+            },
+            AdmissionPass {
+                onsale: Uuid::from_u128(999),
+                ..pass.clone()
+            },
+        ] {
+            assert_eq!(
+                code(&run_admitted(&mut inv, "u", &seats(&[0]), Some(&wrong))),
+                ErrorCode::AdmissionRequired,
+                "{wrong:?}"
+            );
+        }
+        assert!(inv.holds.is_empty(), "nothing was held");
+        assert!(matches!(
+            run_admitted(&mut inv, "u", &seats(&[0]), Some(&pass)),
+            Outcome::Held { .. }
+        ));
         inv.onsales[0].live = false;
         assert_eq!(
             code(&run(&mut inv, "u", &seats(&[0]))),

@@ -17,6 +17,7 @@
 //! - [`relay`]: the outbox relay.
 //! - [`live`]: snapshot providers for `seats:` and `inbox:` channels.
 
+pub mod admission;
 pub mod best_available;
 pub mod inventory;
 pub mod live;

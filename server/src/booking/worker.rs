@@ -10,6 +10,7 @@
 //! stored (its worker died between commit and acknowledge) is acknowledged without a second
 //! effect or a second result.
 
+use super::admission::AdmissionKey;
 use super::inventory::{DeltaBuilder, Inventory, Request};
 use super::queue::{CommandQueue, Entry, Reader};
 use super::store::{self, Batch, CommitError, Processed, outbox_message};
@@ -39,6 +40,9 @@ pub struct WorkerSettings {
     /// Fault injection for tests: abort the process right after the first commit, before
     /// acknowledging its entries.
     pub crash_after_commit: bool,
+    /// Checks waiting-room admissions. Without it, no admission is genuine: onsales that
+    /// require one refuse every command.
+    pub admission: Option<AdmissionKey>,
 }
 
 impl Default for WorkerSettings {
@@ -49,6 +53,7 @@ impl Default for WorkerSettings {
             sweep_max: 10_000,
             discover_every: Duration::from_millis(250),
             crash_after_commit: false,
+            admission: None,
         }
     }
 }
@@ -400,11 +405,16 @@ impl Owner {
             {
                 Outcome::rejected(ErrorCode::NotFound, "no such event")
             } else {
+                let admission = envelope
+                    .admission
+                    .as_deref()
+                    .zip(worker.settings.admission.as_ref())
+                    .and_then(|(token, key)| key.verify(token));
                 let (outcome, change) = inv.apply(
                     &Request {
                         user: &envelope.user,
                         command: &envelope.command,
-                        admission: envelope.admission.as_deref(),
+                        admission: admission.as_ref(),
                     },
                     now,
                     &mut delta,
