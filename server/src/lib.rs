@@ -37,6 +37,7 @@ pub mod embedded_pg;
 pub mod engine;
 pub mod hub;
 pub mod metrics;
+pub mod waiting_room;
 
 use anyhow::Context as _;
 use api::{Admission, AppState, SocketSettings};

@@ -24,6 +24,12 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Mint an HS256 access token (for operators, scripts and tests).
     Token(TokenArgs),
+    /// Check a published pre-queue order: the seed matches its commitment and the order is the
+    /// seed's (see docs/waiting-room.md). Exits non-zero if it does not check out.
+    VerifyShuffle {
+        /// A JSON file `{"onsale", "seed_sha256", "seed", "order": [...]}`; `-` reads stdin.
+        file: String,
+    },
     /// Apply the database migrations and exit.
     Migrate {
         /// Postgres URL.
@@ -90,6 +96,25 @@ async fn main() -> anyhow::Result<()> {
             let pool = marquee_server::db::connect(&database_url, 1).await?;
             marquee_server::db::migrate(&pool).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::VerifyShuffle { file } => {
+            use marquee_server::waiting_room::shuffle::{PublishedOrder, verify};
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)?
+            };
+            let published: PublishedOrder = serde_json::from_str(&text)?;
+            if let Err(e) = verify(&published) {
+                eprintln!("the published order does not check out: {e}");
+                std::process::exit(1);
+            }
+            println!(
+                "ok: {} entrants of onsale {} are in the order the revealed seed gives, and the seed matches its commitment",
+                published.order.len(),
+                published.onsale
+            );
             Ok(())
         }
         Command::Token(args) => {
