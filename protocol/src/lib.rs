@@ -10,6 +10,8 @@
 //!   that carry that `id` back, and pushes on a channel that carry a [`StreamPosition`].
 //! - [`booking`]: purchase commands and their results, the inbox's messages, and the live seat
 //!   map's snapshot and deltas.
+//! - [`queue`]: the waiting room: `queue.join`, a place's pushed [`queue::QueueStatus`] with
+//!   its admission, and what `queue:{onsale}` publishes.
 //! - [`channel`]: channel names (`seats:{event}`, `queue:{onsale}`, `inbox:{user}`,
 //!   `admin:{onsale}`, `gate:{event}`) and who may subscribe to each.
 //! - [`error`]: the stable snake_case [`ErrorCode`]s shared by WebSocket errors and HTTP error
@@ -27,6 +29,7 @@ pub mod close;
 pub mod codec;
 pub mod error;
 pub mod message;
+pub mod queue;
 
 pub use channel::{Channel, ChannelError, ChannelKind};
 pub use close::CloseCode;

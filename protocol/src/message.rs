@@ -7,6 +7,7 @@
 
 use crate::booking::Command;
 use crate::error::ErrorCode;
+use crate::queue::QueueStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -91,6 +92,23 @@ pub enum ClientMessage {
         /// The `request_id`s of the results received.
         request_ids: Vec<String>,
     },
+    /// Takes (or attaches to) a place in an onsale's waiting room. Answered `queue.joined`;
+    /// `queue.status` pushes follow while the connection lives.
+    #[serde(rename = "queue.join")]
+    QueueJoin {
+        /// Request id.
+        id: RequestId,
+        /// The onsale.
+        onsale: String,
+    },
+    /// Gives the place up at once (a disconnect keeps it for the grace period instead).
+    #[serde(rename = "queue.leave")]
+    QueueLeave {
+        /// Request id.
+        id: RequestId,
+        /// The onsale.
+        onsale: String,
+    },
 }
 
 impl ClientMessage {
@@ -102,7 +120,9 @@ impl ClientMessage {
             | Self::Refresh { id, .. }
             | Self::Ping { id }
             | Self::Command { id, .. }
-            | Self::Ack { id, .. } => *id,
+            | Self::Ack { id, .. }
+            | Self::QueueJoin { id, .. }
+            | Self::QueueLeave { id, .. } => *id,
         }
     }
 }
@@ -235,6 +255,18 @@ pub enum ServerMessage {
         /// Why, e.g. `shutdown`.
         reason: String,
     },
+    /// The reply to `queue.join` (and to `queue.leave`, with state `ended`): the place's
+    /// status now.
+    #[serde(rename = "queue.joined")]
+    QueueJoined {
+        /// The request's id.
+        id: RequestId,
+        /// The place.
+        status: QueueStatus,
+    },
+    /// A place's status changed (pushed; not a channel publication).
+    #[serde(rename = "queue.status")]
+    QueueStatus(QueueStatus),
 }
 
 impl ServerMessage {
@@ -246,7 +278,8 @@ impl ServerMessage {
             | Self::Refreshed { id, .. }
             | Self::Pong { id }
             | Self::Accepted { id, .. }
-            | Self::Acked { id } => Some(*id),
+            | Self::Acked { id }
+            | Self::QueueJoined { id, .. } => Some(*id),
             Self::Error { id, .. } => *id,
             _ => None,
         }

@@ -345,7 +345,7 @@ impl MemoryQueue {
     }
 }
 
-const LEASE_LUA: &str = r"
+pub(crate) const LEASE_LUA: &str = r"
 local owner = redis.call('GET', KEYS[1])
 if owner == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])

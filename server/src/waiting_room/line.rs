@@ -1,0 +1,632 @@
+//! The line: every onsale's places, shared by all nodes, with two implementations that pass
+//! one conformance suite (`server/tests/waiting_room_line.rs`).
+//!
+//! - `memory`: in-process, for a single node.
+//! - `redis`: one small set of keys per onsale (all in one Cluster slot), every multi-step
+//!   change one Lua script ([`super::line_redis`]).
+//!
+//! # The model
+//!
+//! A buyer has at most one *place* per onsale: an opaque id and a sequence number. Joining
+//! during the pre-queue gives sequence 0 (undrawn); at the start [`Line::close_pre_queue`]
+//! reserves sequences `1..=k` for the `k` pre-queue places and [`Line::draw`] hands them out in
+//! the shuffled order. Joiners after that get the next sequence (first come, first served).
+//! Admission takes the lowest sequences first, so admission order is sequence order.
+//!
+//! Positions need no per-buyer state in the line: everything below the *cursor* (the last
+//! admitted sequence) has left, and a place that leaves while waiting adds its sequence to
+//! the *gone* set. The number ahead of sequence `s` is `s - 1 - cursor - |gone ∩ (cursor, s)|`,
+//! so a node computes every local buyer's position from one [`Line::view`] per tick.
+//!
+//! Presence is counted per place: each connection attached to it adds one; when the count
+//! drops to zero the place is kept for a grace period. A detach names the place it attached
+//! to, so a stale connection of an ended place never touches a newer one.
+//!
+//! Time is passed in (unix milliseconds), never read inside, so both implementations behave
+//! identically and tests control the clock.
+
+use super::line_redis::RedisLine;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A line operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineError {
+    /// Redis could not be reached or refused the command.
+    #[error("waiting room unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered something the scripts never return.
+    #[error("unexpected waiting-room reply: {0}")]
+    Corrupt(String),
+}
+
+/// A buyer's place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// Opaque id (the id the published pre-queue order names).
+    pub id: String,
+    /// Sequence in the line; 0 while undrawn in the pre-queue.
+    pub seq: u64,
+    /// While admitted: until when (unix ms).
+    pub admitted_until_ms: Option<u64>,
+}
+
+impl Place {
+    /// Parses the stored form `id:seq`.
+    pub(crate) fn decode(raw: &str, admitted_until_ms: Option<u64>) -> Option<Self> {
+        let (id, seq) = raw.rsplit_once(':')?;
+        Some(Self {
+            id: id.to_owned(),
+            seq: seq.parse().ok()?,
+            admitted_until_ms,
+        })
+    }
+}
+
+/// What a join did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// A new place.
+    New(Place),
+    /// The buyer already had this place; the connection is attached to it.
+    Attached(Place),
+    /// No place: the onsale takes no joins in this status.
+    Refused {
+        /// The line's status.
+        status: String,
+    },
+}
+
+/// A place admitted by [`Line::admit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The buyer.
+    pub user: String,
+    /// The place.
+    pub place: Place,
+    /// Whether a connection was attached at the moment of admission (if not, the admission
+    /// lapses unless one attaches within the show-up window).
+    pub present: bool,
+}
+
+/// Why [`Line::expire`] ended a place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Away longer than the grace period while waiting.
+    GraceExpired,
+    /// Admitted while away and not back within the show-up window.
+    NoShow,
+    /// The admission's time ran out.
+    AdmissionEnded,
+}
+
+impl Ending {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "grace_expired" => Self::GraceExpired,
+            "no_show" => Self::NoShow,
+            "admission_ended" => Self::AdmissionEnded,
+            _ => return None,
+        })
+    }
+}
+
+/// An onsale's line, as a node sees it on each tick.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LineView {
+    /// `scheduled`, `pre_queue`, `live`, `paused`, `sold_out` or `closed`.
+    pub status: String,
+    /// The last admitted sequence: everything at or below it has left the line.
+    pub cursor: u64,
+    /// Admitted since the start.
+    pub admitted_total: u64,
+    /// Whether the event's inventory is exhausted (admission waits for it to come back).
+    pub exhausted: bool,
+    /// Whether the start's draw is done (admission waits for it; an onsale without a
+    /// pre-queue draws an empty one).
+    pub drawn: bool,
+    /// Places waiting, pre-queue included.
+    pub waiting: u64,
+    /// Admissions running.
+    pub active: u64,
+    /// The last sequence handed out.
+    pub last_seq: u64,
+    /// Sequences above the cursor (up to the bound asked for) that left while waiting,
+    /// ascending.
+    pub gone: Vec<u64>,
+}
+
+impl LineView {
+    /// Buyers ahead of sequence `seq`, or `None` if it has left the line (admitted or gone).
+    pub fn ahead(&self, seq: u64) -> Option<u64> {
+        if seq == 0 || seq <= self.cursor || self.gone.binary_search(&seq).is_ok() {
+            return None;
+        }
+        let gone_ahead = self.gone.partition_point(|g| *g < seq) as u64;
+        Some(seq - 1 - self.cursor - gone_ahead)
+    }
+}
+
+/// Durations the line applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a place is kept after its last connection goes.
+    pub grace: Duration,
+    /// How long an admission lasts (the shopping window).
+    pub admission_ttl: Duration,
+    /// How long an admitted buyer who was away has to come back.
+    pub show_window: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(120),
+            admission_ttl: Duration::from_secs(600),
+            show_window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Every onsale's line.
+#[derive(Debug, Clone)]
+pub enum Line {
+    /// In-process.
+    Memory(Arc<MemoryLine>),
+    /// Redis, with Lua scripts.
+    Redis(Arc<RedisLine>),
+}
+
+/// A new random place id.
+pub fn new_place_id() -> String {
+    format!("p{:020x}", rand::random::<u128>() >> 48)
+}
+
+impl Line {
+    /// Takes a place for `user`, or attaches to the one they have. `attached` is the place
+    /// this connection is already attached to (so attaching twice counts once).
+    pub async fn join(
+        &self,
+        onsale: Uuid,
+        user: &str,
+        attached: Option<&str>,
+    ) -> Result<Joined, LineError> {
+        let id = new_place_id();
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.join(user, &id, attached))),
+            Self::Redis(r) => r.join(onsale, user, &id, attached).await,
+        }
+    }
+
+    /// A connection attached to `place` went away. When none is left, the place is kept for
+    /// the grace period (waiting places only; an admission runs its course).
+    pub async fn detach(
+        &self,
+        onsale: Uuid,
+        user: &str,
+        place: &str,
+        now_ms: u64,
+        grace: Duration,
+    ) -> Result<(), LineError> {
+        let deadline = now_ms + grace.as_millis() as u64;
+        match self {
+            Self::Memory(m) => {
+                m.with(onsale, |l| l.detach(user, place, deadline));
+                Ok(())
+            }
+            Self::Redis(r) => r.detach(onsale, user, place, deadline).await,
+        }
+    }
+
+    /// Gives a place up at once. Returns whether there was one.
+    pub async fn leave(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.drop_place(user))),
+            Self::Redis(r) => r.leave(onsale, user).await,
+        }
+    }
+
+    /// The admission of `user` is over (checkout done, hold released): the slot comes back.
+    pub async fn finish(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.finish(user))),
+            Self::Redis(r) => r.finish(onsale, user).await,
+        }
+    }
+
+    /// Mirrors the onsale's status (from Postgres) into the line. Use
+    /// [`Line::close_pre_queue`] to go live from `scheduled` or `pre_queue`.
+    pub async fn set_status(&self, onsale: Uuid, status: &str) -> Result<(), LineError> {
+        match self {
+            Self::Memory(m) => {
+                m.with(onsale, |l| l.status = status.to_owned());
+                Ok(())
+            }
+            Self::Redis(r) => r.set_status(onsale, status).await,
+        }
+    }
+
+    /// Marks the event's inventory exhausted (admission waits) or back.
+    pub async fn set_exhausted(&self, onsale: Uuid, exhausted: bool) -> Result<(), LineError> {
+        match self {
+            Self::Memory(m) => {
+                m.with(onsale, |l| l.exhausted = exhausted);
+                Ok(())
+            }
+            Self::Redis(r) => r.set_exhausted(onsale, exhausted).await,
+        }
+    }
+
+    /// Goes live: closes the pre-queue, reserving sequences `1..=k` for its `k` places, and
+    /// returns the undrawn pre-queue place ids to shuffle. Empty once drawn. Idempotent, so
+    /// a controller that takes over from a dead one simply calls it again.
+    pub async fn close_pre_queue(&self, onsale: Uuid) -> Result<Vec<String>, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, LineState::close_pre_queue)),
+            Self::Redis(r) => r.close_pre_queue(onsale).await,
+        }
+    }
+
+    /// Hands the reserved sequences to the pre-queue places in `order` (sequence `i + 1` to
+    /// `order[i]`). A place that left meanwhile leaves its sequence as a gap. Once only.
+    pub async fn draw(&self, onsale: Uuid, order: &[String]) -> Result<(), LineError> {
+        match self {
+            Self::Memory(m) => {
+                m.with(onsale, |l| l.draw(order));
+                Ok(())
+            }
+            Self::Redis(r) => r.draw(onsale, order).await,
+        }
+    }
+
+    /// Admits up to `max` places from the front while fewer than `cap` admissions run (only
+    /// while live, drawn and not exhausted).
+    pub async fn admit(
+        &self,
+        onsale: Uuid,
+        max: u64,
+        cap: u64,
+        now_ms: u64,
+        timing: &Timing,
+    ) -> Result<Vec<Admitted>, LineError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let until = now_ms + timing.admission_ttl.as_millis() as u64;
+        let show = now_ms + timing.show_window.as_millis() as u64;
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.admit(max, cap, until, show))),
+            Self::Redis(r) => r.admit(onsale, max, cap, until, show).await,
+        }
+    }
+
+    /// Ends places whose grace period, show-up window or admission ran out by `now_ms` (at
+    /// most `limit` of each kind per call). Returns the buyers and why.
+    pub async fn expire(
+        &self,
+        onsale: Uuid,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Ending)>, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.expire(now_ms, limit))),
+            Self::Redis(r) => r.expire(onsale, now_ms, limit).await,
+        }
+    }
+
+    /// The line's counters and the gone sequences up to `upto`.
+    pub async fn view(&self, onsale: Uuid, upto: u64) -> Result<LineView, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.view(upto))),
+            Self::Redis(r) => r.view(onsale, upto).await,
+        }
+    }
+
+    /// A buyer's place, if they have one.
+    pub async fn place(&self, onsale: Uuid, user: &str) -> Result<Option<Place>, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.place(user))),
+            Self::Redis(r) => r.place(onsale, user).await,
+        }
+    }
+
+    /// Tries to become (or stay) the onsale's admission controller for `ttl`.
+    pub async fn lease(
+        &self,
+        onsale: Uuid,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.lease(onsale, holder, ttl)),
+            Self::Redis(r) => r.lease(onsale, holder, ttl).await,
+        }
+    }
+}
+
+/// The in-process line.
+#[derive(Debug, Default)]
+pub struct MemoryLine {
+    onsales: Mutex<HashMap<Uuid, LineState>>,
+    leases: Mutex<HashMap<Uuid, (String, std::time::Instant)>>,
+}
+
+impl MemoryLine {
+    fn with<T>(&self, onsale: Uuid, f: impl FnOnce(&mut LineState) -> T) -> T {
+        let mut onsales = self.onsales.lock().expect("line lock");
+        f(onsales.entry(onsale).or_default())
+    }
+
+    fn lease(&self, onsale: Uuid, holder: &str, ttl: Duration) -> bool {
+        let now = std::time::Instant::now();
+        let mut leases = self.leases.lock().expect("lease lock");
+        match leases.get(&onsale) {
+            Some((owner, until)) if owner != holder && *until > now => false,
+            _ => {
+                leases.insert(onsale, (holder.to_owned(), now + ttl));
+                true
+            }
+        }
+    }
+}
+
+/// One onsale's line in memory: the same structures the Redis keys hold.
+#[derive(Debug)]
+struct LineState {
+    status: String,
+    last_seq: u64,
+    /// user → place (id and sequence).
+    places: HashMap<String, (String, u64)>,
+    /// place id → user.
+    owners: HashMap<String, String>,
+    /// Undrawn pre-queue place ids.
+    pre: HashSet<String>,
+    /// Waiting: sequence → user (and the reverse in `places`).
+    line: BTreeMap<u64, String>,
+    /// user → attached connections.
+    presence: HashMap<String, i64>,
+    /// user → grace deadline.
+    absent: HashMap<String, u64>,
+    gone: BTreeSet<u64>,
+    /// user → admission end.
+    admitted: HashMap<String, u64>,
+    /// user → show-up deadline.
+    no_show: HashMap<String, u64>,
+    cursor: u64,
+    admitted_total: u64,
+    exhausted: bool,
+    reserved: Option<u64>,
+    drawn: bool,
+}
+
+impl Default for LineState {
+    fn default() -> Self {
+        Self {
+            status: "scheduled".to_owned(),
+            last_seq: 0,
+            places: HashMap::new(),
+            owners: HashMap::new(),
+            pre: HashSet::new(),
+            line: BTreeMap::new(),
+            presence: HashMap::new(),
+            absent: HashMap::new(),
+            gone: BTreeSet::new(),
+            admitted: HashMap::new(),
+            no_show: HashMap::new(),
+            cursor: 0,
+            admitted_total: 0,
+            exhausted: false,
+            reserved: None,
+            drawn: false,
+        }
+    }
+}
+
+impl LineState {
+    fn place(&self, user: &str) -> Option<Place> {
+        let (id, seq) = self.places.get(user)?;
+        Some(Place {
+            id: id.clone(),
+            seq: *seq,
+            admitted_until_ms: self.admitted.get(user).copied(),
+        })
+    }
+
+    fn join(&mut self, user: &str, new_id: &str, attached: Option<&str>) -> Joined {
+        if let Some(place) = self.place(user) {
+            if attached != Some(place.id.as_str()) {
+                *self.presence.entry(user.to_owned()).or_default() += 1;
+            }
+            self.absent.remove(user);
+            self.no_show.remove(user);
+            return Joined::Attached(place);
+        }
+        if !matches!(self.status.as_str(), "pre_queue" | "live" | "paused") {
+            return Joined::Refused {
+                status: self.status.clone(),
+            };
+        }
+        let seq = if self.status == "pre_queue" {
+            self.pre.insert(new_id.to_owned());
+            0
+        } else {
+            self.last_seq += 1;
+            self.line.insert(self.last_seq, user.to_owned());
+            self.last_seq
+        };
+        self.owners.insert(new_id.to_owned(), user.to_owned());
+        self.places
+            .insert(user.to_owned(), (new_id.to_owned(), seq));
+        self.presence.insert(user.to_owned(), 1);
+        Joined::New(Place {
+            id: new_id.to_owned(),
+            seq,
+            admitted_until_ms: None,
+        })
+    }
+
+    fn detach(&mut self, user: &str, place: &str, deadline: u64) {
+        if self.places.get(user).is_none_or(|(id, _)| id != place) {
+            return;
+        }
+        let count = self.presence.entry(user.to_owned()).or_default();
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        self.presence.remove(user);
+        if !self.admitted.contains_key(user) {
+            self.absent.insert(user.to_owned(), deadline);
+        }
+    }
+
+    /// Ends a place, whatever its state. Returns whether there was one.
+    fn drop_place(&mut self, user: &str) -> bool {
+        self.presence.remove(user);
+        self.absent.remove(user);
+        self.admitted.remove(user);
+        self.no_show.remove(user);
+        let Some((id, seq)) = self.places.remove(user) else {
+            return false;
+        };
+        if seq == 0 {
+            self.pre.remove(&id);
+        } else if self.line.remove(&seq).is_some() {
+            self.gone.insert(seq);
+        }
+        self.owners.remove(&id);
+        true
+    }
+
+    fn finish(&mut self, user: &str) -> bool {
+        if !self.admitted.contains_key(user) {
+            return false;
+        }
+        self.drop_place(user)
+    }
+
+    fn close_pre_queue(&mut self) -> Vec<String> {
+        if matches!(self.status.as_str(), "scheduled" | "pre_queue") {
+            // Sequences 1..=k go to the pre-queue; later joiners follow them.
+            let k = self.pre.len() as u64;
+            self.last_seq = k;
+            self.reserved = Some(k);
+            self.status = "live".to_owned();
+        }
+        if self.drawn {
+            return Vec::new();
+        }
+        let mut ids: Vec<String> = self.pre.iter().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    fn draw(&mut self, order: &[String]) {
+        if self.drawn || self.reserved.is_none() {
+            return;
+        }
+        for (i, id) in order.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let user = self.owners.get(id).cloned();
+            match user {
+                Some(user) if self.pre.remove(id) => {
+                    self.line.insert(seq, user.clone());
+                    self.places.insert(user, (id.clone(), seq));
+                }
+                _ => {
+                    self.gone.insert(seq);
+                }
+            }
+        }
+        for seq in order.len() as u64 + 1..=self.reserved.unwrap_or(0) {
+            self.gone.insert(seq);
+        }
+        self.drawn = true;
+    }
+
+    fn admit(&mut self, max: u64, cap: u64, until: u64, show: u64) -> Vec<Admitted> {
+        if self.status != "live" || self.exhausted || !self.drawn {
+            return Vec::new();
+        }
+        let room = cap.saturating_sub(self.admitted.len() as u64);
+        let mut out = Vec::new();
+        for _ in 0..max.min(room) {
+            let Some((seq, user)) = self.line.pop_first() else {
+                break;
+            };
+            self.admitted.insert(user.clone(), until);
+            let present = self.presence.get(&user).is_some_and(|n| *n > 0);
+            if !present {
+                self.no_show.insert(user.clone(), show);
+            }
+            self.absent.remove(&user);
+            self.cursor = seq;
+            self.admitted_total += 1;
+            let (id, _) = self.places[&user].clone();
+            out.push(Admitted {
+                user,
+                place: Place {
+                    id,
+                    seq,
+                    admitted_until_ms: Some(until),
+                },
+                present,
+            });
+        }
+        self.gone = self.gone.split_off(&(self.cursor + 1));
+        out
+    }
+
+    fn expire(&mut self, now: u64, limit: usize) -> Vec<(String, Ending)> {
+        // Oldest deadlines first, ties by user, like the sorted sets in Redis.
+        fn due(map: &HashMap<String, u64>, now: u64, limit: usize) -> Vec<String> {
+            let mut due: Vec<(u64, &String)> = map
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(u, at)| (*at, u))
+                .collect();
+            due.sort();
+            due.into_iter()
+                .take(limit)
+                .map(|(_, u)| u.clone())
+                .collect()
+        }
+        let mut out = Vec::new();
+        for (map, ending) in [
+            (&self.absent, Ending::GraceExpired),
+            (&self.no_show, Ending::NoShow),
+            (&self.admitted, Ending::AdmissionEnded),
+        ]
+        .map(|(m, e)| (due(m, now, limit), e))
+        {
+            for user in map {
+                // An earlier kind in this call may have ended the place already.
+                if self.drop_place(&user) {
+                    out.push((user, ending));
+                }
+            }
+        }
+        out
+    }
+
+    fn view(&self, upto: u64) -> LineView {
+        LineView {
+            status: self.status.clone(),
+            cursor: self.cursor,
+            admitted_total: self.admitted_total,
+            exhausted: self.exhausted,
+            drawn: self.drawn,
+            waiting: (self.line.len() + self.pre.len()) as u64,
+            active: self.admitted.len() as u64,
+            last_seq: self.last_seq,
+            gone: self
+                .gone
+                .range(self.cursor + 1..=upto.max(self.cursor))
+                .copied()
+                .collect(),
+        }
+    }
+}

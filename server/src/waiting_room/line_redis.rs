@@ -1,0 +1,530 @@
+//! The line in Redis: one set of keys per onsale, every change one Lua script.
+//!
+//! Keys (`P` is the deployment's prefix; the braces put one onsale's keys in one Cluster slot):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:wr:{o}:status` | string | the onsale's status, mirrored by its controller |
+//! | `P:wr:{o}:seq` | string | the last sequence handed out |
+//! | `P:wr:{o}:places` | hash | user → `placeid:seq` |
+//! | `P:wr:{o}:owners` | hash | place id → user |
+//! | `P:wr:{o}:pre` | set | undrawn pre-queue place ids |
+//! | `P:wr:{o}:line` | sorted set | waiting users by sequence |
+//! | `P:wr:{o}:presence` | hash | user → attached connections |
+//! | `P:wr:{o}:absent` | sorted set | users away, by grace deadline |
+//! | `P:wr:{o}:gone` | sorted set | sequences that left while waiting, above the cursor |
+//! | `P:wr:{o}:admitted` | sorted set | admitted users, by admission end |
+//! | `P:wr:{o}:noshow` | sorted set | admitted users who were away, by show-up deadline |
+//! | `P:wr:{o}:meta` | hash | `cursor`, `admitted`, `exhausted`, `reserved`, `drawn` |
+//! | `P:wr:{o}:lease` | string | the controller holding the onsale |
+//!
+//! The scripts are the memory implementation's methods, step for step
+//! ([`super::line::MemoryLine`]); the conformance suite holds them to it.
+
+use super::line::{Admitted, Ending, Joined, LineError, LineView, Place};
+use fred::prelude::{Builder, ClientLike, Config, HashesInterface, ReconnectPolicy};
+use fred::types::Value;
+use fred::types::scripts::Script;
+use std::time::Duration;
+use uuid::Uuid;
+
+fn unavailable(e: impl std::fmt::Display) -> LineError {
+    LineError::Unavailable(e.to_string())
+}
+
+fn corrupt(what: impl std::fmt::Debug) -> LineError {
+    LineError::Corrupt(format!("{what:?}"))
+}
+
+/// Lua shared by the scripts: ending a place, whatever its state.
+const DROP_PLACE: &str = r"
+local function drop_place(user)
+  redis.call('HDEL', KEYS[7], user)
+  redis.call('ZREM', KEYS[8], user)
+  redis.call('ZREM', KEYS[10], user)
+  redis.call('ZREM', KEYS[11], user)
+  local cur = redis.call('HGET', KEYS[3], user)
+  if not cur then return false end
+  local id, seq = string.match(cur, '^(.*):(%d+)$')
+  seq = tonumber(seq)
+  if seq == 0 then
+    redis.call('SREM', KEYS[5], id)
+  elseif redis.call('ZREM', KEYS[6], user) == 1 then
+    redis.call('ZADD', KEYS[9], seq, seq)
+  end
+  redis.call('HDEL', KEYS[3], user)
+  redis.call('HDEL', KEYS[4], id)
+  return true
+end
+";
+
+const JOIN: &str = r"
+local user, id, attached = ARGV[1], ARGV[2], ARGV[3]
+local cur = redis.call('HGET', KEYS[3], user)
+if cur then
+  if string.match(cur, '^(.*):') ~= attached then redis.call('HINCRBY', KEYS[7], user, 1) end
+  redis.call('ZREM', KEYS[8], user)
+  redis.call('ZREM', KEYS[11], user)
+  return {'attached', cur, redis.call('ZSCORE', KEYS[10], user) or ''}
+end
+local status = redis.call('GET', KEYS[1]) or 'scheduled'
+if status ~= 'pre_queue' and status ~= 'live' and status ~= 'paused' then
+  return {'refused', status, ''}
+end
+local seq = 0
+if status == 'pre_queue' then
+  redis.call('SADD', KEYS[5], id)
+else
+  seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[6], seq, user)
+end
+local place = id .. ':' .. seq
+redis.call('HSET', KEYS[4], id, user)
+redis.call('HSET', KEYS[3], user, place)
+redis.call('HSET', KEYS[7], user, 1)
+return {'new', place, ''}
+";
+
+const DETACH: &str = r"
+local user = ARGV[1]
+local cur = redis.call('HGET', KEYS[3], user)
+if not cur or string.match(cur, '^(.*):') ~= ARGV[2] then return 0 end
+if redis.call('HINCRBY', KEYS[7], user, -1) > 0 then return 0 end
+redis.call('HDEL', KEYS[7], user)
+if not redis.call('ZSCORE', KEYS[10], user) then
+  redis.call('ZADD', KEYS[8], ARGV[3], user)
+end
+return 1
+";
+
+const LEAVE: &str = r"
+if drop_place(ARGV[1]) then return 1 end
+return 0
+";
+
+const FINISH: &str = r"
+if not redis.call('ZSCORE', KEYS[10], ARGV[1]) then return 0 end
+if drop_place(ARGV[1]) then return 1 end
+return 0
+";
+
+const CLOSE_PRE_QUEUE: &str = r"
+local status = redis.call('GET', KEYS[1]) or 'scheduled'
+if status == 'scheduled' or status == 'pre_queue' then
+  local k = redis.call('SCARD', KEYS[5])
+  redis.call('SET', KEYS[2], k)
+  redis.call('HSET', KEYS[12], 'reserved', k)
+  redis.call('SET', KEYS[1], 'live')
+end
+if redis.call('HGET', KEYS[12], 'drawn') == '1' then return {} end
+local ids = redis.call('SMEMBERS', KEYS[5])
+table.sort(ids)
+return ids
+";
+
+const DRAW: &str = r"
+local drawn, reserved = unpack(redis.call('HMGET', KEYS[12], 'drawn', 'reserved'))
+if drawn == '1' or not reserved then return 0 end
+for i, id in ipairs(ARGV) do
+  local user = redis.call('HGET', KEYS[4], id)
+  if user and redis.call('SREM', KEYS[5], id) == 1 then
+    redis.call('ZADD', KEYS[6], i, user)
+    redis.call('HSET', KEYS[3], user, id .. ':' .. i)
+  else
+    redis.call('ZADD', KEYS[9], i, i)
+  end
+end
+for i = #ARGV + 1, tonumber(reserved) do
+  redis.call('ZADD', KEYS[9], i, i)
+end
+redis.call('HSET', KEYS[12], 'drawn', '1')
+return 1
+";
+
+const ADMIT: &str = r"
+local max, cap, untilv, show = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local exhausted, drawn = unpack(redis.call('HMGET', KEYS[12], 'exhausted', 'drawn'))
+if redis.call('GET', KEYS[1]) ~= 'live' or exhausted == '1' or drawn ~= '1' then return {} end
+local n = math.min(max, cap - redis.call('ZCARD', KEYS[10]))
+if n <= 0 then return {} end
+local popped = redis.call('ZPOPMIN', KEYS[6], n)
+local out = {}
+local cursor
+for i = 1, #popped, 2 do
+  local user, seq = popped[i], popped[i + 1]
+  redis.call('ZADD', KEYS[10], untilv, user)
+  local present = tonumber(redis.call('HGET', KEYS[7], user) or '0') > 0
+  if not present then redis.call('ZADD', KEYS[11], show, user) end
+  redis.call('ZREM', KEYS[8], user)
+  cursor = seq
+  out[#out + 1] = user
+  out[#out + 1] = redis.call('HGET', KEYS[3], user)
+  out[#out + 1] = present and '1' or '0'
+end
+if cursor then
+  redis.call('HSET', KEYS[12], 'cursor', cursor)
+  redis.call('HINCRBY', KEYS[12], 'admitted', #popped / 2)
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', cursor)
+end
+return out
+";
+
+const EXPIRE: &str = r"
+local now, limit = ARGV[1], ARGV[2]
+local out = {}
+for _, kind in ipairs({{8, 'grace_expired'}, {11, 'no_show'}, {10, 'admission_ended'}}) do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[kind[1]], '-inf', now, 'LIMIT', 0, limit)
+  for _, user in ipairs(due) do
+    if drop_place(user) then
+      out[#out + 1] = user
+      out[#out + 1] = kind[2]
+    end
+  end
+end
+return out
+";
+
+const VIEW: &str = r"
+local m = redis.call('HMGET', KEYS[12], 'cursor', 'admitted', 'exhausted', 'drawn')
+local cursor = m[1] or '0'
+local upto = math.max(tonumber(ARGV[1]), tonumber(cursor))
+return {
+  redis.call('GET', KEYS[1]) or 'scheduled', cursor, m[2] or '0', m[3] or '0', m[4] or '0',
+  redis.call('ZCARD', KEYS[6]) + redis.call('SCARD', KEYS[5]), redis.call('ZCARD', KEYS[10]),
+  redis.call('GET', KEYS[2]) or '0',
+  redis.call('ZRANGEBYSCORE', KEYS[9], '(' .. cursor, upto)
+}
+";
+
+const PLACE: &str = r"
+local cur = redis.call('HGET', KEYS[3], ARGV[1])
+if not cur then return {} end
+return {cur, redis.call('ZSCORE', KEYS[10], ARGV[1]) or ''}
+";
+
+const SET_STATUS: &str = r"
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+";
+
+/// The line in Redis.
+pub struct RedisLine {
+    client: fred::clients::Client,
+    prefix: String,
+    join: Script,
+    detach: Script,
+    leave: Script,
+    finish: Script,
+    close_pre_queue: Script,
+    draw: Script,
+    admit: Script,
+    expire: Script,
+    view: Script,
+    place: Script,
+    set_status: Script,
+    lease: Script,
+}
+
+impl std::fmt::Debug for RedisLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLine")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn text(v: &Value) -> Result<String, LineError> {
+    v.as_string().ok_or_else(|| corrupt(v))
+}
+
+fn number(v: &Value) -> Result<u64, LineError> {
+    match v {
+        Value::Integer(i) => u64::try_from(*i).map_err(|_| corrupt(v)),
+        _ => {
+            let s = text(v)?;
+            // Sorted-set scores come back as strings such as `12` (or `1e+15` for huge ones).
+            s.parse::<u64>()
+                .or_else(|_| s.parse::<f64>().map(|f| f as u64))
+                .map_err(|_| corrupt(v))
+        }
+    }
+}
+
+fn optional_ms(v: &Value) -> Result<Option<u64>, LineError> {
+    let s = text(v)?;
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        number(v).map(Some)
+    }
+}
+
+impl RedisLine {
+    /// Connects to Redis; keys go under `prefix` (shared with the rest of the deployment).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, LineError> {
+        let config = Config::from_url(url).map_err(unavailable)?;
+        let client = Builder::from_config(config)
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(5);
+            })
+            .build()
+            .map_err(unavailable)?;
+        client.init().await.map_err(unavailable)?;
+        let with_drop = |body: &str| Script::from_lua(format!("{DROP_PLACE}\n{body}"));
+        Ok(Self {
+            client,
+            prefix: prefix.to_owned(),
+            join: Script::from_lua(JOIN),
+            detach: Script::from_lua(DETACH),
+            leave: with_drop(LEAVE),
+            finish: with_drop(FINISH),
+            close_pre_queue: Script::from_lua(CLOSE_PRE_QUEUE),
+            draw: Script::from_lua(DRAW),
+            admit: Script::from_lua(ADMIT),
+            expire: with_drop(EXPIRE),
+            view: Script::from_lua(VIEW),
+            place: Script::from_lua(PLACE),
+            set_status: Script::from_lua(SET_STATUS),
+            lease: Script::from_lua(crate::booking::queue::LEASE_LUA),
+        })
+    }
+
+    /// The onsale's keys, in the order the scripts number them.
+    fn keys(&self, onsale: Uuid) -> Vec<String> {
+        [
+            "status", "seq", "places", "owners", "pre", "line", "presence", "absent", "gone",
+            "admitted", "noshow", "meta",
+        ]
+        .iter()
+        .map(|k| format!("{}:wr:{{{onsale}}}:{k}", self.prefix))
+        .collect()
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        onsale: Uuid,
+        args: Vec<Value>,
+    ) -> Result<Value, LineError> {
+        script
+            .evalsha_with_reload(&self.client, self.keys(onsale), args)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn run_list(
+        &self,
+        script: &Script,
+        onsale: Uuid,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, LineError> {
+        match self.run(script, onsale, args).await? {
+            Value::Array(values) => Ok(values),
+            Value::Null => Ok(Vec::new()),
+            other => Err(corrupt(other)),
+        }
+    }
+
+    pub(crate) async fn join(
+        &self,
+        onsale: Uuid,
+        user: &str,
+        id: &str,
+        attached: Option<&str>,
+    ) -> Result<Joined, LineError> {
+        let args = vec![user.into(), id.into(), attached.unwrap_or("").into()];
+        let reply = self.run_list(&self.join, onsale, args).await?;
+        let [kind, what, until] = reply.as_slice() else {
+            return Err(corrupt(reply));
+        };
+        let what = text(what)?;
+        let place = || {
+            Place::decode(&what, optional_ms(until).ok().flatten()).ok_or_else(|| corrupt(&what))
+        };
+        match text(kind)?.as_str() {
+            "new" => Ok(Joined::New(place()?)),
+            "attached" => Ok(Joined::Attached(place()?)),
+            "refused" => Ok(Joined::Refused { status: what }),
+            _ => Err(corrupt(reply)),
+        }
+    }
+
+    pub(crate) async fn detach(
+        &self,
+        onsale: Uuid,
+        user: &str,
+        place: &str,
+        deadline: u64,
+    ) -> Result<(), LineError> {
+        let args = vec![user.into(), place.into(), (deadline as i64).into()];
+        self.run(&self.detach, onsale, args).await.map(drop)
+    }
+
+    pub(crate) async fn leave(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
+        let done = self.run(&self.leave, onsale, vec![user.into()]).await?;
+        Ok(number(&done)? == 1)
+    }
+
+    pub(crate) async fn finish(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
+        let done = self.run(&self.finish, onsale, vec![user.into()]).await?;
+        Ok(number(&done)? == 1)
+    }
+
+    pub(crate) async fn set_status(&self, onsale: Uuid, status: &str) -> Result<(), LineError> {
+        self.run(&self.set_status, onsale, vec![status.into()])
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn set_exhausted(
+        &self,
+        onsale: Uuid,
+        exhausted: bool,
+    ) -> Result<(), LineError> {
+        let meta = self.keys(onsale).swap_remove(11);
+        let flag = if exhausted { "1" } else { "0" };
+        self.client
+            .hset::<(), _, _>(meta, ("exhausted", flag))
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn close_pre_queue(&self, onsale: Uuid) -> Result<Vec<String>, LineError> {
+        self.run_list(&self.close_pre_queue, onsale, Vec::new())
+            .await?
+            .iter()
+            .map(text)
+            .collect()
+    }
+
+    pub(crate) async fn draw(&self, onsale: Uuid, order: &[String]) -> Result<(), LineError> {
+        let args = order.iter().map(|id| id.as_str().into()).collect();
+        self.run(&self.draw, onsale, args).await.map(drop)
+    }
+
+    pub(crate) async fn admit(
+        &self,
+        onsale: Uuid,
+        max: u64,
+        cap: u64,
+        until: u64,
+        show: u64,
+    ) -> Result<Vec<Admitted>, LineError> {
+        let args = vec![
+            (max as i64).into(),
+            (cap as i64).into(),
+            (until as i64).into(),
+            (show as i64).into(),
+        ];
+        let reply = self.run_list(&self.admit, onsale, args).await?;
+        reply
+            .chunks(3)
+            .map(|chunk| {
+                let [user, place, present] = chunk else {
+                    return Err(corrupt(chunk));
+                };
+                let raw = text(place)?;
+                Ok(Admitted {
+                    user: text(user)?,
+                    place: Place::decode(&raw, Some(until)).ok_or_else(|| corrupt(&raw))?,
+                    present: text(present)? == "1",
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn expire(
+        &self,
+        onsale: Uuid,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Ending)>, LineError> {
+        let args = vec![(now as i64).into(), (limit as i64).into()];
+        let reply = self.run_list(&self.expire, onsale, args).await?;
+        reply
+            .chunks(2)
+            .map(|chunk| {
+                let [user, kind] = chunk else {
+                    return Err(corrupt(chunk));
+                };
+                let kind = text(kind)?;
+                Ok((
+                    text(user)?,
+                    Ending::parse(&kind).ok_or_else(|| corrupt(kind))?,
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn view(&self, onsale: Uuid, upto: u64) -> Result<LineView, LineError> {
+        let reply = self
+            .run_list(&self.view, onsale, vec![(upto as i64).into()])
+            .await?;
+        let [
+            status,
+            cursor,
+            admitted,
+            exhausted,
+            drawn,
+            waiting,
+            active,
+            last,
+            gone,
+        ] = reply.as_slice()
+        else {
+            return Err(corrupt(reply));
+        };
+        let gone = match gone {
+            Value::Array(values) => values.iter().map(number).collect::<Result<_, _>>()?,
+            Value::Null => Vec::new(),
+            other => return Err(corrupt(other)),
+        };
+        Ok(LineView {
+            status: text(status)?,
+            cursor: number(cursor)?,
+            admitted_total: number(admitted)?,
+            exhausted: text(exhausted)? == "1",
+            drawn: text(drawn)? == "1",
+            waiting: number(waiting)?,
+            active: number(active)?,
+            last_seq: number(last)?,
+            gone,
+        })
+    }
+
+    pub(crate) async fn place(&self, onsale: Uuid, user: &str) -> Result<Option<Place>, LineError> {
+        let reply = self
+            .run_list(&self.place, onsale, vec![user.into()])
+            .await?;
+        match reply.as_slice() {
+            [] => Ok(None),
+            [raw, until] => {
+                let raw = text(raw)?;
+                Place::decode(&raw, optional_ms(until)?)
+                    .map(Some)
+                    .ok_or_else(|| corrupt(raw))
+            }
+            _ => Err(corrupt(reply)),
+        }
+    }
+
+    pub(crate) async fn lease(
+        &self,
+        onsale: Uuid,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, LineError> {
+        let key = format!("{}:wr:{{{onsale}}}:lease", self.prefix);
+        let got: i64 = self
+            .lease
+            .evalsha_with_reload(
+                &self.client,
+                vec![key],
+                vec![holder.to_owned(), ttl.as_millis().to_string()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(got == 1)
+    }
+}
