@@ -185,6 +185,37 @@ pub struct Config {
     /// Booking workers.
     #[command(flatten)]
     pub booking: BookingArgs,
+
+    /// Waiting room.
+    #[command(flatten)]
+    pub waiting_room: WaitingRoomArgs,
+}
+
+/// The waiting room's durations.
+#[derive(Debug, Clone, Args)]
+pub struct WaitingRoomArgs {
+    /// How long a buyer's place is kept after their last connection closes.
+    #[arg(long, env = "MARQUEE_QUEUE_GRACE", default_value = "2m", value_parser = duration)]
+    pub queue_grace: Duration,
+
+    /// How long an admission lasts (the shopping window, and the admission token's lifetime).
+    #[arg(long, env = "MARQUEE_ADMISSION_TTL", default_value = "10m", value_parser = duration)]
+    pub admission_ttl: Duration,
+
+    /// How long a buyer admitted while away has to come back before the slot goes to the next.
+    #[arg(long, env = "MARQUEE_SHOW_WINDOW", default_value = "30s", value_parser = duration)]
+    pub show_window: Duration,
+}
+
+impl WaitingRoomArgs {
+    /// The timing these arguments describe.
+    pub fn timing(&self) -> crate::waiting_room::line::Timing {
+        crate::waiting_room::line::Timing {
+            grace: self.queue_grace,
+            admission_ttl: self.admission_ttl,
+            show_window: self.show_window,
+        }
+    }
 }
 
 /// How booking workers run, in `serve` (in-process) and in `worker` (a process of its own).

@@ -17,6 +17,8 @@
 //!   implementations: offsets, bounded history, cross-node fan-out.
 //! - [`hub`]: local subscriptions, the subscribe-and-resume algorithm, snapshot providers, the
 //!   publish API for other modules, and the per-connection task ([`hub::connection`]).
+//! - [`waiting_room`]: the virtual waiting room: places in line, live positions, the
+//!   admission controller, the verifiable pre-queue shuffle.
 //! - [`api`]: HTTP routes: `/ws`, `/health`, `/ready`, `/metrics`, `/internal/publish`.
 //! - [`db`]: the Postgres pool and the schema migrations in `migrations/`.
 //! - [`metrics`]: metric names and the Prometheus exporter.
@@ -63,6 +65,8 @@ pub struct Node {
     db: Option<sqlx::PgPool>,
     /// Purchase commands, when the node has a database.
     booking: Option<booking::Booking>,
+    /// The waiting room, when the node has a database.
+    waiting_room: Option<waiting_room::WaitingRoom>,
 }
 
 impl Node {
@@ -125,6 +129,32 @@ impl Node {
             );
             booking::Booking::new(db.clone(), queue)
         });
+        let waiting_room = match &db {
+            Some(db) => {
+                let line = match &config.redis_url {
+                    Some(url) => waiting_room::line::Line::Redis(Arc::new(
+                        waiting_room::line_redis::RedisLine::connect(
+                            url.expose(),
+                            &config.redis_prefix,
+                        )
+                        .await
+                        .context("connecting the waiting room to Redis")?,
+                    )),
+                    None => waiting_room::line::Line::Memory(Arc::default()),
+                };
+                Some(waiting_room::WaitingRoom::new(
+                    line,
+                    db.clone(),
+                    config
+                        .booking
+                        .admission_secret
+                        .as_ref()
+                        .map(booking::admission::AdmissionKey::new),
+                    config.waiting_room.timing(),
+                ))
+            }
+            None => None,
+        };
         let node_id: Arc<str> = config
             .node_id
             .clone()
@@ -149,10 +179,12 @@ impl Node {
             shutdown: shutdown.clone(),
             node_id,
             booking: booking.clone(),
+            waiting_room: waiting_room.clone(),
         };
         let catalog = db.as_ref().map(|db| catalog::CatalogState {
             db: db.clone(),
             verifier: verifier.clone(),
+            hub: hub.clone(),
         });
         let state = AppState {
             hub,
@@ -178,6 +210,7 @@ impl Node {
             config,
             db,
             booking,
+            waiting_room,
         })
     }
 
@@ -194,6 +227,11 @@ impl Node {
     /// The node's booking handle, when it has a database.
     pub fn booking(&self) -> Option<&booking::Booking> {
         self.booking.as_ref()
+    }
+
+    /// The node's waiting room, when it has a database.
+    pub fn waiting_room(&self) -> Option<&waiting_room::WaitingRoom> {
+        self.waiting_room.as_ref()
     }
 
     /// The node's name.
@@ -215,6 +253,7 @@ impl Node {
             config,
             db,
             booking,
+            waiting_room,
         } = self;
         let tracker = state.tracker.clone();
         let local = listener.local_addr().ok();
@@ -229,6 +268,7 @@ impl Node {
         });
         let background = CancellationToken::new();
         let mut siblings = tokio::task::JoinSet::new();
+        let db_for_room = db.clone();
         if let (Some(db), Some(booking)) = (db, booking) {
             let (hub, stop) = (state.hub.clone(), background.clone());
             let relay_db = db.clone();
@@ -248,6 +288,19 @@ impl Node {
                 let stop = background.clone();
                 siblings.spawn(async move { ("booking worker", worker.run(stop).await) });
             }
+        }
+        if let (Some(db), Some(room)) = (db_for_room, waiting_room) {
+            let controller = waiting_room::controller::Controller {
+                id: state.connection.node_id.to_string(),
+                db,
+                line: room.line().clone(),
+                hub: state.hub.clone(),
+                timing: *room.timing(),
+            };
+            let stop = background.clone();
+            siblings.spawn(async move { ("admission controller", controller.run(stop).await) });
+            let stop = background.clone();
+            siblings.spawn(async move { ("waiting room", room.run(stop).await) });
         }
         tokio::spawn(async move {
             while let Some(done) = siblings.join_next().await {

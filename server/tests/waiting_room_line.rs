@@ -165,6 +165,28 @@ async fn a_pre_queue_place_that_left_before_the_draw_leaves_a_gap(line: Line) {
     assert_eq!((v.ahead(2), v.ahead(3), v.waiting), (Some(0), Some(1), 2));
 }
 
+async fn a_line_set_live_directly_keeps_its_sequences_through_the_draw(line: Line) {
+    let onsale = Uuid::new_v4();
+    line.set_status(onsale, "paused").await.unwrap();
+    line.join(onsale, "u1", None).await.unwrap();
+    line.join(onsale, "u2", None).await.unwrap();
+    // Not drawn: nothing is admitted, even when live.
+    line.set_status(onsale, "live").await.unwrap();
+    assert!(
+        line.admit(onsale, 5, 5, T0, &timing())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(line.close_pre_queue(onsale).await.unwrap().is_empty());
+    line.draw(onsale, &[]).await.unwrap();
+    let (_, seq) = placed(line.join(onsale, "u3", None).await.unwrap());
+    assert_eq!(seq, 3);
+    let admitted = line.admit(onsale, 5, 5, T0, &timing()).await.unwrap();
+    assert_eq!(users(&admitted), ["u1", "u2", "u3"]);
+    assert!(view(&line, onsale).await.gone.is_empty());
+}
+
 async fn admission_follows_the_line_within_the_cap_and_only_while_live(line: Line) {
     let onsale = live(&line).await;
     for u in 1..=6 {
@@ -414,6 +436,7 @@ macro_rules! conformance {
             case!(one_place_per_buyer_and_every_join_after_the_first_attaches);
             case!(the_pre_queue_is_drawn_in_the_given_order_ahead_of_later_joiners);
             case!(a_pre_queue_place_that_left_before_the_draw_leaves_a_gap);
+            case!(a_line_set_live_directly_keeps_its_sequences_through_the_draw);
             case!(admission_follows_the_line_within_the_cap_and_only_while_live);
             case!(a_place_is_kept_for_the_grace_period_and_lost_after_it);
             case!(coming_back_within_the_grace_period_keeps_the_place);

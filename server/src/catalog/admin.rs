@@ -1103,5 +1103,115 @@ pub async fn set_onsale_status(
     AppJson(body): AppJson<StatusChange>,
 ) -> Found<Onsale> {
     transition(&s, &admin, "onsale", &raw, &body.status, onsale_sources).await?;
-    get_onsale(State(s), admin, Path(raw)).await
+    let Json(onsale) = get_onsale(State(s.clone()), admin.clone(), Path(raw)).await?;
+    announce(&s, &admin, &onsale).await;
+    Ok(Json(onsale))
+}
+
+/// Live admission settings; either may be left out.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionChange {
+    /// Admissions per second (positive).
+    #[serde(default)]
+    pub admission_rate: Option<f64>,
+    /// Most active shoppers at once (positive).
+    #[serde(default)]
+    pub active_cap: Option<i32>,
+}
+
+/// Changes an onsale's admission rate or active-shopper cap, live: the admission controller
+/// applies it within a second. Audited, and announced on `admin:{onsale}` and `queue:{onsale}`.
+#[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/admission", request_body = AdmissionChange, security(("bearer" = [])),
+    responses((status = 200, body = Onsale), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
+pub async fn set_onsale_admission(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<AdmissionChange>,
+) -> Found<Onsale> {
+    let onsale_id = id(&raw, "onsale")?;
+    let rate_ok = body
+        .admission_rate
+        .is_none_or(|r| r.is_finite() && r > 0.0 && r <= 100_000.0);
+    if !rate_ok || body.active_cap.is_some_and(|c| c <= 0) {
+        return Err(CatalogError::BadRequest(
+            "admission_rate must be in (0, 100000] and active_cap positive".into(),
+        )
+        .into());
+    }
+    if body.admission_rate.is_none() && body.active_cap.is_none() {
+        return Err(
+            CatalogError::BadRequest("give admission_rate, active_cap or both".into()).into(),
+        );
+    }
+    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let before: Option<(String, f64, i32)> = sqlx::query_as(
+        "select status::text, admission_rate, active_cap from onsale
+         where tenant_id = $1 and onsale_id = $2 for update",
+    )
+    .bind(admin.tenant)
+    .bind(onsale_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(CatalogError::from)?;
+    let (status, rate, cap) = before.ok_or(CatalogError::NotFound("onsale"))?;
+    if matches!(status.as_str(), "sold_out" | "closed") {
+        return Err(
+            CatalogError::Conflict(format!("an onsale that is {status} admits nobody")).into(),
+        );
+    }
+    let (new_rate, new_cap) = (
+        body.admission_rate.unwrap_or(rate),
+        body.active_cap.unwrap_or(cap),
+    );
+    sqlx::query("update onsale set admission_rate = $3, active_cap = $4 where tenant_id = $1 and onsale_id = $2")
+        .bind(admin.tenant)
+        .bind(onsale_id)
+        .bind(new_rate)
+        .bind(new_cap)
+        .execute(&mut *tx)
+        .await
+        .map_err(CatalogError::from)?;
+    audit(
+        &mut tx,
+        &admin,
+        "onsale",
+        onsale_id,
+        "admission_changed",
+        json!({"from": {"admission_rate": rate, "active_cap": cap},
+               "to": {"admission_rate": new_rate, "active_cap": new_cap}}),
+    )
+    .await?;
+    tx.commit().await.map_err(CatalogError::from)?;
+    let Json(onsale) = get_onsale(State(s.clone()), admin.clone(), Path(raw)).await?;
+    announce(&s, &admin, &onsale).await;
+    Ok(Json(onsale))
+}
+
+/// Tells `admin:{onsale}` and `queue:{onsale}` about an operator's change. The change is
+/// committed already; a failed publication is logged, and the queue's counts carry the new
+/// settings within a second anyway.
+async fn announce(s: &CatalogState, admin: &Admin, onsale: &Onsale) {
+    use marquee_protocol::queue::{OnsaleChange, QueueEvent};
+    use marquee_protocol::{Channel, ChannelKind};
+    let change = |by: Option<String>| {
+        QueueEvent::Changed(OnsaleChange {
+            status: onsale.status.clone(),
+            admission_rate: onsale.admission_rate,
+            active_cap: onsale.active_cap.max(0) as u64,
+            by,
+        })
+    };
+    let id = onsale.onsale_id.to_string();
+    for (kind, event) in [
+        (ChannelKind::Admin, change(Some(admin.user.clone()))),
+        (ChannelKind::Queue, change(None)),
+    ] {
+        let channel = Channel::new(kind, &id).expect("a UUID is a valid channel id");
+        let data = serde_json::to_value(&event).expect("queue events serialize");
+        if let Err(e) = s.hub.publish(&channel, &data).await {
+            tracing::warn!(onsale = %id, error = %e, "cannot announce an onsale change");
+        }
+    }
 }

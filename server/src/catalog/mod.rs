@@ -39,6 +39,8 @@ pub struct CatalogState {
     pub db: PgPool,
     /// Verifies operators' tokens.
     pub verifier: Arc<Verifier>,
+    /// Publishes operators' changes to onsales on `admin:{onsale}` and `queue:{onsale}`.
+    pub hub: crate::hub::Hub,
 }
 
 /// A catalog request failed.
@@ -164,7 +166,7 @@ impl FromRequestParts<CatalogState> for Admin {
         admin::create_event, admin::list_events, admin::get_event, admin::set_event_status,
         admin::create_category, admin::list_categories, admin::create_seat_map_route,
         admin::create_ticket_type, admin::list_ticket_types, admin::create_onsale,
-        admin::list_onsales, admin::get_onsale, admin::set_onsale_status,
+        admin::list_onsales, admin::get_onsale, admin::set_onsale_status, admin::set_onsale_admission,
         public::search_events, public::event_detail, public::event_seats, public::availability,
     ),
     components(schemas(marquee_protocol::ErrorBody)),
@@ -238,6 +240,10 @@ pub fn router(state: CatalogState) -> Router {
         .route(
             "/v1/admin/onsales/{onsale_id}/status",
             patch(admin::set_onsale_status),
+        )
+        .route(
+            "/v1/admin/onsales/{onsale_id}/admission",
+            patch(admin::set_onsale_admission),
         )
         .route("/v1/tenants/{tenant_id}/events", get(public::search_events))
         .route(

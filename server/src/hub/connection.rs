@@ -76,6 +76,8 @@ pub struct Context {
     pub node_id: Arc<str>,
     /// Purchase commands and result acknowledgements, when the node has a database.
     pub booking: Option<crate::booking::Booking>,
+    /// The waiting room, when the node has a database.
+    pub waiting_room: Option<crate::waiting_room::WaitingRoom>,
 }
 
 /// Where a subscription stands, from this connection's point of view.
@@ -114,6 +116,7 @@ where
         codec,
         limiter,
         abuse: 0,
+        places: Vec::new(),
         ctx,
     };
     METRICS.connections.increment(1.0);
@@ -135,6 +138,9 @@ struct Connection<S> {
     limiter: DefaultDirectRateLimiter,
     /// Rate-limited messages in a row.
     abuse: u32,
+    /// Waiting-room places this connection is attached to: `(onsale, place id)`. Detached
+    /// when the connection ends, which starts the grace period if it was the last one.
+    places: Vec<(uuid::Uuid, String)>,
     ctx: Context,
 }
 
@@ -271,6 +277,11 @@ where
         if flags & signal::DROPPED != 0 {
             for channel in self.shared.take_dropped() {
                 self.resync(&channel, ResyncReason::SlowConsumer).await?;
+            }
+        }
+        if flags & signal::QUEUE != 0 {
+            for status in self.shared.take_queue() {
+                self.feed_msg(&ServerMessage::QueueStatus(status)).await?;
             }
         }
         self.flush().await
@@ -455,7 +466,52 @@ where
                     Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
                 }
             }
+            ClientMessage::QueueJoin { id, onsale } => {
+                return Box::pin(self.queue_join(id, &onsale)).await;
+            }
+            ClientMessage::QueueLeave { id, onsale } => {
+                let Some(room) = &self.ctx.waiting_room else {
+                    return Ok(Some(no_booking(id)));
+                };
+                match Box::pin(room.leave(&self.identity, &onsale)).await {
+                    Ok(status) => {
+                        self.places.retain(|(o, _)| o.to_string() != status.onsale);
+                        ServerMessage::QueueJoined { id, status }
+                    }
+                    Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
+                }
+            }
             _ => ServerMessage::error(None, ErrorCode::BadRequest, "unsupported request"),
+        }))
+    }
+
+    async fn queue_join(
+        &mut self,
+        id: RequestId,
+        onsale: &str,
+    ) -> Result<Option<ServerMessage>, Exit> {
+        let Some(room) = &self.ctx.waiting_room else {
+            return Ok(Some(no_booking(id)));
+        };
+        let attached = uuid::Uuid::parse_str(onsale).ok().and_then(|o| {
+            self.places
+                .iter()
+                .find(|(p, _)| *p == o)
+                .map(|(_, place)| place.clone())
+        });
+        let joined = room
+            .join(&self.identity, &self.shared, onsale, attached.as_deref())
+            .await;
+        Ok(Some(match joined {
+            Ok((onsale, status)) => {
+                // Attached to this place now (a new place replaces an ended one).
+                self.places.retain(|(o, _)| *o != onsale);
+                if !status.place.is_empty() {
+                    self.places.push((onsale, status.place.clone()));
+                }
+                ServerMessage::QueueJoined { id, status }
+            }
+            Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
         }))
     }
 
@@ -729,8 +785,13 @@ where
         .await;
     }
 
-    /// Leaves every channel.
+    /// Leaves every channel and detaches from every waiting-room place.
     fn cleanup(&mut self) {
+        if let Some(room) = &self.ctx.waiting_room {
+            for (onsale, place) in self.places.drain(..) {
+                room.detach(onsale, &self.identity.user, &place, self.shared.id);
+            }
+        }
         for (channel, _) in self.subs.drain() {
             self.ctx.hub.unsubscribe(self.shared.id, &channel);
             Hub::count_subscriptions(-1.0);

@@ -10,6 +10,7 @@ use crate::engine::{EnginePublication, Sink};
 use crate::metrics::METRICS;
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
+use marquee_protocol::queue::QueueStatus;
 use marquee_protocol::{Channel, Codec, Publication, ServerMessage};
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -95,6 +96,8 @@ pub mod signal {
     pub const SLOW: u8 = 2;
     /// The engine feed was interrupted: every subscription must resync.
     pub const INTERRUPTED: u8 = 4;
+    /// A waiting-room status is waiting; see `ConnShared::take_queue`.
+    pub const QUEUE: u8 = 8;
 }
 
 /// The part of a connection the hub can reach: its queue and its signals.
@@ -110,6 +113,9 @@ pub struct ConnShared {
     pub notify: Notify,
     /// Channels whose messages were dropped since the connection last looked.
     dropped: Mutex<Vec<Arc<str>>>,
+    /// Waiting-room statuses not yet written, the latest one per onsale: a newer status
+    /// replaces an unwritten older one, so this never holds more than one per queue joined.
+    queue: Mutex<Vec<QueueStatus>>,
 }
 
 impl ConnShared {
@@ -122,6 +128,7 @@ impl ConnShared {
             flags: AtomicU8::new(0),
             notify: Notify::new(),
             dropped: Mutex::new(Vec::new()),
+            queue: Mutex::new(Vec::new()),
         });
         (shared, rx)
     }
@@ -145,6 +152,23 @@ impl ConnShared {
     /// Takes the channels whose messages were dropped.
     pub fn take_dropped(&self) -> Vec<Arc<str>> {
         std::mem::take(&mut *self.dropped.lock().expect("dropped lock"))
+    }
+
+    /// Hands the connection a waiting-room status, replacing any unwritten one for the same
+    /// onsale. Never blocks and never fills the outbound queue.
+    pub fn push_queue(&self, status: QueueStatus) {
+        let mut queue = self.queue.lock().expect("queue lock");
+        match queue.iter_mut().find(|s| s.onsale == status.onsale) {
+            Some(slot) => *slot = status,
+            None => queue.push(status),
+        }
+        drop(queue);
+        self.raise(signal::QUEUE);
+    }
+
+    /// Takes the unwritten waiting-room statuses.
+    pub fn take_queue(&self) -> Vec<QueueStatus> {
+        std::mem::take(&mut *self.queue.lock().expect("queue lock"))
     }
 
     fn offer(&self, out: &Arc<Outgoing>, coalescible: bool) {

@@ -262,7 +262,8 @@ impl Line {
 
     /// Goes live: closes the pre-queue, reserving sequences `1..=k` for its `k` places, and
     /// returns the undrawn pre-queue place ids to shuffle. Empty once drawn. Idempotent, so
-    /// a controller that takes over from a dead one simply calls it again.
+    /// a controller that takes over from a dead one simply calls it again. A line already
+    /// live or paused (set directly) reserves nothing; admission still waits for the draw.
     pub async fn close_pre_queue(&self, onsale: Uuid) -> Result<Vec<String>, LineError> {
         match self {
             Self::Memory(m) => Ok(m.with(onsale, LineState::close_pre_queue)),
@@ -509,11 +510,18 @@ impl LineState {
     }
 
     fn close_pre_queue(&mut self) -> Vec<String> {
-        if matches!(self.status.as_str(), "scheduled" | "pre_queue") {
-            // Sequences 1..=k go to the pre-queue; later joiners follow them.
-            let k = self.pre.len() as u64;
-            self.last_seq = k;
+        let early = matches!(self.status.as_str(), "scheduled" | "pre_queue");
+        if self.reserved.is_none() {
+            // Sequences 1..=k go to the pre-queue; later joiners follow them. A line that
+            // went live without a pre-queue (its status set directly) reserves nothing and
+            // keeps the sequences it handed out.
+            let k = if early { self.pre.len() as u64 } else { 0 };
+            if early {
+                self.last_seq = k;
+            }
             self.reserved = Some(k);
+        }
+        if early {
             self.status = "live".to_owned();
         }
         if self.drawn {

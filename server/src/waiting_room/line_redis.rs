@@ -110,12 +110,16 @@ return 0
 
 const CLOSE_PRE_QUEUE: &str = r"
 local status = redis.call('GET', KEYS[1]) or 'scheduled'
-if status == 'scheduled' or status == 'pre_queue' then
-  local k = redis.call('SCARD', KEYS[5])
-  redis.call('SET', KEYS[2], k)
+local early = status == 'scheduled' or status == 'pre_queue'
+if not redis.call('HGET', KEYS[12], 'reserved') then
+  local k = 0
+  if early then
+    k = redis.call('SCARD', KEYS[5])
+    redis.call('SET', KEYS[2], k)
+  end
   redis.call('HSET', KEYS[12], 'reserved', k)
-  redis.call('SET', KEYS[1], 'live')
 end
+if early then redis.call('SET', KEYS[1], 'live') end
 if redis.call('HGET', KEYS[12], 'drawn') == '1' then return {} end
 local ids = redis.call('SMEMBERS', KEYS[5])
 table.sort(ids)

@@ -1,6 +1,8 @@
 //! Shared test harness: real nodes on port 0, real Redis, real sockets.
 #![allow(dead_code)]
 
+pub mod shop;
+
 use futures_util::{SinkExt, StreamExt};
 use marquee_protocol::{ClientMessage, Codec, Frame, ServerMessage};
 use marquee_server::auth::{Claims, now_secs, sign_hs256};

@@ -1,0 +1,461 @@
+//! The admission controller: one per onsale at a time (a lease in the line), on any node.
+//!
+//! Every tick ([`TICK`]) the holder of an onsale's lease:
+//! - moves it along its schedule: `scheduled` → `pre_queue` when the pre-queue opens (drawing
+//!   the shuffle seed and publishing its commitment) → `live` at the start (closing the
+//!   pre-queue, drawing its order with the seed, publishing the seed and the order);
+//! - mirrors the status operators set (paused, live, closed, sold out) into the line;
+//! - ends places whose grace period, show-up window or admission ran out;
+//! - checks the event's inventory and stops admission the moment nothing is left to sell (and
+//!   resumes it when seats come back);
+//! - admits from the front of the line at the configured rate, smoothly: a token bucket that
+//!   fills continuously and holds at most four ticks' worth, so 10 per second is one every
+//!   100 ms, never a burst of 600 once a minute;
+//! - publishes the counts on `queue:{onsale}` once a second.
+//!
+//! Settings are read from Postgres once a second, so an operator's change takes effect within
+//! a second on whichever node holds the lease. Whoever holds it, the line's scripts make every
+//! step atomic; a second controller for a moment (lease lost while a tick runs) can at worst
+//! admit one tick early, never admit anybody twice or out of order.
+
+use super::line::{Line, LineView, Timing};
+use super::shuffle::{self, Seed};
+use crate::engine::now_ms;
+use crate::hub::Hub;
+use marquee_protocol::queue::{QueueCounts, QueueEvent};
+use marquee_protocol::{Channel, ChannelKind};
+use sqlx::{PgPool, Row};
+use std::collections::HashMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often the controller admits and expires.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// How often settings are re-read from Postgres and counts published.
+const SETTINGS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the event's remaining inventory is counted.
+const INVENTORY_EVERY: Duration = Duration::from_millis(500);
+
+/// How long a controller holds an onsale without renewing.
+const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// Most places of each kind ended per tick.
+const EXPIRE_MAX: usize = 1000;
+
+/// An onsale's settings, as Postgres has them.
+#[derive(Debug, Clone)]
+struct Settings {
+    tenant: Uuid,
+    event: Uuid,
+    status: String,
+    starts_at: OffsetDateTime,
+    prequeue_opens_at: Option<OffsetDateTime>,
+    rate: f64,
+    cap: u64,
+    seed: Option<Vec<u8>>,
+}
+
+/// What the controller keeps per onsale between ticks.
+#[derive(Debug)]
+struct Managed {
+    settings: Settings,
+    /// Admissions owed: fills at `rate` per second, holds at most four ticks' worth (and at
+    /// least one admission).
+    tokens: f64,
+    last_tick: Instant,
+    leased: bool,
+    last_lease: Option<Instant>,
+    last_inventory: Option<Instant>,
+    /// Seats in the event's map (they do not change while it sells).
+    seats: Option<i64>,
+    /// Admissions counted at each published sample, for the measured outflow.
+    outflow: std::collections::VecDeque<(Instant, u64)>,
+}
+
+/// One node's admission controller.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    /// Lease holder name (the node).
+    pub id: String,
+    /// The system of record.
+    pub db: PgPool,
+    /// The line.
+    pub line: Line,
+    /// Where counts, commitments and draws are published.
+    pub hub: Hub,
+    /// Durations applied to places.
+    pub timing: Timing,
+}
+
+impl Controller {
+    /// Runs until `stop`.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut onsales: HashMap<Uuid, Managed> = HashMap::new();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_settings: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let publish_counts = last_settings.is_none_or(|t| now - t >= SETTINGS_EVERY);
+            if publish_counts {
+                last_settings = Some(now);
+                match self.load().await {
+                    Ok(fresh) => {
+                        onsales.retain(|id, _| fresh.contains_key(id));
+                        for (id, settings) in fresh {
+                            onsales
+                                .entry(id)
+                                .and_modify(|m| m.settings = settings.clone())
+                                .or_insert_with(|| Managed {
+                                    settings,
+                                    tokens: 0.0,
+                                    last_tick: now,
+                                    leased: false,
+                                    last_lease: None,
+                                    last_inventory: None,
+                                    seats: None,
+                                    outflow: Default::default(),
+                                });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot load onsales"),
+                }
+            }
+            for (id, managed) in &mut onsales {
+                if let Err(e) = self.step(*id, managed, now, publish_counts).await {
+                    tracing::warn!(onsale = %id, error = format!("{e:#}"), "admission tick failed");
+                }
+            }
+        }
+    }
+
+    /// Onsales with a waiting room that is open, about to open, or recently ended (so the
+    /// line learns they ended).
+    async fn load(&self) -> anyhow::Result<HashMap<Uuid, Settings>> {
+        let rows = sqlx::query(
+            "select onsale_id, tenant_id, event_id, status::text as status, starts_at,
+                    prequeue_opens_at, admission_rate, active_cap, shuffle_seed
+             from onsale
+             where requires_admission and (
+                 status in ('pre_queue', 'live', 'paused')
+                 or (status = 'scheduled' and coalesce(prequeue_opens_at, starts_at) <= now() + interval '2 seconds')
+                 or (status in ('sold_out', 'closed') and updated_at > now() - interval '10 minutes'))",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("onsale_id"),
+                    Settings {
+                        tenant: r.get("tenant_id"),
+                        event: r.get("event_id"),
+                        status: r.get("status"),
+                        starts_at: r.get("starts_at"),
+                        prequeue_opens_at: r.get("prequeue_opens_at"),
+                        rate: r.get("admission_rate"),
+                        cap: r.get::<i32, _>("active_cap").max(0) as u64,
+                        seed: r.get("shuffle_seed"),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn step(
+        &self,
+        onsale: Uuid,
+        m: &mut Managed,
+        now: Instant,
+        publish_counts: bool,
+    ) -> anyhow::Result<()> {
+        if m.last_lease.is_none_or(|t| now - t >= SETTINGS_EVERY) || !m.leased {
+            m.leased = self.line.lease(onsale, &self.id, LEASE_TTL).await?;
+            m.last_lease = Some(now);
+        }
+        if !m.leased {
+            return Ok(());
+        }
+        self.follow_schedule(onsale, m).await?;
+        let wall = now_ms();
+        self.line.expire(onsale, wall, EXPIRE_MAX).await?;
+        let mut view = self.line.view(onsale, 0).await?;
+        if m.last_inventory.is_none_or(|t| now - t >= INVENTORY_EVERY)
+            && matches!(view.status.as_str(), "live" | "paused")
+        {
+            m.last_inventory = Some(now);
+            let exhausted = self.remaining(m).await? <= 0;
+            if exhausted != view.exhausted {
+                self.line.set_exhausted(onsale, exhausted).await?;
+                view.exhausted = exhausted;
+                tracing::info!(%onsale, exhausted, "inventory changed");
+            }
+        }
+        let dt = now.duration_since(m.last_tick).as_secs_f64();
+        m.last_tick = now;
+        let rate = m.settings.rate.max(0.0);
+        let ceiling = (rate * 4.0 * TICK.as_secs_f64()).max(1.0);
+        m.tokens = (m.tokens + rate * dt).min(ceiling);
+        if view.status == "live" && view.drawn && !view.exhausted && m.tokens >= 1.0 {
+            let want = m.tokens.floor() as u64;
+            let admitted = self
+                .line
+                .admit(onsale, want, m.settings.cap, wall, &self.timing)
+                .await?;
+            m.tokens -= admitted.len() as f64;
+            view.admitted_total += admitted.len() as u64;
+            view.active += admitted.len() as u64;
+            view.waiting = view.waiting.saturating_sub(admitted.len() as u64);
+        }
+        if publish_counts {
+            self.publish_counts(onsale, m, &view, now).await;
+        }
+        Ok(())
+    }
+
+    /// Moves the onsale along its schedule and mirrors its status into the line.
+    async fn follow_schedule(&self, onsale: Uuid, m: &mut Managed) -> anyhow::Result<()> {
+        let now = OffsetDateTime::now_utc();
+        let s = &m.settings;
+        if s.status == "scheduled"
+            && s.prequeue_opens_at.is_some_and(|t| t <= now)
+            && s.starts_at > now
+        {
+            self.open_pre_queue(onsale, m).await?;
+        }
+        let s = &m.settings;
+        if matches!(s.status.as_str(), "scheduled" | "pre_queue") && s.starts_at <= now {
+            self.transition(onsale, m, &["scheduled", "pre_queue"], "live")
+                .await?;
+        }
+        let view = self.line.view(onsale, 0).await?;
+        let status = m.settings.status.clone();
+        let mut line_status = view.status;
+        if matches!(status.as_str(), "live" | "paused")
+            && (matches!(line_status.as_str(), "scheduled" | "pre_queue") || !view.drawn)
+        {
+            self.go_live(onsale, m).await?;
+            line_status = "live".to_owned();
+        }
+        if status != line_status {
+            if status == "pre_queue" && m.settings.seed.is_none() {
+                // Set by an operator by hand: the seed is drawn now.
+                self.open_pre_queue(onsale, m).await?;
+            }
+            self.line.set_status(onsale, &status).await?;
+        }
+        Ok(())
+    }
+
+    /// Draws the seed (once), moves the onsale to `pre_queue` and publishes the commitment.
+    async fn open_pre_queue(&self, onsale: Uuid, m: &mut Managed) -> anyhow::Result<()> {
+        let fresh: Seed = rand::random();
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "update onsale set shuffle_seed = coalesce(shuffle_seed, $2),
+                    status = case when status = 'scheduled' then 'pre_queue'::onsale_status else status end
+             where onsale_id = $1 and status in ('scheduled', 'pre_queue')
+             returning shuffle_seed, status::text as status",
+        )
+        .bind(onsale)
+        .bind(&fresh[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        let seed: Vec<u8> = row.get("shuffle_seed");
+        let status: String = row.get("status");
+        let commitment = shuffle::commitment(&to_seed(&seed)?);
+        system_audit(
+            &mut tx,
+            m.settings.tenant,
+            onsale,
+            "pre_queue_opened",
+            serde_json::json!({"seed_sha256": commitment}),
+        )
+        .await?;
+        tx.commit().await?;
+        m.settings.seed = Some(seed);
+        m.settings.status = status;
+        self.line.set_status(onsale, "pre_queue").await?;
+        self.publish(
+            onsale,
+            &QueueEvent::Commitment {
+                seed_sha256: commitment,
+            },
+        )
+        .await;
+        tracing::info!(%onsale, "pre-queue opened");
+        Ok(())
+    }
+
+    /// Moves the onsale's status in Postgres (audited, by `system`) if it is in `from`.
+    async fn transition(
+        &self,
+        onsale: Uuid,
+        m: &mut Managed,
+        from: &[&str],
+        to: &str,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("select status::text from onsale where onsale_id = $1 for update")
+                .bind(onsale)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let from_status = current.filter(|c| from.contains(&c.as_str()));
+        if from_status.is_some() {
+            sqlx::query("update onsale set status = $2::onsale_status where onsale_id = $1")
+                .bind(onsale)
+                .bind(to)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(previous) = from_status {
+            system_audit(
+                &mut tx,
+                m.settings.tenant,
+                onsale,
+                "status_changed",
+                serde_json::json!({"from": previous, "to": to}),
+            )
+            .await?;
+            tx.commit().await?;
+            m.settings.status = to.to_owned();
+            tracing::info!(%onsale, from = previous, to, "onsale moved on schedule");
+        }
+        Ok(())
+    }
+
+    /// Closes the pre-queue and draws its order: the seed's order over its places. Safe to
+    /// repeat (a controller that took over finishes what a dead one began).
+    async fn go_live(&self, onsale: Uuid, m: &mut Managed) -> anyhow::Result<()> {
+        let places = self.line.close_pre_queue(onsale).await?;
+        if places.is_empty() {
+            self.line.draw(onsale, &[]).await?;
+            return Ok(());
+        }
+        let Some(raw) = m.settings.seed.clone() else {
+            anyhow::bail!("the pre-queue has places but the onsale has no seed");
+        };
+        let seed = to_seed(&raw)?;
+        let order = shuffle::shuffle(&seed, &places);
+        self.line.draw(onsale, &order).await?;
+        sqlx::query(
+            "update onsale set shuffle_order = $2 where onsale_id = $1 and shuffle_order is null",
+        )
+        .bind(onsale)
+        .bind(&order)
+        .execute(&self.db)
+        .await?;
+        self.publish(
+            onsale,
+            &QueueEvent::Draw {
+                seed_sha256: shuffle::commitment(&seed),
+                seed: hex::encode(seed),
+                order,
+            },
+        )
+        .await;
+        tracing::info!(%onsale, places = places.len(), "pre-queue drawn");
+        Ok(())
+    }
+
+    /// Seats and general-admission tickets of the event neither held nor sold.
+    async fn remaining(&self, m: &mut Managed) -> anyhow::Result<i64> {
+        let event = m.settings.event;
+        if m.seats.is_none() {
+            let seats: i64 = sqlx::query_scalar("select count(*) from seat where event_id = $1")
+                .bind(event)
+                .fetch_one(&self.db)
+                .await?;
+            m.seats = Some(seats);
+        }
+        let taken_and_ga: (i64, i64) = sqlx::query_as(
+            "select (select count(*) from seat_claim where event_id = $1),
+                    coalesce((select sum(ga_quota - ga_held - ga_sold) from ticket_type
+                              where event_id = $1 and ga_quota is not null), 0)::int8",
+        )
+        .bind(event)
+        .fetch_one(&self.db)
+        .await?;
+        Ok(m.seats.unwrap_or(0) - taken_and_ga.0 + taken_and_ga.1)
+    }
+
+    async fn publish_counts(&self, onsale: Uuid, m: &mut Managed, view: &LineView, now: Instant) {
+        m.outflow.push_back((now, view.admitted_total));
+        while m
+            .outflow
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(10))
+        {
+            m.outflow.pop_front();
+        }
+        let outflow = match (m.outflow.front(), m.outflow.back()) {
+            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => {
+                n1.saturating_sub(*n0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let counts = QueueEvent::Counts(QueueCounts {
+            status: view.status.clone(),
+            waiting: view.waiting,
+            admitted: view.admitted_total,
+            active: view.active,
+            admission_rate: m.settings.rate,
+            active_cap: m.settings.cap,
+            outflow,
+            sold_out: view.exhausted,
+        });
+        self.publish(onsale, &counts).await;
+    }
+
+    async fn publish(&self, onsale: Uuid, event: &QueueEvent) {
+        publish_queue_event(&self.hub, onsale, event).await;
+    }
+}
+
+/// Publishes on `queue:{onsale}`; a failure is logged (the next tick publishes again).
+pub async fn publish_queue_event(hub: &Hub, onsale: Uuid, event: &QueueEvent) {
+    let channel = Channel::new(ChannelKind::Queue, &onsale.to_string())
+        .expect("a UUID is a valid channel id");
+    let data = serde_json::to_value(event).expect("queue events serialize");
+    if let Err(e) = hub.publish(&channel, &data).await {
+        tracing::warn!(%onsale, error = %e, "cannot publish on the queue channel");
+    }
+}
+
+fn to_seed(raw: &[u8]) -> anyhow::Result<Seed> {
+    raw.try_into()
+        .map_err(|_| anyhow::anyhow!("a shuffle seed must be 32 bytes, found {}", raw.len()))
+}
+
+async fn system_audit(
+    conn: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    onsale: Uuid,
+    action: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail) values ($1, 'system', 'onsale', $2, $3, $4)",
+    )
+    .bind(tenant)
+    .bind(onsale.to_string())
+    .bind(action)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

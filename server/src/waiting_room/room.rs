@@ -1,0 +1,609 @@
+//! A node's side of the waiting room: `queue.join` and `queue.leave` from its connections, and
+//! the live status pushed to each local buyer.
+//!
+//! The node remembers, per onsale, the buyers with a connection here and the status last sent
+//! to each. Every tick it reads the onsale's [`LineView`] once (one engine call per onsale,
+//! whatever the number of buyers), derives every local buyer's position from it, and pushes
+//! what changed: positions at most once a second per buyer, anything else (admitted, paused,
+//! sold out, ended) at once. Pushes go into each connection's coalescing slot
+//! ([`ConnShared::push_queue`]), so a slow connection only ever gets the latest status.
+
+use super::line::{Joined, Line, LineError, LineView, Place, Timing};
+use crate::auth::Identity;
+use crate::booking::Refusal;
+use crate::booking::admission::AdmissionKey;
+use crate::engine::now_ms;
+use crate::hub::registry::ConnShared;
+use marquee_protocol::ErrorCode;
+use marquee_protocol::queue::{AdmissionGrant, PlaceState, QueueStatus, StatusReason};
+use sqlx::PgPool;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often a node refreshes its buyers' statuses.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Least time between two position-only pushes to one buyer.
+pub const POSITION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a node needs to serve the waiting room. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WaitingRoom {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    line: Line,
+    db: PgPool,
+    /// Signs admissions; without it nobody can be admitted on this node.
+    key: Option<AdmissionKey>,
+    timing: Timing,
+    /// Onsale id to owning tenant: a tenant never changes, so one query per onsale and node.
+    /// Unknown ids are not cached, so a hostile client cannot grow this map.
+    tenants: Mutex<HashMap<Uuid, Uuid>>,
+    /// Buyers with a connection on this node, per onsale.
+    local: Mutex<HashMap<Uuid, LocalOnsale>>,
+}
+
+/// One onsale's local buyers and what the node measured of its line.
+#[derive(Debug, Default)]
+struct LocalOnsale {
+    tenant: Uuid,
+    buyers: HashMap<String, LocalBuyer>,
+    /// `(when, admitted so far)`, the last 30 s of views: the measured outflow.
+    samples: VecDeque<(Instant, u64)>,
+    last_view: Option<LineView>,
+}
+
+#[derive(Debug)]
+struct LocalBuyer {
+    place: Place,
+    conns: Vec<Arc<ConnShared>>,
+    /// The status last pushed, and when a position was last pushed.
+    sent: Option<QueueStatus>,
+    position_sent_at: Option<Instant>,
+    /// The place changed in a way that needs the line's record (drawn, admitted).
+    refresh: bool,
+}
+
+fn unavailable(e: &LineError) -> Refusal {
+    tracing::warn!(error = %e, "waiting room unavailable");
+    Refusal {
+        code: ErrorCode::Unavailable,
+        message: "the waiting room is unavailable; retry".into(),
+    }
+}
+
+fn refusal(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+impl WaitingRoom {
+    /// A node's waiting room on `line`, checking onsales in `db`.
+    pub fn new(line: Line, db: PgPool, key: Option<AdmissionKey>, timing: Timing) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                line,
+                db,
+                key,
+                timing,
+                tenants: Mutex::default(),
+                local: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The line.
+    pub fn line(&self) -> &Line {
+        &self.inner.line
+    }
+
+    /// The durations applied.
+    pub fn timing(&self) -> &Timing {
+        &self.inner.timing
+    }
+
+    async fn onsale_tenant(&self, onsale: Uuid) -> Result<Option<Uuid>, Refusal> {
+        if let Some(t) = self
+            .inner
+            .tenants
+            .lock()
+            .expect("tenants lock")
+            .get(&onsale)
+        {
+            return Ok(Some(*t));
+        }
+        let tenant: Option<Uuid> = sqlx::query_scalar(
+            "select tenant_id from onsale where onsale_id = $1 and requires_admission",
+        )
+        .bind(onsale)
+        .fetch_optional(&self.inner.db)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "onsale lookup failed");
+            refusal(
+                ErrorCode::Unavailable,
+                "the waiting room is unavailable; retry",
+            )
+        })?;
+        if let Some(t) = tenant {
+            self.inner
+                .tenants
+                .lock()
+                .expect("tenants lock")
+                .insert(onsale, t);
+        }
+        Ok(tenant)
+    }
+
+    /// Checks that `raw` names an onsale with a waiting room in the buyer's tenant.
+    async fn own_onsale(&self, identity: &Identity, raw: &str) -> Result<(Uuid, Uuid), Refusal> {
+        let not_found = || refusal(ErrorCode::NotFound, "no such onsale");
+        let tenant = identity
+            .tenant
+            .as_deref()
+            .and_then(|t| Uuid::parse_str(t).ok())
+            .ok_or_else(|| {
+                refusal(
+                    ErrorCode::Forbidden,
+                    "the queue needs a token with a tenant",
+                )
+            })?;
+        let onsale = Uuid::parse_str(raw).map_err(|_| not_found())?;
+        if self.onsale_tenant(onsale).await? != Some(tenant) {
+            return Err(not_found());
+        }
+        Ok((onsale, tenant))
+    }
+
+    /// Takes or attaches to the buyer's place and registers `conn` for its pushes. `attached`
+    /// is the place this connection attached to before, if any. Returns the status now.
+    pub async fn join(
+        &self,
+        identity: &Identity,
+        conn: &Arc<ConnShared>,
+        raw_onsale: &str,
+        attached: Option<&str>,
+    ) -> Result<(Uuid, QueueStatus), Refusal> {
+        let (onsale, tenant) = self.own_onsale(identity, raw_onsale).await?;
+        if self.inner.key.is_none() {
+            return Err(refusal(
+                ErrorCode::Unavailable,
+                "this node cannot admit anybody (it has no admission secret)",
+            ));
+        }
+        let user = identity.user.as_str();
+        let mut joined = self
+            .inner
+            .line
+            .join(onsale, user, attached)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if matches!(&joined, Joined::Refused { status } if status == "scheduled")
+            && self.catch_up(onsale).await?
+        {
+            joined = self
+                .inner
+                .line
+                .join(onsale, user, attached)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        let (place, new) = match joined {
+            Joined::New(p) => (p, true),
+            Joined::Attached(p) => (p, false),
+            Joined::Refused { status } => {
+                let (code, message) = match status.as_str() {
+                    "scheduled" => (ErrorCode::OnsaleClosed, "the queue has not opened yet"),
+                    "sold_out" => (ErrorCode::SoldOut, "the onsale is sold out"),
+                    _ => (ErrorCode::OnsaleClosed, "the onsale is closed"),
+                };
+                return Err(refusal(code, message));
+            }
+        };
+        let view = match self.cached_view(onsale) {
+            Some(v) if v.last_seq >= place.seq => v,
+            _ => self
+                .inner
+                .line
+                .view(onsale, place.seq)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        };
+        let now = Instant::now();
+        let mut local = self.inner.local.lock().expect("local lock");
+        let entry = local.entry(onsale).or_default();
+        entry.tenant = tenant;
+        let eta = Outflow::of(&entry.samples, now);
+        let reason = (new && place.seq > 0 && attached.is_some()).then_some(StatusReason::Rejoined);
+        let buyer = entry
+            .buyers
+            .entry(user.to_owned())
+            .or_insert_with(|| LocalBuyer {
+                place: place.clone(),
+                conns: Vec::new(),
+                sent: None,
+                position_sent_at: None,
+                refresh: false,
+            });
+        buyer.place = place;
+        if !buyer.conns.iter().any(|c| Arc::ptr_eq(c, conn)) {
+            buyer.conns.push(conn.clone());
+        }
+        let mut status = self.status(onsale, tenant, user, &buyer.place, &view, eta);
+        status.reason = status.reason.or(reason);
+        buyer.sent = Some(status.clone());
+        buyer.position_sent_at = Some(now);
+        Ok((onsale, status))
+    }
+
+    /// The line does not know an onsale that Postgres says is open: the node just started
+    /// (memory) or Redis lost its keys, and the controller has not mirrored it yet. Catches
+    /// the line up where no seed is involved, so nobody is refused in that first second.
+    /// Returns whether the line changed.
+    async fn catch_up(&self, onsale: Uuid) -> Result<bool, Refusal> {
+        let status: Option<String> =
+            sqlx::query_scalar("select status::text from onsale where onsale_id = $1")
+                .bind(onsale)
+                .fetch_optional(&self.inner.db)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "onsale lookup failed");
+                    refusal(
+                        ErrorCode::Unavailable,
+                        "the waiting room is unavailable; retry",
+                    )
+                })?;
+        let line = &self.inner.line;
+        let done: Result<bool, LineError> = async {
+            match status.as_deref() {
+                Some("pre_queue") => line.set_status(onsale, "pre_queue").await.map(|()| true),
+                Some(status @ ("live" | "paused")) => {
+                    // An unknown line has no pre-queue places, so there is nothing to shuffle.
+                    if !line.close_pre_queue(onsale).await?.is_empty() {
+                        return Ok(false);
+                    }
+                    line.draw(onsale, &[]).await?;
+                    line.set_status(onsale, status).await?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+        .await;
+        done.map_err(|e| unavailable(&e))
+    }
+
+    /// Gives the buyer's place up at once; every local connection of theirs learns it.
+    pub async fn leave(
+        &self,
+        identity: &Identity,
+        raw_onsale: &str,
+    ) -> Result<QueueStatus, Refusal> {
+        let (onsale, _) = self.own_onsale(identity, raw_onsale).await?;
+        let user = identity.user.as_str();
+        let place = self
+            .inner
+            .line
+            .place(onsale, user)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let had = self
+            .inner
+            .line
+            .leave(onsale, user)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !had {
+            return Err(refusal(ErrorCode::NotFound, "no place in this queue"));
+        }
+        let status = QueueStatus {
+            onsale: onsale.to_string(),
+            place: place.map(|p| p.id).unwrap_or_default(),
+            state: PlaceState::Ended,
+            position: None,
+            ahead: None,
+            eta_seconds: None,
+            paused: false,
+            reason: Some(StatusReason::Left),
+            admission: None,
+        };
+        let buyer = {
+            let mut local = self.inner.local.lock().expect("local lock");
+            local.get_mut(&onsale).and_then(|l| l.buyers.remove(user))
+        };
+        for conn in buyer.iter().flat_map(|b| &b.conns) {
+            conn.push_queue(status.clone());
+        }
+        Ok(status)
+    }
+
+    /// A connection attached to `place` closed.
+    pub fn detach(&self, onsale: Uuid, user: &str, place: &str, conn_id: u64) {
+        {
+            let mut local = self.inner.local.lock().expect("local lock");
+            if let Some(entry) = local.get_mut(&onsale) {
+                if let Some(buyer) = entry.buyers.get_mut(user) {
+                    buyer.conns.retain(|c| c.id != conn_id);
+                    if buyer.conns.is_empty() {
+                        entry.buyers.remove(user);
+                    }
+                }
+                if entry.buyers.is_empty() {
+                    local.remove(&onsale);
+                }
+            }
+        }
+        let (line, grace) = (self.inner.line.clone(), self.inner.timing.grace);
+        let (user, place) = (user.to_owned(), place.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = line.detach(onsale, &user, &place, now_ms(), grace).await {
+                // The place then stays attached until its admission or the onsale ends; the
+                // buyer loses nothing.
+                tracing::warn!(error = %e, %onsale, "detach failed");
+            }
+        });
+    }
+
+    fn cached_view(&self, onsale: Uuid) -> Option<LineView> {
+        let local = self.inner.local.lock().expect("local lock");
+        local.get(&onsale)?.last_view.clone()
+    }
+
+    /// Builds a buyer's status from the line's view.
+    fn status(
+        &self,
+        onsale: Uuid,
+        tenant: Uuid,
+        user: &str,
+        place: &Place,
+        view: &LineView,
+        outflow: Option<Outflow>,
+    ) -> QueueStatus {
+        let mut status = QueueStatus {
+            onsale: onsale.to_string(),
+            place: place.id.clone(),
+            state: PlaceState::Waiting,
+            position: None,
+            ahead: None,
+            eta_seconds: None,
+            paused: view.status == "paused",
+            reason: None,
+            admission: None,
+        };
+        let now = now_ms();
+        if view.status == "closed" {
+            status.state = PlaceState::Closed;
+            status.reason = Some(StatusReason::Closed);
+            return status;
+        }
+        if let Some(until) = place.admitted_until_ms {
+            if until <= now {
+                status.state = PlaceState::Ended;
+                status.reason = Some(StatusReason::AdmissionEnded);
+                return status;
+            }
+            status.state = PlaceState::Admitted;
+            status.admission = self.inner.key.as_ref().map(|key| {
+                let exp = until / 1000;
+                AdmissionGrant {
+                    token: key.issue(tenant, user, onsale, exp),
+                    expires_at: exp,
+                }
+            });
+            return status;
+        }
+        if place.seq == 0 {
+            status.state = PlaceState::PreQueue;
+            return status;
+        }
+        match view.ahead(place.seq) {
+            Some(ahead) => {
+                status.position = Some(ahead + 1);
+                status.ahead = Some(ahead);
+                if view.exhausted || view.status == "sold_out" {
+                    status.state = PlaceState::SoldOut;
+                } else if !status.paused {
+                    status.eta_seconds = outflow.map(|o| o.eta(ahead));
+                }
+            }
+            // Below the cursor and not gone: admitted, and the place needs its record.
+            None if place.seq <= view.cursor && view.gone.binary_search(&place.seq).is_err() => {
+                status.state = PlaceState::Waiting;
+                status.position = Some(1);
+                status.ahead = Some(0);
+            }
+            None => {
+                status.state = PlaceState::Ended;
+                status.reason = Some(StatusReason::Left);
+            }
+        }
+        status
+    }
+
+    /// Refreshes every local buyer's status until `stop`.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let onsales: Vec<(Uuid, u64)> = {
+                let local = self.inner.local.lock().expect("local lock");
+                local
+                    .iter()
+                    .map(|(id, l)| {
+                        (
+                            *id,
+                            l.buyers.values().map(|b| b.place.seq).max().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            };
+            for (onsale, upto) in onsales {
+                match self.inner.line.view(onsale, upto).await {
+                    Ok(view) => self.refresh(onsale, view).await,
+                    Err(e) => tracing::warn!(error = %e, %onsale, "cannot read the line"),
+                }
+            }
+        }
+    }
+
+    /// Pushes what changed for one onsale's local buyers.
+    async fn refresh(&self, onsale: Uuid, view: LineView) {
+        let now = Instant::now();
+        // Places the view says changed under us (drawn, admitted): read their records first,
+        // outside the lock. Admissions happen at the admission rate, draws once.
+        let stale: Vec<String> = {
+            let mut local = self.inner.local.lock().expect("local lock");
+            let Some(entry) = local.get_mut(&onsale) else {
+                return;
+            };
+            entry.samples.push_back((now, view.admitted_total));
+            while entry
+                .samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(30))
+            {
+                entry.samples.pop_front();
+            }
+            entry
+                .buyers
+                .iter_mut()
+                .filter(|(_, b)| {
+                    b.refresh
+                        || (b.place.admitted_until_ms.is_none()
+                            && ((b.place.seq == 0 && view.drawn)
+                                || (b.place.seq > 0
+                                    && b.place.seq <= view.cursor
+                                    && view.gone.binary_search(&b.place.seq).is_err())))
+                })
+                .map(|(u, b)| {
+                    b.refresh = true;
+                    u.clone()
+                })
+                .collect()
+        };
+        let mut records = HashMap::new();
+        for user in stale {
+            match self.inner.line.place(onsale, &user).await {
+                Ok(place) => {
+                    records.insert(user, place);
+                }
+                Err(e) => tracing::warn!(error = %e, %onsale, "cannot read a place"),
+            }
+        }
+        let mut local = self.inner.local.lock().expect("local lock");
+        let Some(entry) = local.get_mut(&onsale) else {
+            return;
+        };
+        let outflow = Outflow::of(&entry.samples, now);
+        let tenant = entry.tenant;
+        for (user, buyer) in &mut entry.buyers {
+            let mut reason = None;
+            if let Some(record) = records.remove(user) {
+                buyer.refresh = false;
+                match record {
+                    Some(place) if place.id == buyer.place.id => {
+                        if buyer.place.seq == 0 && place.seq > 0 {
+                            reason = Some(StatusReason::Drawn);
+                        }
+                        buyer.place = place;
+                    }
+                    // The place ended (elsewhere) and perhaps a new one began: the buyer
+                    // learns it ended and joins again to see the new one.
+                    _ => {
+                        buyer.place.admitted_until_ms = Some(0);
+                    }
+                }
+            }
+            let mut status = self.status(onsale, tenant, user, &buyer.place, &view, outflow);
+            let previous = buyer.sent.as_ref();
+            if status.reason.is_none() {
+                status.reason = reason.or_else(|| transition_reason(previous, &status));
+            }
+            let significant = previous.is_none_or(|p| {
+                p.state != status.state
+                    || p.paused != status.paused
+                    || p.admission.is_some() != status.admission.is_some()
+            });
+            let moved = previous.is_none_or(|p| {
+                p.position != status.position || p.eta_seconds != status.eta_seconds
+            });
+            let due = buyer
+                .position_sent_at
+                .is_none_or(|t| now.duration_since(t) >= POSITION_INTERVAL);
+            if significant || (moved && due) {
+                if status.position != previous.and_then(|p| p.position) {
+                    buyer.position_sent_at = Some(now);
+                }
+                for conn in &buyer.conns {
+                    conn.push_queue(status.clone());
+                }
+                buyer.sent = Some(status);
+            }
+        }
+        entry.last_view = Some(view);
+    }
+}
+
+/// The reason to give when a status changes without one of its own.
+fn transition_reason(previous: Option<&QueueStatus>, now: &QueueStatus) -> Option<StatusReason> {
+    let previous = previous?;
+    if previous.paused != now.paused {
+        return Some(if now.paused {
+            StatusReason::Paused
+        } else {
+            StatusReason::Resumed
+        });
+    }
+    match (previous.state, now.state) {
+        (PlaceState::Waiting, PlaceState::SoldOut) => Some(StatusReason::SoldOut),
+        (PlaceState::SoldOut, PlaceState::Waiting) => Some(StatusReason::Restocked),
+        _ => None,
+    }
+}
+
+/// Admissions per second measured over the last 10 s and 30 s.
+#[derive(Debug, Clone, Copy)]
+struct Outflow {
+    short: f64,
+    long: f64,
+}
+
+impl Outflow {
+    fn of(samples: &VecDeque<(Instant, u64)>, now: Instant) -> Option<Self> {
+        let &(t_last, n_last) = samples.back()?;
+        let rate = |window: Duration| {
+            let (t0, n0) = samples
+                .iter()
+                .find(|(t, _)| now.duration_since(*t) <= window)?;
+            let secs = t_last.duration_since(*t0).as_secs_f64();
+            (secs >= 1.0).then(|| (n_last - n0) as f64 / secs)
+        };
+        let short = rate(Duration::from_secs(10))?;
+        let long = rate(Duration::from_secs(30)).unwrap_or(short);
+        (short.max(long) > 0.0).then_some(Self { short, long })
+    }
+
+    /// `[earliest, latest]` seconds for `ahead` buyers to be admitted.
+    fn eta(self, ahead: u64) -> [u64; 2] {
+        let fast = self.short.max(self.long);
+        let slow = self.short.min(self.long).max(fast / 2.0);
+        let n = ahead as f64 + 1.0;
+        [
+            (n / fast * 0.9).floor() as u64,
+            (n / slow * 1.1).ceil() as u64,
+        ]
+    }
+}
