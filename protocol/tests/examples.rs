@@ -3,6 +3,7 @@
 
 use marquee_protocol::booking::{Command, CommandResult, InboxMessage, Outcome, SeatDelta};
 use marquee_protocol::message::ResyncReason;
+use marquee_protocol::queue::{AdmissionGrant, PlaceState, QueueStatus};
 use marquee_protocol::{
     ClientMessage, Codec, ErrorBody, ErrorCode, Publication, ServerMessage, StreamPosition,
 };
@@ -59,6 +60,14 @@ fn client_messages_are_spelled_as_documented() {
         ClientMessage::Ack {
             id: 8,
             request_ids: vec!["b7d2-hold-1".into()],
+        },
+        ClientMessage::QueueJoin {
+            id: 9,
+            onsale: "7d1e2f4a-0c3b-4e5d-8f6a-1b2c3d4e5f60".into(),
+        },
+        ClientMessage::QueueLeave {
+            id: 10,
+            onsale: "7d1e2f4a-0c3b-4e5d-8f6a-1b2c3d4e5f60".into(),
         },
     ];
     let text: Vec<String> = examples.iter().map(json).collect();
@@ -168,6 +177,34 @@ fn server_messages_are_spelled_as_documented() {
                 ..SeatDelta::default()
             })
             .unwrap(),
+        }),
+        ServerMessage::QueueJoined {
+            id: 9,
+            status: QueueStatus {
+                onsale: "7d1e2f4a-0c3b-4e5d-8f6a-1b2c3d4e5f60".into(),
+                place: "p0a1b2c3d4e5f60718293".into(),
+                state: PlaceState::Waiting,
+                position: Some(1204),
+                ahead: Some(1203),
+                eta_seconds: Some([108, 147]),
+                paused: false,
+                reason: None,
+                admission: None,
+            },
+        },
+        ServerMessage::QueueStatus(QueueStatus {
+            onsale: "7d1e2f4a-0c3b-4e5d-8f6a-1b2c3d4e5f60".into(),
+            place: "p0a1b2c3d4e5f60718293".into(),
+            state: PlaceState::Admitted,
+            position: None,
+            ahead: None,
+            eta_seconds: None,
+            paused: false,
+            reason: None,
+            admission: Some(AdmissionGrant {
+                token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJidXllci0xIn0.c2lnbmF0dXJl".into(),
+                expires_at: 1_795_000_000,
+            }),
         }),
     ];
     let text: Vec<String> = examples.iter().map(json).collect();

@@ -3,6 +3,7 @@
 
 use marquee_protocol::booking::Command;
 use marquee_protocol::message::ResyncReason;
+use marquee_protocol::queue::{AdmissionGrant, PlaceState, QueueStatus, StatusReason};
 use marquee_protocol::{
     ClientMessage, Codec, ErrorCode, Publication, ServerMessage, StreamPosition,
 };
@@ -60,7 +61,57 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             ),
         (any::<u64>(), prop::collection::vec(".{0,20}", 0..4))
             .prop_map(|(id, request_ids)| ClientMessage::Ack { id, request_ids }),
+        (any::<u64>(), ".{0,36}").prop_map(|(id, onsale)| ClientMessage::QueueJoin { id, onsale }),
+        (any::<u64>(), ".{0,36}").prop_map(|(id, onsale)| ClientMessage::QueueLeave { id, onsale }),
     ]
+}
+
+fn queue_status() -> impl Strategy<Value = QueueStatus> {
+    let state = prop_oneof![
+        Just(PlaceState::PreQueue),
+        Just(PlaceState::Waiting),
+        Just(PlaceState::Admitted),
+        Just(PlaceState::SoldOut),
+        Just(PlaceState::Closed),
+        Just(PlaceState::Ended),
+    ];
+    let reason = prop_oneof![
+        Just(StatusReason::Drawn),
+        Just(StatusReason::Rejoined),
+        Just(StatusReason::Paused),
+        Just(StatusReason::SoldOut),
+        Just(StatusReason::NoShow),
+        Just(StatusReason::GraceExpired),
+    ];
+    (
+        (".{0,36}", ".{0,24}", state),
+        (
+            prop::option::of(any::<u64>()),
+            prop::option::of(any::<u64>()),
+            prop::option::of(any::<[u64; 2]>()),
+        ),
+        (
+            any::<bool>(),
+            prop::option::of(reason),
+            prop::option::of((".{0,60}", any::<u64>())),
+        ),
+    )
+        .prop_map(
+            |((onsale, place, state), (position, ahead, eta_seconds), (paused, reason, grant))| {
+                QueueStatus {
+                    onsale,
+                    place,
+                    state,
+                    position,
+                    ahead,
+                    eta_seconds,
+                    paused,
+                    reason,
+                    admission: grant
+                        .map(|(token, expires_at)| AdmissionGrant { token, expires_at }),
+                }
+            },
+        )
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -171,6 +222,9 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             .prop_map(|(channel, reason)| ServerMessage::Resync { channel, reason }),
         (any::<u64>(), ".{0,20}")
             .prop_map(|(delay_ms, reason)| ServerMessage::Reconnect { delay_ms, reason }),
+        (any::<u64>(), queue_status())
+            .prop_map(|(id, status)| ServerMessage::QueueJoined { id, status }),
+        queue_status().prop_map(ServerMessage::QueueStatus),
     ]
 }
 

@@ -41,6 +41,11 @@ fn token(secret: &str, tenant: uuid::Uuid, user: &str, roles: &[&str]) -> String
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let secret = format!("demo-{:032x}", rand::random::<u128>());
     let mut config = Config::with_secret(&secret);
+    // The demo node signs its own waiting-room admissions with a key of its own.
+    config.booking.admission_secret = Some(crate::config::Secret::new(format!(
+        "admission-{:032x}",
+        rand::random::<u128>()
+    )));
     config.listen = args.listen;
     config.node_id = Some("demo".to_owned());
     // The system of record: the given database, or a private one for the demo's lifetime.
