@@ -533,6 +533,7 @@ async fn the_openapi_document_lists_every_route(pool: PgPool) {
         "/v1/admin/events/{event_id}/onsales",
         "/v1/admin/onsales/{onsale_id}",
         "/v1/admin/onsales/{onsale_id}/status",
+        "/v1/admin/onsales/{onsale_id}/admission",
         "/v1/tenants/{tenant_id}/events",
         "/v1/tenants/{tenant_id}/events/{event_id}",
         "/v1/tenants/{tenant_id}/events/{event_id}/seats",
@@ -540,7 +541,7 @@ async fn the_openapi_document_lists_every_route(pool: PgPool) {
     ] {
         assert!(paths.contains(&path), "{path} missing from {paths:?}");
     }
-    assert_eq!(paths.len(), 16);
+    assert_eq!(paths.len(), 17);
     node.shutdown().await;
 }
 
