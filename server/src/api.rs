@@ -221,6 +221,7 @@ fn authenticate(verifier: &Verifier, headers: &HeaderMap, uri: &Uri) -> Result<I
 
 async fn upgrade(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -267,12 +268,17 @@ async fn upgrade(
     if !requested.trim().is_empty() {
         ws = ws.protocols([codec.subprotocol()]);
     }
+    // The peer's address, when the listener records it (`serve` does; a router built for a
+    // test may not).
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let ctx = state.connection.clone();
     let token = state.tracker.token();
     Ok(ws.on_upgrade(move |socket| async move {
         let _permit = permit;
         let _token = token;
-        connection::run(socket, identity, codec, ctx).await;
+        connection::run(socket, identity, codec, ctx, peer).await;
     }))
 }
 

@@ -205,9 +205,31 @@ pub struct WaitingRoomArgs {
     /// How long a buyer admitted while away has to come back before the slot goes to the next.
     #[arg(long, env = "MARQUEE_SHOW_WINDOW", default_value = "30s", value_parser = duration)]
     pub show_window: Duration,
+
+    /// `queue.join` requests per minute allowed per account (on each node).
+    #[arg(long, env = "MARQUEE_QUEUE_JOINS_PER_ACCOUNT", default_value_t = 30)]
+    pub queue_joins_per_account: u32,
+
+    /// `queue.join` requests per minute allowed per client IP address (on each node; many
+    /// buyers may share one address behind a NAT, so this is far above the per-account rate).
+    #[arg(long, env = "MARQUEE_QUEUE_JOINS_PER_IP", default_value_t = 600)]
+    pub queue_joins_per_ip: u32,
+
+    /// Most onsale queues one account may wait in at once.
+    #[arg(long, env = "MARQUEE_QUEUES_PER_ACCOUNT", default_value_t = 3)]
+    pub queues_per_account: usize,
 }
 
 impl WaitingRoomArgs {
+    /// The abuse limits these arguments describe.
+    pub fn limits(&self) -> crate::waiting_room::room::JoinLimits {
+        crate::waiting_room::room::JoinLimits::new(
+            self.queue_joins_per_account,
+            self.queue_joins_per_ip,
+            self.queues_per_account,
+        )
+    }
+
     /// The timing these arguments describe.
     pub fn timing(&self) -> crate::waiting_room::line::Timing {
         crate::waiting_room::line::Timing {

@@ -151,6 +151,7 @@ impl Node {
                         .as_ref()
                         .map(booking::admission::AdmissionKey::new),
                     config.waiting_room.timing(),
+                    config.waiting_room.limits(),
                 ))
             }
             None => None,
@@ -315,6 +316,7 @@ impl Node {
         });
         let app = api::router(state);
         let stop = cancel.clone();
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: advising clients to reconnect");

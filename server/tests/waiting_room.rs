@@ -656,3 +656,95 @@ async fn admissions_keep_to_the_configured_rate_within_five_percent_over_thirty_
     );
     node.shutdown().await;
 }
+
+/// Another onsale of the shop's event, behind the waiting room and live.
+async fn another_onsale(pool: &PgPool, shop: &Shop) -> Uuid {
+    sqlx::query_scalar(
+        "insert into onsale (tenant_id, event_id, status, starts_at, requires_admission)
+         values ($1, $2, 'live', now() - interval '1 minute', true) returning onsale_id",
+    )
+    .bind(shop.tenant)
+    .bind(shop.event)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn join_error(raw: &mut Raw, id: u64, onsale: Uuid) -> ErrorCode {
+    raw.send(&ClientMessage::QueueJoin {
+        id,
+        onsale: onsale.to_string(),
+    })
+    .await;
+    loop {
+        match raw.recv().await {
+            ServerMessage::Error {
+                id: Some(got),
+                code,
+                ..
+            } if got == id => return code,
+            ServerMessage::QueueJoined { id: got, status } if got == id => {
+                panic!("joined: {status:?}")
+            }
+            _ => {}
+        }
+    }
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn an_account_waits_in_few_queues_and_joins_at_a_bounded_rate(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let a = gate(&pool, &shop, "live", 0.001, 100).await;
+    let b = another_onsale(&pool, &shop).await;
+    let c = another_onsale(&pool, &shop).await;
+    let mut cfg = config(&pool, Duration::from_secs(120));
+    cfg.waiting_room.queues_per_account = 2;
+    cfg.waiting_room.queue_joins_per_account = 5;
+    let node = marquee_server::Node::build(cfg).await.unwrap();
+    let line = node.waiting_room().unwrap().line().clone();
+    let node = TestNode::serve(node).await;
+    let mut raw = connect(&node, &shop, "ana").await;
+    join(&mut raw, 1, a).await;
+    join(&mut raw, 2, b).await;
+    assert_eq!(join_error(&mut raw, 3, c).await, ErrorCode::LimitExceeded);
+    // Another tab of the same account gets no third queue either.
+    let mut tab = connect(&node, &shop, "ana").await;
+    assert_eq!(join_error(&mut tab, 1, c).await, ErrorCode::LimitExceeded);
+    raw.send(&ClientMessage::QueueLeave {
+        id: 4,
+        onsale: a.to_string(),
+    })
+    .await;
+    match raw.recv().await {
+        ServerMessage::QueueJoined { status, .. } => assert_eq!(status.state, PlaceState::Ended),
+        other => panic!("{other:?}"),
+    }
+    join(&mut raw, 5, c).await;
+    // Five joins a minute per account: the sixth is refused and changes nothing.
+    assert_eq!(join_error(&mut raw, 6, a).await, ErrorCode::RateLimited);
+    assert_eq!(
+        line.place(a, "ana").await.unwrap(),
+        None,
+        "the refused join took no place"
+    );
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn one_address_joins_at_a_bounded_rate_whatever_the_account(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "live", 0.001, 100).await;
+    let mut cfg = config(&pool, Duration::from_secs(120));
+    cfg.waiting_room.queue_joins_per_ip = 3;
+    let node = TestNode::start(cfg).await;
+    for i in 0..3 {
+        let mut raw = connect(&node, &shop, &format!("u{i}")).await;
+        join(&mut raw, 1, onsale).await;
+    }
+    let mut fourth = connect(&node, &shop, "u3").await;
+    assert_eq!(
+        join_error(&mut fourth, 1, onsale).await,
+        ErrorCode::RateLimited
+    );
+    node.shutdown().await;
+}

@@ -420,6 +420,25 @@ async fn concurrent_joins_and_admissions_never_lose_or_duplicate_a_place(line: L
     assert_eq!(names.len(), 200);
 }
 
+async fn an_account_is_recorded_in_at_most_its_cap_of_queues(line: Line) {
+    let account = format!("tenant/{}", Uuid::new_v4());
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert!(line.enter(&account, a, 2, T0).await.unwrap());
+    assert!(line.enter(&account, b, 2, T0 + 1).await.unwrap());
+    assert!(
+        line.enter(&account, a, 2, T0 + 2).await.unwrap(),
+        "again in the same queue"
+    );
+    assert!(!line.enter(&account, c, 2, T0 + 3).await.unwrap());
+    assert_eq!(line.queues(&account).await.unwrap(), [(a, T0), (b, T0 + 1)]);
+    line.exit(&account, a).await.unwrap();
+    assert!(line.enter(&account, c, 2, T0 + 4).await.unwrap());
+    assert_eq!(
+        line.queues(&account).await.unwrap(),
+        [(b, T0 + 1), (c, T0 + 4)]
+    );
+}
+
 macro_rules! conformance {
     ($line:ident) => {
         mod $line {
@@ -444,6 +463,7 @@ macro_rules! conformance {
             case!(slots_come_back_on_no_show_expiry_and_finish);
             case!(an_admitted_buyer_who_comes_back_in_time_keeps_the_admission);
             case!(concurrent_joins_and_admissions_never_lose_or_duplicate_a_place);
+            case!(an_account_is_recorded_in_at_most_its_cap_of_queues);
         }
     };
 }

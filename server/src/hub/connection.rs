@@ -98,8 +98,15 @@ enum Exit {
 }
 
 /// Runs one authenticated connection until it closes.
-pub async fn run<S>(socket: S, identity: Identity, codec: Codec, ctx: Context)
-where
+///
+/// `peer` is the client's address, for per-address limits (absent when unknown).
+pub async fn run<S>(
+    socket: S,
+    identity: Identity,
+    codec: Codec,
+    ctx: Context,
+    peer: Option<std::net::IpAddr>,
+) where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
@@ -117,6 +124,7 @@ where
         limiter,
         abuse: 0,
         places: Vec::new(),
+        peer,
         ctx,
     };
     METRICS.connections.increment(1.0);
@@ -141,6 +149,8 @@ struct Connection<S> {
     /// Waiting-room places this connection is attached to: `(onsale, place id)`. Detached
     /// when the connection ends, which starts the grace period if it was the last one.
     places: Vec<(uuid::Uuid, String)>,
+    /// The client's address, for per-address limits.
+    peer: Option<std::net::IpAddr>,
     ctx: Context,
 }
 
@@ -500,7 +510,13 @@ where
                 .map(|(_, place)| place.clone())
         });
         let joined = room
-            .join(&self.identity, &self.shared, onsale, attached.as_deref())
+            .join(
+                &self.identity,
+                &self.shared,
+                self.peer,
+                onsale,
+                attached.as_deref(),
+            )
             .await;
         Ok(Some(match joined {
             Ok((onsale, status)) => {

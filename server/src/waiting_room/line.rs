@@ -334,6 +334,63 @@ impl Line {
         }
     }
 
+    /// Records that `account` waits in `onsale`, if it waits in fewer than `cap` queues (or
+    /// in this one already). Returns whether it may.
+    pub async fn enter(
+        &self,
+        account: &str,
+        onsale: Uuid,
+        cap: usize,
+        now_ms: u64,
+    ) -> Result<bool, LineError> {
+        match self {
+            Self::Memory(m) => {
+                let mut accounts = m.accounts.lock().expect("accounts lock");
+                let queues = accounts.entry(account.to_owned()).or_default();
+                if queues.contains_key(&onsale) || queues.len() < cap {
+                    queues.entry(onsale).or_insert(now_ms);
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            Self::Redis(r) => r.enter(account, onsale, cap, now_ms).await,
+        }
+    }
+
+    /// The queues `account` was recorded in, with when.
+    pub async fn queues(&self, account: &str) -> Result<Vec<(Uuid, u64)>, LineError> {
+        match self {
+            Self::Memory(m) => {
+                let accounts = m.accounts.lock().expect("accounts lock");
+                let mut queues: Vec<(Uuid, u64)> = accounts
+                    .get(account)
+                    .map(|q| q.iter().map(|(o, t)| (*o, *t)).collect())
+                    .unwrap_or_default();
+                queues.sort_by_key(|(o, t)| (*t, *o));
+                Ok(queues)
+            }
+            Self::Redis(r) => r.queues(account).await,
+        }
+    }
+
+    /// Forgets that `account` waits in `onsale`.
+    pub async fn exit(&self, account: &str, onsale: Uuid) -> Result<(), LineError> {
+        match self {
+            Self::Memory(m) => {
+                let mut accounts = m.accounts.lock().expect("accounts lock");
+                if let Some(queues) = accounts.get_mut(account) {
+                    queues.remove(&onsale);
+                    if queues.is_empty() {
+                        accounts.remove(account);
+                    }
+                }
+                Ok(())
+            }
+            Self::Redis(r) => r.exit(account, onsale).await,
+        }
+    }
+
     /// Tries to become (or stay) the onsale's admission controller for `ttl`.
     pub async fn lease(
         &self,
@@ -352,6 +409,8 @@ impl Line {
 #[derive(Debug, Default)]
 pub struct MemoryLine {
     onsales: Mutex<HashMap<Uuid, LineState>>,
+    /// Account → the queues it waits in, with when it entered each.
+    accounts: Mutex<HashMap<String, HashMap<Uuid, u64>>>,
     leases: Mutex<HashMap<Uuid, (String, std::time::Instant)>>,
 }
 

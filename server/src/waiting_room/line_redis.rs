@@ -17,12 +17,15 @@
 //! | `P:wr:{o}:noshow` | sorted set | admitted users who were away, by show-up deadline |
 //! | `P:wr:{o}:meta` | hash | `cursor`, `admitted`, `exhausted`, `reserved`, `drawn` |
 //! | `P:wr:{o}:lease` | string | the controller holding the onsale |
+//! | `P:wr:account:{a}` | sorted set | the onsales account `a` waits in, by when it entered |
 //!
 //! The scripts are the memory implementation's methods, step for step
 //! ([`super::line::MemoryLine`]); the conformance suite holds them to it.
 
 use super::line::{Admitted, Ending, Joined, LineError, LineView, Place};
-use fred::prelude::{Builder, ClientLike, Config, HashesInterface, ReconnectPolicy};
+use fred::prelude::{
+    Builder, ClientLike, Config, HashesInterface, ReconnectPolicy, SortedSetsInterface,
+};
 use fred::types::Value;
 use fred::types::scripts::Script;
 use std::time::Duration;
@@ -206,6 +209,14 @@ if not cur then return {} end
 return {cur, redis.call('ZSCORE', KEYS[10], ARGV[1]) or ''}
 ";
 
+const ENTER: &str = r"
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return 1
+";
+
 const SET_STATUS: &str = r"
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
@@ -226,6 +237,7 @@ pub struct RedisLine {
     view: Script,
     place: Script,
     set_status: Script,
+    enter: Script,
     lease: Script,
 }
 
@@ -290,6 +302,7 @@ impl RedisLine {
             view: Script::from_lua(VIEW),
             place: Script::from_lua(PLACE),
             set_status: Script::from_lua(SET_STATUS),
+            enter: Script::from_lua(ENTER),
             lease: Script::from_lua(crate::booking::queue::LEASE_LUA),
         })
     }
@@ -511,6 +524,49 @@ impl RedisLine {
             }
             _ => Err(corrupt(reply)),
         }
+    }
+
+    fn account_key(&self, account: &str) -> String {
+        format!("{}:wr:account:{{{account}}}", self.prefix)
+    }
+
+    pub(crate) async fn enter(
+        &self,
+        account: &str,
+        onsale: Uuid,
+        cap: usize,
+        now: u64,
+    ) -> Result<bool, LineError> {
+        let args: Vec<Value> = vec![
+            onsale.to_string().into(),
+            (cap as i64).into(),
+            (now as i64).into(),
+        ];
+        let done: Value = self
+            .enter
+            .evalsha_with_reload(&self.client, vec![self.account_key(account)], args)
+            .await
+            .map_err(unavailable)?;
+        Ok(number(&done)? == 1)
+    }
+
+    pub(crate) async fn queues(&self, account: &str) -> Result<Vec<(Uuid, u64)>, LineError> {
+        let raw: Vec<(String, f64)> = self
+            .client
+            .zrange(self.account_key(account), 0, -1, None, false, None, true)
+            .await
+            .map_err(unavailable)?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(o, t)| Some((Uuid::parse_str(&o).ok()?, t as u64)))
+            .collect())
+    }
+
+    pub(crate) async fn exit(&self, account: &str, onsale: Uuid) -> Result<(), LineError> {
+        self.client
+            .zrem::<(), _, _>(self.account_key(account), onsale.to_string())
+            .await
+            .map_err(unavailable)
     }
 
     pub(crate) async fn lease(

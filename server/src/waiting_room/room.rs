@@ -14,10 +14,13 @@ use crate::booking::Refusal;
 use crate::booking::admission::AdmissionKey;
 use crate::engine::now_ms;
 use crate::hub::registry::ConnShared;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use marquee_protocol::ErrorCode;
 use marquee_protocol::queue::{AdmissionGrant, PlaceState, QueueStatus, StatusReason};
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -36,9 +39,41 @@ pub struct WaitingRoom {
     inner: Arc<Inner>,
 }
 
+/// Limits on joining, against one client holding or churning many places.
+#[derive(Debug)]
+pub struct JoinLimits {
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Most queues one account waits in at once.
+    queues_per_account: usize,
+}
+
+impl JoinLimits {
+    /// `account` and `ip` joins per minute (each at least 1), `queues` queues per account.
+    pub fn new(account: u32, ip: u32, queues: usize) -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("max(1)"));
+        Self {
+            per_account: RateLimiter::keyed(per_minute(account)),
+            per_ip: RateLimiter::keyed(per_minute(ip)),
+            queues_per_account: queues.max(1),
+        }
+    }
+}
+
+impl Default for JoinLimits {
+    fn default() -> Self {
+        Self::new(30, 600, 3)
+    }
+}
+
+/// An account waiting in a queue for less than this is not pruned from its account's list
+/// even if its place is not visible yet (its join may still be under way).
+const ENTER_SETTLE_MS: u64 = 10_000;
+
 #[derive(Debug)]
 struct Inner {
     line: Line,
+    limits: JoinLimits,
     db: PgPool,
     /// Signs admissions; without it nobody can be admitted on this node.
     key: Option<AdmissionKey>,
@@ -88,10 +123,17 @@ fn refusal(code: ErrorCode, message: impl Into<String>) -> Refusal {
 
 impl WaitingRoom {
     /// A node's waiting room on `line`, checking onsales in `db`.
-    pub fn new(line: Line, db: PgPool, key: Option<AdmissionKey>, timing: Timing) -> Self {
+    pub fn new(
+        line: Line,
+        db: PgPool,
+        key: Option<AdmissionKey>,
+        timing: Timing,
+        limits: JoinLimits,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 line,
+                limits,
                 db,
                 key,
                 timing,
@@ -170,10 +212,24 @@ impl WaitingRoom {
         &self,
         identity: &Identity,
         conn: &Arc<ConnShared>,
+        peer: Option<IpAddr>,
         raw_onsale: &str,
         attached: Option<&str>,
     ) -> Result<(Uuid, QueueStatus), Refusal> {
+        let limits = &self.inner.limits;
+        let account = account(identity);
+        if limits.per_account.check_key(&account).is_err()
+            || peer.is_some_and(|ip| limits.per_ip.check_key(&ip).is_err())
+        {
+            return Err(refusal(
+                ErrorCode::RateLimited,
+                "too many queue joins; wait a minute",
+            ));
+        }
         let (onsale, tenant) = self.own_onsale(identity, raw_onsale).await?;
+        if attached.is_none() {
+            self.enter(&account, onsale).await?;
+        }
         if self.inner.key.is_none() {
             return Err(refusal(
                 ErrorCode::Unavailable,
@@ -245,6 +301,48 @@ impl WaitingRoom {
         Ok((onsale, status))
     }
 
+    /// Records the account in `onsale`'s queue unless it already waits in as many queues as it
+    /// may. Queues it no longer has a place in are forgotten first.
+    async fn enter(&self, account: &str, onsale: Uuid) -> Result<(), Refusal> {
+        let line = &self.inner.line;
+        let cap = self.inner.limits.queues_per_account;
+        let now = now_ms();
+        if line
+            .enter(account, onsale, cap, now)
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
+            return Ok(());
+        }
+        let user = account.split_once('/').map_or(account, |(_, u)| u);
+        for (other, since) in line.queues(account).await.map_err(|e| unavailable(&e))? {
+            let settled = now.saturating_sub(since) > ENTER_SETTLE_MS;
+            if other != onsale
+                && settled
+                && line
+                    .place(other, user)
+                    .await
+                    .map_err(|e| unavailable(&e))?
+                    .is_none()
+            {
+                line.exit(account, other)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+            }
+        }
+        if line
+            .enter(account, onsale, cap, now)
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
+            return Ok(());
+        }
+        Err(refusal(
+            ErrorCode::LimitExceeded,
+            format!("an account waits in at most {cap} queues at once; leave one first"),
+        ))
+    }
+
     /// The line does not know an onsale that Postgres says is open: the node just started
     /// (memory) or Redis lost its keys, and the controller has not mirrored it yet. Catches
     /// the line up where no seed is involved, so nobody is refused in that first second.
@@ -300,6 +398,12 @@ impl WaitingRoom {
             .inner
             .line
             .leave(onsale, user)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let account = account(identity);
+        self.inner
+            .line
+            .exit(&account, onsale)
             .await
             .map_err(|e| unavailable(&e))?;
         if !had {
@@ -433,10 +537,17 @@ impl WaitingRoom {
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = Instant::now();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
+            }
+            if pruned.elapsed() >= Duration::from_secs(60) {
+                // Rate-limit state of accounts and addresses that went quiet.
+                pruned = Instant::now();
+                self.inner.limits.per_account.retain_recent();
+                self.inner.limits.per_ip.retain_recent();
             }
             let onsales: Vec<(Uuid, u64)> = {
                 let local = self.inner.local.lock().expect("local lock");
@@ -555,6 +666,15 @@ impl WaitingRoom {
         }
         entry.last_view = Some(view);
     }
+}
+
+/// The key an account's queues are recorded under: tenant and user.
+fn account(identity: &Identity) -> String {
+    format!(
+        "{}/{}",
+        identity.tenant.as_deref().unwrap_or(""),
+        identity.user
+    )
 }
 
 /// The reason to give when a status changes without one of its own.
