@@ -100,6 +100,10 @@ pub enum ClientMessage {
         id: RequestId,
         /// The onsale.
         onsale: String,
+        /// A purchase to attempt the instant the buyer is admitted (replaces one staged
+        /// before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        intent: Option<crate::queue::PurchaseIntent>,
     },
     /// Gives the place up at once (a disconnect keeps it for the grace period instead).
     #[serde(rename = "queue.leave")]

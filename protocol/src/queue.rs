@@ -60,6 +60,18 @@ pub enum StatusReason {
     Closed,
 }
 
+/// A purchase staged while waiting ("shop while you wait"): the moment the buyer is admitted,
+/// the waiting room holds the best `quantity` seats of `category` for them, as if they had sent
+/// `hold_best_available` themselves with request id `intent-{place}`; the result arrives on
+/// the inbox like any other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseIntent {
+    /// The price category (UUID).
+    pub category: String,
+    /// How many seats, 1 to [`crate::booking::MAX_SEATS_PER_COMMAND`].
+    pub quantity: u32,
+}
+
 /// The signed admission a buyer presents in the `admission` field of purchase commands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionGrant {

@@ -3,7 +3,7 @@
 
 use marquee_protocol::booking::{Command, CommandResult, InboxMessage, Outcome, SeatDelta};
 use marquee_protocol::message::ResyncReason;
-use marquee_protocol::queue::{AdmissionGrant, PlaceState, QueueStatus};
+use marquee_protocol::queue::{AdmissionGrant, PlaceState, PurchaseIntent, QueueStatus};
 use marquee_protocol::{
     ClientMessage, Codec, ErrorBody, ErrorCode, Publication, ServerMessage, StreamPosition,
 };
@@ -64,6 +64,10 @@ fn client_messages_are_spelled_as_documented() {
         ClientMessage::QueueJoin {
             id: 9,
             onsale: "7d1e2f4a-0c3b-4e5d-8f6a-1b2c3d4e5f60".into(),
+            intent: Some(PurchaseIntent {
+                category: "c1a2b3c4-d5e6-4f70-8192-a3b4c5d6e7f8".into(),
+                quantity: 2,
+            }),
         },
         ClientMessage::QueueLeave {
             id: 10,

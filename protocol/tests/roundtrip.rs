@@ -3,7 +3,9 @@
 
 use marquee_protocol::booking::Command;
 use marquee_protocol::message::ResyncReason;
-use marquee_protocol::queue::{AdmissionGrant, PlaceState, QueueStatus, StatusReason};
+use marquee_protocol::queue::{
+    AdmissionGrant, PlaceState, PurchaseIntent, QueueStatus, StatusReason,
+};
 use marquee_protocol::{
     ClientMessage, Codec, ErrorCode, Publication, ServerMessage, StreamPosition,
 };
@@ -61,7 +63,16 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             ),
         (any::<u64>(), prop::collection::vec(".{0,20}", 0..4))
             .prop_map(|(id, request_ids)| ClientMessage::Ack { id, request_ids }),
-        (any::<u64>(), ".{0,36}").prop_map(|(id, onsale)| ClientMessage::QueueJoin { id, onsale }),
+        (
+            any::<u64>(),
+            ".{0,36}",
+            prop::option::of((".{0,36}", any::<u32>()))
+        )
+            .prop_map(|(id, onsale, intent)| ClientMessage::QueueJoin {
+                id,
+                onsale,
+                intent: intent.map(|(category, quantity)| PurchaseIntent { category, quantity }),
+            }),
         (any::<u64>(), ".{0,36}").prop_map(|(id, onsale)| ClientMessage::QueueLeave { id, onsale }),
     ]
 }

@@ -297,6 +297,12 @@ impl Node {
                 line: room.line().clone(),
                 hub: state.hub.clone(),
                 timing: *room.timing(),
+                queue: state.connection.booking.as_ref().map(|b| b.queue().clone()),
+                key: config
+                    .booking
+                    .admission_secret
+                    .as_ref()
+                    .map(booking::admission::AdmissionKey::new),
             };
             let stop = background.clone();
             siblings.spawn(async move { ("admission controller", controller.run(stop).await) });

@@ -57,6 +57,7 @@ async fn join(raw: &mut Raw, id: u64, onsale: Uuid) -> QueueStatus {
     raw.send(&ClientMessage::QueueJoin {
         id,
         onsale: onsale.to_string(),
+        intent: None,
     })
     .await;
     loop {
@@ -221,6 +222,7 @@ async fn buyers_are_admitted_in_join_order_and_their_admission_buys(pool: PgPool
     b0.send(&ClientMessage::QueueJoin {
         id: 7,
         onsale: onsale.to_string(),
+        intent: None,
     })
     .await;
     let token = loop {
@@ -513,6 +515,7 @@ async fn joins_are_refused_with_exact_codes_outside_the_buyers_own_open_queue(po
         raw.send(&ClientMessage::QueueJoin {
             id: i as u64 + 1,
             onsale: id,
+            intent: None,
         })
         .await;
         match raw.recv().await {
@@ -528,6 +531,7 @@ async fn joins_are_refused_with_exact_codes_outside_the_buyers_own_open_queue(po
             .send(&ClientMessage::QueueJoin {
                 id: 9,
                 onsale: closed.1.to_string(),
+                intent: None,
             })
             .await;
         match closed_buyer.recv().await {
@@ -674,6 +678,7 @@ async fn join_error(raw: &mut Raw, id: u64, onsale: Uuid) -> ErrorCode {
     raw.send(&ClientMessage::QueueJoin {
         id,
         onsale: onsale.to_string(),
+        intent: None,
     })
     .await;
     loop {
@@ -746,5 +751,83 @@ async fn one_address_joins_at_a_bounded_rate_whatever_the_account(pool: PgPool) 
         join_error(&mut fourth, 1, onsale).await,
         ErrorCode::RateLimited
     );
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_purchase_staged_while_waiting_is_held_the_moment_the_buyer_is_admitted(pool: PgPool) {
+    use marquee_protocol::queue::PurchaseIntent;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "paused", 5.0, 100).await;
+    let node = TestNode::start(config(&pool, Duration::from_secs(120))).await;
+    let mut raw = connect(&node, &shop, "ana").await;
+    let intent = |category: String, quantity| Some(PurchaseIntent { category, quantity });
+    for (bad, code) in [
+        (intent("not-a-uuid".into(), 2), ErrorCode::BadRequest),
+        (
+            intent(shop.category.to_string(), 0),
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            intent(shop.category.to_string(), 65),
+            ErrorCode::InvalidQuantity,
+        ),
+    ] {
+        raw.send(&ClientMessage::QueueJoin {
+            id: 1,
+            onsale: onsale.to_string(),
+            intent: bad,
+        })
+        .await;
+        match raw.recv().await {
+            ServerMessage::Error { code: got, .. } => assert_eq!(got, code),
+            other => panic!("{other:?}"),
+        }
+    }
+    raw.send(&ClientMessage::QueueJoin {
+        id: 2,
+        onsale: onsale.to_string(),
+        intent: intent(shop.category.to_string(), 3),
+    })
+    .await;
+    let place = loop {
+        if let ServerMessage::QueueJoined { status, .. } = raw.recv().await {
+            break status.place;
+        }
+    };
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("select count(*) from hold")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        0
+    );
+    let resumed = patch(
+        &node,
+        &shop,
+        format!("/v1/admin/onsales/{onsale}/status"),
+        r#"{"status":"live"}"#,
+    )
+    .await;
+    assert_eq!(resumed.status, 200);
+    // Without sending anything, the buyer's inbox gets the hold.
+    let result = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), raw.recv())
+            .await
+            .expect("a result");
+        if let ServerMessage::Pub(p) = msg
+            && p.channel.starts_with("inbox:")
+            && let Ok(InboxMessage::Result(r)) = serde_json::from_value(p.data)
+        {
+            break r;
+        }
+    };
+    assert_eq!(result.request_id, format!("intent-{place}"));
+    match result.outcome {
+        Outcome::Held {
+            seats, quantity, ..
+        } => assert_eq!((seats.len(), quantity), (3, 3)),
+        other => panic!("{other:?}"),
+    }
     node.shutdown().await;
 }

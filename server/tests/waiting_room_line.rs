@@ -439,6 +439,39 @@ async fn an_account_is_recorded_in_at_most_its_cap_of_queues(line: Line) {
     );
 }
 
+async fn a_staged_purchase_is_handed_out_once_at_admission(line: Line) {
+    let onsale = live(&line).await;
+    assert!(
+        !line.stage(onsale, "u1", "c:2").await.unwrap(),
+        "no place, nothing staged"
+    );
+    line.join(onsale, "u1", None).await.unwrap();
+    line.join(onsale, "u2", None).await.unwrap();
+    line.join(onsale, "u3", None).await.unwrap();
+    assert!(line.stage(onsale, "u1", "c:2").await.unwrap());
+    assert!(
+        line.stage(onsale, "u1", "c:3").await.unwrap(),
+        "a later one replaces it"
+    );
+    assert!(line.stage(onsale, "u3", "c:1").await.unwrap());
+    line.leave(onsale, "u3").await.unwrap();
+    line.join(onsale, "u3", None).await.unwrap();
+    let admitted = line.admit(onsale, 5, 5, T0, &timing()).await.unwrap();
+    let intents: Vec<(&str, Option<&str>)> = admitted
+        .iter()
+        .map(|a| (a.user.as_str(), a.intent.as_deref()))
+        .collect();
+    assert_eq!(
+        intents,
+        [("u1", Some("c:3")), ("u2", None), ("u3", None)],
+        "a place given up takes its staged purchase with it"
+    );
+    assert!(
+        !line.stage(onsale, "u1", "c:1").await.unwrap(),
+        "admitted: nothing to stage"
+    );
+}
+
 macro_rules! conformance {
     ($line:ident) => {
         mod $line {
@@ -464,6 +497,7 @@ macro_rules! conformance {
             case!(an_admitted_buyer_who_comes_back_in_time_keeps_the_admission);
             case!(concurrent_joins_and_admissions_never_lose_or_duplicate_a_place);
             case!(an_account_is_recorded_in_at_most_its_cap_of_queues);
+            case!(a_staged_purchase_is_handed_out_once_at_admission);
         }
     };
 }

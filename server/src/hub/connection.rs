@@ -476,8 +476,8 @@ where
                     Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
                 }
             }
-            ClientMessage::QueueJoin { id, onsale } => {
-                return Box::pin(self.queue_join(id, &onsale)).await;
+            ClientMessage::QueueJoin { id, onsale, intent } => {
+                return Box::pin(self.queue_join(id, &onsale, intent.as_ref())).await;
             }
             ClientMessage::QueueLeave { id, onsale } => {
                 let Some(room) = &self.ctx.waiting_room else {
@@ -499,6 +499,7 @@ where
         &mut self,
         id: RequestId,
         onsale: &str,
+        intent: Option<&marquee_protocol::queue::PurchaseIntent>,
     ) -> Result<Option<ServerMessage>, Exit> {
         let Some(room) = &self.ctx.waiting_room else {
             return Ok(Some(no_booking(id)));
@@ -516,6 +517,7 @@ where
                 self.peer,
                 onsale,
                 attached.as_deref(),
+                intent,
             )
             .await;
         Ok(Some(match joined {

@@ -90,6 +90,10 @@ pub struct Controller {
     pub hub: Hub,
     /// Durations applied to places.
     pub timing: Timing,
+    /// Where purchases staged while waiting go when their buyer is admitted.
+    pub queue: Option<crate::booking::queue::CommandQueue>,
+    /// Signs the admissions those purchases carry.
+    pub key: Option<crate::booking::admission::AdmissionKey>,
 }
 
 impl Controller {
@@ -213,6 +217,9 @@ impl Controller {
                 .admit(onsale, want, m.settings.cap, wall, &self.timing)
                 .await?;
             m.tokens -= admitted.len() as f64;
+            for a in admitted.iter().filter(|a| a.intent.is_some()) {
+                self.submit_intent(onsale, &m.settings, a).await;
+            }
             view.admitted_total += admitted.len() as u64;
             view.active += admitted.len() as u64;
             view.waiting = view.waiting.saturating_sub(admitted.len() as u64);
@@ -221,6 +228,41 @@ impl Controller {
             self.publish_counts(onsale, m, &view, now).await;
         }
         Ok(())
+    }
+
+    /// Puts the purchase a buyer staged while waiting on the command queue, as the buyer's own
+    /// `hold_best_available` with request id `intent-{place}` (a retry of the same admission
+    /// can therefore never hold twice). The result reaches the buyer's inbox like any other.
+    async fn submit_intent(&self, onsale: Uuid, s: &Settings, a: &super::line::Admitted) {
+        let (Some(queue), Some(key)) = (&self.queue, &self.key) else {
+            return;
+        };
+        let Some((category, quantity)) = a.intent.as_deref().and_then(super::room::parse_intent)
+        else {
+            tracing::warn!(%onsale, "unreadable staged purchase dropped");
+            return;
+        };
+        let Ok(inbox) = Channel::inbox(Some(&s.tenant.to_string()), &a.user) else {
+            return;
+        };
+        let until = a.place.admitted_until_ms.unwrap_or(0) / 1000;
+        let envelope = crate::booking::queue::Envelope {
+            tenant: s.tenant,
+            user: a.user.clone(),
+            inbox: inbox.to_string(),
+            request_id: format!("intent-{}", a.place.id),
+            command: marquee_protocol::booking::Command::HoldBestAvailable {
+                event: s.event.to_string(),
+                category: category.to_string(),
+                quantity,
+            },
+            admission: Some(key.issue(s.tenant, &a.user, onsale, until)),
+            accepted_at_ms: now_ms(),
+        };
+        if let Err(e) = queue.enqueue(s.event, &envelope).await {
+            // The buyer is admitted anyway and can hold by hand.
+            tracing::warn!(%onsale, error = %e, "cannot submit a staged purchase");
+        }
     }
 
     /// Moves the onsale along its schedule and mirrors its status into the line.

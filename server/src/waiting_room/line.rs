@@ -90,6 +90,9 @@ pub struct Admitted {
     /// Whether a connection was attached at the moment of admission (if not, the admission
     /// lapses unless one attaches within the show-up window).
     pub present: bool,
+    /// The purchase the buyer staged while waiting, as given to [`Line::stage`] (taken: it is
+    /// handed out once).
+    pub intent: Option<String>,
 }
 
 /// Why [`Line::expire`] ended a place.
@@ -226,6 +229,15 @@ impl Line {
         match self {
             Self::Memory(m) => Ok(m.with(onsale, |l| l.drop_place(user))),
             Self::Redis(r) => r.leave(onsale, user).await,
+        }
+    }
+
+    /// Stages a purchase for a waiting place, replacing one staged before. Returns whether
+    /// the buyer has a waiting place to stage it on.
+    pub async fn stage(&self, onsale: Uuid, user: &str, intent: &str) -> Result<bool, LineError> {
+        match self {
+            Self::Memory(m) => Ok(m.with(onsale, |l| l.stage(user, intent))),
+            Self::Redis(r) => r.stage(onsale, user, intent).await,
         }
     }
 
@@ -455,6 +467,8 @@ struct LineState {
     admitted: HashMap<String, u64>,
     /// user → show-up deadline.
     no_show: HashMap<String, u64>,
+    /// user → staged purchase.
+    intents: HashMap<String, String>,
     cursor: u64,
     admitted_total: u64,
     exhausted: bool,
@@ -476,6 +490,7 @@ impl Default for LineState {
             gone: BTreeSet::new(),
             admitted: HashMap::new(),
             no_show: HashMap::new(),
+            intents: HashMap::new(),
             cursor: 0,
             admitted_total: 0,
             exhausted: false,
@@ -549,6 +564,7 @@ impl LineState {
         self.absent.remove(user);
         self.admitted.remove(user);
         self.no_show.remove(user);
+        self.intents.remove(user);
         let Some((id, seq)) = self.places.remove(user) else {
             return false;
         };
@@ -558,6 +574,14 @@ impl LineState {
             self.gone.insert(seq);
         }
         self.owners.remove(&id);
+        true
+    }
+
+    fn stage(&mut self, user: &str, intent: &str) -> bool {
+        if !self.places.contains_key(user) || self.admitted.contains_key(user) {
+            return false;
+        }
+        self.intents.insert(user.to_owned(), intent.to_owned());
         true
     }
 
@@ -633,6 +657,7 @@ impl LineState {
             self.cursor = seq;
             self.admitted_total += 1;
             let (id, _) = self.places[&user].clone();
+            let intent = self.intents.remove(&user);
             out.push(Admitted {
                 user,
                 place: Place {
@@ -641,6 +666,7 @@ impl LineState {
                     admitted_until_ms: Some(until),
                 },
                 present,
+                intent,
             });
         }
         self.gone = self.gone.split_off(&(self.cursor + 1));

@@ -16,6 +16,7 @@
 //! | `P:wr:{o}:admitted` | sorted set | admitted users, by admission end |
 //! | `P:wr:{o}:noshow` | sorted set | admitted users who were away, by show-up deadline |
 //! | `P:wr:{o}:meta` | hash | `cursor`, `admitted`, `exhausted`, `reserved`, `drawn` |
+//! | `P:wr:{o}:intents` | hash | user → purchase staged while waiting |
 //! | `P:wr:{o}:lease` | string | the controller holding the onsale |
 //! | `P:wr:account:{a}` | sorted set | the onsales account `a` waits in, by when it entered |
 //!
@@ -46,6 +47,7 @@ local function drop_place(user)
   redis.call('ZREM', KEYS[8], user)
   redis.call('ZREM', KEYS[10], user)
   redis.call('ZREM', KEYS[11], user)
+  redis.call('HDEL', KEYS[13], user)
   local cur = redis.call('HGET', KEYS[3], user)
   if not cur then return false end
   local id, seq = string.match(cur, '^(.*):(%d+)$')
@@ -167,6 +169,8 @@ for i = 1, #popped, 2 do
   out[#out + 1] = user
   out[#out + 1] = redis.call('HGET', KEYS[3], user)
   out[#out + 1] = present and '1' or '0'
+  out[#out + 1] = redis.call('HGET', KEYS[13], user) or ''
+  redis.call('HDEL', KEYS[13], user)
 end
 if cursor then
   redis.call('HSET', KEYS[12], 'cursor', cursor)
@@ -217,6 +221,14 @@ redis.call('PEXPIRE', KEYS[1], 86400000)
 return 1
 ";
 
+const STAGE: &str = r"
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 or redis.call('ZSCORE', KEYS[10], ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[13], ARGV[1], ARGV[2])
+return 1
+";
+
 const SET_STATUS: &str = r"
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
@@ -237,6 +249,7 @@ pub struct RedisLine {
     view: Script,
     place: Script,
     set_status: Script,
+    stage: Script,
     enter: Script,
     lease: Script,
 }
@@ -302,6 +315,7 @@ impl RedisLine {
             view: Script::from_lua(VIEW),
             place: Script::from_lua(PLACE),
             set_status: Script::from_lua(SET_STATUS),
+            stage: Script::from_lua(STAGE),
             enter: Script::from_lua(ENTER),
             lease: Script::from_lua(crate::booking::queue::LEASE_LUA),
         })
@@ -311,7 +325,7 @@ impl RedisLine {
     fn keys(&self, onsale: Uuid) -> Vec<String> {
         [
             "status", "seq", "places", "owners", "pre", "line", "presence", "absent", "gone",
-            "admitted", "noshow", "meta",
+            "admitted", "noshow", "meta", "intents",
         ]
         .iter()
         .map(|k| format!("{}:wr:{{{onsale}}}:{k}", self.prefix))
@@ -383,6 +397,18 @@ impl RedisLine {
         Ok(number(&done)? == 1)
     }
 
+    pub(crate) async fn stage(
+        &self,
+        onsale: Uuid,
+        user: &str,
+        intent: &str,
+    ) -> Result<bool, LineError> {
+        let done = self
+            .run(&self.stage, onsale, vec![user.into(), intent.into()])
+            .await?;
+        Ok(number(&done)? == 1)
+    }
+
     pub(crate) async fn finish(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
         let done = self.run(&self.finish, onsale, vec![user.into()]).await?;
         Ok(number(&done)? == 1)
@@ -436,16 +462,18 @@ impl RedisLine {
         ];
         let reply = self.run_list(&self.admit, onsale, args).await?;
         reply
-            .chunks(3)
+            .chunks(4)
             .map(|chunk| {
-                let [user, place, present] = chunk else {
+                let [user, place, present, intent] = chunk else {
                     return Err(corrupt(chunk));
                 };
                 let raw = text(place)?;
+                let intent = text(intent)?;
                 Ok(Admitted {
                     user: text(user)?,
                     place: Place::decode(&raw, Some(until)).ok_or_else(|| corrupt(&raw))?,
                     present: text(present)? == "1",
+                    intent: (!intent.is_empty()).then_some(intent),
                 })
             })
             .collect()

@@ -16,7 +16,10 @@ use crate::engine::now_ms;
 use crate::hub::registry::ConnShared;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use marquee_protocol::ErrorCode;
-use marquee_protocol::queue::{AdmissionGrant, PlaceState, QueueStatus, StatusReason};
+use marquee_protocol::booking::MAX_SEATS_PER_COMMAND;
+use marquee_protocol::queue::{
+    AdmissionGrant, PlaceState, PurchaseIntent, QueueStatus, StatusReason,
+};
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -215,7 +218,9 @@ impl WaitingRoom {
         peer: Option<IpAddr>,
         raw_onsale: &str,
         attached: Option<&str>,
+        intent: Option<&PurchaseIntent>,
     ) -> Result<(Uuid, QueueStatus), Refusal> {
+        let staged = intent.map(stored_intent).transpose()?;
         let limits = &self.inner.limits;
         let account = account(identity);
         if limits.per_account.check_key(&account).is_err()
@@ -265,6 +270,14 @@ impl WaitingRoom {
                 return Err(refusal(code, message));
             }
         };
+        if let Some(intent) = &staged {
+            // Staged on a waiting place only; an admitted buyer sends commands itself.
+            self.inner
+                .line
+                .stage(onsale, user, intent)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
         let view = match self.cached_view(onsale) {
             Some(v) if v.last_seq >= place.seq => v,
             _ => self
@@ -666,6 +679,25 @@ impl WaitingRoom {
         }
         entry.last_view = Some(view);
     }
+}
+
+/// Checks a staged purchase and gives the form the line stores (`category:quantity`).
+fn stored_intent(intent: &PurchaseIntent) -> Result<String, Refusal> {
+    let category = Uuid::parse_str(&intent.category)
+        .map_err(|_| refusal(ErrorCode::BadRequest, "intent.category must be a UUID"))?;
+    if intent.quantity == 0 || intent.quantity as usize > MAX_SEATS_PER_COMMAND {
+        return Err(refusal(
+            ErrorCode::InvalidQuantity,
+            format!("intent.quantity must be 1 to {MAX_SEATS_PER_COMMAND}"),
+        ));
+    }
+    Ok(format!("{category}:{}", intent.quantity))
+}
+
+/// Reads a purchase the line stored with [`stored_intent`].
+pub(crate) fn parse_intent(stored: &str) -> Option<(Uuid, u32)> {
+    let (category, quantity) = stored.split_once(':')?;
+    Some((Uuid::parse_str(category).ok()?, quantity.parse().ok()?))
 }
 
 /// The key an account's queues are recorded under: tenant and user.
