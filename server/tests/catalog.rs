@@ -538,10 +538,11 @@ async fn the_openapi_document_lists_every_route(pool: PgPool) {
         "/v1/tenants/{tenant_id}/events/{event_id}",
         "/v1/tenants/{tenant_id}/events/{event_id}/seats",
         "/v1/tenants/{tenant_id}/events/{event_id}/availability",
+        "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
     ] {
         assert!(paths.contains(&path), "{path} missing from {paths:?}");
     }
-    assert_eq!(paths.len(), 17);
+    assert_eq!(paths.len(), 18);
     node.shutdown().await;
 }
 
@@ -562,6 +563,6 @@ async fn the_demo_catalog_is_a_live_onsale_over_a_dense_seat_map(pool: PgPool) {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!((status.as_str(), admission), ("live", false));
+    assert_eq!((status.as_str(), admission), ("live", true));
     assert_eq!(shop.categories.len(), 4);
 }

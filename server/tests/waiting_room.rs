@@ -280,6 +280,14 @@ async fn the_pre_queue_is_shuffled_at_the_start_and_admitted_in_the_published_or
             break seed_sha256;
         }
     };
+    // Before the start the record holds the commitment alone.
+    let path = format!("/v1/tenants/{}/onsales/{onsale}/draw", shop.tenant);
+    let before = http(node.addr, "GET", &path, &[], None).await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    assert_eq!(
+        before.json(),
+        serde_json::json!({"onsale": onsale.to_string(), "seed_sha256": commitment})
+    );
     let mut buyers = Vec::new();
     for i in 0..6 {
         let mut raw = connect(&node, &shop, &format!("p{i}")).await;
@@ -326,6 +334,21 @@ async fn the_pre_queue_is_shuffled_at_the_start_and_admitted_in_the_published_or
             .await
             .unwrap();
     assert_eq!(stored, order);
+    let record = http(
+        node.addr,
+        "GET",
+        &format!("/v1/tenants/{}/onsales/{onsale}/draw", shop.tenant),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(record.status, 200, "{}", record.body);
+    let record: PublishedOrder = serde_json::from_str(&record.body).unwrap();
+    assert_eq!(
+        (record.seed_sha256.as_str(), &record.order),
+        (commitment.as_str(), &order)
+    );
+    shuffle::verify(&record).expect("the public record verifies too");
     // Each buyer's place is its index in the drawn order, its first position says it was
     // drawn, and admission follows the order: one every half second.
     for (i, (_, place)) in buyers.iter().enumerate() {

@@ -1189,29 +1189,15 @@ pub async fn set_onsale_admission(
     Ok(Json(onsale))
 }
 
-/// Tells `admin:{onsale}` and `queue:{onsale}` about an operator's change. The change is
-/// committed already; a failed publication is logged, and the queue's counts carry the new
-/// settings within a second anyway.
+/// Tells `admin:{onsale}` and `queue:{onsale}` about an operator's change.
 async fn announce(s: &CatalogState, admin: &Admin, onsale: &Onsale) {
-    use marquee_protocol::queue::{OnsaleChange, QueueEvent};
-    use marquee_protocol::{Channel, ChannelKind};
-    let change = |by: Option<String>| {
-        QueueEvent::Changed(OnsaleChange {
-            status: onsale.status.clone(),
-            admission_rate: onsale.admission_rate,
-            active_cap: onsale.active_cap.max(0) as u64,
-            by,
-        })
-    };
-    let id = onsale.onsale_id.to_string();
-    for (kind, event) in [
-        (ChannelKind::Admin, change(Some(admin.user.clone()))),
-        (ChannelKind::Queue, change(None)),
-    ] {
-        let channel = Channel::new(kind, &id).expect("a UUID is a valid channel id");
-        let data = serde_json::to_value(&event).expect("queue events serialize");
-        if let Err(e) = s.hub.publish(&channel, &data).await {
-            tracing::warn!(onsale = %id, error = %e, "cannot announce an onsale change");
-        }
-    }
+    crate::waiting_room::controller::announce(
+        &s.hub,
+        onsale.onsale_id,
+        &onsale.status,
+        onsale.admission_rate,
+        onsale.active_cap.max(0) as u64,
+        &admin.user,
+    )
+    .await;
 }

@@ -1,5 +1,5 @@
 //! The catalog `marquee demo` seeds: one venue with a realistic seat map, an event on sale and
-//! an open onsale that lets commands through without a waiting room.
+//! a live onsale behind the waiting room.
 
 use super::admin::create_seat_map;
 use super::layout::LayoutSpec;
@@ -112,10 +112,11 @@ pub async fn seed_demo(db: &PgPool) -> anyhow::Result<DemoCatalog> {
     let map = create_seat_map(&mut tx, tenant_id, event_id, &hall())
         .await
         .context("creating the demo seat map")?;
-    // Until the waiting room exists, the demo onsale lets commands through without admission.
+    // Behind the waiting room like any high-demand onsale: five admissions a second, at most
+    // fifty shoppers at once, so a demo crowd makes a queue one can watch move.
     let onsale_id: Uuid = sqlx::query_scalar(
-        "insert into onsale (tenant_id, event_id, name, status, starts_at, hold_duration, per_user_limit, requires_admission)
-         values ($1, $2, 'General sale', 'live', now(), interval '10 minutes', 8, false) returning onsale_id",
+        "insert into onsale (tenant_id, event_id, name, status, starts_at, hold_duration, per_user_limit, requires_admission, admission_rate, active_cap)
+         values ($1, $2, 'General sale', 'live', now(), interval '10 minutes', 8, true, 5, 50) returning onsale_id",
     )
     .bind(tenant_id)
     .bind(event_id)

@@ -167,7 +167,7 @@ impl FromRequestParts<CatalogState> for Admin {
         admin::create_category, admin::list_categories, admin::create_seat_map_route,
         admin::create_ticket_type, admin::list_ticket_types, admin::create_onsale,
         admin::list_onsales, admin::get_onsale, admin::set_onsale_status, admin::set_onsale_admission,
-        public::search_events, public::event_detail, public::event_seats, public::availability,
+        public::search_events, public::event_detail, public::event_seats, public::availability, public::onsale_draw,
     ),
     components(schemas(marquee_protocol::ErrorBody)),
     modifiers(&BearerAuth),
@@ -257,6 +257,10 @@ pub fn router(state: CatalogState) -> Router {
         .route(
             "/v1/tenants/{tenant_id}/events/{event_id}/availability",
             get(public::availability),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
+            get(public::onsale_draw),
         )
         .with_state(state)
 }

@@ -340,3 +340,54 @@ pub async fn availability(
         general_admission,
     }))
 }
+
+/// An onsale's fairness record: the commitment to the pre-queue's shuffle seed from the moment
+/// the pre-queue opens, then the seed and the order it gave once the onsale has started. With
+/// all four fields present the body is exactly what `marquee verify-shuffle` checks.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DrawRecord {
+    /// The onsale.
+    pub onsale: String,
+    /// Lowercase hex SHA-256 of the seed, fixed when the pre-queue opened.
+    pub seed_sha256: String,
+    /// The seed, lowercase hex; revealed at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// The pre-queue's places in admission order; present from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Vec<String>>,
+}
+
+/// The pre-queue draw of an onsale of a visible event: `404 not_found` until the pre-queue
+/// opens (there is no commitment before).
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
+    responses((status = 200, body = DrawRecord), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn onsale_draw(
+    State(s): State<CatalogState>,
+    Path((tenant, onsale)): Path<(String, String)>,
+) -> Result<Json<DrawRecord>, ApiError> {
+    let tenant = id(&tenant, "onsale")?;
+    let onsale = id(&onsale, "onsale")?;
+    let row: Option<(Vec<u8>, Option<Vec<String>>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select o.shuffle_seed, o.shuffle_order from onsale o
+         where o.tenant_id = $1 and o.onsale_id = $2 and o.shuffle_seed is not null
+           and exists (select 1 from event where event_id = o.event_id and {VISIBLE})"
+    )))
+    .bind(tenant)
+    .bind(onsale)
+    .fetch_optional(&s.db)
+    .await
+    .map_err(CatalogError::from)?;
+    let (seed, order) = row.ok_or(CatalogError::NotFound("onsale"))?;
+    let seed: crate::waiting_room::shuffle::Seed = seed
+        .as_slice()
+        .try_into()
+        .map_err(|_| CatalogError::NotFound("onsale"))?;
+    let revealed = order.is_some();
+    Ok(Json(DrawRecord {
+        onsale: onsale.to_string(),
+        seed_sha256: crate::waiting_room::shuffle::commitment(&seed),
+        seed: revealed.then(|| hex::encode(seed)),
+        order,
+    }))
+}

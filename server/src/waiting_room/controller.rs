@@ -22,7 +22,7 @@ use super::line::{Line, LineView, Timing};
 use super::shuffle::{self, Seed};
 use crate::engine::now_ms;
 use crate::hub::Hub;
-use marquee_protocol::queue::{QueueCounts, QueueEvent};
+use marquee_protocol::queue::{OnsaleChange, QueueCounts, QueueEvent};
 use marquee_protocol::{Channel, ChannelKind};
 use sqlx::{PgPool, Row};
 use std::collections::HashMap;
@@ -329,7 +329,12 @@ impl Controller {
         .await?;
         tx.commit().await?;
         m.settings.seed = Some(seed);
+        let opened = m.settings.status != status;
         m.settings.status = status;
+        if opened {
+            let s = &m.settings;
+            announce(&self.hub, onsale, &s.status, s.rate, s.cap, "system").await;
+        }
         self.line.set_status(onsale, "pre_queue").await?;
         self.publish(
             onsale,
@@ -376,6 +381,8 @@ impl Controller {
             tx.commit().await?;
             m.settings.status = to.to_owned();
             tracing::info!(%onsale, from = previous, to, "onsale moved on schedule");
+            let s = &m.settings;
+            announce(&self.hub, onsale, to, s.rate, s.cap, "system").await;
         }
         Ok(())
     }
@@ -470,12 +477,38 @@ impl Controller {
 
 /// Publishes on `queue:{onsale}`; a failure is logged (the next tick publishes again).
 pub async fn publish_queue_event(hub: &Hub, onsale: Uuid, event: &QueueEvent) {
-    let channel = Channel::new(ChannelKind::Queue, &onsale.to_string())
-        .expect("a UUID is a valid channel id");
+    publish_on(hub, ChannelKind::Queue, onsale, event).await;
+}
+
+async fn publish_on(hub: &Hub, kind: ChannelKind, onsale: Uuid, event: &QueueEvent) {
+    let channel = Channel::new(kind, &onsale.to_string()).expect("a UUID is a valid channel id");
     let data = serde_json::to_value(event).expect("queue events serialize");
     if let Err(e) = hub.publish(&channel, &data).await {
-        tracing::warn!(%onsale, error = %e, "cannot publish on the queue channel");
+        tracing::warn!(%onsale, %channel, error = %e, "cannot publish an onsale event");
     }
+}
+
+/// Announces a committed change to an onsale's status or admission settings: on
+/// `admin:{onsale}` with who made it (an operator's id, or `system` for the schedule), and on
+/// `queue:{onsale}` without. A failed publication is logged; the queue's counts carry the
+/// new settings within a second anyway.
+pub async fn announce(hub: &Hub, onsale: Uuid, status: &str, rate: f64, cap: u64, by: &str) {
+    let change = |by: Option<String>| {
+        QueueEvent::Changed(OnsaleChange {
+            status: status.to_owned(),
+            admission_rate: rate,
+            active_cap: cap,
+            by,
+        })
+    };
+    publish_on(
+        hub,
+        ChannelKind::Admin,
+        onsale,
+        &change(Some(by.to_owned())),
+    )
+    .await;
+    publish_on(hub, ChannelKind::Queue, onsale, &change(None)).await;
 }
 
 fn to_seed(raw: &[u8]) -> anyhow::Result<Seed> {
