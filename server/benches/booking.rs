@@ -16,13 +16,11 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use marquee_protocol::booking::{Command, InboxMessage, Outcome};
 use marquee_protocol::{ClientMessage, Codec, Frame, ServerMessage};
-use marquee_server::auth::{Claims, now_secs, sign_hs256};
 use marquee_server::booking::inventory::{DeltaBuilder, Request};
 use marquee_server::booking::store::{self, Batch};
 use marquee_server::booking::worker::{delta_message, now_ms};
 use marquee_server::config::Secret;
 use marquee_server::{Config, Node};
-use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -30,143 +28,38 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
-const SECRET: &str = "bench-secret-0123456789abcdef";
+mod common;
 
+use common::{SECRET, buyer_token, create_database, drop_database, seed};
+
+/// Options (`cargo bench -p marquee-server --bench booking -- --help`).
+#[derive(clap::Parser)]
 struct Args {
+    /// Buyers, each on its own WebSocket connection.
+    #[arg(long, default_value_t = 100)]
     clients: usize,
+    /// Commands each buyer keeps in flight.
+    #[arg(long, default_value_t = 4)]
     window: usize,
+    /// Seats of the hot event.
+    #[arg(long, default_value_t = 100_000)]
     seats: i32,
+    /// Holds expired in one sweep.
+    #[arg(long, default_value_t = 10_000)]
     sweep: usize,
+    /// Also write the report to this file.
+    #[arg(long)]
     markdown: Option<String>,
-    /// Only the sweep (`--only-sweep`), to look at it alone.
+    /// Only the sweep, to look at it alone.
+    #[arg(long)]
     only_sweep: bool,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        clients: 100,
-        window: 4,
-        seats: 100_000,
-        sweep: 10_000,
-        markdown: None,
-        only_sweep: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().expect("a value after the flag");
-        match flag.as_str() {
-            "--clients" => a.clients = value().parse().expect("a number"),
-            "--window" => a.window = value().parse().expect("a number"),
-            "--seats" => a.seats = value().parse().expect("a number"),
-            "--sweep" => a.sweep = value().parse().expect("a number"),
-            "--markdown" => a.markdown = Some(value()),
-            "--only-sweep" => a.only_sweep = true,
-            _ => {} // cargo bench passes `--bench`
-        }
-    }
-    a
-}
-
-/// A fresh database next to `DATABASE_URL`'s, dropped by [`drop_database`].
-async fn create_database() -> anyhow::Result<(String, String, String)> {
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let server = admin
-        .rsplit_once('/')
-        .context("DATABASE_URL has a database")?
-        .0
-        .to_owned();
-    let name = format!("marquee_bench_{:08x}", rand::random::<u32>());
-    let mut conn = PgConnection::connect(&admin).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {name}")))
-        .execute(&mut conn)
-        .await?;
-    Ok((admin, name.clone(), format!("{server}/{name}")))
-}
-
-async fn drop_database(admin: &str, name: &str) -> anyhow::Result<()> {
-    let mut conn = PgConnection::connect(admin).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "drop database if exists {name} with (force)"
-    )))
-    .execute(&mut conn)
-    .await?;
-    Ok(())
-}
-
-/// One event on sale with `seats` seats in rows of 200, no per-buyer limit to speak of.
-async fn seed(pool: &PgPool, seats: i32, hold: &str) -> anyhow::Result<(Uuid, Uuid)> {
-    let tenant: Uuid =
-        sqlx::query_scalar("insert into tenant (name) values ('Bench') returning tenant_id")
-            .fetch_one(pool)
-            .await?;
-    let venue: Uuid = sqlx::query_scalar(
-        "insert into venue (tenant_id, name, city) values ($1, 'Arena', 'Lisbon') returning venue_id",
-    )
-    .bind(tenant)
-    .fetch_one(pool)
-    .await?;
-    let event: Uuid = sqlx::query_scalar(
-        "insert into event (tenant_id, venue_id, name, starts_at, status)
-         values ($1, $2, 'Hot show', now() + interval '7 days', 'on_sale') returning event_id",
-    )
-    .bind(tenant)
-    .bind(venue)
-    .fetch_one(pool)
-    .await?;
-    let map: Uuid = sqlx::query_scalar(
-        "insert into seat_map (tenant_id, event_id, focal_x) values ($1, $2, 100) returning seat_map_id",
-    )
-    .bind(tenant)
-    .bind(event)
-    .fetch_one(pool)
-    .await?;
-    let section: Uuid = sqlx::query_scalar(
-        "insert into section (tenant_id, seat_map_id, name) values ($1, $2, 'Floor') returning section_id",
-    )
-    .bind(tenant)
-    .bind(map)
-    .fetch_one(pool)
-    .await?;
-    let category: Uuid = sqlx::query_scalar(
-        "insert into price_category (tenant_id, event_id, name, price_minor, currency)
-         values ($1, $2, 'Standard', 5000, 'EUR') returning price_category_id",
-    )
-    .bind(tenant)
-    .bind(event)
-    .fetch_one(pool)
-    .await?;
-    sqlx::query(
-        "insert into seat (tenant_id, event_id, section_id, row_label, seat_number, seat_index, x, y, price_category_id)
-         select $1, $2, $3, 'R' || lpad((i / 200)::text, 4, '0'), i % 200 + 1, i, i % 200, i / 200 + 1, $4
-         from generate_series(0, $5 - 1) i",
-    )
-    .bind(tenant)
-    .bind(event)
-    .bind(section)
-    .bind(category)
-    .bind(seats)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency)
-         values ($1, $2, 'Seated', 'seated', $3, 5000, 'EUR')",
-    )
-    .bind(tenant)
-    .bind(event)
-    .bind(category)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "insert into onsale (tenant_id, event_id, status, starts_at, hold_duration, per_user_limit, requires_admission)
-         values ($1, $2, 'live', now() - interval '1 minute', $3::interval, 1000000, false)",
-    )
-    .bind(tenant)
-    .bind(event)
-    .bind(hold)
-    .execute(pool)
-    .await?;
-    Ok((tenant, event))
+    <Args as clap::Parser>::parse()
 }
 
 struct LoadResult {
@@ -280,16 +173,7 @@ async fn hot_event_load(args: &Args) -> anyhow::Result<LoadResult> {
                 .step_by(args.clients)
                 .map(|s| s as u32)
                 .collect();
-            let claims = Claims {
-                sub: format!("buyer-{c}"),
-                tenant: Some(tenant.to_string()),
-                roles: Vec::new(),
-                exp: now_secs() + 3600,
-                nbf: None,
-                iss: None,
-                aud: None,
-            };
-            let token = sign_hs256(SECRET, &claims);
+            let token = buyer_token(tenant, &format!("buyer-{c}"));
             tasks.push(tokio::spawn(buyer(
                 ws.clone(),
                 token,

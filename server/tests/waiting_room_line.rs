@@ -472,6 +472,49 @@ async fn a_staged_purchase_is_handed_out_once_at_admission(line: Line) {
     );
 }
 
+async fn a_batch_of_joins_is_answered_in_order_like_single_joins(line: Line) {
+    let onsale = live(&line).await;
+    let (p1, _) = placed(line.join(onsale, "u1", None).await.unwrap());
+    let joined = line
+        .join_many(
+            onsale,
+            &[
+                ("u2", None),
+                ("u1", None),
+                ("u2", None),
+                ("u3", Some(p1.as_str())),
+            ],
+        )
+        .await
+        .unwrap();
+    let Joined::New(u2) = &joined[0] else {
+        panic!("{joined:?}")
+    };
+    assert_eq!(u2.seq, 2);
+    assert!(matches!(&joined[1], Joined::Attached(p) if p.id == p1));
+    assert_eq!(
+        &joined[2],
+        &Joined::Attached(u2.clone()),
+        "twice in one batch: one place"
+    );
+    assert!(matches!(&joined[3], Joined::New(p) if p.seq == 3));
+    line.set_status(onsale, "closed").await.unwrap();
+    let refused = line
+        .join_many(onsale, &[("u4", None), ("u1", None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        refused[0],
+        Joined::Refused {
+            status: "closed".into()
+        }
+    );
+    assert!(
+        matches!(&refused[1], Joined::Attached(_)),
+        "an existing place still attaches"
+    );
+}
+
 macro_rules! conformance {
     ($line:ident) => {
         mod $line {
@@ -498,6 +541,7 @@ macro_rules! conformance {
             case!(concurrent_joins_and_admissions_never_lose_or_duplicate_a_place);
             case!(an_account_is_recorded_in_at_most_its_cap_of_queues);
             case!(a_staged_purchase_is_handed_out_once_at_admission);
+            case!(a_batch_of_joins_is_answered_in_order_like_single_joins);
         }
     };
 }

@@ -197,10 +197,32 @@ impl Line {
         user: &str,
         attached: Option<&str>,
     ) -> Result<Joined, LineError> {
-        let id = new_place_id();
+        let mut joined = self.join_many(onsale, &[(user, attached)]).await?;
+        joined
+            .pop()
+            .ok_or_else(|| LineError::Corrupt("a join answered nothing".into()))
+    }
+
+    /// Joins a batch of buyers in one step, in order: the answer for each `(user, attached)`,
+    /// as [`Line::join`] would give it. Nodes batch concurrent joins this way, so a flood of
+    /// joins costs one engine call per batch, not per buyer.
+    pub async fn join_many(
+        &self,
+        onsale: Uuid,
+        joins: &[(&str, Option<&str>)],
+    ) -> Result<Vec<Joined>, LineError> {
+        let joins: Vec<(&str, String, Option<&str>)> = joins
+            .iter()
+            .map(|(user, attached)| (*user, new_place_id(), *attached))
+            .collect();
         match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.join(user, &id, attached))),
-            Self::Redis(r) => r.join(onsale, user, &id, attached).await,
+            Self::Memory(m) => Ok(m.with(onsale, |l| {
+                joins
+                    .iter()
+                    .map(|(user, id, attached)| l.join(user, id, *attached))
+                    .collect()
+            })),
+            Self::Redis(r) => r.join_many(onsale, &joins).await,
         }
     }
 

@@ -64,30 +64,42 @@ end
 ";
 
 const JOIN: &str = r"
-local user, id, attached = ARGV[1], ARGV[2], ARGV[3]
-local cur = redis.call('HGET', KEYS[3], user)
-if cur then
-  if string.match(cur, '^(.*):') ~= attached then redis.call('HINCRBY', KEYS[7], user, 1) end
-  redis.call('ZREM', KEYS[8], user)
-  redis.call('ZREM', KEYS[11], user)
-  return {'attached', cur, redis.call('ZSCORE', KEYS[10], user) or ''}
-end
+-- ARGV holds (user, new place id, attached place id) triples: one call joins a whole batch.
 local status = redis.call('GET', KEYS[1]) or 'scheduled'
-if status ~= 'pre_queue' and status ~= 'live' and status ~= 'paused' then
-  return {'refused', status, ''}
+local open = status == 'pre_queue' or status == 'live' or status == 'paused'
+local out = {}
+for i = 1, #ARGV, 3 do
+  local user, id, attached = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local cur = redis.call('HGET', KEYS[3], user)
+  if cur then
+    if string.match(cur, '^(.*):') ~= attached then redis.call('HINCRBY', KEYS[7], user, 1) end
+    redis.call('ZREM', KEYS[8], user)
+    redis.call('ZREM', KEYS[11], user)
+    out[#out + 1] = 'attached'
+    out[#out + 1] = cur
+    out[#out + 1] = redis.call('ZSCORE', KEYS[10], user) or ''
+  elseif not open then
+    out[#out + 1] = 'refused'
+    out[#out + 1] = status
+    out[#out + 1] = ''
+  else
+    local seq = 0
+    if status == 'pre_queue' then
+      redis.call('SADD', KEYS[5], id)
+    else
+      seq = redis.call('INCR', KEYS[2])
+      redis.call('ZADD', KEYS[6], seq, user)
+    end
+    local place = id .. ':' .. seq
+    redis.call('HSET', KEYS[4], id, user)
+    redis.call('HSET', KEYS[3], user, place)
+    redis.call('HSET', KEYS[7], user, 1)
+    out[#out + 1] = 'new'
+    out[#out + 1] = place
+    out[#out + 1] = ''
+  end
 end
-local seq = 0
-if status == 'pre_queue' then
-  redis.call('SADD', KEYS[5], id)
-else
-  seq = redis.call('INCR', KEYS[2])
-  redis.call('ZADD', KEYS[6], seq, user)
-end
-local place = id .. ':' .. seq
-redis.call('HSET', KEYS[4], id, user)
-redis.call('HSET', KEYS[3], user, place)
-redis.call('HSET', KEYS[7], user, 1)
-return {'new', place, ''}
+return out
 ";
 
 const DETACH: &str = r"
@@ -357,28 +369,44 @@ impl RedisLine {
         }
     }
 
-    pub(crate) async fn join(
+    pub(crate) async fn join_many(
         &self,
         onsale: Uuid,
-        user: &str,
-        id: &str,
-        attached: Option<&str>,
-    ) -> Result<Joined, LineError> {
-        let args = vec![user.into(), id.into(), attached.unwrap_or("").into()];
+        joins: &[(&str, String, Option<&str>)],
+    ) -> Result<Vec<Joined>, LineError> {
+        let args = joins
+            .iter()
+            .flat_map(|(user, id, attached)| {
+                [
+                    Value::from(*user),
+                    Value::from(id.as_str()),
+                    Value::from(attached.unwrap_or("")),
+                ]
+            })
+            .collect();
         let reply = self.run_list(&self.join, onsale, args).await?;
-        let [kind, what, until] = reply.as_slice() else {
+        if reply.len() != joins.len() * 3 {
             return Err(corrupt(reply));
-        };
-        let what = text(what)?;
-        let place = || {
-            Place::decode(&what, optional_ms(until).ok().flatten()).ok_or_else(|| corrupt(&what))
-        };
-        match text(kind)?.as_str() {
-            "new" => Ok(Joined::New(place()?)),
-            "attached" => Ok(Joined::Attached(place()?)),
-            "refused" => Ok(Joined::Refused { status: what }),
-            _ => Err(corrupt(reply)),
         }
+        reply
+            .chunks(3)
+            .map(|chunk| {
+                let [kind, what, until] = chunk else {
+                    return Err(corrupt(chunk));
+                };
+                let what = text(what)?;
+                let place = || {
+                    Place::decode(&what, optional_ms(until).ok().flatten())
+                        .ok_or_else(|| corrupt(&what))
+                };
+                match text(kind)?.as_str() {
+                    "new" => Ok(Joined::New(place()?)),
+                    "attached" => Ok(Joined::Attached(place()?)),
+                    "refused" => Ok(Joined::Refused { status: what }),
+                    _ => Err(corrupt(chunk)),
+                }
+            })
+            .collect()
     }
 
     pub(crate) async fn detach(
