@@ -280,11 +280,13 @@ impl Node {
                 )
             });
             for i in 0..config.booking.workers {
+                let mut settings = config.booking.settings();
+                settings.line = waiting_room.as_ref().map(|room| room.line().clone());
                 let worker = booking::worker::Worker {
                     id: format!("{}-w{i}", state.connection.node_id),
                     db: db.clone(),
                     queue: booking.queue().clone(),
-                    settings: config.booking.settings(),
+                    settings,
                 };
                 let stop = background.clone();
                 siblings.spawn(async move { ("booking worker", worker.run(stop).await) });
@@ -360,6 +362,15 @@ pub async fn run_worker(
             .await
             .context("connecting the command queue to Redis")?,
     ));
+    let mut settings = config.booking.settings();
+    settings.line = Some(waiting_room::line::Line::Redis(Arc::new(
+        waiting_room::line_redis::RedisLine::connect(
+            config.redis_url.expose(),
+            &config.redis_prefix,
+        )
+        .await
+        .context("connecting to the waiting room's Redis")?,
+    )));
     let worker = booking::worker::Worker {
         id: config
             .worker_id
@@ -367,7 +378,7 @@ pub async fn run_worker(
             .unwrap_or_else(|| format!("worker-{:016x}", rand::random::<u64>())),
         db,
         queue,
-        settings: config.booking.settings(),
+        settings,
     };
     tracing::info!(worker = %worker.id, "booking worker started");
     let cancel = CancellationToken::new();

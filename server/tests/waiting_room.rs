@@ -834,17 +834,7 @@ async fn a_purchase_staged_while_waiting_is_held_the_moment_the_buyer_is_admitte
     .await;
     assert_eq!(resumed.status, 200);
     // Without sending anything, the buyer's inbox gets the hold.
-    let result = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), raw.recv())
-            .await
-            .expect("a result");
-        if let ServerMessage::Pub(p) = msg
-            && p.channel.starts_with("inbox:")
-            && let Ok(InboxMessage::Result(r)) = serde_json::from_value(p.data)
-        {
-            break r;
-        }
-    };
+    let result = inbox_result(&mut raw, None).await;
     assert_eq!(result.request_id, format!("intent-{place}"));
     match result.outcome {
         Outcome::Held {
@@ -852,5 +842,89 @@ async fn a_purchase_staged_while_waiting_is_held_the_moment_the_buyer_is_admitte
         } => assert_eq!((seats.len(), quantity), (3, 3)),
         other => panic!("{other:?}"),
     }
+    node.shutdown().await;
+}
+
+/// Sends a command with an admission and returns its outcome from the inbox.
+async fn command_outcome(raw: &mut Raw, id: u64, command: Command, admission: &str) -> Outcome {
+    raw.send(&ClientMessage::Command {
+        id,
+        request_id: format!("r-{id}"),
+        command,
+        admission: Some(admission.to_owned()),
+    })
+    .await;
+    inbox_result(raw, Some(&format!("r-{id}"))).await.outcome
+}
+
+/// The next command result on the inbox (for `request_id`, when given), within 10 s.
+async fn inbox_result(
+    raw: &mut Raw,
+    request_id: Option<&str>,
+) -> marquee_protocol::booking::CommandResult {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), raw.recv())
+            .await
+            .expect("a result");
+        if let ServerMessage::Pub(p) = msg
+            && p.channel.starts_with("inbox:")
+            && let Ok(InboxMessage::Result(r)) = serde_json::from_value(p.data)
+            && request_id.is_none_or(|id| r.request_id == id)
+        {
+            return r;
+        }
+    }
+}
+
+/// Holds one seat with an admission; returns the hold.
+async fn hold_one(raw: &mut Raw, shop: &Shop, seat: u32, admission: &str) -> String {
+    let command = Command::HoldSeats {
+        event: shop.event.to_string(),
+        seats: vec![seat],
+    };
+    match command_outcome(raw, 2, command, admission).await {
+        Outcome::Held { hold, .. } => hold,
+        other => panic!("expected a hold, got {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn checking_out_or_releasing_hands_the_admission_slot_to_the_next_buyer(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "live", 20.0, 1).await;
+    let node = TestNode::start(config(&pool, Duration::from_secs(120))).await;
+    let admitted_token =
+        |seen: Vec<QueueStatus>| seen.last().unwrap().admission.clone().unwrap().token;
+    let mut ana = connect(&node, &shop, "ana").await;
+    join(&mut ana, 1, onsale).await;
+    let ana_token = admitted_token(status_until(&mut ana, Duration::from_secs(5), admitted).await);
+    let mut bob = connect(&node, &shop, "bob").await;
+    assert_eq!(
+        join(&mut bob, 1, onsale).await.state,
+        PlaceState::Waiting,
+        "the cap of one is taken"
+    );
+    // Ana holds and releases: her slot goes to Bob long before her admission would end.
+    let event = shop.event.to_string();
+    let hold = hold_one(&mut ana, &shop, 0, &ana_token).await;
+    let released = command_outcome(
+        &mut ana,
+        3,
+        Command::Release {
+            event: event.clone(),
+            hold,
+        },
+        &ana_token,
+    )
+    .await;
+    assert!(matches!(released, Outcome::Released { .. }), "{released:?}");
+    let bob_token = admitted_token(status_until(&mut bob, Duration::from_secs(5), admitted).await);
+    // Bob checks out: his slot goes to Cy.
+    let mut cy = connect(&node, &shop, "cy").await;
+    assert_eq!(join(&mut cy, 1, onsale).await.state, PlaceState::Waiting);
+    let hold = hold_one(&mut bob, &shop, 1, &bob_token).await;
+    let out = command_outcome(&mut bob, 3, Command::Checkout { event, hold }, &bob_token).await;
+    assert!(matches!(out, Outcome::CheckedOut { .. }), "{out:?}");
+    status_until(&mut cy, Duration::from_secs(5), admitted).await;
     node.shutdown().await;
 }

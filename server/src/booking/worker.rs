@@ -43,6 +43,9 @@ pub struct WorkerSettings {
     /// Checks waiting-room admissions. Without it, no admission is genuine: onsales that
     /// require one refuse every command.
     pub admission: Option<AdmissionKey>,
+    /// The waiting room's line: an admitted buyer who checks out or releases hands the
+    /// admission slot back through it once the batch has committed.
+    pub line: Option<crate::waiting_room::line::Line>,
 }
 
 impl Default for WorkerSettings {
@@ -54,6 +57,7 @@ impl Default for WorkerSettings {
             discover_every: Duration::from_millis(250),
             crash_after_commit: false,
             admission: None,
+            line: None,
         }
     }
 }
@@ -225,6 +229,8 @@ type RequestKey = (String, String);
 /// The stored or decided result of a request.
 #[derive(Clone)]
 struct Decided {
+    /// The onsale whose admission slot this request handed back (checkout or release).
+    finished: Option<Uuid>,
     inbox: String,
     result: Box<RawValue>,
 }
@@ -309,6 +315,7 @@ impl Owner {
                 committed_metrics(&in_flight.entries, in_flight.decided);
                 crash_if_injected(worker);
                 ack(reader, &in_flight.entries).await?;
+                hand_back_slots(worker, &in_flight.requests).await;
                 Ok(None)
             }
             Err(e) => {
@@ -331,7 +338,7 @@ impl Owner {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (batch, decided, _) = self.decide(worker, &entries, None).await?;
+            let (batch, decided, requests) = self.decide(worker, &entries, None).await?;
             if batch.is_empty() {
                 break;
             }
@@ -349,7 +356,9 @@ impl Owner {
                     self.inventory.version = version;
                     committed_metrics(&entries, decided);
                     crash_if_injected(worker);
-                    break;
+                    ack(reader, &entries).await?;
+                    hand_back_slots(worker, &requests).await;
+                    return Ok(());
                 }
                 Err(e) if attempts < 3 => {
                     let fenced = matches!(e, CommitError::Fenced);
@@ -400,16 +409,16 @@ impl Owner {
                 results.push(outbox_message(&first.inbox, &first.result));
                 continue;
             }
+            let admission = envelope
+                .admission
+                .as_deref()
+                .zip(worker.settings.admission.as_ref())
+                .and_then(|(token, key)| key.verify(token));
             let outcome = if envelope.tenant != inv.tenant
                 || !inbox_matches(&envelope.inbox, inv.tenant, &envelope.user)
             {
                 Outcome::rejected(ErrorCode::NotFound, "no such event")
             } else {
-                let admission = envelope
-                    .admission
-                    .as_deref()
-                    .zip(worker.settings.admission.as_ref())
-                    .and_then(|(token, key)| key.verify(token));
                 let (outcome, change) = inv.apply(
                     &Request {
                         user: &envelope.user,
@@ -421,6 +430,13 @@ impl Owner {
                 );
                 batch.changes.extend(change);
                 outcome
+            };
+            // Done shopping: the admission's slot goes back once this commits.
+            let finished = match (&outcome, &admission) {
+                (Outcome::CheckedOut { .. } | Outcome::Released { .. }, Some(pass)) => {
+                    Some(pass.onsale)
+                }
+                _ => None,
             };
             let result = to_raw_value(&InboxMessage::Result(CommandResult {
                 request_id: envelope.request_id.clone(),
@@ -441,6 +457,7 @@ impl Owner {
                 Decided {
                     inbox: envelope.inbox.clone(),
                     result,
+                    finished,
                 },
             );
             decided += 1;
@@ -454,6 +471,22 @@ impl Owner {
         }
         batch.messages.extend(results);
         Ok((batch, decided, seen))
+    }
+}
+
+/// Hands back the admission slots of the buyers in a committed batch who checked out or
+/// released. Best effort: if the line cannot be reached, the slot comes back when the
+/// admission expires instead.
+async fn hand_back_slots(worker: &Worker, requests: &HashMap<RequestKey, Decided>) {
+    let Some(line) = &worker.settings.line else {
+        return;
+    };
+    for ((user, _), decided) in requests {
+        if let Some(onsale) = decided.finished
+            && let Err(e) = line.finish(onsale, user).await
+        {
+            tracing::warn!(%onsale, error = %e, "cannot hand an admission slot back");
+        }
     }
 }
 
