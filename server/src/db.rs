@@ -5,7 +5,10 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -30,4 +33,39 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("applying database migrations")
+}
+
+/// Which tenant owns a row (an event, an onsale), remembered once seen. A row never changes
+/// tenant, so checking that a buyer stays within their own tenant costs one query per row and
+/// node. Unknown ids are not remembered, so a hostile client cannot grow the map.
+#[derive(Debug)]
+pub struct TenantCache {
+    /// `select tenant_id from … where <key> = $1 …`.
+    query: &'static str,
+    known: Mutex<HashMap<Uuid, Uuid>>,
+}
+
+impl TenantCache {
+    /// A cache filled by `query`, which takes the id as `$1` and returns the tenant.
+    pub fn new(query: &'static str) -> Self {
+        Self {
+            query,
+            known: Mutex::default(),
+        }
+    }
+
+    /// The tenant owning `id`, or `None` when no row matches.
+    pub async fn get(&self, db: &PgPool, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+        if let Some(t) = self.known.lock().expect("tenant cache lock").get(&id) {
+            return Ok(Some(*t));
+        }
+        let tenant: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(self.query))
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+        if let Some(t) = tenant {
+            self.known.lock().expect("tenant cache lock").insert(id, t);
+        }
+        Ok(tenant)
+    }
 }

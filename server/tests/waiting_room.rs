@@ -54,6 +54,18 @@ fn admin_token(shop: &Shop) -> String {
 
 /// Joins and returns the place's status (panics on an error reply).
 async fn join(raw: &mut Raw, id: u64, onsale: Uuid) -> QueueStatus {
+    match join_reply(raw, id, onsale).await {
+        Ok(status) => status,
+        Err((code, message)) => panic!("join refused: {code} {message}"),
+    }
+}
+
+/// Sends `queue.join` and waits for its reply: the place's status, or the refusal.
+async fn join_reply(
+    raw: &mut Raw,
+    id: u64,
+    onsale: Uuid,
+) -> Result<QueueStatus, (ErrorCode, String)> {
     raw.send(&ClientMessage::QueueJoin {
         id,
         onsale: onsale.to_string(),
@@ -62,14 +74,12 @@ async fn join(raw: &mut Raw, id: u64, onsale: Uuid) -> QueueStatus {
     .await;
     loop {
         match raw.recv().await {
-            ServerMessage::QueueJoined { id: got, status } if got == id => return status,
+            ServerMessage::QueueJoined { id: got, status } if got == id => return Ok(status),
             ServerMessage::Error {
                 id: Some(got),
                 code,
                 message,
-            } if got == id => {
-                panic!("join refused: {code} {message}")
-            }
+            } if got == id => return Err((code, message)),
             _ => {}
         }
     }
@@ -698,24 +708,9 @@ async fn another_onsale(pool: &PgPool, shop: &Shop) -> Uuid {
 }
 
 async fn join_error(raw: &mut Raw, id: u64, onsale: Uuid) -> ErrorCode {
-    raw.send(&ClientMessage::QueueJoin {
-        id,
-        onsale: onsale.to_string(),
-        intent: None,
-    })
-    .await;
-    loop {
-        match raw.recv().await {
-            ServerMessage::Error {
-                id: Some(got),
-                code,
-                ..
-            } if got == id => return code,
-            ServerMessage::QueueJoined { id: got, status } if got == id => {
-                panic!("joined: {status:?}")
-            }
-            _ => {}
-        }
+    match join_reply(raw, id, onsale).await {
+        Err((code, _)) => code,
+        Ok(status) => panic!("joined: {status:?}"),
     }
 }
 

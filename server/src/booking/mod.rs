@@ -31,8 +31,7 @@ use marquee_protocol::ErrorCode;
 use marquee_protocol::booking::{Command, MAX_REQUEST_ID_LEN};
 use queue::{CommandQueue, Envelope};
 use sqlx::PgPool;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A command refused before it reached the queue.
@@ -59,10 +58,8 @@ impl Refusal {
 pub struct Booking {
     db: PgPool,
     queue: CommandQueue,
-    /// Event id to owning tenant, for events seen before: a tenant never changes, so the
-    /// lookup that keeps a buyer to their own tenant's events costs one query per event and
-    /// node. Unknown ids are not cached, so a hostile client cannot grow this map.
-    tenants: Arc<Mutex<HashMap<Uuid, Uuid>>>,
+    /// Event id to owning tenant, to keep a buyer to their own tenant's events.
+    tenants: Arc<crate::db::TenantCache>,
 }
 
 impl Booking {
@@ -71,7 +68,9 @@ impl Booking {
         Self {
             db,
             queue,
-            tenants: Arc::default(),
+            tenants: Arc::new(crate::db::TenantCache::new(
+                "select tenant_id from event where event_id = $1",
+            )),
         }
     }
 
@@ -99,25 +98,13 @@ impl Booking {
     }
 
     async fn event_tenant(&self, event: Uuid) -> Result<Option<Uuid>, Refusal> {
-        if let Some(t) = self.tenants.lock().expect("tenants lock").get(&event) {
-            return Ok(Some(*t));
-        }
-        let tenant: Option<Uuid> =
-            sqlx::query_scalar("select tenant_id from event where event_id = $1")
-                .bind(event)
-                .fetch_optional(&self.db)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "event lookup failed");
-                    Refusal::new(
-                        ErrorCode::Unavailable,
-                        "the booking service is unavailable; retry",
-                    )
-                })?;
-        if let Some(t) = tenant {
-            self.tenants.lock().expect("tenants lock").insert(event, t);
-        }
-        Ok(tenant)
+        self.tenants.get(&self.db, event).await.map_err(|e| {
+            tracing::warn!(error = %e, "event lookup failed");
+            Refusal::new(
+                ErrorCode::Unavailable,
+                "the booking service is unavailable; retry",
+            )
+        })
     }
 
     /// Checks a command and queues it. Nothing here changes inventory: a refusal means the

@@ -385,14 +385,21 @@ impl std::fmt::Debug for RedisQueue {
 }
 
 async fn connect(config: &Config) -> Result<fred::clients::Client, QueueError> {
+    redis_client(config).await.map_err(unavailable)
+}
+
+/// A connected Redis client for request/reply work (queues, the waiting room's line): it
+/// reconnects with backoff and gives up on a connection attempt after 5 s.
+pub(crate) async fn redis_client(
+    config: &Config,
+) -> Result<fred::clients::Client, fred::error::Error> {
     let client = Builder::from_config(config.clone())
         .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(5);
         })
-        .build()
-        .map_err(unavailable)?;
-    client.init().await.map_err(unavailable)?;
+        .build()?;
+    client.init().await?;
     Ok(client)
 }
 

@@ -24,9 +24,7 @@
 //! ([`super::line::MemoryLine`]); the conformance suite holds them to it.
 
 use super::line::{Admitted, Ending, Joined, LineError, LineView, Place};
-use fred::prelude::{
-    Builder, ClientLike, Config, HashesInterface, ReconnectPolicy, SortedSetsInterface,
-};
+use fred::prelude::{Config, HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;
 use std::time::Duration;
@@ -304,14 +302,9 @@ impl RedisLine {
     /// Connects to Redis; keys go under `prefix` (shared with the rest of the deployment).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LineError> {
         let config = Config::from_url(url).map_err(unavailable)?;
-        let client = Builder::from_config(config)
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(5);
-            })
-            .build()
+        let client = crate::booking::queue::redis_client(&config)
+            .await
             .map_err(unavailable)?;
-        client.init().await.map_err(unavailable)?;
         let with_drop = |body: &str| Script::from_lua(format!("{DROP_PLACE}\n{body}"));
         Ok(Self {
             client,

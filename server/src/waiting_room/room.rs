@@ -12,6 +12,7 @@ use super::line::{Joined, Line, LineError, LineView, Place, Timing};
 use crate::auth::Identity;
 use crate::booking::Refusal;
 use crate::booking::admission::AdmissionKey;
+use crate::db::TenantCache;
 use crate::engine::now_ms;
 use crate::hub::registry::ConnShared;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -85,9 +86,8 @@ struct Inner {
     /// Signs admissions; without it nobody can be admitted on this node.
     key: Option<AdmissionKey>,
     timing: Timing,
-    /// Onsale id to owning tenant: a tenant never changes, so one query per onsale and node.
-    /// Unknown ids are not cached, so a hostile client cannot grow this map.
-    tenants: Mutex<HashMap<Uuid, Uuid>>,
+    /// Onsale id to owning tenant (onsales with a waiting room only).
+    tenants: TenantCache,
     /// Buyers with a connection on this node, per onsale.
     local: Mutex<HashMap<Uuid, LocalOnsale>>,
     /// Refresh ticks so far: position pushes are spaced in ticks.
@@ -225,6 +225,14 @@ fn unavailable(e: &LineError) -> Refusal {
     }
 }
 
+fn db_unavailable(e: &sqlx::Error) -> Refusal {
+    tracing::warn!(error = %e, "onsale lookup failed");
+    refusal(
+        ErrorCode::Unavailable,
+        "the waiting room is unavailable; retry",
+    )
+}
+
 fn refusal(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
@@ -248,7 +256,9 @@ impl WaitingRoom {
                 db,
                 key,
                 timing,
-                tenants: Mutex::default(),
+                tenants: TenantCache::new(
+                    "select tenant_id from onsale where onsale_id = $1 and requires_admission",
+                ),
                 local: Mutex::default(),
                 ticks: AtomicU64::new(0),
                 joins: OnceLock::new(),
@@ -267,36 +277,11 @@ impl WaitingRoom {
     }
 
     async fn onsale_tenant(&self, onsale: Uuid) -> Result<Option<Uuid>, Refusal> {
-        if let Some(t) = self
-            .inner
+        self.inner
             .tenants
-            .lock()
-            .expect("tenants lock")
-            .get(&onsale)
-        {
-            return Ok(Some(*t));
-        }
-        let tenant: Option<Uuid> = sqlx::query_scalar(
-            "select tenant_id from onsale where onsale_id = $1 and requires_admission",
-        )
-        .bind(onsale)
-        .fetch_optional(&self.inner.db)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "onsale lookup failed");
-            refusal(
-                ErrorCode::Unavailable,
-                "the waiting room is unavailable; retry",
-            )
-        })?;
-        if let Some(t) = tenant {
-            self.inner
-                .tenants
-                .lock()
-                .expect("tenants lock")
-                .insert(onsale, t);
-        }
-        Ok(tenant)
+            .get(&self.inner.db, onsale)
+            .await
+            .map_err(|e| db_unavailable(&e))
     }
 
     /// Checks that `raw` names an onsale with a waiting room in the buyer's tenant.
@@ -503,13 +488,7 @@ impl WaitingRoom {
                 .bind(onsale)
                 .fetch_optional(&self.inner.db)
                 .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "onsale lookup failed");
-                    refusal(
-                        ErrorCode::Unavailable,
-                        "the waiting room is unavailable; retry",
-                    )
-                })?;
+                .map_err(|e| db_unavailable(&e))?;
         let line = &self.inner.line;
         let done: Result<bool, LineError> = async {
             match status.as_deref() {
