@@ -19,7 +19,7 @@
 //! push per second per buyer by design).
 //!
 //! Run: `cargo bench -p marquee-server --bench waiting_room -- [--ws N] [--joins N] [--rate R]
-//! [--markdown FILE]`.
+//! [--arrival R] [--heading H] [--markdown FILE]`.
 
 mod common;
 
@@ -39,6 +39,7 @@ use tokio::sync::{Barrier, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use uuid::Uuid;
 
 /// Options (`cargo bench -p marquee-server --bench waiting_room -- --help`).
@@ -59,6 +60,9 @@ struct Args {
     /// How long positions are watched, in seconds.
     #[arg(long, default_value_t = 6)]
     watch: u64,
+    /// The report's heading, a Markdown line.
+    #[arg(long, default_value = "## Waiting room")]
+    heading: String,
     /// Also write the report to this file.
     #[arg(long)]
     markdown: Option<String>,
@@ -238,7 +242,15 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
             );
             let mut ws = {
                 let _permit = gate.acquire().await?;
-                tokio_tungstenite::connect_async(request).await?.0
+                // Small buffers, as a load generator holding thousands of sockets would use:
+                // the default 128 KiB read buffer per socket costs this shared machine a
+                // gigabyte of page zeroing at 8,000 sockets.
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(4096)
+                    .write_buffer_size(0);
+                tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                    .await?
+                    .0
             };
             connected.wait().await;
             // WebSocket buyers are spread evenly among all the arrivals.
@@ -277,7 +289,9 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
         });
     }
     connected.wait().await;
-    let t0 = Instant::now();
+    // The first join is sent a second from now: time enough to spawn every in-process buyer
+    // beforehand, so that setting up the load does not run during it.
+    let t0 = Instant::now() + Duration::from_secs(1);
     t0_tx.send(Some(t0))?;
 
     // 2. The rest through the node's join call, at the same pace, in the slots the
@@ -387,7 +401,7 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
         gaps_h.record((*v).max(1))?;
     }
     Ok(format!(
-        "## Waiting room\n\n\
+        "{heading}\n\n\
          Command: `cargo bench -p marquee-server --bench waiting_room -- --ws {ws} --joins {joins} --arrival {arrival} --rate {rate}`\n\n\
          One node on Redis with its admission controller and a fresh Postgres database; load generator, node, Redis \
          and Postgres share this 2-core machine. {joins} buyers join, arriving evenly at {arrival:.0} per second: {ws} \
@@ -402,6 +416,7 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
          | From the first admission to each waiting buyer's first new position ({waiting} waiting, {nfirst} measured), p50 / p99 / max | {fp50:.0} / {fp99:.0} / {fmax:.0} ms | ≤ 1,000 ms |\n\
          | Gap between one buyer's position updates while admission runs ({ngaps} gaps), p50 / p99 / max | {gp50:.0} / {gp99:.0} / {gmax:.0} ms | one push a second by design |\n\n\
          Admitted {admitted} during the {watch_s} s watched.\n",
+        heading = args.heading,
         ws = args.ws,
         joins = args.joins,
         arrival = args.arrival,
