@@ -62,6 +62,14 @@ pub enum ErrorCode {
     OnsaleClosed,
     /// The onsale requires an admission from its waiting room.
     AdmissionRequired,
+    /// A payment hook call without a `Marquee-Signature` header.
+    SignatureMissing,
+    /// A payment hook call whose signature is malformed, or matches no active secret (wrong
+    /// secret or altered body).
+    SignatureInvalid,
+    /// A genuine payment hook call signed outside the tolerance window (a replay, or a wrong
+    /// clock).
+    SignatureExpired,
     /// A backing service (the channel engine) is unreachable; retry later.
     Unavailable,
     /// An unexpected server error; details are in the server log, never in the message.
@@ -100,6 +108,9 @@ impl ErrorCode {
             Self::HoldExpired => "hold_expired",
             Self::OnsaleClosed => "onsale_closed",
             Self::AdmissionRequired => "admission_required",
+            Self::SignatureMissing => "signature_missing",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::SignatureExpired => "signature_expired",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
@@ -133,6 +144,9 @@ impl ErrorCode {
         Self::HoldExpired,
         Self::OnsaleClosed,
         Self::AdmissionRequired,
+        Self::SignatureMissing,
+        Self::SignatureInvalid,
+        Self::SignatureExpired,
         Self::Unavailable,
         Self::Internal,
         Self::Unknown,

@@ -189,6 +189,40 @@ pub struct Config {
     /// Waiting room.
     #[command(flatten)]
     pub waiting_room: WaitingRoomArgs,
+
+    /// Payments.
+    #[command(flatten)]
+    pub payments: PaymentArgs,
+}
+
+/// Payment hooks.
+#[derive(Debug, Clone, Args)]
+pub struct PaymentArgs {
+    /// Address of the internal listener, which serves the payment hooks
+    /// (`POST /hooks/payments/{provider}`). Keep it off the public internet; only payment
+    /// providers (or the gateway relaying their calls) need to reach it.
+    #[arg(
+        long,
+        env = "MARQUEE_INTERNAL_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub internal_listen: SocketAddr,
+
+    /// Payment providers' hook secrets, `provider:secret` pairs separated by commas. A provider
+    /// may be named more than once: all its secrets are active, which is how a secret is
+    /// rotated. Without one for `simulated`, each node makes up its own at start-up, which
+    /// works on one node only.
+    #[arg(long, env = "MARQUEE_PAYMENT_HOOK_SECRETS", hide_env_values = true,
+          value_parser = hook_secrets, default_value = "")]
+    pub hook_secrets: crate::payments::hook::HookSecrets,
+
+    /// How far a hook call's signed timestamp may lie from this node's clock, either way.
+    #[arg(long, env = "MARQUEE_PAYMENT_HOOK_TOLERANCE", default_value = "300s", value_parser = duration)]
+    pub hook_tolerance: Duration,
+}
+
+fn hook_secrets(text: &str) -> Result<crate::payments::hook::HookSecrets, String> {
+    crate::payments::hook::HookSecrets::parse(text)
 }
 
 /// The waiting room's durations.

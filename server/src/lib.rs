@@ -39,6 +39,7 @@ pub mod embedded_pg;
 pub mod engine;
 pub mod hub;
 pub mod metrics;
+pub mod payments;
 pub mod waiting_room;
 
 use anyhow::Context as _;
@@ -67,6 +68,10 @@ pub struct Node {
     booking: Option<booking::Booking>,
     /// The waiting room, when the node has a database.
     waiting_room: Option<waiting_room::WaitingRoom>,
+    /// The payment hooks, when the node has a database.
+    hooks: Option<payments::hook::HookState>,
+    /// Where the internal routes (payment hooks) are served, if anywhere.
+    internal: Option<TcpListener>,
 }
 
 impl Node {
@@ -156,6 +161,20 @@ impl Node {
             }
             None => None,
         };
+        let hooks = db.as_ref().map(|db| {
+            let mut secrets = config.payments.hook_secrets.clone();
+            if secrets.of("simulated").is_none() {
+                // The simulated provider runs in this process and signs with this secret, so
+                // only this node accepts its calls: enough for one node and the demo.
+                let made_up: [u8; 32] = rand::random();
+                secrets.add("simulated", config::Secret::new(hex::encode(made_up)));
+            }
+            payments::hook::HookState {
+                db: db.clone(),
+                secrets: Arc::new(secrets),
+                tolerance_secs: config.payments.hook_tolerance.as_secs(),
+            }
+        });
         let node_id: Arc<str> = config
             .node_id
             .clone()
@@ -212,7 +231,22 @@ impl Node {
             db,
             booking,
             waiting_room,
+            hooks,
+            internal: None,
         })
+    }
+
+    /// Serves the internal routes (payment hooks) on `listener` too, from [`Node::serve`] on.
+    /// Without it they are not served at all.
+    #[must_use]
+    pub fn with_internal_listener(mut self, listener: TcpListener) -> Self {
+        self.internal = Some(listener);
+        self
+    }
+
+    /// The payment hooks' settings (secrets included), when the node has a database.
+    pub fn payment_hooks(&self) -> Option<&payments::hook::HookState> {
+        self.hooks.as_ref()
     }
 
     /// The node's hub: publish from other modules, register snapshot providers.
@@ -255,6 +289,8 @@ impl Node {
             db,
             booking,
             waiting_room,
+            hooks,
+            internal,
         } = self;
         let tracker = state.tracker.clone();
         let local = listener.local_addr().ok();
@@ -310,6 +346,16 @@ impl Node {
             siblings.spawn(async move { ("admission controller", controller.run(stop).await) });
             let stop = background.clone();
             siblings.spawn(async move { ("waiting room", room.run(stop).await) });
+        }
+        if let (Some(hooks), Some(internal)) = (hooks, internal) {
+            tracing::info!(addr = ?internal.local_addr().ok(), "serving payment hooks");
+            let stop = background.clone();
+            siblings.spawn(async move {
+                let served = axum::serve(internal, payments::hook::router(hooks))
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                ("internal listener", served.map_err(anyhow::Error::from))
+            });
         }
         tokio::spawn(async move {
             while let Some(done) = siblings.join_next().await {

@@ -81,7 +81,15 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            marquee_server::run(*config, listener, marquee_server::shutdown_signal()).await
+            let internal_addr = config.payments.internal_listen;
+            let internal = tokio::net::TcpListener::bind(internal_addr)
+                .await
+                .with_context(|| format!("binding the internal listener {internal_addr}"))?;
+            marquee_server::Node::build(*config)
+                .await?
+                .with_internal_listener(internal)
+                .serve(listener, marquee_server::shutdown_signal())
+                .await
         }
         Command::Worker(config) => {
             init_tracing();

@@ -46,6 +46,10 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// `marquee_holds_expired_total`: holds the sweeper expired.
     pub holds_expired: Counter,
+    /// `marquee_payment_hooks_total`: new payment events recorded (duplicates not counted).
+    pub payment_hooks: Counter,
+    /// `marquee_payment_hooks_refused_total`: hook calls refused for their signature.
+    pub payment_hooks_refused: Counter,
     /// `marquee_outbox_published_total`: outbox messages the relay published.
     pub outbox_published: Counter,
 }
@@ -68,6 +72,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     command_to_commit: metrics::histogram!("marquee_command_to_commit_seconds"),
     batch_size: metrics::histogram!("marquee_booking_batch_size"),
     holds_expired: metrics::counter!("marquee_holds_expired_total"),
+    payment_hooks: metrics::counter!("marquee_payment_hooks_total"),
+    payment_hooks_refused: metrics::counter!("marquee_payment_hooks_refused_total"),
     outbox_published: metrics::counter!("marquee_outbox_published_total"),
 });
 

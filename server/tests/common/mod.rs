@@ -52,6 +52,8 @@ pub fn redis_config(prefix: &str) -> Config {
 /// A running node.
 pub struct TestNode {
     pub addr: SocketAddr,
+    /// The internal listener (payment hooks), when started with one.
+    pub internal: Option<SocketAddr>,
     pub hub: Hub,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -61,6 +63,16 @@ impl TestNode {
     pub async fn start(config: Config) -> Self {
         let node = Node::build(config).await.expect("node builds");
         Self::serve(node).await
+    }
+
+    /// Starts a node that also serves its internal routes (payment hooks).
+    pub async fn start_internal(config: Config) -> Self {
+        let node = Node::build(config).await.expect("node builds");
+        let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let internal_addr = internal.local_addr().unwrap();
+        let mut node = Self::serve(node.with_internal_listener(internal)).await;
+        node.internal = Some(internal_addr);
+        node
     }
 
     pub async fn serve(node: Node) -> Self {
@@ -73,6 +85,7 @@ impl TestNode {
         }));
         Self {
             addr,
+            internal: None,
             hub,
             stop: Some(stop),
             task: Some(task),

@@ -1,0 +1,272 @@
+//! `POST /hooks/payments/{provider}`: where payment providers report what became of a payment.
+//!
+//! Served on the internal listener (`--internal-listen`), apart from the public one, so it
+//! need not be reachable from the internet at large: only the providers' callers (or a
+//! gateway in front of them) must reach it.
+//!
+//! A call is taken in this order, and the first failure answers:
+//! 1. the provider must be configured (it has hook secrets): otherwise 404 `not_found`;
+//! 2. the body must fit in [`MAX_BODY`]: otherwise 413 `too_big`;
+//! 3. the `Marquee-Signature` must be genuine and fresh ([`super::signature`]): otherwise 400
+//!    `signature_missing`, `signature_invalid` or `signature_expired`;
+//! 4. the body must be a [`HookEvent`]: otherwise 400 `bad_request`;
+//! 5. the order must exist: otherwise 404 `not_found`.
+//!
+//! Then the event is recorded once, keyed by `(provider, event id)`, and the call answered
+//! 200 `{"received": true, "duplicate": <bool>}`: a duplicate is acknowledged (so the provider
+//! stops retrying) and changes nothing. Nothing is changed by a refused call.
+
+use super::signature::{self, HEADER};
+use crate::api::ApiError;
+use crate::config::Secret;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use marquee_protocol::ErrorCode;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Largest hook body accepted. Provider events are a few hundred bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Every provider's active hook secrets.
+#[derive(Clone, Default)]
+pub struct HookSecrets(HashMap<String, Vec<Secret>>);
+
+impl std::fmt::Debug for HookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(p, s)| (p, s.len())))
+            .finish()
+    }
+}
+
+impl HookSecrets {
+    /// Parses `provider:secret` pairs separated by commas; a provider may appear several times
+    /// (rotation: every one of its secrets is active).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut secrets: HashMap<String, Vec<Secret>> = HashMap::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (provider, secret) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("`{pair}` is not provider:secret"))?;
+            if provider.is_empty()
+                || !provider
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(format!(
+                    "provider `{provider}` must be lowercase letters, digits or _"
+                ));
+            }
+            if secret.len() < 16 {
+                return Err(format!(
+                    "the secret of provider `{provider}` is shorter than 16 bytes"
+                ));
+            }
+            secrets
+                .entry(provider.to_owned())
+                .or_default()
+                .push(Secret::new(secret));
+        }
+        Ok(Self(secrets))
+    }
+
+    /// Adds an active secret for `provider`.
+    pub fn add(&mut self, provider: &str, secret: Secret) {
+        self.0.entry(provider.to_owned()).or_default().push(secret);
+    }
+
+    /// The active secrets of `provider`, if it is configured.
+    pub fn of(&self, provider: &str) -> Option<&[Secret]> {
+        self.0.get(provider).map(Vec::as_slice)
+    }
+}
+
+/// The body of a hook call: one provider event about one order's payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookEvent {
+    /// The provider's id for this event: the deduplication key.
+    pub id: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: PaymentEventKind,
+    /// The Marquee order the payment is for (the provider got it when the payment was made).
+    pub order: Uuid,
+    /// The provider's reference for the payment.
+    pub payment: String,
+    /// Amount in minor units, when the event carries one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_minor: Option<i64>,
+    /// ISO 4217 currency of `amount_minor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// What a provider event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "payment_event_kind", rename_all = "snake_case")]
+pub enum PaymentEventKind {
+    /// The money is taken.
+    #[serde(rename = "payment.succeeded")]
+    Succeeded,
+    /// The payment failed for good.
+    #[serde(rename = "payment.failed")]
+    Failed,
+    /// The provider needs more time (a bank transfer, a 3-D Secure challenge).
+    #[serde(rename = "payment.processing")]
+    Processing,
+    /// The money was given back.
+    #[serde(rename = "payment.refunded")]
+    Refunded,
+}
+
+/// The answer to an accepted call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookReceipt {
+    /// Always true: the event is recorded.
+    pub received: bool,
+    /// The event was recorded before; this call changed nothing.
+    pub duplicate: bool,
+}
+
+/// What the hook needs.
+#[derive(Debug, Clone)]
+pub struct HookState {
+    /// The system of record.
+    pub db: PgPool,
+    /// Every provider's active secrets.
+    pub secrets: Arc<HookSecrets>,
+    /// How far a signed timestamp may be from now, in seconds.
+    pub tolerance_secs: u64,
+}
+
+/// The internal listener's routes.
+pub fn router(state: HookState) -> Router {
+    Router::new()
+        .route("/hooks/payments/{provider}", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn bad(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn unavailable(e: &sqlx::Error) -> ApiError {
+    tracing::warn!(error = %e, "payment hook: database unavailable");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "the database is unavailable; retry",
+    )
+}
+
+async fn receive(
+    State(state): State<HookState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<HookReceipt>, ApiError> {
+    let secrets = state.secrets.of(&provider).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such payment provider",
+        )
+    })?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::TooBig,
+                format!("a hook body is at most {MAX_BODY} bytes"),
+            )
+        } else {
+            bad(ErrorCode::BadRequest, rejection.body_text())
+        }
+    })?;
+    let header = headers.get(HEADER).map(|v| v.to_str().unwrap_or(""));
+    let secrets: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
+    let signed_at = signature::verify(
+        header,
+        &body,
+        &secrets,
+        crate::auth::now_secs(),
+        state.tolerance_secs,
+    )
+    .map_err(|e| {
+        crate::metrics::METRICS.payment_hooks_refused.increment(1);
+        bad(e.code(), e.to_string())
+    })?;
+    let event: HookEvent = serde_json::from_slice(&body)
+        .map_err(|e| bad(ErrorCode::BadRequest, format!("not a payment event: {e}")))?;
+    if event.id.is_empty() || event.id.len() > 255 {
+        return Err(bad(ErrorCode::BadRequest, "id must be 1 to 255 bytes"));
+    }
+    if event.payment.is_empty() || event.payment.len() > 255 {
+        return Err(bad(ErrorCode::BadRequest, "payment must be 1 to 255 bytes"));
+    }
+    if event.amount_minor.is_some_and(|a| a < 0) {
+        return Err(bad(
+            ErrorCode::BadRequest,
+            "amount_minor must not be negative",
+        ));
+    }
+    if event
+        .currency
+        .as_deref()
+        .is_some_and(|c| c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return Err(bad(
+            ErrorCode::BadRequest,
+            "currency must be three capital letters",
+        ));
+    }
+    let tenant: Option<Uuid> =
+        sqlx::query_scalar("select tenant_id from ticket_order where ticket_order_id = $1")
+            .bind(event.order)
+            .fetch_optional(&state.db)
+            .await
+            .map_err(|e| unavailable(&e))?;
+    let tenant = tenant.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such order")
+    })?;
+    let raw = std::str::from_utf8(&body).map_err(|_| bad(ErrorCode::BadRequest, "not UTF-8"))?;
+    let inserted = sqlx::query(
+        "insert into payment_event (provider, provider_event_id, tenant_id, ticket_order_id, kind,
+                                    payment_ref, amount_minor, currency, signed_at, body)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), $10::json)
+         on conflict (provider, provider_event_id) do nothing",
+    )
+    .bind(&provider)
+    .bind(&event.id)
+    .bind(tenant)
+    .bind(event.order)
+    .bind(event.kind)
+    .bind(&event.payment)
+    .bind(event.amount_minor)
+    .bind(event.currency.as_deref())
+    .bind(signed_at as f64)
+    .bind(raw)
+    .execute(&state.db)
+    .await
+    .map_err(|e| unavailable(&e))?;
+    let duplicate = inserted.rows_affected() == 0;
+    crate::metrics::METRICS
+        .payment_hooks
+        .increment(u64::from(!duplicate));
+    tracing::info!(%provider, event = %event.id, order = %event.order, kind = ?event.kind, duplicate, "payment event");
+    Ok(Json(HookReceipt {
+        received: true,
+        duplicate,
+    }))
+}

@@ -1,0 +1,10 @@
+//! Payments: provider hook calls, signed and replay-protected.
+//!
+//! - [`signature`]: the `Marquee-Signature` header (HMAC-SHA256 over timestamp and body,
+//!   several secrets for rotation, a tolerance window).
+//! - [`hook`]: `POST /hooks/payments/{provider}` on the internal listener: checks the
+//!   signature, records the provider's event once (its id is the deduplication key) and
+//!   answers; a duplicate is acknowledged and ignored.
+
+pub mod hook;
+pub mod signature;
