@@ -8,6 +8,8 @@ create table payment_event (
     provider           text not null constraint payment_event_provider_length check (length(provider) between 1 and 64),
     provider_event_id  text not null constraint payment_event_id_length check (length(provider_event_id) between 1 and 255),
     tenant_id          uuid not null,
+    -- The order's event, whose owner applies the event to the order.
+    event_id           uuid not null,
     ticket_order_id    uuid not null,
     kind               payment_event_kind not null,
     -- The provider's reference for the payment (one order may see several attempts).
@@ -25,9 +27,12 @@ create table payment_event (
     updated_at         timestamptz not null default now(),
     constraint payment_event_pkey primary key (provider, provider_event_id),
     constraint payment_event_order_same_tenant foreign key (tenant_id, ticket_order_id)
-        references ticket_order (tenant_id, ticket_order_id)
+        references ticket_order (tenant_id, ticket_order_id),
+    constraint payment_event_order_same_event foreign key (event_id, ticket_order_id)
+        references ticket_order (event_id, ticket_order_id)
 );
-create index payment_event_unapplied_idx on payment_event (ticket_order_id, created_at)
+-- What an event's owner reads: the events not applied yet, oldest first.
+create index payment_event_unapplied_idx on payment_event (event_id, created_at)
     where applied_at is null;
 
 create trigger payment_event_set_updated_at before update on payment_event for each row

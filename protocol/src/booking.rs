@@ -173,13 +173,100 @@ pub enum InboxMessage {
     /// A command's result. It stays pending (and is delivered again after a resync) until the
     /// buyer acknowledges its `request_id`.
     Result(CommandResult),
+    /// An order moved on (its payment succeeded, failed, needs more time, was refunded, or it
+    /// expired). Pending, like a result, until the buyer acknowledges its `request_id`.
+    Order(OrderUpdate),
 }
 
-/// The inbox channel's snapshot: every result the buyer has not acknowledged yet, oldest first.
+/// The inbox channel's snapshot: every result and order update the buyer has not acknowledged
+/// yet, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct InboxSnapshot {
     /// Pending results.
     pub pending: Vec<CommandResult>,
+    /// Pending order updates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<OrderUpdate>,
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OrderStatus {
+    /// Checked out; the payment has not succeeded yet.
+    PendingPayment,
+    /// Paid; its tickets are issued.
+    Paid,
+    /// The payment failed; the seats went back on sale.
+    Failed,
+    /// Not paid in time; the seats went back on sale.
+    Expired,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// The money went back to the buyer.
+    Refunded,
+    /// A status this version of the crate does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why an order update happened, where the status alone does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OrderReason {
+    /// The provider needs more time; `payment_due_at` moved later.
+    PaymentProcessing,
+    /// The payment arrived after the order expired and its seats were still free: they are
+    /// the buyer's again.
+    LatePaymentAccepted,
+    /// The payment arrived after the order expired and its seats had been sold to someone else:
+    /// the money goes back.
+    LatePaymentRefunded,
+    /// A reason this version of the crate does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// An order update on the buyer's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderUpdate {
+    /// The id to acknowledge (with `ack`, like a command's request id).
+    pub request_id: String,
+    /// The order.
+    pub order: String,
+    /// Its event.
+    pub event: String,
+    /// Where it stands now.
+    pub status: OrderStatus,
+    /// For an order awaiting payment: pay before this (unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_due_at: Option<u64>,
+    /// Why, where the status does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<OrderReason>,
+    /// For a paid order: its tickets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<Ticket>,
+}
+
+/// A ticket: one seat, or one general-admission entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// The ticket.
+    pub ticket: String,
+    /// Its event.
+    pub event: String,
+    /// Its ticket type.
+    pub ticket_type: String,
+    /// The seat (index on the event's map), for a seated ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<SeatIndex>,
+    /// Grows when the ticket changes hands; older QR codes stop working.
+    pub version: u32,
+    /// What the QR code encodes: signed, so a gate can check it offline.
+    pub qr: String,
 }
 
 /// A seat's state in the live map (two bits per seat in a [`SeatSnapshot`]).

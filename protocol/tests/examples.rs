@@ -1,7 +1,10 @@
 //! Pins the JSON spelling of one example of every message. `docs/protocol.md` shows these same
 //! examples; when a snapshot changes, the contract changed, so update the document too.
 
-use marquee_protocol::booking::{Command, CommandResult, InboxMessage, Outcome, SeatDelta};
+use marquee_protocol::booking::{
+    Command, CommandResult, InboxMessage, OrderReason, OrderStatus, OrderUpdate, Outcome, SeatDelta,
+    Ticket,
+};
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::queue::{AdmissionGrant, PlaceState, PurchaseIntent, QueueStatus};
 use marquee_protocol::{
@@ -167,6 +170,43 @@ fn server_messages_are_spelled_as_documented() {
                     message: "some of those seats are taken".into(),
                     alternative: Some(vec![140, 141]),
                 },
+            }))
+            .unwrap(),
+        }),
+        ServerMessage::Pub(Publication {
+            channel: "inbox:7c1d/u_123".into(),
+            epoch: "9b1e07".into(),
+            offset: 15,
+            data: serde_json::to_value(InboxMessage::Order(OrderUpdate {
+                request_id: "order:01936f0e-4a7b-7c3d-8e9f-0a1b2c3d4e5f:paid".into(),
+                order: "01936f0e-4a7b-7c3d-8e9f-0a1b2c3d4e5f".into(),
+                event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                status: OrderStatus::Paid,
+                payment_due_at: None,
+                reason: None,
+                tickets: vec![Ticket {
+                    ticket: "01936f0f-1c2d-7e3f-8a4b-5c6d7e8f9a0b".into(),
+                    event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                    ticket_type: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d".into(),
+                    seat: Some(118),
+                    version: 1,
+                    qr: "MQ1.AZNvDxwtfj-KS1xtfo-aCwufPB5sGkxVmkNafh0vSxAAAAAB.3q2-7w".into(),
+                }],
+            }))
+            .unwrap(),
+        }),
+        ServerMessage::Pub(Publication {
+            channel: "inbox:7c1d/u_123".into(),
+            epoch: "9b1e07".into(),
+            offset: 16,
+            data: serde_json::to_value(InboxMessage::Order(OrderUpdate {
+                request_id: "order:01936f0e-4a7b-7c3d-8e9f-0a1b2c3d4e5f:due-1795000900000".into(),
+                order: "01936f0e-4a7b-7c3d-8e9f-0a1b2c3d4e5f".into(),
+                event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                status: OrderStatus::PendingPayment,
+                payment_due_at: Some(1_795_000_900_000),
+                reason: Some(OrderReason::PaymentProcessing),
+                tickets: Vec::new(),
             }))
             .unwrap(),
         }),

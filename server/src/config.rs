@@ -305,6 +305,16 @@ pub struct BookingArgs {
     /// every purchase command.
     #[arg(long, env = "MARQUEE_ADMISSION_SECRET", hide_env_values = true)]
     pub admission_secret: Option<Secret>,
+
+    /// Ed25519 seed (64 hex digits) that signs tickets' QR codes. Without it, the deployment's
+    /// key is made once and kept in Postgres, shared by every node and worker.
+    #[arg(long, env = "MARQUEE_TICKET_KEY", hide_env_values = true)]
+    pub ticket_key: Option<Secret>,
+
+    /// How long after checkout a payment may still be processing: `processing` events extend
+    /// an order's deadline up to this, and no further.
+    #[arg(long, env = "MARQUEE_PAYMENT_CAP", default_value = "30m", value_parser = duration)]
+    pub payment_cap: Duration,
 }
 
 impl BookingArgs {
@@ -319,6 +329,7 @@ impl BookingArgs {
                 .admission_secret
                 .as_ref()
                 .map(crate::booking::admission::AdmissionKey::new),
+            payment_cap: self.payment_cap,
             ..Default::default()
         }
     }

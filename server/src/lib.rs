@@ -40,6 +40,7 @@ pub mod engine;
 pub mod hub;
 pub mod metrics;
 pub mod payments;
+pub mod tickets;
 pub mod waiting_room;
 
 use anyhow::Context as _;
@@ -72,6 +73,8 @@ pub struct Node {
     hooks: Option<payments::hook::HookState>,
     /// Where the internal routes (payment hooks) are served, if anywhere.
     internal: Option<TcpListener>,
+    /// Signs tickets' QR codes, when the node has a database.
+    ticket_key: Option<tickets::qr::TicketKey>,
 }
 
 impl Node {
@@ -161,6 +164,10 @@ impl Node {
             }
             None => None,
         };
+        let ticket_key = match &db {
+            Some(db) => Some(tickets::signing_key(db, config.booking.ticket_key.as_ref()).await?),
+            None => None,
+        };
         let hooks = db.as_ref().map(|db| {
             let mut secrets = config.payments.hook_secrets.clone();
             if secrets.of("simulated").is_none() {
@@ -233,6 +240,7 @@ impl Node {
             waiting_room,
             hooks,
             internal: None,
+            ticket_key,
         })
     }
 
@@ -291,6 +299,7 @@ impl Node {
             waiting_room,
             hooks,
             internal,
+            ticket_key,
         } = self;
         let tracker = state.tracker.clone();
         let local = listener.local_addr().ok();
@@ -318,6 +327,7 @@ impl Node {
             for i in 0..config.booking.workers {
                 let mut settings = config.booking.settings();
                 settings.line = waiting_room.as_ref().map(|room| room.line().clone());
+                settings.ticket_key.clone_from(&ticket_key);
                 let worker = booking::worker::Worker {
                     id: format!("{}-w{i}", state.connection.node_id),
                     db: db.clone(),
@@ -409,6 +419,8 @@ pub async fn run_worker(
             .context("connecting the command queue to Redis")?,
     ));
     let mut settings = config.booking.settings();
+    settings.ticket_key =
+        Some(tickets::signing_key(&db, config.booking.ticket_key.as_ref()).await?);
     settings.line = Some(waiting_room::line::Line::Redis(Arc::new(
         waiting_room::line_redis::RedisLine::connect(
             config.redis_url.expose(),

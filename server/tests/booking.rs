@@ -3,11 +3,14 @@
 
 mod common;
 
-use common::shop::{Shop, ShopSpec, buyer_signed, database_url, node_config, shop};
+use common::shop::{
+    ShopSpec, buyer_signed, connect, database_url, hold_ga, hold_seats, node_config, result, send,
+    shop,
+};
 use common::{Raw, SECRET, TestNode};
 use marquee_protocol::booking::{
-    Command, CommandResult, InboxMessage, InboxSnapshot, Outcome, SeatDelta, SeatSnapshot,
-    SeatState, unpack_seat_states,
+    Command, CommandResult, InboxSnapshot, Outcome, SeatDelta, SeatSnapshot, SeatState,
+    unpack_seat_states,
 };
 use marquee_protocol::{ClientMessage, Codec, ErrorCode, ServerMessage};
 use marquee_server::booking::inventory::{DeltaBuilder, Request};
@@ -24,58 +27,6 @@ async fn node(pool: &PgPool) -> TestNode {
 
 fn buyer(tenant: Uuid, user: &str) -> String {
     buyer_signed(SECRET, tenant, user)
-}
-
-async fn connect(node: &TestNode, shop: &Shop, user: &str) -> Raw {
-    Raw::connect(&node.ws_url(), &buyer(shop.tenant, user)).await
-}
-
-/// Sends a command and expects `accepted`.
-async fn send(raw: &mut Raw, id: u64, request_id: &str, command: Command) {
-    raw.send(&ClientMessage::Command {
-        id,
-        request_id: request_id.into(),
-        command,
-        admission: None,
-    })
-    .await;
-    match raw.recv().await {
-        ServerMessage::Accepted { id: got, .. } if got == id => {}
-        other => panic!("expected accepted for {id}, got {other:?}"),
-    }
-}
-
-/// The next command result on the inbox, within 10 s.
-async fn result(raw: &mut Raw) -> CommandResult {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let msg = tokio::time::timeout_at(deadline, raw.recv())
-            .await
-            .expect("a result within 10 s");
-        if let ServerMessage::Pub(p) = msg
-            && p.channel.starts_with("inbox:")
-        {
-            let InboxMessage::Result(r) = serde_json::from_value(p.data).unwrap() else {
-                panic!("unexpected inbox message")
-            };
-            return r;
-        }
-    }
-}
-
-fn hold_seats(shop: &Shop, seats: &[u32]) -> Command {
-    Command::HoldSeats {
-        event: shop.event.to_string(),
-        seats: seats.to_vec(),
-    }
-}
-
-fn hold_ga(shop: &Shop, quantity: u32) -> Command {
-    Command::HoldGa {
-        event: shop.event.to_string(),
-        ticket_type: shop.ga.to_string(),
-        quantity,
-    }
 }
 
 fn rejection(result: &CommandResult) -> ErrorCode {

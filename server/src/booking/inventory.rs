@@ -10,6 +10,7 @@
 
 use super::admission::AdmissionPass;
 use super::best_available::{self, Row, Seat};
+use super::orders::{NewTicket, PendingOrder, Reclaimed};
 use marquee_protocol::ErrorCode;
 use marquee_protocol::booking::{
     Command, GaAvailability, MAX_SEATS_PER_COMMAND, Outcome, SeatDelta, SeatIndex, SeatState,
@@ -170,6 +171,40 @@ pub enum Change {
         /// General admission moving from held to sold.
         ga: Option<(Uuid, u32)>,
     },
+    /// An order was paid: its tickets are issued.
+    Paid {
+        /// The order.
+        order: Uuid,
+        /// The provider's payment reference.
+        payment_ref: String,
+        /// The tickets.
+        tickets: Vec<NewTicket>,
+        /// For a late payment: the seats (database ids) and general-admission tickets claimed
+        /// again, since the order's expiry had given them back.
+        reclaimed: Option<Reclaimed>,
+    },
+    /// An order ended without (keeping) its sale.
+    OrderEnded {
+        /// The order.
+        order: Uuid,
+        /// Its new status.
+        to: marquee_protocol::booking::OrderStatus,
+        /// Recorded for operators.
+        reason: Option<&'static str>,
+        /// Its seat claims go (the seats are back on sale).
+        freed: bool,
+        /// General admission going from sold back to available, when freed.
+        ga: Option<(Uuid, u32)>,
+        /// Its tickets stop working.
+        void_tickets: bool,
+    },
+    /// An order's payment deadline moved later.
+    OrderExtended {
+        /// The order.
+        order: Uuid,
+        /// The new deadline (unix ms).
+        due: i64,
+    },
 }
 
 /// One buyer's command, as the owner receives it.
@@ -189,7 +224,7 @@ pub struct Request<'a> {
 #[derive(Debug, Default)]
 pub struct DeltaBuilder {
     seats: BTreeMap<SeatIndex, SeatState>,
-    ga: BTreeSet<Uuid>,
+    pub(super) ga: BTreeSet<Uuid>,
 }
 
 impl DeltaBuilder {
@@ -252,6 +287,10 @@ pub struct Inventory {
     pub per_user: HashMap<String, u32>,
     /// Active holds by expiry, soonest first (entries of ended holds are skipped lazily).
     pub expiry: BinaryHeap<Reverse<(i64, Uuid)>>,
+    /// Orders awaiting payment ([`super::orders`]).
+    pub pending: HashMap<Uuid, PendingOrder>,
+    /// Orders awaiting payment by deadline, soonest first (stale entries skipped lazily).
+    pub order_expiry: BinaryHeap<Reverse<(i64, Uuid)>>,
 }
 
 /// Remembered ended holds beyond this are forgotten (they answer `hold_not_found`).
@@ -714,6 +753,17 @@ impl Inventory {
         let payment_due_at = now + hold_ms;
         let ga = info.ga;
         let user = info.user.clone();
+        self.add_pending(
+            order,
+            PendingOrder {
+                user: user.clone(),
+                onsale: Some(info.onsale),
+                seats: info.seats.clone(),
+                ga,
+                due: payment_due_at,
+                created: now,
+            },
+        );
         self.remember_ended(id, info.user);
         (
             Outcome::CheckedOut {
@@ -767,7 +817,7 @@ impl Inventory {
         None
     }
 
-    fn set_seat(&mut self, seat: SeatIndex, state: SeatState, delta: &mut DeltaBuilder) {
+    pub(super) fn set_seat(&mut self, seat: SeatIndex, state: SeatState, delta: &mut DeltaBuilder) {
         self.state[seat as usize] = state;
         delta.seats.insert(seat, state);
     }
@@ -868,6 +918,8 @@ pub(crate) mod tests {
             ended: HashMap::new(),
             per_user: HashMap::new(),
             expiry: BinaryHeap::new(),
+            pending: HashMap::new(),
+            order_expiry: BinaryHeap::new(),
         }
     }
 

@@ -3,7 +3,8 @@
 //! - `seats:{event}`: the whole map packed two bits per seat ([`SeatSnapshot`]) plus general
 //!   admission availability, at an inventory version `v` that matches the channel offset it is
 //!   returned with, so snapshot + later deltas never overlap or leave a gap.
-//! - `inbox:{tenant}/{user}`: every result the buyer has not acknowledged ([`InboxSnapshot`]).
+//! - `inbox:{tenant}/{user}`: every result and order update the buyer has not acknowledged
+//!   ([`InboxSnapshot`]).
 //!   This is how results survive a lost channel history (a Redis flush, a node loss): a client
 //!   that cannot resume its inbox gets them again from the database.
 //!
@@ -20,7 +21,7 @@ use crate::engine::ChannelEngine;
 use crate::hub::{BoxFuture, Hub, HubError, SnapshotProvider};
 use base64::Engine as _;
 use marquee_protocol::booking::{
-    GaAvailability, InboxSnapshot, SeatSnapshot, SeatState, pack_seat_states,
+    GaAvailability, InboxMessage, InboxSnapshot, SeatSnapshot, SeatState, pack_seat_states,
 };
 use marquee_protocol::{Channel, StreamPosition};
 use serde_json::Value;
@@ -214,14 +215,15 @@ impl SnapshotProvider for InboxSnapshots {
             .fetch_all(&self.db)
             .await
             .map_err(|e| db_error(&e))?;
-            let pending = rows
-                .into_iter()
-                .filter_map(|(v,)| match serde_json::from_value(v) {
-                    Ok(marquee_protocol::booking::InboxMessage::Result(r)) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            let snapshot = serde_json::to_value(InboxSnapshot { pending }).expect("serializes");
+            let mut snapshot = InboxSnapshot::default();
+            for (v,) in rows {
+                match serde_json::from_value(v) {
+                    Ok(InboxMessage::Result(r)) => snapshot.pending.push(r),
+                    Ok(InboxMessage::Order(o)) => snapshot.orders.push(o),
+                    _ => {}
+                }
+            }
+            let snapshot = serde_json::to_value(snapshot).expect("serializes");
             Ok((snapshot, position))
         })
     }

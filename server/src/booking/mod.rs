@@ -21,6 +21,7 @@ pub mod admission;
 pub mod best_available;
 pub mod inventory;
 pub mod live;
+pub mod orders;
 pub mod queue;
 pub mod relay;
 pub mod store;

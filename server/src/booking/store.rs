@@ -13,7 +13,9 @@ use super::inventory::{
     CategoryInfo, Change, GaCounts, HoldEnd, HoldInfo, Inventory, OnsaleInfo, SeatInfo,
     TicketTypeInfo,
 };
-use marquee_protocol::booking::{SeatIndex, SeatState};
+use super::orders::{OrderRecord, PendingOrder, Reclaimed, StoredLine};
+use crate::payments::hook::PaymentEventKind;
+use marquee_protocol::booking::{OrderStatus, SeatIndex, SeatState};
 use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Row as _};
 use std::cmp::Reverse;
@@ -59,12 +61,17 @@ pub struct Batch {
     pub messages: Vec<String>,
     /// Whether availability changed (then the inventory version moves up by one).
     pub bump: bool,
+    /// Payment events applied: `(provider, event id, outcome)`.
+    pub payments: Vec<(String, String, &'static str)>,
 }
 
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.processed.is_empty() && self.messages.is_empty()
+        self.changes.is_empty()
+            && self.processed.is_empty()
+            && self.messages.is_empty()
+            && self.payments.is_empty()
     }
 }
 
@@ -275,8 +282,57 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
     {
         per_user.insert(r.get("user_id"), r.get::<i64, _>("n").max(0) as u32);
     }
+    let mut pending_rows: HashMap<Uuid, PendingOrder> = HashMap::new();
+    for r in sqlx::query(
+        "select o.ticket_order_id, o.user_id, h.onsale_id,
+                (extract(epoch from o.payment_due_at) * 1000)::int8 as due_ms,
+                (extract(epoch from o.created_at) * 1000)::int8 as created_ms
+         from ticket_order o left join hold h on h.event_id = o.event_id and h.hold_id = o.hold_id
+         where o.event_id = $1 and o.status = 'pending_payment'",
+    )
+    .bind(event)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        pending_rows.insert(
+            r.get("ticket_order_id"),
+            PendingOrder {
+                user: r.get("user_id"),
+                onsale: r.get("onsale_id"),
+                seats: Vec::new(),
+                ga: None,
+                due: r.get::<Option<i64>, _>("due_ms").unwrap_or(0),
+                created: r.get("created_ms"),
+            },
+        );
+    }
+    if !pending_rows.is_empty() {
+        for r in sqlx::query(
+            "select i.ticket_order_id, i.ticket_type_id, s.seat_index, i.quantity
+             from ticket_order_item i
+             join ticket_order o on o.event_id = i.event_id and o.ticket_order_id = i.ticket_order_id
+             left join seat s on s.event_id = i.event_id and s.seat_id = i.seat_id
+             where i.event_id = $1 and o.status = 'pending_payment'",
+        )
+        .bind(event)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            if let Some(p) = pending_rows.get_mut(&r.get::<Uuid, _>("ticket_order_id")) {
+                match r.get::<Option<i32>, _>("seat_index") {
+                    Some(i) => p.seats.push(i as SeatIndex),
+                    None => {
+                        p.ga = Some((
+                            r.get("ticket_type_id"),
+                            r.get::<i32, _>("quantity").max(0) as u32,
+                        ))
+                    }
+                }
+            }
+        }
+    }
     tx.commit().await?;
-    Ok(Some(Inventory {
+    let mut inventory = Inventory {
         tenant,
         event,
         version,
@@ -291,7 +347,13 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
         ended: HashMap::new(),
         per_user,
         expiry,
-    }))
+        pending: HashMap::new(),
+        order_expiry: BinaryHeap::new(),
+    };
+    for (order, pending) in pending_rows {
+        inventory.add_pending(order, pending);
+    }
+    Ok(Some(inventory))
 }
 
 /// The event's onsales (re-read periodically by the owner, since operators change them).
@@ -372,6 +434,10 @@ struct AuditDetail {
     expired: Vec<Uuid>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     checked_out: Vec<[Uuid; 2]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    paid: Vec<Uuid>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    orders_ended: Vec<Uuid>,
 }
 
 impl AuditDetail {
@@ -380,6 +446,8 @@ impl AuditDetail {
             && self.released.is_empty()
             && self.expired.is_empty()
             && self.checked_out.is_empty()
+            && self.paid.is_empty()
+            && self.orders_ended.is_empty()
     }
 }
 
@@ -476,10 +544,270 @@ impl Columns {
                     }
                     c.audit.checked_out.push([*hold, *order]);
                 }
+                Change::Paid {
+                    order, reclaimed, ..
+                } => {
+                    if let Some(Reclaimed {
+                        ga: Some((t, q)), ..
+                    }) = reclaimed
+                    {
+                        c.ga.entry(*t).or_default().1 += *q as i32;
+                    }
+                    c.audit.paid.push(*order);
+                }
+                Change::OrderEnded {
+                    order, freed, ga, ..
+                } => {
+                    if let (true, Some((t, q))) = (freed, ga) {
+                        c.ga.entry(*t).or_default().1 -= *q as i32;
+                    }
+                    c.audit.orders_ended.push(*order);
+                }
+                Change::OrderExtended { .. } => {}
             }
         }
         c
     }
+}
+
+/// Writes the order changes of a batch: paid orders and their tickets, ended orders (their
+/// seat claims go), extended deadlines. Orders change one at a time, at the pace payments
+/// arrive, so these are plain per-order statements. Each checks the status it expects: a
+/// mismatch means this owner's memory is stale, and the batch is refused.
+async fn commit_orders(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    event: Uuid,
+    changes: &[Change],
+) -> Result<(), CommitError> {
+    for change in changes {
+        match change {
+            Change::Paid {
+                order,
+                payment_ref,
+                tickets,
+                reclaimed,
+            } => {
+                let done = sqlx::query(
+                    "update ticket_order set status = 'paid', paid_at = now(), payment_ref = $3,
+                            payment_due_at = null, updated_at = now()
+                     where event_id = $1 and ticket_order_id = $2
+                       and status in ('pending_payment', 'expired', 'failed')",
+                )
+                .bind(event)
+                .bind(order)
+                .bind(payment_ref)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(CommitError::Fenced);
+                }
+                if let Some(Reclaimed { seats, .. }) = reclaimed {
+                    sqlx::query(
+                        "insert into seat_claim (event_id, seat_id, tenant_id, state, ticket_order_id)
+                         select $2, s, $1, 'sold', $3 from unnest($4::uuid[]) as x(s)",
+                    )
+                    .bind(tenant)
+                    .bind(event)
+                    .bind(order)
+                    .bind(seats)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let ids: Vec<Uuid> = tickets.iter().map(|t| t.id).collect();
+                let types: Vec<Uuid> = tickets.iter().map(|t| t.ticket_type).collect();
+                let seats: Vec<Option<Uuid>> =
+                    tickets.iter().map(|t| t.seat.map(|s| s.0)).collect();
+                sqlx::query(
+                    "insert into ticket (ticket_id, tenant_id, event_id, ticket_order_id, ticket_type_id, seat_id, holder)
+                     select i, $1, $2, $3, t, s, (select user_id from ticket_order where ticket_order_id = $3)
+                     from unnest($4::uuid[], $5::uuid[], $6::uuid[]) as x(i, t, s)",
+                )
+                .bind(tenant)
+                .bind(event)
+                .bind(order)
+                .bind(ids)
+                .bind(types)
+                .bind(seats)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::OrderEnded {
+                order,
+                to,
+                reason,
+                freed,
+                void_tickets,
+                ..
+            } => {
+                let from: &[&str] = match to {
+                    OrderStatus::Refunded if *void_tickets => &["paid"],
+                    OrderStatus::Refunded if !*freed => &["expired", "failed"],
+                    _ => &["pending_payment"],
+                };
+                let done = sqlx::query(
+                    "update ticket_order set status = $3::order_status, ended_reason = $4, updated_at = now()
+                     where event_id = $1 and ticket_order_id = $2 and status::text = any($5)",
+                )
+                .bind(event)
+                .bind(order)
+                .bind(order_status(*to))
+                .bind(reason)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(CommitError::Fenced);
+                }
+                if *freed {
+                    sqlx::query(
+                        "delete from seat_claim where event_id = $1 and ticket_order_id = $2",
+                    )
+                    .bind(event)
+                    .bind(order)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if *void_tickets {
+                    sqlx::query(
+                        "update ticket set status = 'void', updated_at = now()
+                         where event_id = $1 and ticket_order_id = $2",
+                    )
+                    .bind(event)
+                    .bind(order)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            Change::OrderExtended { order, due } => {
+                sqlx::query(
+                    "update ticket_order set payment_due_at = to_timestamp($3 / 1000.0), updated_at = now()
+                     where event_id = $1 and ticket_order_id = $2 and status = 'pending_payment'",
+                )
+                .bind(event)
+                .bind(order)
+                .bind(due)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::Hold { .. } | Change::End { .. } | Change::Checkout { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// The database spelling of an order status.
+pub fn order_status(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::PendingPayment => "pending_payment",
+        OrderStatus::Paid => "paid",
+        OrderStatus::Failed => "failed",
+        OrderStatus::Expired => "expired",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Refunded => "refunded",
+        _ => "unknown",
+    }
+}
+
+/// An order status as the database spells it.
+pub fn parse_order_status(text: &str) -> OrderStatus {
+    match text {
+        "pending_payment" => OrderStatus::PendingPayment,
+        "paid" => OrderStatus::Paid,
+        "failed" => OrderStatus::Failed,
+        "expired" => OrderStatus::Expired,
+        "cancelled" => OrderStatus::Cancelled,
+        "refunded" => OrderStatus::Refunded,
+        _ => OrderStatus::Unknown,
+    }
+}
+
+/// A recorded payment event that its order's owner has not applied yet.
+#[derive(Debug, Clone)]
+pub struct UnappliedPayment {
+    /// The provider.
+    pub provider: String,
+    /// The provider's event id.
+    pub event_id: String,
+    /// What happened.
+    pub kind: PaymentEventKind,
+    /// The provider's payment reference.
+    pub payment_ref: String,
+    /// The order as Postgres has it now.
+    pub order: OrderRecord,
+}
+
+impl UnappliedPayment {
+    /// The event's key: `(provider, event id)`.
+    pub fn key(&self) -> (String, String) {
+        (self.provider.clone(), self.event_id.clone())
+    }
+}
+
+/// Up to `max` payment events of `event`'s orders not applied yet, oldest first, with their
+/// orders.
+pub async fn unapplied_payments(
+    db: &PgPool,
+    event: Uuid,
+    max: i64,
+) -> Result<Vec<UnappliedPayment>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select p.provider, p.provider_event_id, p.kind, p.payment_ref,
+                o.ticket_order_id, o.user_id, o.status::text as status
+         from payment_event p join ticket_order o on o.ticket_order_id = p.ticket_order_id
+         where p.event_id = $1 and p.applied_at is null
+         order by p.created_at, p.provider_event_id limit $2",
+    )
+    .bind(event)
+    .bind(max)
+    .fetch_all(db)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let orders: Vec<Uuid> = rows.iter().map(|r| r.get("ticket_order_id")).collect();
+    let mut lines: HashMap<Uuid, Vec<StoredLine>> = HashMap::new();
+    for r in sqlx::query(
+        "select i.ticket_order_id, i.ticket_type_id, i.seat_id, s.seat_index, i.quantity
+         from ticket_order_item i
+         left join seat s on s.event_id = i.event_id and s.seat_id = i.seat_id
+         where i.event_id = $1 and i.ticket_order_id = any($2)
+         order by i.ticket_order_id, s.seat_index nulls last",
+    )
+    .bind(event)
+    .bind(&orders)
+    .fetch_all(db)
+    .await?
+    {
+        let seat: Option<Uuid> = r.get("seat_id");
+        let index: Option<i32> = r.get("seat_index");
+        lines
+            .entry(r.get("ticket_order_id"))
+            .or_default()
+            .push(StoredLine {
+                ticket_type: r.get("ticket_type_id"),
+                seat: seat.zip(index.map(|i| i as SeatIndex)),
+                quantity: r.get::<i32, _>("quantity").max(0) as u32,
+            });
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let id: Uuid = r.get("ticket_order_id");
+            UnappliedPayment {
+                provider: r.get("provider"),
+                event_id: r.get("provider_event_id"),
+                kind: r.get("kind"),
+                payment_ref: r.get("payment_ref"),
+                order: OrderRecord {
+                    id,
+                    user: r.get("user_id"),
+                    status: parse_order_status(r.get("status")),
+                    lines: lines.get(&id).cloned().unwrap_or_default(),
+                },
+            }
+        })
+        .collect())
 }
 
 /// Commits a batch for an owner that loaded the event at `version`. Returns the new version.
@@ -669,6 +997,28 @@ pub async fn commit(
         .bind(results)
         .execute(&mut *tx)
         .await?;
+    }
+    commit_orders(&mut tx, tenant, event, &batch.changes).await?;
+    if !batch.payments.is_empty() {
+        let providers: Vec<&str> = batch.payments.iter().map(|p| p.0.as_str()).collect();
+        let ids: Vec<&str> = batch.payments.iter().map(|p| p.1.as_str()).collect();
+        let outcomes: Vec<&str> = batch.payments.iter().map(|p| p.2).collect();
+        let applied = sqlx::query(
+            "update payment_event set applied_at = now(), outcome = x.o, updated_at = now()
+             from unnest($2::text[], $3::text[], $4::text[]) as x(p, i, o)
+             where payment_event.provider = x.p and payment_event.provider_event_id = x.i
+               and payment_event.event_id = $1 and payment_event.applied_at is null",
+        )
+        .bind(event)
+        .bind(providers)
+        .bind(ids)
+        .bind(outcomes)
+        .execute(&mut *tx)
+        .await?;
+        if applied.rows_affected() != batch.payments.len() as u64 {
+            // Another owner applied one of them already.
+            return Err(CommitError::Fenced);
+        }
     }
     // The outbox row, the audit row and the relay's wake-up in one statement (one round trip).
     let messages = (!batch.messages.is_empty()).then(|| {

@@ -12,15 +12,21 @@
 
 use super::admission::AdmissionKey;
 use super::inventory::{DeltaBuilder, Inventory, Request};
+use super::orders::OrderNews;
 use super::queue::{CommandQueue, Entry, Reader};
-use super::store::{self, Batch, CommitError, Processed, outbox_message};
+use super::store::{self, Batch, CommitError, Processed, UnappliedPayment, outbox_message};
 use crate::metrics::METRICS;
+use crate::payments::hook::PAYMENTS_NOTIFY;
+use crate::tickets::qr::{TicketClaim, TicketKey};
 use anyhow::Context as _;
-use marquee_protocol::booking::{CommandResult, InboxMessage, Outcome};
+use marquee_protocol::booking::{
+    CommandResult, InboxMessage, OrderStatus, OrderUpdate, Outcome, Ticket,
+};
 use marquee_protocol::{Channel, ChannelKind, ErrorCode};
 use serde_json::value::{RawValue, to_raw_value};
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +52,12 @@ pub struct WorkerSettings {
     /// The waiting room's line: an admitted buyer who checks out or releases hands the
     /// admission slot back through it once the batch has committed.
     pub line: Option<crate::waiting_room::line::Line>,
+    /// Signs the QR codes of the tickets pushed to buyers. Without it, pushed tickets carry no
+    /// code (buyers then read them with `GET /v1/me/tickets`).
+    pub ticket_key: Option<TicketKey>,
+    /// How long after checkout a payment may still be processing: `processing` events extend
+    /// an order's deadline up to this, never past it.
+    pub payment_cap: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -58,6 +70,8 @@ impl Default for WorkerSettings {
             crash_after_commit: false,
             admission: None,
             line: None,
+            ticket_key: None,
+            payment_cap: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -85,17 +99,29 @@ pub fn now_ms() -> i64 {
 impl Worker {
     /// Runs until `cancel`: owns every event it can lease, one task per event.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        // Events with active holds need an owner even if no command arrives: their holds expire.
-        let with_holds: Vec<Uuid> =
-            sqlx::query_scalar("select distinct event_id from hold where status = 'active'")
-                .fetch_all(&self.db)
-                .await
-                .context("listing events with active holds")?;
+        // Events with active holds or orders awaiting payment need an owner even if no
+        // command arrives: their holds and orders expire. So do events with payment events not
+        // applied yet.
+        let with_holds: Vec<Uuid> = sqlx::query_scalar(
+            "select event_id from hold where status = 'active'
+             union select event_id from ticket_order where status = 'pending_payment'
+             union select event_id from payment_event where applied_at is null",
+        )
+        .fetch_all(&self.db)
+        .await
+        .context("listing events with active holds")?;
         for event in with_holds {
             if let Err(e) = self.queue.register(event).await {
                 tracing::warn!(%event, error = %e, "cannot register event for its holds");
             }
         }
+        let news = PaymentNews::default();
+        let listening = tokio::spawn(listen_for_payments(
+            self.db.clone(),
+            self.queue.clone(),
+            news.clone(),
+            cancel.clone(),
+        ));
         let mut owners: JoinSet<Uuid> = JoinSet::new();
         let mut owned: HashMap<Uuid, CancellationToken> = HashMap::new();
         let mut tick = tokio::time::interval(self.settings.discover_every);
@@ -125,8 +151,9 @@ impl Worker {
                                 let stop = cancel.child_token();
                                 owned.insert(event, stop.clone());
                                 let worker = self.clone();
+                                let news = news.clone();
                                 owners.spawn(async move {
-                                    if let Err(e) = worker.own(event, stop).await {
+                                    if let Err(e) = worker.own(event, &news, stop).await {
                                         tracing::warn!(%event, error = format!("{e:#}"), "event owner stopped");
                                     }
                                     event
@@ -140,19 +167,30 @@ impl Worker {
             }
         }
         while owners.join_next().await.is_some() {}
+        listening.abort();
         Ok(())
     }
 
     /// Owns one event until the lease is lost or `cancel` fires.
-    async fn own(&self, event: Uuid, cancel: CancellationToken) -> anyhow::Result<()> {
-        let result = self.own_inner(event, &cancel).await;
+    async fn own(
+        &self,
+        event: Uuid,
+        news: &PaymentNews,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let result = self.own_inner(event, news, &cancel).await;
         if let Err(e) = self.queue.unlease(event, &self.id).await {
             tracing::debug!(%event, error = %e, "unlease failed");
         }
         result
     }
 
-    async fn own_inner(&self, event: Uuid, cancel: &CancellationToken) -> anyhow::Result<()> {
+    async fn own_inner(
+        &self,
+        event: Uuid,
+        news: &PaymentNews,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let reader = self.queue.reader(event, &self.id).await?;
         let mut owner = Owner::load(self, event).await?;
         tracing::info!(%event, worker = %self.id, version = owner.inventory.version, "owning event");
@@ -160,6 +198,8 @@ impl Worker {
         let renew_every = self.settings.lease_ttl / 3;
         let mut renew_at = tokio::time::Instant::now() + renew_every;
         let mut refresh_at = tokio::time::Instant::now() + Duration::from_secs(1);
+        // Payment events recorded before this owner started are applied first.
+        let mut look_for_payments = true;
         while !cancel.is_cancelled() {
             let now = tokio::time::Instant::now();
             if now >= renew_at {
@@ -180,19 +220,36 @@ impl Worker {
                 let mut conn = self.db.acquire().await?;
                 owner.inventory.onsales = store::load_onsales(&mut conn, event).await?;
                 refresh_at = now + Duration::from_secs(1);
+                // A notification may have been lost while the listener reconnected.
+                look_for_payments = true;
             }
+            let payments = if look_for_payments || news.take(event) {
+                look_for_payments = false;
+                owner.unapplied_payments(self).await?
+            } else {
+                Vec::new()
+            };
             let entries = if pending.is_empty() {
-                let until_expiry = owner
-                    .inventory
-                    .next_expiry()
-                    .map_or(Duration::from_millis(100), |at| {
+                let next = [
+                    owner.inventory.next_expiry(),
+                    owner.inventory.next_order_due(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                let until_expiry = if payments.is_empty() {
+                    next.map_or(Duration::from_millis(100), |at| {
                         Duration::from_millis((at - now_ms()).clamp(1, 100) as u64)
-                    });
+                    })
+                } else {
+                    // Payments are waiting: take whatever commands are there, do not wait.
+                    Duration::from_millis(1)
+                };
                 reader.read(self.settings.batch_max, until_expiry).await?
             } else {
                 std::mem::take(&mut pending)
             };
-            owner.step(self, &reader, entries).await?;
+            owner.step(self, &reader, entries, payments).await?;
         }
         // Entries of a batch that failed stay unacknowledged, for whoever owns the event next.
         owner.settle(self, &reader).await?;
@@ -220,6 +277,8 @@ struct InFlight {
     /// The requests it decided: a retry of one in the next batch gets this result (it is not
     /// in `processed_request` until the commit).
     requests: HashMap<RequestKey, Decided>,
+    /// The payment events it applies: not to be read again while it commits.
+    payments: HashSet<(String, String)>,
     commit: tokio::task::JoinHandle<Result<i64, CommitError>>,
 }
 
@@ -246,6 +305,15 @@ impl Owner {
         })
     }
 
+    /// Payment events of this event not applied yet, but not those the batch in flight applies.
+    async fn unapplied_payments(&self, worker: &Worker) -> anyhow::Result<Vec<UnappliedPayment>> {
+        let mut payments = store::unapplied_payments(&worker.db, self.inventory.event, 256).await?;
+        if let Some(in_flight) = &self.in_flight {
+            payments.retain(|p| !in_flight.payments.contains(&p.key()));
+        }
+        Ok(payments)
+    }
+
     /// Decides one batch of entries (plus due expiries) and starts its commit once the batch
     /// in flight, if any, has committed and been acknowledged.
     async fn step(
@@ -253,8 +321,14 @@ impl Owner {
         worker: &Worker,
         reader: &Reader,
         entries: Vec<Entry>,
+        payments: Vec<UnappliedPayment>,
     ) -> anyhow::Result<()> {
-        if entries.is_empty() && self.inventory.next_expiry().is_none_or(|at| at > now_ms()) {
+        let now = now_ms();
+        if entries.is_empty()
+            && payments.is_empty()
+            && self.inventory.next_expiry().is_none_or(|at| at > now)
+            && self.inventory.next_order_due().is_none_or(|at| at > now)
+        {
             // Idle: finish the batch in flight so its entries are acknowledged promptly.
             return match self.settle(worker, reader).await? {
                 None => Ok(()),
@@ -263,7 +337,7 @@ impl Owner {
         }
         let in_flight = self.in_flight.take();
         let previous = in_flight.as_ref().map(|f| &f.requests);
-        let decision = self.decide(worker, &entries, previous).await;
+        let decision = self.decide(worker, &entries, previous, &payments).await;
         self.in_flight = in_flight;
         let (batch, decided, requests) = decision?;
         if let Some(mut failed) = self.settle(worker, reader).await? {
@@ -288,6 +362,7 @@ impl Owner {
             entries,
             decided,
             requests,
+            payments: payments.iter().map(UnappliedPayment::key).collect(),
             commit: tokio::spawn(async move {
                 store::commit(&db, tenant, event, version, &actor, &batch).await
             }),
@@ -338,7 +413,8 @@ impl Owner {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (batch, decided, requests) = self.decide(worker, &entries, None).await?;
+            // Payment events of a failed batch are read again with the next step.
+            let (batch, decided, requests) = self.decide(worker, &entries, None, &[]).await?;
             if batch.is_empty() {
                 break;
             }
@@ -379,6 +455,7 @@ impl Owner {
         worker: &Worker,
         entries: &[Entry],
         previous: Option<&HashMap<RequestKey, Decided>>,
+        payments: &[UnappliedPayment],
     ) -> anyhow::Result<(Batch, usize, HashMap<RequestKey, Decided>)> {
         let inv = &mut self.inventory;
         let keys: Vec<(String, String)> = entries
@@ -462,15 +539,169 @@ impl Owner {
             );
             decided += 1;
         }
+        let mut news = Vec::new();
+        let cap_ms = worker.settings.payment_cap.as_millis() as i64;
+        for payment in payments {
+            let decision = inv.apply_payment(
+                &payment.order,
+                payment.kind,
+                &payment.payment_ref,
+                now,
+                cap_ms,
+                &mut delta,
+            );
+            tracing::info!(event = %inv.event, order = %payment.order.id, provider = %payment.provider,
+                payment_event = %payment.event_id, outcome = decision.outcome, "payment event applied");
+            if decision.refund {
+                // The provider's refund call is not made yet: operators see the outcome.
+                tracing::warn!(order = %payment.order.id, "late payment needs a refund");
+            }
+            batch.changes.extend(decision.change);
+            batch.payments.push((
+                payment.provider.clone(),
+                payment.event_id.clone(),
+                decision.outcome,
+            ));
+            news.extend(decision.news.map(|n| {
+                (
+                    format!("payment:{}:{}", payment.provider, payment.event_id),
+                    n,
+                )
+            }));
+        }
         let expired = inv.expire_due(now, worker.settings.sweep_max, &mut delta);
         METRICS.holds_expired.increment(expired.len() as u64);
         batch.changes.extend(expired);
+        for (change, order_news) in inv.expire_orders(now, worker.settings.sweep_max, &mut delta) {
+            batch.changes.push(change);
+            news.push(("order-expiry".to_owned(), order_news));
+        }
+        for (command_id, order_news) in news {
+            let (processed, message) = order_update(inv, worker, command_id, order_news);
+            batch.processed.push(processed);
+            results.push(message);
+        }
         if !delta.is_empty() {
             batch.bump = true;
             batch.messages.push(delta_message(inv, &delta));
         }
         batch.messages.extend(results);
         Ok((batch, decided, seen))
+    }
+}
+
+/// The durable record and the inbox message of an order update: stored like a command's result
+/// (so it is delivered again until the buyer acknowledges it) under a request id made from the
+/// order and its new status.
+fn order_update(
+    inv: &Inventory,
+    worker: &Worker,
+    command_id: String,
+    news: OrderNews,
+) -> (Processed, String) {
+    let request_id = match news.status {
+        OrderStatus::PendingPayment => {
+            format!("order:{}:due-{}", news.order, news.due.unwrap_or(0))
+        }
+        status => format!("order:{}:{}", news.order, store::order_status(status)),
+    };
+    let event = inv.event.to_string();
+    let tickets = news
+        .tickets
+        .iter()
+        .map(|t| Ticket {
+            ticket: t.id.to_string(),
+            event: event.clone(),
+            ticket_type: t.ticket_type.to_string(),
+            seat: t.seat.map(|s| s.1),
+            version: 1,
+            qr: worker
+                .settings
+                .ticket_key
+                .as_ref()
+                .map_or_else(String::new, |key| {
+                    key.sign(&TicketClaim {
+                        ticket: t.id,
+                        event: inv.event,
+                        version: 1,
+                    })
+                }),
+        })
+        .collect();
+    let message = to_raw_value(&InboxMessage::Order(OrderUpdate {
+        request_id: request_id.clone(),
+        order: news.order.to_string(),
+        event,
+        status: news.status,
+        payment_due_at: news.due.map(|d| d.max(0) as u64),
+        reason: news.reason,
+        tickets,
+    }))
+    .expect("an order update always serializes");
+    let inbox = Channel::new(ChannelKind::Inbox, &format!("{}/{}", inv.tenant, news.user))
+        .map_or_else(|_| String::new(), |c| c.as_str().to_owned());
+    let outbox = outbox_message(&inbox, &message);
+    (
+        Processed {
+            user: news.user,
+            request_id,
+            command_id,
+            result: message,
+        },
+        outbox,
+    )
+}
+
+/// Events whose payment events were recorded since their owner last looked, as the payment
+/// hooks' notifications report them.
+#[derive(Debug, Clone, Default)]
+struct PaymentNews(Arc<Mutex<HashSet<Uuid>>>);
+
+impl PaymentNews {
+    fn add(&self, event: Uuid) {
+        self.0.lock().expect("payment news lock").insert(event);
+    }
+
+    /// Whether `event` has news, forgetting it.
+    fn take(&self, event: Uuid) -> bool {
+        self.0.lock().expect("payment news lock").remove(&event)
+    }
+}
+
+/// Listens for the payment hooks' notifications until `cancel`: the event gets news, and an
+/// owner if it has none (registering it puts it among the events workers lease). Lost
+/// notifications cost at most a second: owners also look every second.
+async fn listen_for_payments(
+    db: PgPool,
+    queue: CommandQueue,
+    news: PaymentNews,
+    cancel: CancellationToken,
+) {
+    while !cancel.is_cancelled() {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&db).await?;
+            listener.listen(PAYMENTS_NOTIFY).await?;
+            loop {
+                let notification = listener.recv().await?;
+                if let Ok(event) = Uuid::parse_str(notification.payload()) {
+                    news.add(event);
+                    if let Err(e) = queue.register(event).await {
+                        tracing::warn!(%event, error = %e, "cannot register an event with payment news");
+                    }
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            result = listener => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "payment listener lost; reconnecting");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
 }
 

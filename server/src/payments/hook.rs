@@ -33,6 +33,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// Where the owners of events are told that an event has payment news (the payload is the
+/// event id).
+pub const PAYMENTS_NOTIFY: &str = "marquee_payments";
+
 /// Largest hook body accepted. Provider events are a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -231,21 +235,26 @@ async fn receive(
             "currency must be three capital letters",
         ));
     }
-    let tenant: Option<Uuid> =
-        sqlx::query_scalar("select tenant_id from ticket_order where ticket_order_id = $1")
+    let order: Option<(Uuid, Uuid)> =
+        sqlx::query_as("select tenant_id, event_id from ticket_order where ticket_order_id = $1")
             .bind(event.order)
             .fetch_optional(&state.db)
             .await
             .map_err(|e| unavailable(&e))?;
-    let tenant = tenant.ok_or_else(|| {
+    let (tenant, event_id) = order.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such order")
     })?;
     let raw = std::str::from_utf8(&body).map_err(|_| bad(ErrorCode::BadRequest, "not UTF-8"))?;
-    let inserted = sqlx::query(
-        "insert into payment_event (provider, provider_event_id, tenant_id, ticket_order_id, kind,
-                                    payment_ref, amount_minor, currency, signed_at, body)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), $10::json)
-         on conflict (provider, provider_event_id) do nothing",
+    // Recorded, and the event's owner woken (on commit), in one statement.
+    let inserted: Option<bool> = sqlx::query_scalar(
+        "with recorded as (
+             insert into payment_event (provider, provider_event_id, tenant_id, event_id, ticket_order_id,
+                                        kind, payment_ref, amount_minor, currency, signed_at, body)
+             values ($1, $2, $3, $11, $4, $5, $6, $7, $8, to_timestamp($9), $10::json)
+             on conflict (provider, provider_event_id) do nothing
+             returning event_id
+         )
+         select pg_notify($12, event_id::text) is not null from recorded",
     )
     .bind(&provider)
     .bind(&event.id)
@@ -257,10 +266,12 @@ async fn receive(
     .bind(event.currency.as_deref())
     .bind(signed_at as f64)
     .bind(raw)
-    .execute(&state.db)
+    .bind(event_id)
+    .bind(PAYMENTS_NOTIFY)
+    .fetch_optional(&state.db)
     .await
     .map_err(|e| unavailable(&e))?;
-    let duplicate = inserted.rows_affected() == 0;
+    let duplicate = inserted.is_none();
     crate::metrics::METRICS
         .payment_hooks
         .increment(u64::from(!duplicate));

@@ -1,10 +1,13 @@
 //! A shop to sell from: an event with seats, a general-admission type and a live onsale,
 //! and the node configuration and buyer tokens that go with it.
 
-use super::{claims, config};
+use super::{Raw, SECRET, TestNode, claims, config};
+use marquee_protocol::booking::{Command, CommandResult, InboxMessage};
+use marquee_protocol::{ClientMessage, ServerMessage};
 use marquee_server::auth::sign_hs256;
 use marquee_server::config::Secret;
 use sqlx::PgPool;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// An event on sale: `rows` × `width` seats in one category, a GA type, a live onsale.
@@ -158,4 +161,62 @@ pub fn buyer_signed(secret: &str, tenant: Uuid, user: &str) -> String {
     let mut c = claims(user, &[], 3600);
     c.tenant = Some(tenant.to_string());
     sign_hs256(secret, &c)
+}
+
+/// A buyer of `shop` connected to `node`.
+pub async fn connect(node: &TestNode, shop: &Shop, user: &str) -> Raw {
+    Raw::connect(&node.ws_url(), &buyer_signed(SECRET, shop.tenant, user)).await
+}
+
+/// Sends a command and expects `accepted`.
+pub async fn send(raw: &mut Raw, id: u64, request_id: &str, command: Command) {
+    raw.send(&ClientMessage::Command {
+        id,
+        request_id: request_id.into(),
+        command,
+        admission: None,
+    })
+    .await;
+    match raw.recv().await {
+        ServerMessage::Accepted { id: got, .. } if got == id => {}
+        other => panic!("expected accepted for {id}, got {other:?}"),
+    }
+}
+
+/// The next message on the buyer's inbox, within 10 s.
+pub async fn inbox(raw: &mut Raw) -> InboxMessage {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, raw.recv())
+            .await
+            .expect("an inbox message within 10 s");
+        if let ServerMessage::Pub(p) = msg
+            && p.channel.starts_with("inbox:")
+        {
+            return serde_json::from_value(p.data).expect("an inbox message");
+        }
+    }
+}
+
+/// The next command result on the inbox, within 10 s.
+pub async fn result(raw: &mut Raw) -> CommandResult {
+    match inbox(raw).await {
+        InboxMessage::Result(r) => r,
+        other => panic!("expected a command result, got {other:?}"),
+    }
+}
+
+pub fn hold_seats(shop: &Shop, seats: &[u32]) -> Command {
+    Command::HoldSeats {
+        event: shop.event.to_string(),
+        seats: seats.to_vec(),
+    }
+}
+
+pub fn hold_ga(shop: &Shop, quantity: u32) -> Command {
+    Command::HoldGa {
+        event: shop.event.to_string(),
+        ticket_type: shop.ga.to_string(),
+        quantity,
+    }
 }
