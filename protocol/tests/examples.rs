@@ -2,8 +2,8 @@
 //! examples; when a snapshot changes, the contract changed, so update the document too.
 
 use marquee_protocol::booking::{
-    Command, CommandResult, InboxMessage, OrderReason, OrderStatus, OrderUpdate, Outcome, SeatDelta,
-    Ticket,
+    Command, CommandResult, InboxMessage, OrderReason, OrderStatus, OrderUpdate, Outcome,
+    SeatDelta, Ticket,
 };
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::queue::{AdmissionGrant, PlaceState, PurchaseIntent, QueueStatus};

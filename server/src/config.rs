@@ -219,6 +219,34 @@ pub struct PaymentArgs {
     /// How far a hook call's signed timestamp may lie from this node's clock, either way.
     #[arg(long, env = "MARQUEE_PAYMENT_HOOK_TOLERANCE", default_value = "300s", value_parser = duration)]
     pub hook_tolerance: Duration,
+
+    /// Which payment provider in-process workers start payments with: `simulated` (built in;
+    /// calls this node's own hook) or `none` (orders wait for payment events from elsewhere).
+    #[arg(long, env = "MARQUEE_PAYMENT_PROVIDER", value_enum, default_value_t = ProviderKind::Simulated)]
+    pub provider: ProviderKind,
+
+    /// How long the simulated provider takes to report a payment (and, for `processing`, to
+    /// report its success after that).
+    #[arg(long, env = "MARQUEE_SIMULATED_PAYMENT_DELAY", default_value = "2s", value_parser = duration)]
+    pub simulated_delay: Duration,
+
+    /// How simulated payments end, as weights: `succeeded=8,failed=1,processing=1`
+    /// (`processing` reports processing first, then success).
+    #[arg(
+        long,
+        env = "MARQUEE_SIMULATED_PAYMENT_OUTCOMES",
+        default_value = "succeeded=8,failed=1,processing=1"
+    )]
+    pub simulated_outcomes: crate::payments::provider::OutcomeMix,
+}
+
+/// The payment providers Marquee can start payments with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// The built-in simulated provider.
+    Simulated,
+    /// None: payment events come from elsewhere.
+    None,
 }
 
 fn hook_secrets(text: &str) -> Result<crate::payments::hook::HookSecrets, String> {

@@ -39,6 +39,7 @@ pub mod embedded_pg;
 pub mod engine;
 pub mod hub;
 pub mod metrics;
+pub mod outgoing;
 pub mod payments;
 pub mod tickets;
 pub mod waiting_room;
@@ -315,6 +316,7 @@ impl Node {
         let background = CancellationToken::new();
         let mut siblings = tokio::task::JoinSet::new();
         let db_for_room = db.clone();
+        let provider = simulated_provider(&config, hooks.as_ref(), internal.as_ref());
         if let (Some(db), Some(booking)) = (db, booking) {
             let (hub, stop) = (state.hub.clone(), background.clone());
             let relay_db = db.clone();
@@ -328,6 +330,7 @@ impl Node {
                 let mut settings = config.booking.settings();
                 settings.line = waiting_room.as_ref().map(|room| room.line().clone());
                 settings.ticket_key.clone_from(&ticket_key);
+                settings.provider.clone_from(&provider);
                 let worker = booking::worker::Worker {
                     id: format!("{}-w{i}", state.connection.node_id),
                     db: db.clone(),
@@ -404,6 +407,30 @@ impl Node {
         background.cancel();
         Ok(())
     }
+}
+
+/// The simulated payment provider of an in-process worker: it calls this node's own internal
+/// listener, signing with the newest `simulated` hook secret. `None` without an internal
+/// listener (nothing would receive its calls).
+fn simulated_provider(
+    config: &Config,
+    hooks: Option<&payments::hook::HookState>,
+    internal: Option<&TcpListener>,
+) -> Option<Arc<dyn payments::provider::PaymentProvider>> {
+    if config.payments.provider != config::ProviderKind::Simulated {
+        return None;
+    }
+    let mut addr = internal?.local_addr().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let secret = hooks?.secrets.of("simulated")?.last()?.clone();
+    Some(Arc::new(payments::provider::Simulated::new(
+        format!("http://{addr}/hooks/payments/simulated"),
+        secret,
+        config.payments.simulated_delay,
+        config.payments.simulated_outcomes,
+    )))
 }
 
 /// Runs a booking worker process (`marquee worker`) until `shutdown` completes.

@@ -10,6 +10,7 @@ use marquee_protocol::booking::{
     Command, InboxMessage, OrderReason, OrderStatus, OrderUpdate, Outcome,
 };
 use marquee_server::auth::now_secs;
+use marquee_server::config::ProviderKind;
 use marquee_server::payments::hook::HookSecrets;
 use marquee_server::payments::signature::sign;
 use marquee_server::tickets::qr::{TicketClaim, TicketKey};
@@ -30,6 +31,8 @@ async fn node_with_cap(pool: &PgPool, payment_cap: Duration) -> TestNode {
     config.payments.hook_secrets =
         HookSecrets::parse(&format!("acme:{OLD},acme:{NEW}")).expect("valid secrets");
     config.booking.payment_cap = payment_cap;
+    // These tests play the provider themselves.
+    config.payments.provider = ProviderKind::None;
     TestNode::start_internal(config).await
 }
 
@@ -596,4 +599,47 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn the_simulated_provider_pays_a_checkout_through_the_signed_hook(pool: PgPool) {
+    let mut config = node_config(&pool);
+    config.payments.simulated_delay = Duration::from_millis(200);
+    // Every payment reports `processing`, then succeeds.
+    config.payments.simulated_outcomes = "processing=1".parse().unwrap();
+    let node = TestNode::start_internal(config).await;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let (mut raw, order) = checkout(&node, &shop, "alice", &[5]).await;
+    let first = order_update(&mut raw).await;
+    assert_eq!(
+        (first.status, first.reason),
+        (
+            OrderStatus::PendingPayment,
+            Some(OrderReason::PaymentProcessing)
+        )
+    );
+    let paid = order_update(&mut raw).await;
+    assert_eq!((paid.status, paid.tickets.len()), (OrderStatus::Paid, 1));
+    let (status, payment_ref): (String, String) = sqlx::query_as(
+        "select status::text, payment_ref from ticket_order where ticket_order_id = $1",
+    )
+    .bind(order)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "paid");
+    assert!(payment_ref.starts_with("sim_"), "{payment_ref}");
+    let kinds: Vec<(String, String)> =
+        sqlx::query_as("select provider, kind::text from payment_event order by created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kinds,
+        vec![
+            ("simulated".into(), "processing".into()),
+            ("simulated".into(), "succeeded".into())
+        ]
+    );
+    node.shutdown().await;
 }

@@ -11,12 +11,14 @@
 //! effect or a second result.
 
 use super::admission::AdmissionKey;
+use super::inventory::Change;
 use super::inventory::{DeltaBuilder, Inventory, Request};
 use super::orders::OrderNews;
 use super::queue::{CommandQueue, Entry, Reader};
 use super::store::{self, Batch, CommitError, Processed, UnappliedPayment, outbox_message};
 use crate::metrics::METRICS;
 use crate::payments::hook::PAYMENTS_NOTIFY;
+use crate::payments::provider::{PaymentProvider, PaymentRequest};
 use crate::tickets::qr::{TicketClaim, TicketKey};
 use anyhow::Context as _;
 use marquee_protocol::booking::{
@@ -58,6 +60,9 @@ pub struct WorkerSettings {
     /// How long after checkout a payment may still be processing: `processing` events extend
     /// an order's deadline up to this, never past it.
     pub payment_cap: Duration,
+    /// Starts the payments of orders checked out, and refunds. Without one, orders wait for
+    /// payment events from elsewhere.
+    pub provider: Option<Arc<dyn PaymentProvider>>,
 }
 
 impl Default for WorkerSettings {
@@ -72,6 +77,7 @@ impl Default for WorkerSettings {
             line: None,
             ticket_key: None,
             payment_cap: Duration::from_secs(30 * 60),
+            provider: None,
         }
     }
 }
@@ -279,7 +285,65 @@ struct InFlight {
     requests: HashMap<RequestKey, Decided>,
     /// The payment events it applies: not to be read again while it commits.
     payments: HashSet<(String, String)>,
+    /// Payment provider calls to make once it commits.
+    calls: Vec<ProviderCall>,
     commit: tokio::task::JoinHandle<Result<i64, CommitError>>,
+}
+
+/// What [`Owner::decide`] returns: the batch, how many commands took effect or were rejected,
+/// the requests it decided, and the payment provider calls to make once it commits.
+type Decision = (
+    Batch,
+    usize,
+    HashMap<RequestKey, Decided>,
+    Vec<ProviderCall>,
+);
+
+/// A call to a payment provider, made once the batch that needs it has committed.
+#[derive(Debug, Clone)]
+enum ProviderCall {
+    /// Start the payment of an order just checked out.
+    Create(PaymentRequest),
+    /// Give back a late payment whose seats were sold.
+    Refund {
+        provider: String,
+        order: Uuid,
+        payment_ref: String,
+    },
+}
+
+/// Makes the provider calls of a committed batch, in the background. Best effort: an order
+/// whose payment could not be started expires unpaid; a refund that fails is logged (its
+/// payment event's outcome says `late_payment_refunded` for operators).
+fn call_providers(worker: &Worker, calls: Vec<ProviderCall>) {
+    let Some(provider) = worker.settings.provider.clone() else {
+        return;
+    };
+    if calls.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for call in calls {
+            match call {
+                ProviderCall::Create(request) => {
+                    if let Err(e) = provider.create(&request).await {
+                        tracing::warn!(order = %request.order, error = %e, "cannot start a payment");
+                    }
+                }
+                ProviderCall::Refund {
+                    provider: name,
+                    order,
+                    payment_ref,
+                } => {
+                    if name != provider.name() {
+                        tracing::error!(%order, provider = %name, "no client for this provider: refund it by hand");
+                    } else if let Err(e) = provider.refund(order, &payment_ref).await {
+                        tracing::error!(%order, error = %e, "refund failed: refund it by hand");
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// A request's idempotency key: `(user, request id)`.
@@ -339,7 +403,7 @@ impl Owner {
         let previous = in_flight.as_ref().map(|f| &f.requests);
         let decision = self.decide(worker, &entries, previous, &payments).await;
         self.in_flight = in_flight;
-        let (batch, decided, requests) = decision?;
+        let (batch, decided, requests, calls) = decision?;
         if let Some(mut failed) = self.settle(worker, reader).await? {
             // This batch was decided on top of one that did not commit: decide both again.
             failed.extend(entries);
@@ -362,6 +426,7 @@ impl Owner {
             entries,
             decided,
             requests,
+            calls,
             payments: payments.iter().map(UnappliedPayment::key).collect(),
             commit: tokio::spawn(async move {
                 store::commit(&db, tenant, event, version, &actor, &batch).await
@@ -391,6 +456,7 @@ impl Owner {
                 crash_if_injected(worker);
                 ack(reader, &in_flight.entries).await?;
                 hand_back_slots(worker, &in_flight.requests).await;
+                call_providers(worker, in_flight.calls);
                 Ok(None)
             }
             Err(e) => {
@@ -414,7 +480,8 @@ impl Owner {
         loop {
             attempts += 1;
             // Payment events of a failed batch are read again with the next step.
-            let (batch, decided, requests) = self.decide(worker, &entries, None, &[]).await?;
+            let (batch, decided, requests, calls) =
+                self.decide(worker, &entries, None, &[]).await?;
             if batch.is_empty() {
                 break;
             }
@@ -434,6 +501,7 @@ impl Owner {
                     crash_if_injected(worker);
                     ack(reader, &entries).await?;
                     hand_back_slots(worker, &requests).await;
+                    call_providers(worker, calls);
                     return Ok(());
                 }
                 Err(e) if attempts < 3 => {
@@ -456,7 +524,7 @@ impl Owner {
         entries: &[Entry],
         previous: Option<&HashMap<RequestKey, Decided>>,
         payments: &[UnappliedPayment],
-    ) -> anyhow::Result<(Batch, usize, HashMap<RequestKey, Decided>)> {
+    ) -> anyhow::Result<Decision> {
         let inv = &mut self.inventory;
         let keys: Vec<(String, String)> = entries
             .iter()
@@ -540,6 +608,7 @@ impl Owner {
             decided += 1;
         }
         let mut news = Vec::new();
+        let mut calls = Vec::new();
         let cap_ms = worker.settings.payment_cap.as_millis() as i64;
         for payment in payments {
             let decision = inv.apply_payment(
@@ -553,8 +622,11 @@ impl Owner {
             tracing::info!(event = %inv.event, order = %payment.order.id, provider = %payment.provider,
                 payment_event = %payment.event_id, outcome = decision.outcome, "payment event applied");
             if decision.refund {
-                // The provider's refund call is not made yet: operators see the outcome.
-                tracing::warn!(order = %payment.order.id, "late payment needs a refund");
+                calls.push(ProviderCall::Refund {
+                    provider: payment.provider.clone(),
+                    order: payment.order.id,
+                    payment_ref: payment.payment_ref.clone(),
+                });
             }
             batch.changes.extend(decision.change);
             batch.payments.push((
@@ -586,7 +658,24 @@ impl Owner {
             batch.messages.push(delta_message(inv, &delta));
         }
         batch.messages.extend(results);
-        Ok((batch, decided, seen))
+        for change in &batch.changes {
+            if let Change::Checkout {
+                order,
+                user,
+                total_minor,
+                currency,
+                ..
+            } = change
+            {
+                calls.push(ProviderCall::Create(PaymentRequest {
+                    order: *order,
+                    user: user.clone(),
+                    amount_minor: *total_minor,
+                    currency: currency.clone(),
+                }));
+            }
+        }
+        Ok((batch, decided, seen, calls))
     }
 }
 

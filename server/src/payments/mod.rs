@@ -5,6 +5,8 @@
 //! - [`hook`]: `POST /hooks/payments/{provider}` on the internal listener: checks the
 //!   signature, records the provider's event once (its id is the deduplication key) and
 //!   answers; a duplicate is acknowledged and ignored.
+//! - [`provider`]: the `PaymentProvider` trait and the built-in simulated provider.
 
 pub mod hook;
+pub mod provider;
 pub mod signature;

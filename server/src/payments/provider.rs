@@ -1,0 +1,279 @@
+//! Payment providers: how an order's payment is started, and refunded.
+//!
+//! A provider is asked to create a payment when an order is checked out, and to refund one when
+//! a late payment found its seats sold. What became of a payment always comes back the same
+//! way, whatever the provider: a signed call to `POST /hooks/payments/{provider}` ([`super::hook`]).
+//!
+//! [`Simulated`] is the built-in provider for development, the demo and tests: it calls the
+//! hook itself after a delay, with a configurable mix of outcomes, signed exactly as a real
+//! provider signs.
+
+use super::signature;
+use crate::config::Secret;
+use crate::hub::BoxFuture;
+use crate::outgoing::Outgoing;
+use bytes::Bytes;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A payment to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// The order it pays.
+    pub order: Uuid,
+    /// The buyer.
+    pub user: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+}
+
+/// A provider call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment provider: {0}")]
+pub struct ProviderError(pub String);
+
+/// A payment provider.
+pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
+    /// The provider's name: the `{provider}` of its hook URL.
+    fn name(&self) -> &str;
+
+    /// Starts the payment of an order; the provider's reference for it.
+    fn create<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<String, ProviderError>>;
+
+    /// Gives a payment's money back.
+    fn refund<'a>(
+        &'a self,
+        order: Uuid,
+        payment_ref: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+}
+
+/// How a simulated payment ends, as weights: e.g. 8 succeeded, 1 failed, 1 processing (which
+/// then succeeds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeMix {
+    /// Weight of payments that succeed.
+    pub succeeded: u32,
+    /// Weight of payments that fail.
+    pub failed: u32,
+    /// Weight of payments that report `processing` first and succeed after another delay.
+    pub processing: u32,
+}
+
+impl Default for OutcomeMix {
+    fn default() -> Self {
+        Self {
+            succeeded: 8,
+            failed: 1,
+            processing: 1,
+        }
+    }
+}
+
+impl std::str::FromStr for OutcomeMix {
+    type Err = String;
+
+    /// Parses `succeeded=8,failed=1,processing=1` (outcomes left out weigh 0).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut mix = Self {
+            succeeded: 0,
+            failed: 0,
+            processing: 0,
+        };
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not outcome=weight"))?;
+            let weight: u32 = weight
+                .parse()
+                .map_err(|_| format!("`{weight}` is not a whole number"))?;
+            match name {
+                "succeeded" => mix.succeeded = weight,
+                "failed" => mix.failed = weight,
+                "processing" => mix.processing = weight,
+                other => {
+                    return Err(format!(
+                        "unknown outcome `{other}` (succeeded, failed, processing)"
+                    ));
+                }
+            }
+        }
+        if mix.succeeded + mix.failed + mix.processing == 0 {
+            return Err("at least one outcome needs a weight".into());
+        }
+        Ok(mix)
+    }
+}
+
+/// The outcome of one simulated payment: the event types it reports, in order.
+fn draw(mix: OutcomeMix, roll: u32) -> &'static [&'static str] {
+    let total = mix.succeeded + mix.failed + mix.processing;
+    let roll = roll % total;
+    if roll < mix.succeeded {
+        &["payment.succeeded"]
+    } else if roll < mix.succeeded + mix.failed {
+        &["payment.failed"]
+    } else {
+        &["payment.processing", "payment.succeeded"]
+    }
+}
+
+/// The built-in simulated provider: every payment is reported to the hook after `delay`, with
+/// an outcome drawn from `mix`, in calls signed with `secret`.
+#[derive(Debug, Clone)]
+pub struct Simulated {
+    inner: Arc<SimulatedInner>,
+}
+
+#[derive(Debug)]
+struct SimulatedInner {
+    hook_url: String,
+    secret: Secret,
+    delay: Duration,
+    mix: OutcomeMix,
+    http: Outgoing,
+}
+
+/// How many times the simulated provider calls the hook before giving up on an event (as real
+/// providers retry failed deliveries).
+const ATTEMPTS: u32 = 5;
+
+impl Simulated {
+    /// A provider calling `hook_url` (the full URL of `/hooks/payments/simulated`).
+    pub fn new(hook_url: String, secret: Secret, delay: Duration, mix: OutcomeMix) -> Self {
+        Self {
+            inner: Arc::new(SimulatedInner {
+                hook_url,
+                secret,
+                delay,
+                mix,
+                http: Outgoing::new(Duration::from_secs(5)),
+            }),
+        }
+    }
+
+    /// Reports `events` for one payment, one after another, `delay` apart.
+    fn report(&self, order: Uuid, payment_ref: String, events: &'static [&'static str]) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            for kind in events {
+                tokio::time::sleep(inner.delay).await;
+                let body = json!({
+                    "id": format!("evt_{}", Uuid::now_v7().simple()),
+                    "type": kind,
+                    "order": order,
+                    "payment": payment_ref,
+                })
+                .to_string();
+                inner.deliver(Bytes::from(body)).await;
+            }
+        });
+    }
+}
+
+impl SimulatedInner {
+    /// Calls the hook until it answers 2xx, up to [`ATTEMPTS`] times with growing pauses. Each
+    /// attempt is signed afresh, as a provider does.
+    async fn deliver(&self, body: Bytes) {
+        let mut pause = Duration::from_millis(200);
+        for attempt in 1..=ATTEMPTS {
+            let header = signature::sign(
+                self.secret.expose().as_bytes(),
+                crate::auth::now_secs(),
+                &body,
+            );
+            match self
+                .http
+                .post_json(
+                    &self.hook_url,
+                    &[(signature::HEADER, &header)],
+                    body.clone(),
+                )
+                .await
+            {
+                Ok(status) if (200..300).contains(&status) => return,
+                Ok(status) => tracing::warn!(status, attempt, "simulated payment: hook refused"),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "simulated payment: hook unreachable")
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        tracing::error!("simulated payment: event not delivered; the order will expire");
+    }
+}
+
+impl PaymentProvider for Simulated {
+    fn name(&self) -> &str {
+        "simulated"
+    }
+
+    fn create<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        Box::pin(async move {
+            let payment_ref = format!("sim_{}", Uuid::now_v7().simple());
+            self.report(
+                request.order,
+                payment_ref.clone(),
+                draw(self.inner.mix, rand::random()),
+            );
+            Ok(payment_ref)
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        order: Uuid,
+        payment_ref: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            self.report(order, payment_ref.to_owned(), &["payment.refunded"]);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_mixes_parse_and_draw_by_weight() {
+        let mix: OutcomeMix = "succeeded=2, failed=1,processing=1".parse().unwrap();
+        assert_eq!(
+            mix,
+            OutcomeMix {
+                succeeded: 2,
+                failed: 1,
+                processing: 1
+            }
+        );
+        let drawn: Vec<_> = (0..4).map(|roll| draw(mix, roll)).collect();
+        assert_eq!(
+            drawn,
+            vec![
+                &["payment.succeeded"][..],
+                &["payment.succeeded"],
+                &["payment.failed"],
+                &["payment.processing", "payment.succeeded"],
+            ]
+        );
+        assert_eq!(
+            draw("failed=1".parse().unwrap(), 12345),
+            &["payment.failed"]
+        );
+        for bad in ["", "succeeded=0", "won=1", "succeeded", "failed=-1"] {
+            assert!(bad.parse::<OutcomeMix>().is_err(), "{bad:?}");
+        }
+    }
+}
