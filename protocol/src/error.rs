@@ -62,6 +62,11 @@ pub enum ErrorCode {
     OnsaleClosed,
     /// The onsale requires an admission from its waiting room.
     AdmissionRequired,
+    /// A scanned code is not a genuine ticket, or names an unknown, cancelled or refunded
+    /// ticket, or a version superseded by a transfer.
+    TicketInvalid,
+    /// A scanned ticket is for another event than the gate's.
+    WrongEvent,
     /// A payment hook call without a `Marquee-Signature` header.
     SignatureMissing,
     /// A payment hook call whose signature is malformed, or matches no active secret (wrong
@@ -108,6 +113,8 @@ impl ErrorCode {
             Self::HoldExpired => "hold_expired",
             Self::OnsaleClosed => "onsale_closed",
             Self::AdmissionRequired => "admission_required",
+            Self::TicketInvalid => "ticket_invalid",
+            Self::WrongEvent => "wrong_event",
             Self::SignatureMissing => "signature_missing",
             Self::SignatureInvalid => "signature_invalid",
             Self::SignatureExpired => "signature_expired",
@@ -144,6 +151,8 @@ impl ErrorCode {
         Self::HoldExpired,
         Self::OnsaleClosed,
         Self::AdmissionRequired,
+        Self::TicketInvalid,
+        Self::WrongEvent,
         Self::SignatureMissing,
         Self::SignatureInvalid,
         Self::SignatureExpired,

@@ -25,6 +25,7 @@
 
 pub mod booking;
 pub mod channel;
+pub mod checkin;
 pub mod close;
 pub mod codec;
 pub mod error;

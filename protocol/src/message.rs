@@ -113,6 +113,15 @@ pub enum ClientMessage {
         /// The onsale.
         onsale: String,
     },
+    /// A gate scanned a ticket (role `gate`). Answered `checkin.result`.
+    #[serde(rename = "checkin.scan")]
+    CheckinScan {
+        /// Request id.
+        id: RequestId,
+        /// The scan.
+        #[serde(flatten)]
+        scan: crate::checkin::Scan,
+    },
 }
 
 impl ClientMessage {
@@ -126,7 +135,8 @@ impl ClientMessage {
             | Self::Command { id, .. }
             | Self::Ack { id, .. }
             | Self::QueueJoin { id, .. }
-            | Self::QueueLeave { id, .. } => *id,
+            | Self::QueueLeave { id, .. }
+            | Self::CheckinScan { id, .. } => *id,
         }
     }
 }
@@ -271,6 +281,15 @@ pub enum ServerMessage {
     /// A place's status changed (pushed; not a channel publication).
     #[serde(rename = "queue.status")]
     QueueStatus(QueueStatus),
+    /// The answer to `checkin.scan`.
+    #[serde(rename = "checkin.result")]
+    CheckinResult {
+        /// The request's id.
+        id: RequestId,
+        /// The answer.
+        #[serde(flatten)]
+        result: crate::checkin::ScanResult,
+    },
 }
 
 impl ServerMessage {
@@ -283,7 +302,8 @@ impl ServerMessage {
             | Self::Pong { id }
             | Self::Accepted { id, .. }
             | Self::Acked { id }
-            | Self::QueueJoined { id, .. } => Some(*id),
+            | Self::QueueJoined { id, .. }
+            | Self::CheckinResult { id, .. } => Some(*id),
             Self::Error { id, .. } => *id,
             _ => None,
         }

@@ -5,6 +5,7 @@ use marquee_protocol::booking::{
     Command, CommandResult, InboxMessage, OrderReason, OrderStatus, OrderUpdate, Outcome,
     SeatDelta, Ticket,
 };
+use marquee_protocol::checkin::{Scan, ScanNotice, ScanOutcome, ScanResult};
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::queue::{AdmissionGrant, PlaceState, PurchaseIntent, QueueStatus};
 use marquee_protocol::{
@@ -75,6 +76,15 @@ fn client_messages_are_spelled_as_documented() {
         ClientMessage::QueueLeave {
             id: 10,
             onsale: "7d1e2f4a-0c3b-4e5d-8f6a-1b2c3d4e5f60".into(),
+        },
+        ClientMessage::CheckinScan {
+            id: 11,
+            scan: Scan {
+                qr: "MQ1.AZNvDxwtfj-KS1xtfo-aCwufPB5sGkxVmkNafh0vSxAAAAAB.3q2-7w".into(),
+                scan_id: "north-7f3a-000123".into(),
+                event: Some("0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into()),
+                scanned_at: None,
+            },
         },
     ];
     let text: Vec<String> = examples.iter().map(json).collect();
@@ -249,6 +259,48 @@ fn server_messages_are_spelled_as_documented() {
                 token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJidXllci0xIn0.c2lnbmF0dXJl".into(),
                 expires_at: 1_795_000_000,
             }),
+        }),
+        ServerMessage::CheckinResult {
+            id: 11,
+            result: ScanResult {
+                scan_id: "north-7f3a-000123".into(),
+                ticket: Some("01936f0f-1c2d-7e3f-8a4b-5c6d7e8f9a0b".into()),
+                outcome: ScanOutcome::Admitted {
+                    event: "0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+                    seat: Some(118),
+                    ticket_type: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d".into(),
+                    at: 1_795_003_600_000,
+                },
+            },
+        },
+        ServerMessage::CheckinResult {
+            id: 12,
+            result: ScanResult {
+                scan_id: "south-11c2-000045".into(),
+                ticket: Some("01936f0f-1c2d-7e3f-8a4b-5c6d7e8f9a0b".into()),
+                outcome: ScanOutcome::AlreadyCheckedIn {
+                    at: 1_795_003_600_000,
+                    gate: "gate-north".into(),
+                },
+            },
+        },
+        ServerMessage::Pub(Publication {
+            channel: "gate:0b9f3c1e-6c1a-4c55-9a43-5a7e1d2f4b10".into(),
+            epoch: "44d0e1".into(),
+            offset: 2,
+            data: serde_json::to_value(ScanNotice {
+                gate: "gate-south".into(),
+                scanned_at: 1_795_003_601_200,
+                result: ScanResult {
+                    scan_id: "south-11c2-000045".into(),
+                    ticket: Some("01936f0f-1c2d-7e3f-8a4b-5c6d7e8f9a0b".into()),
+                    outcome: ScanOutcome::Rejected {
+                        code: ErrorCode::TicketInvalid,
+                        message: "the ticket was transferred; this code is no longer valid".into(),
+                    },
+                },
+            })
+            .unwrap(),
         }),
     ];
     let text: Vec<String> = examples.iter().map(json).collect();

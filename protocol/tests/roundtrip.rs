@@ -74,6 +74,24 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 intent: intent.map(|(category, quantity)| PurchaseIntent { category, quantity }),
             }),
         (any::<u64>(), ".{0,36}").prop_map(|(id, onsale)| ClientMessage::QueueLeave { id, onsale }),
+        (
+            any::<u64>(),
+            ".{0,60}",
+            ".{1,20}",
+            proptest::option::of(".{0,36}"),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(id, qr, scan_id, event, scanned_at)| ClientMessage::CheckinScan {
+                    id,
+                    scan: marquee_protocol::checkin::Scan {
+                        qr,
+                        scan_id,
+                        event,
+                        scanned_at
+                    },
+                }
+            ),
     ]
 }
 
@@ -236,6 +254,16 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         (any::<u64>(), queue_status())
             .prop_map(|(id, status)| ServerMessage::QueueJoined { id, status }),
         queue_status().prop_map(ServerMessage::QueueStatus),
+        (any::<u64>(), ".{1,20}", any::<u64>(), ".{0,20}").prop_map(|(id, scan_id, at, gate)| {
+            ServerMessage::CheckinResult {
+                id,
+                result: marquee_protocol::checkin::ScanResult {
+                    scan_id,
+                    ticket: None,
+                    outcome: marquee_protocol::checkin::ScanOutcome::AlreadyCheckedIn { at, gate },
+                },
+            }
+        }),
     ]
 }
 

@@ -177,11 +177,14 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// The catalog routes, when the node has a database.
     pub catalog: Option<crate::catalog::CatalogState>,
+    /// The ticket and check-in routes, when the node has a database.
+    pub tickets: Option<crate::tickets::http::TicketsState>,
 }
 
 /// The node's routes.
 pub fn router(state: AppState) -> Router {
     let catalog = state.catalog.clone();
+    let tickets = state.tickets.clone();
     let mut app = Router::new()
         .route("/ws", get(upgrade))
         .route("/health", get(health))
@@ -191,6 +194,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     if let Some(catalog) = catalog {
         app = app.merge(crate::catalog::router(catalog));
+    }
+    if let Some(tickets) = tickets {
+        app = app.merge(crate::tickets::http::router(tickets));
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -207,6 +213,12 @@ fn query_token(uri: &Uri) -> Option<String> {
     form_urlencoded::parse(uri.query()?.as_bytes())
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.into_owned())
+}
+
+/// Verifies the `Authorization: Bearer` token of an HTTP API call.
+pub fn bearer_identity(verifier: &Verifier, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    let token = bearer(headers).ok_or_else(|| ApiError::auth(&AuthError::Missing))?;
+    verifier.verify(token).map_err(|e| ApiError::auth(&e))
 }
 
 /// Verifies the caller's token from the header or, for browsers, the query string.

@@ -169,6 +169,13 @@ impl Node {
             Some(db) => Some(tickets::signing_key(db, config.booking.ticket_key.as_ref()).await?),
             None => None,
         };
+        let checkin =
+            db.as_ref()
+                .zip(ticket_key.clone())
+                .map(|(db, key)| tickets::checkin::Checkin {
+                    db: db.clone(),
+                    key,
+                });
         let hooks = db.as_ref().map(|db| {
             let mut secrets = config.payments.hook_secrets.clone();
             if secrets.of("simulated").is_none() {
@@ -208,7 +215,12 @@ impl Node {
             node_id,
             booking: booking.clone(),
             waiting_room: waiting_room.clone(),
+            checkin: checkin.clone(),
         };
+        let tickets = checkin.clone().map(|checkin| tickets::http::TicketsState {
+            checkin,
+            verifier: verifier.clone(),
+        });
         let catalog = db.as_ref().map(|db| catalog::CatalogState {
             db: db.clone(),
             verifier: verifier.clone(),
@@ -231,6 +243,7 @@ impl Node {
             prometheus,
             tracker: TaskTracker::new(),
             catalog,
+            tickets,
         };
         Ok(Self {
             state,

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::shop::{Shop, ShopSpec, connect, hold_seats, inbox, node_config, result, send, shop};
-use common::{Raw, TestNode, http};
-use marquee_protocol::booking::{
-    Command, InboxMessage, OrderReason, OrderStatus, OrderUpdate, Outcome,
+use common::shop::{
+    Shop, ShopSpec, checkout, connect, hold_seats, node_config, order_update, result, send, shop,
 };
+use common::{TestNode, http};
+use marquee_protocol::booking::{OrderReason, OrderStatus, Outcome};
 use marquee_server::auth::now_secs;
 use marquee_server::config::ProviderKind;
 use marquee_server::payments::hook::HookSecrets;
@@ -243,38 +243,12 @@ async fn a_duplicate_event_is_acknowledged_and_changes_nothing(pool: PgPool) {
     node.shutdown().await;
 }
 
-/// `user` holds `seats` and checks out: their connection and the order.
-async fn checkout(node: &TestNode, shop: &Shop, user: &str, seats: &[u32]) -> (Raw, Uuid) {
-    let mut raw = connect(node, shop, user).await;
-    send(&mut raw, 1, "hold", hold_seats(shop, seats)).await;
-    let Outcome::Held { hold, .. } = result(&mut raw).await.outcome else {
-        panic!("the seats are held")
-    };
-    let checkout = Command::Checkout {
-        event: shop.event.to_string(),
-        hold,
-    };
-    send(&mut raw, 2, "checkout", checkout).await;
-    let Outcome::CheckedOut { order, .. } = result(&mut raw).await.outcome else {
-        panic!("checked out")
-    };
-    (raw, order.parse().unwrap())
-}
-
 /// The provider reports `kind` for `order` as event `id`; the hook's status and `duplicate`.
 async fn report(node: &TestNode, id: &str, kind: &str, order: Uuid) -> (u16, Option<bool>) {
     let body = event(id, kind, order);
     let signature = sign(NEW.as_bytes(), now_secs(), body.as_bytes());
     let (status, json) = post(node, "acme", Some(&signature), &body).await;
     (status, json["duplicate"].as_bool())
-}
-
-/// The next order update on the buyer's inbox.
-async fn order_update(raw: &mut Raw) -> OrderUpdate {
-    match inbox(raw).await {
-        InboxMessage::Order(update) => update,
-        other => panic!("expected an order update, got {other:?}"),
-    }
 }
 
 async fn order_status(pool: &PgPool, order: Uuid) -> String {

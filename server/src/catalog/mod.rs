@@ -17,11 +17,11 @@ pub mod layout;
 pub mod public;
 
 use crate::api::ApiError;
-use crate::auth::{AuthError, Role, Verifier};
+use crate::auth::{Role, Verifier};
 use axum::Router;
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::routing::{get, patch, post, put};
 use marquee_protocol::ErrorCode;
 use sqlx::PgPool;
@@ -127,18 +127,7 @@ impl FromRequestParts<CatalogState> for Admin {
         parts: &mut Parts,
         state: &CatalogState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_owned())
-            .ok_or_else(|| ApiError::auth(&AuthError::Missing))?;
-        let identity = state
-            .verifier
-            .verify(&token)
-            .map_err(|e| ApiError::auth(&e))?;
+        let identity = crate::api::bearer_identity(&state.verifier, &parts.headers)?;
         let tenant = identity
             .tenant
             .as_deref()

@@ -78,6 +78,8 @@ pub struct Context {
     pub booking: Option<crate::booking::Booking>,
     /// The waiting room, when the node has a database.
     pub waiting_room: Option<crate::waiting_room::WaitingRoom>,
+    /// Check-in, when the node has a database.
+    pub checkin: Option<crate::tickets::checkin::Checkin>,
 }
 
 /// Where a subscription stands, from this connection's point of view.
@@ -489,6 +491,30 @@ where
                         ServerMessage::QueueJoined { id, status }
                     }
                     Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
+                }
+            }
+            ClientMessage::CheckinScan { id, scan } => {
+                let Some(checkin) = &self.ctx.checkin else {
+                    return Ok(Some(no_booking(id)));
+                };
+                use crate::auth::Role;
+                let tenant = self
+                    .identity
+                    .tenant
+                    .as_deref()
+                    .and_then(|t| uuid::Uuid::parse_str(t).ok());
+                match tenant {
+                    Some(tenant) if self.identity.has_role(Role::Gate) => {
+                        match Box::pin(checkin.scan(tenant, &self.identity.user, &scan)).await {
+                            Ok(result) => ServerMessage::CheckinResult { id, result },
+                            Err(e) => ServerMessage::error(Some(id), e.code(), e.to_string()),
+                        }
+                    }
+                    _ => ServerMessage::error(
+                        Some(id),
+                        ErrorCode::Forbidden,
+                        "check-in needs the gate role and a tenant",
+                    ),
                 }
             }
             _ => ServerMessage::error(None, ErrorCode::BadRequest, "unsupported request"),

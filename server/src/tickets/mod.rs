@@ -2,7 +2,12 @@
 //!
 //! - [`qr`]: the signed QR payload (Ed25519), which a gate can check offline with the public
 //!   key alone.
+//! - [`checkin`]: scans: a ticket is admitted exactly once, every scan is published to the
+//!   event's gates.
+//! - [`http`]: the buyer's tickets, the public key, check-in over HTTP.
 
+pub mod checkin;
+pub mod http;
 pub mod qr;
 
 use crate::config::Secret;

@@ -2,7 +2,7 @@
 //! and the node configuration and buyer tokens that go with it.
 
 use super::{Raw, SECRET, TestNode, claims, config};
-use marquee_protocol::booking::{Command, CommandResult, InboxMessage};
+use marquee_protocol::booking::{Command, CommandResult, InboxMessage, OrderUpdate, Outcome};
 use marquee_protocol::{ClientMessage, ServerMessage};
 use marquee_server::auth::sign_hs256;
 use marquee_server::config::Secret;
@@ -218,5 +218,31 @@ pub fn hold_ga(shop: &Shop, quantity: u32) -> Command {
         event: shop.event.to_string(),
         ticket_type: shop.ga.to_string(),
         quantity,
+    }
+}
+
+/// `user` holds `seats` and checks out: their connection and the order.
+pub async fn checkout(node: &TestNode, shop: &Shop, user: &str, seats: &[u32]) -> (Raw, Uuid) {
+    let mut raw = connect(node, shop, user).await;
+    send(&mut raw, 1, "hold", hold_seats(shop, seats)).await;
+    let Outcome::Held { hold, .. } = result(&mut raw).await.outcome else {
+        panic!("the seats are held")
+    };
+    let checkout = Command::Checkout {
+        event: shop.event.to_string(),
+        hold,
+    };
+    send(&mut raw, 2, "checkout", checkout).await;
+    let Outcome::CheckedOut { order, .. } = result(&mut raw).await.outcome else {
+        panic!("checked out")
+    };
+    (raw, order.parse().unwrap())
+}
+
+/// The next order update on the buyer's inbox.
+pub async fn order_update(raw: &mut Raw) -> OrderUpdate {
+    match inbox(raw).await {
+        InboxMessage::Order(update) => update,
+        other => panic!("expected an order update, got {other:?}"),
     }
 }

@@ -1,0 +1,286 @@
+//! Check-in: a gate scans a ticket's QR code and learns whether to let its holder in.
+//!
+//! One scan, in order:
+//! 1. A scan id seen before (per tenant) gets its stored answer back; nothing else happens.
+//! 2. The code's Ed25519 signature is checked ([`super::qr`]); a forged or garbled code is
+//!    `ticket_invalid` without a database read of the ticket.
+//! 3. In one transaction, the ticket row is locked (`for update`): unknown, another tenant's,
+//!    void (refunded or cancelled) or of another version (transferred since) is
+//!    `ticket_invalid`; another event than the gate's is `wrong_event`; already checked in is
+//!    `already_checked_in` with the first scan's time and gate; otherwise it is checked in now.
+//!    The scan is recorded under its id and published on `gate:{event}` through the outbox, in
+//!    the same transaction.
+//!
+//! The row lock is what admits a ticket exactly once: two gates on two nodes scanning the same
+//! ticket at the same instant take the lock one after the other, and the second finds the first
+//! one's check-in. Offline gates upload their scans later, each with the time it was made; a
+//! scan that finds the ticket already in answers `already_checked_in` (the conflict, with who
+//! was first), and is recorded like any other.
+
+use super::qr::TicketKey;
+use crate::booking::store::{OUTBOX_NOTIFY, outbox_message};
+use marquee_protocol::checkin::{MAX_SCAN_ID_LEN, Scan, ScanNotice, ScanOutcome, ScanResult};
+use marquee_protocol::{Channel, ChannelKind, ErrorCode};
+use serde_json::value::to_raw_value;
+use sqlx::{PgPool, Row as _};
+use uuid::Uuid;
+
+/// A scan that could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckinError {
+    /// The scan itself is malformed (its id); it changes nothing and is not recorded.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The database could not be reached; the gate retries with the same scan id.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl CheckinError {
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Db(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// What check-in needs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Checkin {
+    /// The system of record.
+    pub db: PgPool,
+    /// Checks the codes' signatures.
+    pub key: TicketKey,
+}
+
+fn rejected(code: ErrorCode, message: &str) -> ScanOutcome {
+    ScanOutcome::Rejected {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::booking::worker::now_ms().max(0) as u64
+}
+
+impl Checkin {
+    /// Checks a scan's own fields; returns the gate's event, if it names one.
+    pub fn check(scan: &Scan) -> Result<Option<Uuid>, CheckinError> {
+        if scan.scan_id.is_empty() || scan.scan_id.len() > MAX_SCAN_ID_LEN {
+            return Err(CheckinError::BadRequest(format!(
+                "scan_id must be 1 to {MAX_SCAN_ID_LEN} bytes"
+            )));
+        }
+        if scan.qr.len() > 1024 {
+            return Err(CheckinError::BadRequest("qr is at most 1024 bytes".into()));
+        }
+        scan.event
+            .as_deref()
+            .map(|raw| {
+                Uuid::parse_str(raw).map_err(|_| {
+                    CheckinError::BadRequest("event must be an event id (a UUID)".into())
+                })
+            })
+            .transpose()
+    }
+
+    /// Answers one scan by `gate` (the scanning device's user id) of `tenant`.
+    pub async fn scan(
+        &self,
+        tenant: Uuid,
+        gate: &str,
+        scan: &Scan,
+    ) -> Result<ScanResult, CheckinError> {
+        let gate_event = Self::check(scan)?;
+        if let Some(stored) = self.stored(tenant, &scan.scan_id).await? {
+            return Ok(stored);
+        }
+        let scanned_at = scan.scanned_at.unwrap_or_else(now_ms);
+        let claim = match self.key.verify(&scan.qr) {
+            Ok(claim) => claim,
+            Err(e) => {
+                let result = ScanResult {
+                    scan_id: scan.scan_id.clone(),
+                    ticket: None,
+                    outcome: rejected(ErrorCode::TicketInvalid, &e.to_string()),
+                };
+                return self
+                    .record(tenant, gate, scanned_at, None, None, result)
+                    .await;
+            }
+        };
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "select t.tenant_id, t.event_id, t.version, t.status::text as status, t.ticket_type_id,
+                    s.seat_index, t.checked_in_gate,
+                    (extract(epoch from t.checked_in_at) * 1000)::int8 as checked_in_ms
+             from ticket t left join seat s on s.event_id = t.event_id and s.seat_id = t.seat_id
+             where t.ticket_id = $1
+             for update of t",
+        )
+        .bind(claim.ticket)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match &row {
+            None => rejected(ErrorCode::TicketInvalid, "no such ticket"),
+            Some(r) if r.get::<Uuid, _>("tenant_id") != tenant => {
+                rejected(ErrorCode::TicketInvalid, "no such ticket")
+            }
+            Some(r) if r.get::<Uuid, _>("event_id") != claim.event => rejected(
+                ErrorCode::TicketInvalid,
+                "the code does not match the ticket",
+            ),
+            Some(r) if r.get::<String, _>("status") != "valid" => rejected(
+                ErrorCode::TicketInvalid,
+                "the ticket was cancelled or refunded",
+            ),
+            Some(r) if r.get::<i32, _>("version") as u32 != claim.version => rejected(
+                ErrorCode::TicketInvalid,
+                "the ticket was transferred; this code is no longer valid",
+            ),
+            Some(_) if gate_event.is_some_and(|e| e != claim.event) => {
+                rejected(ErrorCode::WrongEvent, "the ticket is for another event")
+            }
+            Some(r) => match r.get::<Option<i64>, _>("checked_in_ms") {
+                Some(at) => ScanOutcome::AlreadyCheckedIn {
+                    at: at.max(0) as u64,
+                    gate: r
+                        .get::<Option<String>, _>("checked_in_gate")
+                        .unwrap_or_default(),
+                },
+                None => {
+                    sqlx::query(
+                        "update ticket set checked_in_at = to_timestamp($2 / 1000.0),
+                                checked_in_gate = $3, updated_at = now()
+                         where ticket_id = $1",
+                    )
+                    .bind(claim.ticket)
+                    .bind(scanned_at as i64)
+                    .bind(gate)
+                    .execute(&mut *tx)
+                    .await?;
+                    ScanOutcome::Admitted {
+                        event: claim.event.to_string(),
+                        seat: r.get::<Option<i32>, _>("seat_index").map(|s| s as u32),
+                        ticket_type: r.get::<Uuid, _>("ticket_type_id").to_string(),
+                        at: scanned_at,
+                    }
+                }
+            },
+        };
+        let event = row
+            .as_ref()
+            .filter(|r| r.get::<Uuid, _>("tenant_id") == tenant)
+            .map(|_| claim.event);
+        let result = ScanResult {
+            scan_id: scan.scan_id.clone(),
+            ticket: Some(claim.ticket.to_string()),
+            outcome,
+        };
+        let recorded = insert_scan(
+            &mut tx,
+            tenant,
+            gate,
+            scanned_at,
+            Some(claim.ticket),
+            event,
+            &result,
+        )
+        .await?;
+        if !recorded {
+            // The same scan id raced in from another node: its answer stands, not this one.
+            tx.rollback().await?;
+            return Ok(self.stored(tenant, &scan.scan_id).await?.unwrap_or(result));
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// The stored answer to a scan id, if it was seen.
+    async fn stored(&self, tenant: Uuid, scan_id: &str) -> Result<Option<ScanResult>, sqlx::Error> {
+        let stored: Option<sqlx::types::Json<ScanResult>> = sqlx::query_scalar(
+            "select result from checkin_scan where tenant_id = $1 and scan_id = $2",
+        )
+        .bind(tenant)
+        .bind(scan_id)
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(stored.map(|s| s.0))
+    }
+
+    /// Records a scan that touched no ticket (a code that is not genuine).
+    async fn record(
+        &self,
+        tenant: Uuid,
+        gate: &str,
+        scanned_at: u64,
+        ticket: Option<Uuid>,
+        event: Option<Uuid>,
+        result: ScanResult,
+    ) -> Result<ScanResult, CheckinError> {
+        let mut tx = self.db.begin().await?;
+        if insert_scan(&mut tx, tenant, gate, scanned_at, ticket, event, &result).await? {
+            tx.commit().await?;
+            return Ok(result);
+        }
+        tx.rollback().await?;
+        Ok(self
+            .stored(tenant, &result.scan_id)
+            .await?
+            .unwrap_or(result))
+    }
+}
+
+/// Inserts the scan record and, for a scan of a known event, its notice on `gate:{event}`
+/// (through the outbox, so it is published exactly when the check-in commits). Returns false
+/// if the scan id was recorded already.
+async fn insert_scan(
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    gate: &str,
+    scanned_at: u64,
+    ticket: Option<Uuid>,
+    event: Option<Uuid>,
+    result: &ScanResult,
+) -> Result<bool, sqlx::Error> {
+    let json = serde_json::to_string(result).expect("a scan result always serializes");
+    let message = event.map(|event| {
+        let channel = Channel::new(ChannelKind::Gate, &event.to_string())
+            .expect("a uuid is a valid channel id");
+        let notice = to_raw_value(&ScanNotice {
+            gate: gate.to_owned(),
+            scanned_at,
+            result: result.clone(),
+        })
+        .expect("a notice always serializes");
+        format!("[{}]", outbox_message(channel.as_str(), &notice))
+    });
+    let inserted: Option<bool> = sqlx::query_scalar(
+        "with scan as (
+             insert into checkin_scan (tenant_id, scan_id, ticket_id, event_id, gate, scanned_at, result)
+             values ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0), $7::json)
+             on conflict (tenant_id, scan_id) do nothing
+             returning 1
+         ), notice as (
+             insert into outbox (tenant_id, messages)
+             select $1, $8::json from scan where $8 is not null
+             returning 1
+         )
+         select pg_notify($9, '') is not null from scan",
+    )
+    .bind(tenant)
+    .bind(&result.scan_id)
+    .bind(ticket)
+    .bind(event)
+    .bind(gate)
+    .bind(scanned_at as i64)
+    .bind(json)
+    .bind(message)
+    .bind(OUTBOX_NOTIFY)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(inserted.is_some())
+}

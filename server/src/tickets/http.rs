@@ -1,0 +1,198 @@
+//! Tickets over HTTP: a buyer's tickets, the public key gates verify codes with, and check-in
+//! for gates that speak plain HTTP.
+//!
+//! - `GET /v1/me/tickets`: the caller's valid tickets (any token with a tenant).
+//! - `GET /v1/tickets/public-key`: the Ed25519 public key of the ticket codes (public).
+//! - `POST /v1/checkin`: one scan (role `gate`), answered with its [`ScanResult`].
+//! - `POST /v1/checkin/batch`: up to 1,000 scans an offline gate kept (role `gate`), each
+//!   answered as if sent alone, in order.
+
+use super::checkin::{Checkin, CheckinError};
+use super::qr::TicketClaim;
+use crate::api::{ApiError, bearer_identity};
+use crate::auth::{Identity, Role, Verifier};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use marquee_protocol::ErrorCode;
+use marquee_protocol::booking::Ticket;
+use marquee_protocol::checkin::{Scan, ScanResult};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Most scans in one batch upload.
+pub const MAX_BATCH: usize = 1000;
+
+/// What the ticket routes need.
+#[derive(Debug, Clone)]
+pub struct TicketsState {
+    /// Scans, and the database and key behind them.
+    pub checkin: Checkin,
+    /// Token verifier.
+    pub verifier: Arc<Verifier>,
+}
+
+/// The ticket routes.
+pub fn router(state: TicketsState) -> Router {
+    Router::new()
+        .route("/v1/me/tickets", get(my_tickets))
+        .route("/v1/tickets/public-key", get(public_key))
+        .route("/v1/checkin", post(checkin))
+        .route("/v1/checkin/batch", post(checkin_batch))
+        .with_state(state)
+}
+
+fn tenant_of(identity: &Identity) -> Result<Uuid, ApiError> {
+    identity
+        .tenant
+        .as_deref()
+        .and_then(|t| Uuid::parse_str(t).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "a token with a tenant is needed",
+            )
+        })
+}
+
+/// A gate: a token with the `gate` role and a tenant.
+fn gate(state: &TicketsState, headers: &HeaderMap) -> Result<(Identity, Uuid), ApiError> {
+    let identity = bearer_identity(&state.verifier, headers)?;
+    let tenant = tenant_of(&identity)?;
+    if !identity.has_role(Role::Gate) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "check-in needs the gate role",
+        ));
+    }
+    Ok((identity, tenant))
+}
+
+impl From<CheckinError> for ApiError {
+    fn from(e: CheckinError) -> Self {
+        let status = match &e {
+            CheckinError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CheckinError::Db(db) => {
+                tracing::warn!(error = %db, "check-in: database unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// The caller's tickets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MyTickets {
+    /// Valid tickets, oldest first, each with its current code.
+    pub tickets: Vec<Ticket>,
+}
+
+async fn my_tickets(
+    State(state): State<TicketsState>,
+    headers: HeaderMap,
+) -> Result<Json<MyTickets>, ApiError> {
+    let identity = bearer_identity(&state.verifier, &headers)?;
+    let tenant = tenant_of(&identity)?;
+    let rows: Vec<(Uuid, Uuid, Uuid, Option<i32>, i32)> = sqlx::query_as(
+        "select t.ticket_id, t.event_id, t.ticket_type_id, s.seat_index, t.version
+         from ticket t left join seat s on s.event_id = t.event_id and s.seat_id = t.seat_id
+         where t.tenant_id = $1 and t.holder = $2 and t.status = 'valid'
+         order by t.ticket_id limit 10000",
+    )
+    .bind(tenant)
+    .bind(&identity.user)
+    .fetch_all(&state.checkin.db)
+    .await
+    .map_err(CheckinError::Db)?;
+    let key = &state.checkin.key;
+    let tickets = rows
+        .into_iter()
+        .map(|(ticket, event, ticket_type, seat, version)| Ticket {
+            ticket: ticket.to_string(),
+            event: event.to_string(),
+            ticket_type: ticket_type.to_string(),
+            seat: seat.map(|s| s as u32),
+            version: version as u32,
+            qr: key.sign(&TicketClaim {
+                ticket,
+                event,
+                version: version as u32,
+            }),
+        })
+        .collect();
+    Ok(Json(MyTickets { tickets }))
+}
+
+/// The key gates check codes with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicKey {
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    /// The public key, hex (32 bytes).
+    pub public_key: String,
+    /// The code format, `MQ1` (see docs/payments.md).
+    pub format: String,
+}
+
+async fn public_key(State(state): State<TicketsState>) -> Json<PublicKey> {
+    Json(PublicKey {
+        algorithm: "Ed25519".into(),
+        public_key: state.checkin.key.public_hex(),
+        format: "MQ1".into(),
+    })
+}
+
+async fn checkin(
+    State(state): State<TicketsState>,
+    headers: HeaderMap,
+    body: crate::api::AppJson<Scan>,
+) -> Result<Json<ScanResult>, ApiError> {
+    let (identity, tenant) = gate(&state, &headers)?;
+    Ok(Json(
+        state.checkin.scan(tenant, &identity.user, &body.0).await?,
+    ))
+}
+
+/// Scans an offline gate kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanBatch {
+    /// The scans, in the order they were made.
+    pub scans: Vec<Scan>,
+}
+
+/// The answers to a batch, in its order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanResults {
+    /// One per scan.
+    pub results: Vec<ScanResult>,
+}
+
+async fn checkin_batch(
+    State(state): State<TicketsState>,
+    headers: HeaderMap,
+    body: crate::api::AppJson<ScanBatch>,
+) -> Result<Json<ScanResults>, ApiError> {
+    let (identity, tenant) = gate(&state, &headers)?;
+    let scans = body.0.scans;
+    if scans.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            format!("at most {MAX_BATCH} scans per batch"),
+        ));
+    }
+    // Every scan is checked before any is applied: a bad one refuses the batch unchanged.
+    for scan in &scans {
+        Checkin::check(scan)?;
+    }
+    let mut results = Vec::with_capacity(scans.len());
+    for scan in &scans {
+        results.push(state.checkin.scan(tenant, &identity.user, scan).await?);
+    }
+    Ok(Json(ScanResults { results }))
+}
