@@ -95,9 +95,8 @@ impl Checkin {
         scan: &Scan,
     ) -> Result<ScanResult, CheckinError> {
         let gate_event = Self::check(scan)?;
-        if let Some(stored) = self.stored(tenant, &scan.scan_id).await? {
-            return Ok(stored);
-        }
+        // A scan id seen before is found when its record is inserted (and this transaction
+        // rolled back): the common case, a new scan, costs no extra round trip.
         let scanned_at = scan.scanned_at.unwrap_or_else(now_ms);
         let claim = match self.key.verify(&scan.qr) {
             Ok(claim) => claim,
@@ -151,24 +150,12 @@ impl Checkin {
                         .get::<Option<String>, _>("checked_in_gate")
                         .unwrap_or_default(),
                 },
-                None => {
-                    sqlx::query(
-                        "update ticket set checked_in_at = to_timestamp($2 / 1000.0),
-                                checked_in_gate = $3, updated_at = now()
-                         where ticket_id = $1",
-                    )
-                    .bind(claim.ticket)
-                    .bind(scanned_at as i64)
-                    .bind(gate)
-                    .execute(&mut *tx)
-                    .await?;
-                    ScanOutcome::Admitted {
-                        event: claim.event.to_string(),
-                        seat: r.get::<Option<i32>, _>("seat_index").map(|s| s as u32),
-                        ticket_type: r.get::<Uuid, _>("ticket_type_id").to_string(),
-                        at: scanned_at,
-                    }
-                }
+                None => ScanOutcome::Admitted {
+                    event: claim.event.to_string(),
+                    seat: r.get::<Option<i32>, _>("seat_index").map(|s| s as u32),
+                    ticket_type: r.get::<Uuid, _>("ticket_type_id").to_string(),
+                    at: scanned_at,
+                },
             },
         };
         let event = row
@@ -190,6 +177,7 @@ impl Checkin {
             &result,
         )
         .await?;
+        // The first scan of a repeated id answered already; this one changes nothing.
         if !recorded {
             // The same scan id raced in from another node: its answer stands, not this one.
             tx.rollback().await?;
@@ -234,9 +222,10 @@ impl Checkin {
     }
 }
 
-/// Inserts the scan record and, for a scan of a known event, its notice on `gate:{event}`
-/// (through the outbox, so it is published exactly when the check-in commits). Returns false
-/// if the scan id was recorded already.
+/// Inserts the scan record, checks the ticket in if the scan admits it, and, for a scan of a
+/// known event, writes its notice on `gate:{event}` to the outbox (so it is published exactly
+/// when the check-in commits): one round trip. Returns false if the scan id was recorded
+/// already (the caller then rolls back, undoing the check-in too).
 async fn insert_scan(
     tx: &mut sqlx::PgConnection,
     tenant: Uuid,
@@ -258,11 +247,17 @@ async fn insert_scan(
         .expect("a notice always serializes");
         format!("[{}]", outbox_message(channel.as_str(), &notice))
     });
+    let admits = matches!(result.outcome, ScanOutcome::Admitted { .. });
     let inserted: Option<bool> = sqlx::query_scalar(
         "with scan as (
              insert into checkin_scan (tenant_id, scan_id, ticket_id, event_id, gate, scanned_at, result)
              values ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0), $7::json)
              on conflict (tenant_id, scan_id) do nothing
+             returning 1
+         ), checked_in as (
+             update ticket set checked_in_at = to_timestamp($6 / 1000.0), checked_in_gate = $5,
+                    updated_at = now()
+             where $10 and ticket_id = $3 and checked_in_at is null
              returning 1
          ), notice as (
              insert into outbox (tenant_id, messages)
@@ -280,6 +275,7 @@ async fn insert_scan(
     .bind(json)
     .bind(message)
     .bind(OUTBOX_NOTIFY)
+    .bind(admits)
     .fetch_optional(&mut *tx)
     .await?;
     Ok(inserted.is_some())
