@@ -2,7 +2,8 @@
 -- is the deduplication key, so a provider that sends an event twice (they all retry) changes
 -- nothing the second time. The row is written before the hook answers 200, so an acknowledged
 -- event is never lost; `applied_at` says whether the order's owner has acted on it yet.
-create type payment_event_kind as enum ('succeeded', 'failed', 'processing', 'refunded');
+-- `cancelled` comes from operators (provider `operator`), never from a provider's hook.
+create type payment_event_kind as enum ('succeeded', 'failed', 'processing', 'refunded', 'cancelled');
 
 create table payment_event (
     provider           text not null constraint payment_event_provider_length check (length(provider) between 1 and 64),

@@ -4,6 +4,7 @@
 alter type order_status add value if not exists 'failed';
 
 alter table ticket_order
+    add column payment_provider text,
     add column payment_ref   text,
     add column paid_at       timestamptz,
     add column ended_reason  text;

@@ -324,3 +324,196 @@ async fn http_gates_scan_and_upload_offline_batches_idempotently(pool: PgPool) {
     assert_eq!(scans, vec!["e-1", "e-2", "e-3", "w-1", "w-2", "w-3"]);
     node.shutdown().await;
 }
+
+fn admin_token(shop: &Shop) -> String {
+    let mut c = claims("operator-1", &["admin"], 3600);
+    c.tenant = Some(shop.tenant.to_string());
+    sign_hs256(SECRET, &c)
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_transfer_moves_the_ticket_and_the_old_code_stops_working(pool: PgPool) {
+    let node = TestNode::start_internal(paying(node_config(&pool))).await;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let old = buy(&node, &shop, "alice", &[3]).await.remove(0);
+    let alice = common::shop::buyer_signed(SECRET, shop.tenant, "alice");
+    let bob = common::shop::buyer_signed(SECRET, shop.tenant, "bob");
+    let path = format!("/v1/me/tickets/{}/transfer", old.ticket);
+    let (status, body) = post(&node, &path, &alice, &json!({"to": "alice"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
+    let (status, body) = post(&node, &path, &bob, &json!({"to": "carol"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "only the holder gives a ticket away"
+    );
+    let (status, body) = post(&node, &path, &alice, &json!({"to": "bob"})).await;
+    assert_eq!((status, body["version"].as_u64()), (200, Some(2)), "{body}");
+    let (_, mine) = get(&node, "/v1/me/tickets", Some(&alice)).await;
+    assert_eq!(mine["tickets"], json!([]));
+    let (_, theirs) = get(&node, "/v1/me/tickets", Some(&bob)).await;
+    let new: Vec<Ticket> = serde_json::from_value(theirs["tickets"].clone()).unwrap();
+    assert_eq!(
+        (new.len(), new[0].ticket.as_str(), new[0].version),
+        (1, old.ticket.as_str(), 2)
+    );
+    assert_ne!(new[0].qr, old.qr);
+    let gate = gate_token(&shop, "gate-1");
+    let (_, result) = post(
+        &node,
+        "/v1/checkin",
+        &gate,
+        &json!({"qr": old.qr, "scan_id": "s-old"}),
+    )
+    .await;
+    assert_eq!(
+        status_of(&result),
+        ("rejected", Some("ticket_invalid")),
+        "the seller's copy no longer gets in"
+    );
+    let (_, result) = post(
+        &node,
+        "/v1/checkin",
+        &gate,
+        &json!({"qr": new[0].qr, "scan_id": "s-new"}),
+    )
+    .await;
+    assert_eq!(status_of(&result), ("admitted", None));
+    let path = format!("/v1/me/tickets/{}/transfer", old.ticket);
+    let (status, body) = post(&node, &path, &bob, &json!({"to": "carol"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "a ticket inside stays with its holder"
+    );
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn an_operator_refund_or_cancel_returns_the_seats_with_a_delta(pool: PgPool) {
+    // Payments succeed 1.5 s after checkout: time to cancel an order before it is paid.
+    let mut config = paying(node_config(&pool));
+    config.payments.simulated_delay = Duration::from_millis(1500);
+    let node = TestNode::start_internal(config).await;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let admin = admin_token(&shop);
+    let mut watcher = common::shop::connect(&node, &shop, "watcher").await;
+    watcher
+        .must_subscribe(1, &format!("seats:{}", shop.event))
+        .await;
+
+    // A paid order, refunded by an operator.
+    let tickets = buy(&node, &shop, "alice", &[12, 13]).await;
+    let order: Uuid = sqlx::query_scalar("select ticket_order_id from ticket limit 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut alice = common::shop::connect(&node, &shop, "alice").await;
+    let path = format!("/v1/admin/orders/{order}/refund");
+    let (status, body) = post(&node, &path, &admin, &json!({})).await;
+    assert_eq!(
+        (status, body["duplicate"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    let refunded = loop {
+        match common::shop::inbox(&mut alice).await {
+            marquee_protocol::booking::InboxMessage::Order(u)
+                if u.status == OrderStatus::Refunded =>
+            {
+                break u;
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(refunded.order, order.to_string());
+    let freed = seats_freed(&mut watcher, &[12, 13]).await;
+    assert!(freed, "the seat map shows the seats free again");
+    let gate = gate_token(&shop, "gate-1");
+    let (_, result) = post(
+        &node,
+        "/v1/checkin",
+        &gate,
+        &json!({"qr": tickets[0].qr, "scan_id": "s-1"}),
+    )
+    .await;
+    assert_eq!(status_of(&result), ("rejected", Some("ticket_invalid")));
+    let (status, body) = post(&node, &path, &admin, &json!({})).await;
+    assert_eq!((status, body["duplicate"].as_bool()), (200, Some(true)));
+    let (status, body) = post(
+        &node,
+        &format!("/v1/admin/orders/{order}/cancel"),
+        &admin,
+        &json!({}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("conflict")));
+    let (status, _) = post(
+        &node,
+        &format!("/v1/admin/orders/{}/refund", Uuid::now_v7()),
+        &admin,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let buyer = common::shop::buyer_signed(SECRET, shop.tenant, "alice");
+    let (status, _) = post(&node, &path, &buyer, &json!({})).await;
+    assert_eq!(status, 403, "operators only");
+
+    // An order awaiting payment, cancelled before its payment arrives: seats back at once,
+    // and the payment that arrives afterwards is given back.
+    let (mut bob, pending) = checkout(&node, &shop, "bob", &[14]).await;
+    let (status, _) = post(
+        &node,
+        &format!("/v1/admin/orders/{pending}/cancel"),
+        &admin,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(order_update(&mut bob).await.status, OrderStatus::Cancelled);
+    assert!(seats_freed(&mut watcher, &[14]).await);
+    let outcome = || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "select outcome from payment_event where ticket_order_id = $1 and provider = 'simulated'
+             and kind = 'succeeded'",
+        )
+        .bind(pending)
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+        .flatten()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while outcome().await.is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(outcome().await.as_deref(), Some("refunded_order_ended"));
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from audit_log where entity = 'ticket_order' and actor = 'operator-1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 2);
+    node.shutdown().await;
+}
+
+/// Waits for seat deltas until every one of `seats` has been reported free.
+async fn seats_freed(watcher: &mut Raw, seats: &[u32]) -> bool {
+    let mut left: Vec<u32> = seats.to_vec();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !left.is_empty() {
+        let Ok(msg) = tokio::time::timeout_at(deadline, watcher.recv()).await else {
+            return false;
+        };
+        if let ServerMessage::Pub(p) = msg
+            && p.channel.starts_with("seats:")
+        {
+            let delta: marquee_protocol::booking::SeatDelta =
+                serde_json::from_value(p.data).unwrap();
+            left.retain(|s| !delta.free.contains(s));
+        }
+    }
+    true
+}

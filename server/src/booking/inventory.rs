@@ -175,6 +175,8 @@ pub enum Change {
     Paid {
         /// The order.
         order: Uuid,
+        /// The provider that took the payment.
+        provider: String,
         /// The provider's payment reference.
         payment_ref: String,
         /// The tickets.

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Everything else (a `failed` after `succeeded`, a second `succeeded`, anything after a refund)
-//! is recorded as applied and changes nothing.
+//! is recorded as applied and changes nothing, except that money taken for an order already
+//! refunded or cancelled is given back.
 
 use super::inventory::{Change, DeltaBuilder, Inventory};
 use crate::payments::hook::PaymentEventKind;
@@ -61,6 +62,22 @@ pub struct OrderRecord {
     pub status: OrderStatus,
     /// Its lines.
     pub lines: Vec<StoredLine>,
+    /// The provider and reference of the payment that paid it, once paid.
+    pub paid_with: Option<(String, String)>,
+}
+
+/// The provider name under which operators' order changes are recorded.
+pub const OPERATOR: &str = "operator";
+
+/// A payment event to apply (or an operator's change, under provider [`OPERATOR`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentEvent<'a> {
+    /// What happened.
+    pub kind: PaymentEventKind,
+    /// Who reported it.
+    pub provider: &'a str,
+    /// The provider's payment reference.
+    pub payment_ref: &'a str,
 }
 
 impl OrderRecord {
@@ -125,8 +142,9 @@ pub struct PaymentDecision {
     pub change: Option<Change>,
     /// What the buyer is told, if anything changed for them.
     pub news: Option<OrderNews>,
-    /// The provider must give the money back (a late payment whose seats were sold).
-    pub refund: bool,
+    /// A provider must give money back: the late payment itself (its seats were sold), or,
+    /// for an operator's refund or cancellation, the payment that paid the order.
+    pub refund: Option<(String, String)>,
 }
 
 impl PaymentDecision {
@@ -135,7 +153,7 @@ impl PaymentDecision {
             outcome,
             change: None,
             news: None,
-            refund: false,
+            refund: None,
         }
     }
 }
@@ -218,8 +236,7 @@ impl Inventory {
     pub fn apply_payment(
         &mut self,
         order: &OrderRecord,
-        kind: PaymentEventKind,
-        payment_ref: &str,
+        event: PaymentEvent<'_>,
         now: i64,
         cap_ms: i64,
         delta: &mut DeltaBuilder,
@@ -227,6 +244,7 @@ impl Inventory {
         use OrderStatus as S;
         use PaymentEventKind as K;
         let pending = self.pending.contains_key(&order.id);
+        let kind = event.kind;
         match (order.status, kind) {
             (S::PendingPayment, _) if !pending => {
                 // Postgres says pending but this owner does not know it: only possible if the
@@ -240,7 +258,8 @@ impl Inventory {
                     outcome: "paid",
                     change: Some(Change::Paid {
                         order: order.id,
-                        payment_ref: payment_ref.to_owned(),
+                        provider: event.provider.to_owned(),
+                        payment_ref: event.payment_ref.to_owned(),
                         tickets: tickets.clone(),
                         reclaimed: None,
                     }),
@@ -252,27 +271,23 @@ impl Inventory {
                         reason: None,
                         tickets,
                     }),
-                    refund: false,
+                    refund: None,
                 }
             }
-            (S::PendingPayment, K::Failed | K::Refunded) => {
-                let to = if kind == K::Failed {
-                    S::Failed
-                } else {
-                    S::Refunded
+            (S::PendingPayment, K::Failed | K::Refunded | K::Cancelled) => {
+                let (to, outcome) = match kind {
+                    K::Failed => (S::Failed, "failed"),
+                    K::Refunded => (S::Refunded, "refunded"),
+                    _ => (S::Cancelled, "cancelled"),
                 };
                 let (change, news) = self
                     .end_pending(order.id, to, delta)
                     .expect("checked above");
                 PaymentDecision {
-                    outcome: if to == S::Failed {
-                        "failed"
-                    } else {
-                        "refunded"
-                    },
+                    outcome,
                     change: Some(change),
                     news: Some(news),
-                    refund: false,
+                    refund: None,
                 }
             }
             (S::PendingPayment, K::Processing) => {
@@ -304,19 +319,24 @@ impl Inventory {
                         reason: Some(OrderReason::PaymentProcessing),
                         tickets: Vec::new(),
                     }),
-                    refund: false,
+                    refund: None,
                 }
             }
-            (S::Expired | S::Failed, K::Succeeded) => self.late_payment(order, payment_ref, delta),
-            (S::Paid, K::Refunded) => {
+            (S::Expired | S::Failed, K::Succeeded) => self.late_payment(order, event, delta),
+            (S::Paid, K::Refunded | K::Cancelled) => {
                 let seats = order.seats();
                 let ga = order.ga();
                 self.give_back(&order.user, &seats, ga, delta);
+                let (to, outcome) = if kind == K::Refunded {
+                    (S::Refunded, "refunded")
+                } else {
+                    (S::Cancelled, "cancelled")
+                };
                 PaymentDecision {
-                    outcome: "refunded",
+                    outcome,
                     change: Some(Change::OrderEnded {
                         order: order.id,
-                        to: S::Refunded,
+                        to,
                         reason: None,
                         freed: true,
                         ga,
@@ -325,15 +345,24 @@ impl Inventory {
                     news: Some(OrderNews {
                         order: order.id,
                         user: order.user.clone(),
-                        status: S::Refunded,
+                        status: to,
                         due: None,
                         reason: None,
                         tickets: Vec::new(),
                     }),
-                    refund: false,
+                    // A provider's refund event reports money already back; an operator's
+                    // refund or cancellation asks the provider that took it.
+                    refund: (event.provider == OPERATOR)
+                        .then(|| order.paid_with.clone())
+                        .flatten(),
                 }
             }
             (S::Paid, _) => PaymentDecision::ignored("ignored_already_paid"),
+            (S::Refunded | S::Cancelled, K::Succeeded) => PaymentDecision {
+                // Money taken for an order that no longer sells anything: it goes back.
+                refund: Some((event.provider.to_owned(), event.payment_ref.to_owned())),
+                ..PaymentDecision::ignored("refunded_order_ended")
+            },
             (S::Refunded | S::Cancelled, _) => PaymentDecision::ignored("ignored_order_ended"),
             (S::Expired | S::Failed, _) => PaymentDecision::ignored("ignored_order_ended"),
             (S::Unknown, _) => PaymentDecision::ignored("ignored_unknown_status"),
@@ -346,7 +375,7 @@ impl Inventory {
     fn late_payment(
         &mut self,
         order: &OrderRecord,
-        payment_ref: &str,
+        event: PaymentEvent<'_>,
         delta: &mut DeltaBuilder,
     ) -> PaymentDecision {
         let seats = order.seats();
@@ -379,7 +408,7 @@ impl Inventory {
                     reason: Some(OrderReason::LatePaymentRefunded),
                     tickets: Vec::new(),
                 }),
-                refund: true,
+                refund: Some((event.provider.to_owned(), event.payment_ref.to_owned())),
             };
         }
         for &s in &seats {
@@ -398,7 +427,8 @@ impl Inventory {
             outcome: "late_payment_accepted",
             change: Some(Change::Paid {
                 order: order.id,
-                payment_ref: payment_ref.to_owned(),
+                provider: event.provider.to_owned(),
+                payment_ref: event.payment_ref.to_owned(),
                 tickets: tickets.clone(),
                 reclaimed: Some(Reclaimed {
                     seats: order
@@ -417,7 +447,7 @@ impl Inventory {
                 reason: Some(OrderReason::LatePaymentAccepted),
                 tickets,
             }),
-            refund: false,
+            refund: None,
         }
     }
 

@@ -584,19 +584,21 @@ async fn commit_orders(
         match change {
             Change::Paid {
                 order,
+                provider,
                 payment_ref,
                 tickets,
                 reclaimed,
             } => {
                 let done = sqlx::query(
                     "update ticket_order set status = 'paid', paid_at = now(), payment_ref = $3,
-                            payment_due_at = null, updated_at = now()
+                            payment_provider = $4, payment_due_at = null, updated_at = now()
                      where event_id = $1 and ticket_order_id = $2
                        and status in ('pending_payment', 'expired', 'failed')",
                 )
                 .bind(event)
                 .bind(order)
                 .bind(payment_ref)
+                .bind(provider)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
@@ -640,10 +642,12 @@ async fn commit_orders(
                 void_tickets,
                 ..
             } => {
-                let from: &[&str] = match to {
-                    OrderStatus::Refunded if *void_tickets => &["paid"],
-                    OrderStatus::Refunded if !*freed => &["expired", "failed"],
-                    _ => &["pending_payment"],
+                let from: &[&str] = if *void_tickets {
+                    &["paid"]
+                } else if !*freed {
+                    &["expired", "failed"]
+                } else {
+                    &["pending_payment"]
                 };
                 let done = sqlx::query(
                     "update ticket_order set status = $3::order_status, ended_reason = $4, updated_at = now()
@@ -753,7 +757,8 @@ pub async fn unapplied_payments(
 ) -> Result<Vec<UnappliedPayment>, sqlx::Error> {
     let rows = sqlx::query(
         "select p.provider, p.provider_event_id, p.kind, p.payment_ref,
-                o.ticket_order_id, o.user_id, o.status::text as status
+                o.ticket_order_id, o.user_id, o.status::text as status,
+                o.payment_provider, o.payment_ref as paid_ref
          from payment_event p join ticket_order o on o.ticket_order_id = p.ticket_order_id
          where p.event_id = $1 and p.applied_at is null
          order by p.created_at, p.provider_event_id limit $2",
@@ -804,6 +809,9 @@ pub async fn unapplied_payments(
                     user: r.get("user_id"),
                     status: parse_order_status(r.get("status")),
                     lines: lines.get(&id).cloned().unwrap_or_default(),
+                    paid_with: r
+                        .get::<Option<String>, _>("payment_provider")
+                        .zip(r.get::<Option<String>, _>("paid_ref")),
                 },
             }
         })

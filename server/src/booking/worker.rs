@@ -13,7 +13,7 @@
 use super::admission::AdmissionKey;
 use super::inventory::Change;
 use super::inventory::{DeltaBuilder, Inventory, Request};
-use super::orders::OrderNews;
+use super::orders::{OrderNews, PaymentEvent};
 use super::queue::{CommandQueue, Entry, Reader};
 use super::store::{self, Batch, CommitError, Processed, UnappliedPayment, outbox_message};
 use crate::metrics::METRICS;
@@ -613,19 +613,22 @@ impl Owner {
         for payment in payments {
             let decision = inv.apply_payment(
                 &payment.order,
-                payment.kind,
-                &payment.payment_ref,
+                PaymentEvent {
+                    kind: payment.kind,
+                    provider: &payment.provider,
+                    payment_ref: &payment.payment_ref,
+                },
                 now,
                 cap_ms,
                 &mut delta,
             );
             tracing::info!(event = %inv.event, order = %payment.order.id, provider = %payment.provider,
                 payment_event = %payment.event_id, outcome = decision.outcome, "payment event applied");
-            if decision.refund {
+            if let Some((provider, payment_ref)) = decision.refund {
                 calls.push(ProviderCall::Refund {
-                    provider: payment.provider.clone(),
+                    provider,
                     order: payment.order.id,
-                    payment_ref: payment.payment_ref.clone(),
+                    payment_ref,
                 });
             }
             batch.changes.extend(decision.change);

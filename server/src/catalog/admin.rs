@@ -17,7 +17,7 @@ use uuid::Uuid;
 type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
 type Found<T> = Result<Json<T>, ApiError>;
 
-async fn audit(
+pub(crate) async fn audit(
     conn: &mut PgConnection,
     admin: &Admin,
     entity: &str,

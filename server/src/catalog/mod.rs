@@ -156,6 +156,7 @@ impl FromRequestParts<CatalogState> for Admin {
         admin::create_category, admin::list_categories, admin::create_seat_map_route,
         admin::create_ticket_type, admin::list_ticket_types, admin::create_onsale,
         admin::list_onsales, admin::get_onsale, admin::set_onsale_status, admin::set_onsale_admission,
+        crate::payments::operator::refund_order, crate::payments::operator::cancel_order,
         public::search_events, public::event_detail, public::event_seats, public::availability, public::onsale_draw,
     ),
     components(schemas(marquee_protocol::ErrorBody)),
@@ -233,6 +234,14 @@ pub fn router(state: CatalogState) -> Router {
         .route(
             "/v1/admin/onsales/{onsale_id}/admission",
             patch(admin::set_onsale_admission),
+        )
+        .route(
+            "/v1/admin/orders/{order_id}/refund",
+            post(crate::payments::operator::refund_order),
+        )
+        .route(
+            "/v1/admin/orders/{order_id}/cancel",
+            post(crate::payments::operator::cancel_order),
         )
         .route("/v1/tenants/{tenant_id}/events", get(public::search_events))
         .route(

@@ -131,6 +131,10 @@ pub enum PaymentEventKind {
     /// The money was given back.
     #[serde(rename = "payment.refunded")]
     Refunded,
+    /// An operator cancelled the order (recorded by Marquee itself, never accepted from a
+    /// provider's hook).
+    #[serde(rename = "order.cancelled")]
+    Cancelled,
 }
 
 /// The answer to an accepted call.
@@ -213,6 +217,12 @@ async fn receive(
     })?;
     let event: HookEvent = serde_json::from_slice(&body)
         .map_err(|e| bad(ErrorCode::BadRequest, format!("not a payment event: {e}")))?;
+    if event.kind == PaymentEventKind::Cancelled {
+        return Err(bad(
+            ErrorCode::BadRequest,
+            "order.cancelled is not a provider event",
+        ));
+    }
     if event.id.is_empty() || event.id.len() > 255 {
         return Err(bad(ErrorCode::BadRequest, "id must be 1 to 255 bytes"));
     }

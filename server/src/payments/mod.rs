@@ -6,7 +6,9 @@
 //!   signature, records the provider's event once (its id is the deduplication key) and
 //!   answers; a duplicate is acknowledged and ignored.
 //! - [`provider`]: the `PaymentProvider` trait and the built-in simulated provider.
+//! - [`operator`]: operators refunding and cancelling orders.
 
 pub mod hook;
+pub mod operator;
 pub mod provider;
 pub mod signature;

@@ -6,12 +6,15 @@
 //! - `POST /v1/checkin`: one scan (role `gate`), answered with its [`ScanResult`].
 //! - `POST /v1/checkin/batch`: up to 1,000 scans an offline gate kept (role `gate`), each
 //!   answered as if sent alone, in order.
+//! - `POST /v1/me/tickets/{ticket_id}/transfer`: gives one of the caller's tickets to another
+//!   account of the tenant. The ticket's version goes up, so every code signed before stops
+//!   working at the gates; the new holder finds it, with its new code, in their tickets.
 
 use super::checkin::{Checkin, CheckinError};
 use super::qr::TicketClaim;
 use crate::api::{ApiError, bearer_identity};
 use crate::auth::{Identity, Role, Verifier};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -41,6 +44,7 @@ pub fn router(state: TicketsState) -> Router {
         .route("/v1/tickets/public-key", get(public_key))
         .route("/v1/checkin", post(checkin))
         .route("/v1/checkin/batch", post(checkin_batch))
+        .route("/v1/me/tickets/{ticket_id}/transfer", post(transfer))
         .with_state(state)
 }
 
@@ -195,4 +199,89 @@ async fn checkin_batch(
         results.push(state.checkin.scan(tenant, &identity.user, scan).await?);
     }
     Ok(Json(ScanResults { results }))
+}
+
+/// A transfer: the account to give the ticket to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// The new holder's user id (`sub`), in the caller's tenant.
+    pub to: String,
+}
+
+/// A done transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transferred {
+    /// The ticket.
+    pub ticket: String,
+    /// Its new holder.
+    pub to: String,
+    /// Its new version: codes of older versions no longer work.
+    pub version: u32,
+}
+
+async fn transfer(
+    State(state): State<TicketsState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: crate::api::AppJson<TransferRequest>,
+) -> Result<Json<Transferred>, ApiError> {
+    let identity = bearer_identity(&state.verifier, &headers)?;
+    let tenant = tenant_of(&identity)?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such ticket");
+    let ticket = Uuid::parse_str(&raw).map_err(|_| not_found())?;
+    let to = body.0.to;
+    if to.is_empty() || to.len() > 255 || to == identity.user {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "to must be another user id of 1 to 255 bytes",
+        ));
+    }
+    let db = &state.checkin.db;
+    let mut tx = db.begin().await.map_err(CheckinError::Db)?;
+    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+        "select status::text, (extract(epoch from checked_in_at) * 1000)::int8
+         from ticket where ticket_id = $1 and tenant_id = $2 and holder = $3 for update",
+    )
+    .bind(ticket)
+    .bind(tenant)
+    .bind(&identity.user)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(CheckinError::Db)?;
+    let conflict = |m: &str| ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m);
+    match row {
+        None => return Err(not_found()),
+        Some((status, _)) if status != "valid" => {
+            return Err(conflict("the ticket was cancelled or refunded"));
+        }
+        Some((_, Some(_))) => return Err(conflict("the ticket is checked in already")),
+        Some(_) => {}
+    }
+    let version: i32 = sqlx::query_scalar(
+        "update ticket set holder = $2, version = version + 1, updated_at = now()
+         where ticket_id = $1 returning version",
+    )
+    .bind(ticket)
+    .bind(&to)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(CheckinError::Db)?;
+    sqlx::query(
+        "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail)
+         values ($1, $2, 'ticket', $3, 'transferred', $4::json)",
+    )
+    .bind(tenant)
+    .bind(&identity.user)
+    .bind(ticket.to_string())
+    .bind(serde_json::json!({"to": to, "version": version}).to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(CheckinError::Db)?;
+    tx.commit().await.map_err(CheckinError::Db)?;
+    Ok(Json(Transferred {
+        ticket: ticket.to_string(),
+        to,
+        version: version as u32,
+    }))
 }
