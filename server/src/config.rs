@@ -343,6 +343,15 @@ pub struct BookingArgs {
     /// an order's deadline up to this, and no further.
     #[arg(long, env = "MARQUEE_PAYMENT_CAP", default_value = "30m", value_parser = duration)]
     pub payment_cap: Duration,
+
+    /// Where notifications (order paid, refunded or cancelled, ticket transferred) are POSTed,
+    /// signed with `--notify-secret`. Unset: no notifications are written or sent.
+    #[arg(long, env = "MARQUEE_NOTIFY_URL", requires = "notify_secret")]
+    pub notify_url: Option<String>,
+
+    /// Signs notifications (`Marquee-Signature`, as on payment hooks).
+    #[arg(long, env = "MARQUEE_NOTIFY_SECRET", hide_env_values = true)]
+    pub notify_secret: Option<Secret>,
 }
 
 impl BookingArgs {
@@ -358,6 +367,7 @@ impl BookingArgs {
                 .as_ref()
                 .map(crate::booking::admission::AdmissionKey::new),
             payment_cap: self.payment_cap,
+            notify: self.notify_url.is_some(),
             ..Default::default()
         }
     }

@@ -39,6 +39,7 @@ pub mod embedded_pg;
 pub mod engine;
 pub mod hub;
 pub mod metrics;
+pub mod notify;
 pub mod outgoing;
 pub mod payments;
 pub mod tickets;
@@ -220,6 +221,7 @@ impl Node {
         let tickets = checkin.clone().map(|checkin| tickets::http::TicketsState {
             checkin,
             verifier: verifier.clone(),
+            notify: config.booking.notify_url.is_some(),
         });
         let catalog = db.as_ref().map(|db| catalog::CatalogState {
             db: db.clone(),
@@ -329,6 +331,10 @@ impl Node {
         let background = CancellationToken::new();
         let mut siblings = tokio::task::JoinSet::new();
         let db_for_room = db.clone();
+        if let Some(sender) = notification_sender(db.as_ref(), &config.booking) {
+            let stop = background.clone();
+            siblings.spawn(async move { ("notification sender", sender.run(stop).await) });
+        }
         let provider = simulated_provider(&config, hooks.as_ref(), internal.as_ref());
         if let (Some(db), Some(booking)) = (db, booking) {
             let (hub, stop) = (state.hub.clone(), background.clone());
@@ -446,6 +452,18 @@ fn simulated_provider(
     )))
 }
 
+/// The notification sender, when notifications are configured and there is a database.
+fn notification_sender(
+    db: Option<&sqlx::PgPool>,
+    booking: &config::BookingArgs,
+) -> Option<notify::Sender> {
+    Some(notify::Sender::new(
+        db?.clone(),
+        booking.notify_url.clone()?,
+        booking.notify_secret.clone()?,
+    ))
+}
+
 /// Runs a booking worker process (`marquee worker`) until `shutdown` completes.
 pub async fn run_worker(
     config: config::WorkerConfig,
@@ -480,6 +498,14 @@ pub async fn run_worker(
     };
     tracing::info!(worker = %worker.id, "booking worker started");
     let cancel = CancellationToken::new();
+    if let Some(sender) = notification_sender(Some(&worker.db), &config.booking) {
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sender.run(stop).await {
+                tracing::error!(error = format!("{e:#}"), "notification sender failed");
+            }
+        });
+    }
     let stop = cancel.clone();
     tokio::spawn(async move {
         shutdown.await;

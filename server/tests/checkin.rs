@@ -517,3 +517,122 @@ async fn seats_freed(watcher: &mut Raw, seats: &[u32]) -> bool {
     }
     true
 }
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn notifications_reach_the_receiver_signed_and_are_retried_until_it_answers(pool: PgPool) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::{Arc, Mutex};
+    const NOTIFY_SECRET: &str = "notify-secret-0123456789";
+    // A receiver that refuses its first call, then takes everything.
+    // Each call's signature header and body.
+    type Calls = Arc<Mutex<Vec<(Option<String>, Bytes)>>>;
+    let received: Calls = Arc::default();
+    let app = axum::Router::new().route(
+        "/hooks/marquee",
+        axum::routing::post({
+            let received = received.clone();
+            move |headers: HeaderMap, body: Bytes| {
+                let received = received.clone();
+                async move {
+                    let mut seen = received.lock().unwrap();
+                    let signature = headers
+                        .get("marquee-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    seen.push((signature, body));
+                    if seen.len() == 1 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/marquee", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut config = paying(node_config(&pool));
+    config.booking.notify_url = Some(url);
+    config.booking.notify_secret = Some(marquee_server::config::Secret::new(NOTIFY_SECRET));
+    let node = TestNode::start_internal(config).await;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let ticket = buy(&node, &shop, "alice", &[20]).await.remove(0);
+    let alice = common::shop::buyer_signed(SECRET, shop.tenant, "alice");
+    let path = format!("/v1/me/tickets/{}/transfer", ticket.ticket);
+    let (status, _) = post(&node, &path, &alice, &json!({"to": "bob"})).await;
+    assert_eq!(status, 200);
+    let order: Uuid = sqlx::query_scalar("select ticket_order_id from ticket_order")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (status, _) = post(
+        &node,
+        &format!("/v1/admin/orders/{order}/refund"),
+        &admin_token(&shop),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Three notifications, the first delivered twice (refused once, then retried).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let delivered = || {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from notification where delivered_at is not null",
+        )
+        .fetch_one(&pool)
+    };
+    while delivered().await.unwrap() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(delivered().await.unwrap(), 3);
+    let calls = received.lock().unwrap().clone();
+    let mut bodies = Vec::new();
+    for (signature, body) in &calls {
+        marquee_server::payments::signature::verify(
+            signature.as_deref(),
+            body,
+            &[NOTIFY_SECRET],
+            marquee_server::auth::now_secs(),
+            300,
+        )
+        .expect("every notification is signed with the notification secret");
+        bodies.push(serde_json::from_slice::<Value>(body).unwrap());
+    }
+    assert_eq!(calls.len(), 4, "one retry after the refused call");
+    let again: Vec<&Value> = bodies[1..]
+        .iter()
+        .filter(|b| b["id"] == bodies[0]["id"])
+        .collect();
+    assert_eq!(
+        again,
+        vec![&bodies[0]],
+        "the refused one came again, the same"
+    );
+    let mut sorted: Vec<&str> = bodies[1..]
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        vec!["order.paid", "order.refunded", "ticket.transferred"]
+    );
+    let paid = bodies.iter().find(|b| b["type"] == "order.paid").unwrap();
+    assert_eq!(paid["data"]["order"], json!(order));
+    assert_eq!(paid["data"]["user"], json!("alice"));
+    assert_eq!(paid["data"]["tickets"], json!([ticket.ticket]));
+    let moved = bodies
+        .iter()
+        .find(|b| b["type"] == "ticket.transferred")
+        .unwrap();
+    assert_eq!(
+        (&moved["data"]["from"], &moved["data"]["to"]),
+        (&json!("alice"), &json!("bob"))
+    );
+    node.shutdown().await;
+    receiver.abort();
+}

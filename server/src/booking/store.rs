@@ -63,6 +63,8 @@ pub struct Batch {
     pub bump: bool,
     /// Payment events applied: `(provider, event id, outcome)`.
     pub payments: Vec<(String, String, &'static str)>,
+    /// Write notifications for the orders it pays, refunds or cancels.
+    pub notify: bool,
 }
 
 impl Batch {
@@ -579,6 +581,7 @@ async fn commit_orders(
     tenant: Uuid,
     event: Uuid,
     changes: &[Change],
+    notify: bool,
 ) -> Result<(), CommitError> {
     for change in changes {
         match change {
@@ -628,11 +631,18 @@ async fn commit_orders(
                 .bind(tenant)
                 .bind(event)
                 .bind(order)
-                .bind(ids)
+                .bind(&ids)
                 .bind(types)
                 .bind(seats)
                 .execute(&mut *tx)
                 .await?;
+                if notify {
+                    let data = serde_json::json!({
+                        "order": order, "event": event, "tickets": ids,
+                        "provider": provider, "payment": payment_ref,
+                    });
+                    notify_order(tx, tenant, *order, "order.paid", data).await?;
+                }
             }
             Change::OrderEnded {
                 order,
@@ -672,6 +682,16 @@ async fn commit_orders(
                     .execute(&mut *tx)
                     .await?;
                 }
+                if notify && matches!(to, OrderStatus::Refunded | OrderStatus::Cancelled) {
+                    let kind = if *to == OrderStatus::Refunded {
+                        "order.refunded"
+                    } else {
+                        "order.cancelled"
+                    };
+                    let data =
+                        serde_json::json!({"order": order, "event": event, "reason": reason});
+                    notify_order(tx, tenant, *order, kind, data).await?;
+                }
                 if *void_tickets {
                     sqlx::query(
                         "update ticket set status = 'void', updated_at = now()
@@ -698,6 +718,23 @@ async fn commit_orders(
         }
     }
     Ok(())
+}
+
+/// Writes an order's notification, with its buyer added to `data`.
+async fn notify_order(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    order: Uuid,
+    kind: &str,
+    mut data: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let user: String =
+        sqlx::query_scalar("select user_id from ticket_order where ticket_order_id = $1")
+            .bind(order)
+            .fetch_one(&mut *tx)
+            .await?;
+    data["user"] = serde_json::Value::String(user);
+    crate::notify::record(tx, tenant, kind, &data).await
 }
 
 /// The database spelling of an order status.
@@ -1006,7 +1043,7 @@ pub async fn commit(
         .execute(&mut *tx)
         .await?;
     }
-    commit_orders(&mut tx, tenant, event, &batch.changes).await?;
+    commit_orders(&mut tx, tenant, event, &batch.changes, batch.notify).await?;
     if !batch.payments.is_empty() {
         let providers: Vec<&str> = batch.payments.iter().map(|p| p.0.as_str()).collect();
         let ids: Vec<&str> = batch.payments.iter().map(|p| p.1.as_str()).collect();

@@ -63,6 +63,8 @@ pub struct WorkerSettings {
     /// Starts the payments of orders checked out, and refunds. Without one, orders wait for
     /// payment events from elsewhere.
     pub provider: Option<Arc<dyn PaymentProvider>>,
+    /// Write notifications for paid, refunded and cancelled orders ([`crate::notify`]).
+    pub notify: bool,
 }
 
 impl Default for WorkerSettings {
@@ -78,6 +80,7 @@ impl Default for WorkerSettings {
             ticket_key: None,
             payment_cap: Duration::from_secs(30 * 60),
             provider: None,
+            notify: false,
         }
     }
 }
@@ -531,7 +534,10 @@ impl Owner {
             .map(|e| (e.envelope.user.clone(), e.envelope.request_id.clone()))
             .collect();
         let stored = store::processed(&worker.db, inv.tenant, &keys).await?;
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            notify: worker.settings.notify,
+            ..Batch::default()
+        };
         let mut delta = DeltaBuilder::default();
         let mut seen: HashMap<RequestKey, Decided> = HashMap::new();
         let mut results = Vec::new();

@@ -35,6 +35,8 @@ pub struct TicketsState {
     pub checkin: Checkin,
     /// Token verifier.
     pub verifier: Arc<Verifier>,
+    /// Write a notification for every transfer ([`crate::notify`]).
+    pub notify: bool,
 }
 
 /// The ticket routes.
@@ -278,6 +280,14 @@ async fn transfer(
     .execute(&mut *tx)
     .await
     .map_err(CheckinError::Db)?;
+    if state.notify {
+        let data = serde_json::json!({
+            "ticket": ticket, "from": identity.user, "to": to, "version": version,
+        });
+        crate::notify::record(&mut tx, tenant, "ticket.transferred", &data)
+            .await
+            .map_err(CheckinError::Db)?;
+    }
     tx.commit().await.map_err(CheckinError::Db)?;
     Ok(Json(Transferred {
         ticket: ticket.to_string(),
