@@ -204,7 +204,7 @@ pub struct PaymentArgs {
     #[arg(
         long,
         env = "MARQUEE_INTERNAL_LISTEN",
-        default_value = "127.0.0.1:8081"
+        default_value = "127.0.0.1:8090"
     )]
     pub internal_listen: SocketAddr,
 

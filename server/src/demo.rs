@@ -1,7 +1,9 @@
 //! `marquee demo`: one node on the memory engine with a seeded catalog (a 2,708-seat hall, an
 //! event on sale, a live onsale behind the waiting room) and ready-made tokens, so a person can
-//! queue, watch the live seat map and hold seats within a minute of cloning the repository. A
-//! simulated crowd (`--crowd N`) queues, shops and leaves, so the queue and the map move.
+//! queue, watch the live seat map, hold seats, check out and get tickets within a minute of
+//! cloning the repository. A simulated crowd (`--crowd N`) queues, holds, checks out and is paid
+//! by the simulated payment provider through the signed hook, so the queue, the seat map and the
+//! sale all move: a whole onsale, from queue to tickets.
 
 use crate::Node;
 use crate::auth::{Claims, Identity, now_secs, sign_hs256};
@@ -22,8 +24,8 @@ pub struct DemoArgs {
     pub database_url: Option<crate::config::Secret>,
 
     /// Simulated buyers who queue for the demo onsale, hold a few seats when admitted (staged
-    /// while waiting), shop a little and leave, then come back: the queue and the seat map
-    /// move on their own.
+    /// while waiting), check out and are paid by the simulated provider, then come back for
+    /// more: the queue, the seat map and the sale move on their own.
     #[arg(long, default_value_t = 100)]
     pub crowd: usize,
 }
@@ -67,6 +69,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    // The payment hooks, on a port of their own: the simulated provider calls them.
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hooks = internal.local_addr()?;
     let node = Node::build(config).await?;
 
     let db = node.db().expect("the demo always has a database");
@@ -75,6 +80,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tenant = shop.tenant_id;
     let buyer = token(&secret, tenant, "buyer-1", &[]);
     let admin = token(&secret, tenant, "operator-1", &["admin"]);
+    let gate = token(&secret, tenant, "gate-1", &["gate"]);
     println!("Marquee demo node on http://{addr} (memory engine)");
     match &embedded {
         Some(pg) => println!(
@@ -89,6 +95,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("Buyer token (24 h):\n  {buyer}\n");
     println!("Admin token (24 h):\n  {admin}\n");
+    println!("Gate token (24 h):\n  {gate}\n");
     let onsale = shop.onsale_id;
     println!(
         "Queue, watch the live seat map and hold two seats (websocat); {} simulated buyers queue too:",
@@ -102,78 +109,148 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  {{\"type\":\"command\",\"id\":4,\"request_id\":\"my-first-hold\",\"command\":{{\"kind\":\"hold_seats\",\"event\":\"{event}\",\"seats\":[140,141]}},\"admission\":\"<token>\"}}\n"
     );
+    println!(
+        "Then check out (\"kind\":\"checkout\",\"hold\":\"<hold>\", same admission): the simulated payment provider"
+    );
+    println!(
+        "pays about two seconds later through the signed hook on http://{hooks}/hooks/payments/simulated,"
+    );
+    println!("and your inbox gets the order, paid, with its tickets. Your tickets and a check-in:");
+    println!("  curl -s -H 'authorization: Bearer {buyer}' http://{addr}/v1/me/tickets");
+    println!(
+        "  curl -s -H 'authorization: Bearer {gate}' -H 'content-type: application/json' -d '{{\"qr\":\"<qr>\",\"scan_id\":\"scan-1\"}}' http://{addr}/v1/checkin\n"
+    );
     println!("Browse the catalog:");
     println!("  curl -s http://{addr}/v1/tenants/{tenant}/events");
     println!("  curl -s http://{addr}/v1/tenants/{tenant}/events/{event}/availability");
     println!("  curl -s http://{addr}/openapi.json\n");
 
-    if let Some(room) = node.waiting_room().cloned() {
-        let categories: Vec<String> = shop
-            .categories
-            .iter()
-            .map(|(id, _)| id.to_string())
-            .collect();
+    if let (Some(room), Some(booking)) = (node.waiting_room().cloned(), node.booking().cloned()) {
+        let crowd = Crowd {
+            room,
+            booking,
+            tenant,
+            event,
+            onsale: shop.onsale_id,
+            categories: shop
+                .categories
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect(),
+        };
         for n in 0..args.crowd {
-            let (room, categories) = (room.clone(), categories.clone());
-            let onsale = shop.onsale_id.to_string();
-            tokio::spawn(async move {
-                simulated_buyer(room, tenant, n, onsale, categories).await;
-            });
+            tokio::spawn(crowd.clone().buyer(n));
         }
     }
 
-    let served = node.serve(listener, crate::shutdown_signal()).await;
+    let served = node
+        .with_internal_listener(internal)
+        .serve(listener, crate::shutdown_signal())
+        .await;
     drop(embedded);
     served
 }
 
-/// One simulated buyer of the demo crowd, for the life of the process: joins the queue with a
-/// staged purchase (so the hold happens the moment it is admitted), waits its turn, shops for
-/// a few seconds, leaves (its slot goes to the next in line), and comes back a little later.
-/// It talks to the waiting room in process, through the same calls a connection makes.
-async fn simulated_buyer(
-    room: crate::waiting_room::WaitingRoom,
-    tenant: uuid::Uuid,
-    n: usize,
-    onsale: String,
-    categories: Vec<String>,
-) {
-    use crate::hub::registry::ConnShared;
-    use marquee_protocol::queue::{PlaceState, PurchaseIntent};
-    // Spread the first joins over a few seconds, as people arrive.
-    tokio::time::sleep(Duration::from_millis(rand::random_range(0..5_000))).await;
-    let identity = Identity {
-        user: format!("crowd-{n}"),
-        tenant: Some(tenant.to_string()),
-        roles: Vec::new(),
-        expires_at: u64::MAX,
-    };
-    // An id far from the connections' ids; statuses arrive in its slot as on a socket.
-    let (conn, _outbound) = ConnShared::new(u64::MAX - n as u64, 1);
-    loop {
-        let intent = PurchaseIntent {
-            category: categories[rand::random_range(0..categories.len())].clone(),
-            quantity: rand::random_range(1..=4),
+/// What the demo crowd's buyers need: the calls a connection makes, in process.
+#[derive(Debug, Clone)]
+pub struct Crowd {
+    /// The waiting room.
+    pub room: crate::waiting_room::WaitingRoom,
+    /// Purchase commands.
+    pub booking: crate::booking::Booking,
+    /// The demo tenant.
+    pub tenant: uuid::Uuid,
+    /// The event on sale.
+    pub event: uuid::Uuid,
+    /// Its onsale.
+    pub onsale: uuid::Uuid,
+    /// Its price categories.
+    pub categories: Vec<String>,
+}
+
+impl Crowd {
+    /// One simulated buyer, for the life of the process: joins the queue with a staged purchase
+    /// (held the moment it is admitted), waits its turn, looks at its seats for a few seconds,
+    /// checks out (the simulated provider then pays, or sometimes not, and tickets are issued),
+    /// and comes back for more a little later. After checkout its admission slot goes to the
+    /// next in line; without a hold it leaves the queue.
+    pub async fn buyer(self, n: usize) {
+        use crate::hub::registry::ConnShared;
+        use marquee_protocol::booking::Command;
+        use marquee_protocol::queue::{PlaceState, PurchaseIntent};
+        // Spread the first joins over a few seconds, as people arrive.
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..5_000))).await;
+        let identity = Identity {
+            user: format!("crowd-{n}"),
+            tenant: Some(self.tenant.to_string()),
+            roles: Vec::new(),
+            expires_at: u64::MAX,
         };
-        let joined = room
-            .join(&identity, &conn, None, &onsale, None, Some(&intent))
-            .await;
-        if let Err(e) = joined {
-            tracing::debug!(user = %identity.user, error = %e, "demo buyer not queued");
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            continue;
+        let onsale = self.onsale.to_string();
+        // An id far from the connections' ids; statuses arrive in its slot as on a socket.
+        let (conn, _outbound) = ConnShared::new(u64::MAX - n as u64, 1);
+        for round in 0u64.. {
+            let intent = PurchaseIntent {
+                category: self.categories[rand::random_range(0..self.categories.len())].clone(),
+                quantity: rand::random_range(1..=4),
+            };
+            let joined = self
+                .room
+                .join(&identity, &conn, None, &onsale, None, Some(&intent))
+                .await;
+            if let Err(e) = joined {
+                tracing::debug!(user = %identity.user, error = %e, "demo buyer not queued");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                continue;
+            }
+            let admission = loop {
+                conn.notify.notified().await;
+                conn.take_flags();
+                let statuses = conn.take_queue();
+                if let Some(s) = statuses.iter().find(|s| {
+                    matches!(
+                        s.state,
+                        PlaceState::Admitted | PlaceState::Ended | PlaceState::Closed
+                    )
+                }) {
+                    break s.admission.as_ref().map(|a| a.token.clone());
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(rand::random_range(2_000..8_000))).await;
+            match self.held(&identity.user).await {
+                Some(hold) if admission.is_some() => {
+                    let checkout = Command::Checkout {
+                        event: self.event.to_string(),
+                        hold: hold.to_string(),
+                    };
+                    let request = format!("crowd-{n}-{round}-checkout");
+                    if let Err(e) = self
+                        .booking
+                        .submit(&identity, request, checkout, admission)
+                        .await
+                    {
+                        tracing::debug!(user = %identity.user, error = %e, "demo checkout refused");
+                    }
+                }
+                _ => {
+                    let _ = self.room.leave(&identity, &onsale).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(rand::random_range(5_000..30_000))).await;
         }
-        let mut admitted = false;
-        while !admitted {
-            conn.notify.notified().await;
-            conn.take_flags();
-            admitted = conn
-                .take_queue()
-                .iter()
-                .any(|s| matches!(s.state, PlaceState::Admitted | PlaceState::Ended));
-        }
-        tokio::time::sleep(Duration::from_millis(rand::random_range(3_000..15_000))).await;
-        let _ = room.leave(&identity, &onsale).await;
-        tokio::time::sleep(Duration::from_millis(rand::random_range(5_000..30_000))).await;
+    }
+
+    /// The buyer's active hold on the event, if its staged purchase was held.
+    async fn held(&self, user: &str) -> Option<uuid::Uuid> {
+        sqlx::query_scalar(
+            "select hold_id from hold where event_id = $1 and user_id = $2 and status = 'active'
+             order by created_at desc limit 1",
+        )
+        .bind(self.event)
+        .bind(user)
+        .fetch_optional(self.booking.db())
+        .await
+        .ok()
+        .flatten()
     }
 }

@@ -81,14 +81,22 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            let internal_addr = config.payments.internal_listen;
-            let internal = tokio::net::TcpListener::bind(internal_addr)
-                .await
-                .with_context(|| format!("binding the internal listener {internal_addr}"))?;
-            marquee_server::Node::build(*config)
-                .await?
-                .with_internal_listener(internal)
-                .serve(listener, marquee_server::shutdown_signal())
+            // The internal listener serves the payment hooks, which need the database: a node
+            // without one (a relay) binds nothing more than its public address.
+            let internal = match config.database_url {
+                Some(_) => {
+                    let addr = config.payments.internal_listen;
+                    Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                        format!("binding the internal listener {addr} (--internal-listen)")
+                    })?)
+                }
+                None => None,
+            };
+            let mut node = marquee_server::Node::build(*config).await?;
+            if let Some(internal) = internal {
+                node = node.with_internal_listener(internal);
+            }
+            node.serve(listener, marquee_server::shutdown_signal())
                 .await
         }
         Command::Worker(config) => {
