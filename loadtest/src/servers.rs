@@ -152,6 +152,9 @@ impl Cluster {
                         .env("MARQUEE_CONNECT_BURST", "1000000")
                         .env("MARQUEE_MAX_CONNECTIONS", "1000000")
                         .env("MARQUEE_REDIS_PREFIX", &prefix)
+                        // Several nodes share this machine: with a DATABASE_URL in the
+                        // environment each would bind the payment hooks' default address.
+                        .env("MARQUEE_INTERNAL_LISTEN", "127.0.0.1:0")
                         .env("RUST_LOG", "warn");
                     if count > 1 {
                         c.env("REDIS_URL", &setup.redis_url);

@@ -322,6 +322,19 @@ async fn http_gates_scan_and_upload_offline_batches_idempotently(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(scans, vec!["e-1", "e-2", "e-3", "w-1", "w-2", "w-3"]);
+    // Gates follow their own tenant's events only.
+    let mut stranger = claims("gate-x", &["gate"], 3600);
+    stranger.tenant = Some(Uuid::now_v7().to_string());
+    let mut foreign = Raw::connect(&node.ws_url(), &sign_hs256(SECRET, &stranger)).await;
+    assert!(matches!(
+        foreign.subscribe(1, &format!("gate:{}", shop.event)).await,
+        ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    ));
+    let mut own = Raw::connect(&node.ws_url(), &gate).await;
+    own.must_subscribe(1, &format!("gate:{}", shop.event)).await;
     node.shutdown().await;
 }
 

@@ -38,6 +38,8 @@ impl NodeProcess {
             .env("REDIS_URL", redis_url)
             .env("MARQUEE_REDIS_PREFIX", prefix)
             .env("MARQUEE_NODE_ID", "proc-a")
+            // Several processes share this machine (payment hooks, when a database is set).
+            .env("MARQUEE_INTERNAL_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

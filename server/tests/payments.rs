@@ -617,3 +617,58 @@ async fn the_simulated_provider_pays_a_checkout_through_the_signed_hook(pool: Pg
     );
     node.shutdown().await;
 }
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_paid_general_admission_order_gets_one_ticket_per_entry(pool: PgPool) {
+    let node = node(&pool).await;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let mut raw = connect(&node, &shop, "alice").await;
+    send(&mut raw, 1, "hold", common::shop::hold_ga(&shop, 3)).await;
+    let Outcome::Held { hold, .. } = result(&mut raw).await.outcome else {
+        panic!("held")
+    };
+    let checkout = marquee_protocol::booking::Command::Checkout {
+        event: shop.event.to_string(),
+        hold,
+    };
+    send(&mut raw, 2, "checkout", checkout).await;
+    let Outcome::CheckedOut { order, .. } = result(&mut raw).await.outcome else {
+        panic!("checked out")
+    };
+    let order: Uuid = order.parse().unwrap();
+    assert_eq!(
+        report(&node, "evt_1", "payment.succeeded", order).await,
+        (200, Some(false))
+    );
+    let update = order_update(&mut raw).await;
+    assert_eq!(update.tickets.len(), 3);
+    assert!(
+        update
+            .tickets
+            .iter()
+            .all(|t| t.seat.is_none() && t.ticket_type == shop.ga.to_string())
+    );
+    let (sold, tickets): (i32, i64) = sqlx::query_as(
+        "select ga_sold, (select count(*) from ticket where ticket_order_id = $2)
+         from ticket_type where ticket_type_id = $1",
+    )
+    .bind(shop.ga)
+    .bind(order)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((sold, tickets), (3, 3));
+    // A refund gives the three back to the quota.
+    assert_eq!(
+        report(&node, "evt_2", "payment.refunded", order).await,
+        (200, Some(false))
+    );
+    assert_eq!(order_update(&mut raw).await.status, OrderStatus::Refunded);
+    let sold: i32 = sqlx::query_scalar("select ga_sold from ticket_type where ticket_type_id = $1")
+        .bind(shop.ga)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sold, 0);
+    node.shutdown().await;
+}

@@ -98,7 +98,8 @@ impl Booking {
             })
     }
 
-    async fn event_tenant(&self, event: Uuid) -> Result<Option<Uuid>, Refusal> {
+    /// The tenant that owns `event`, if it exists.
+    pub async fn event_tenant(&self, event: Uuid) -> Result<Option<Uuid>, Refusal> {
         self.tenants.get(&self.db, event).await.map_err(|e| {
             tracing::warn!(error = %e, "event lookup failed");
             Refusal::new(

@@ -638,6 +638,13 @@ where
                 format!("{channel} is not open to this connection"),
             )));
         }
+        if let Some(refusal) = Box::pin(outside_tenant(&self.ctx, &self.identity, &channel)).await {
+            return Ok(Some(ServerMessage::error(
+                Some(id),
+                refusal.code,
+                refusal.message,
+            )));
+        }
         let resubscribe = self.subs.contains_key(channel.as_str());
         if !resubscribe && self.subs.len() >= self.ctx.limits.max_subscriptions {
             return Ok(Some(ServerMessage::error(
@@ -857,6 +864,36 @@ fn socket_error(error: &axum::Error) -> Exit {
 }
 
 /// The reply to a purchase request on a node without a booking engine.
+/// Why a gate may not follow `gate:{event}`: the event is not its tenant's (or the check
+/// cannot be made). Gates see every scan of the event, so a gate of one tenant must never
+/// follow another tenant's. On a node without a database there are no tenants to compare.
+async fn outside_tenant(
+    ctx: &Context,
+    identity: &crate::auth::Identity,
+    channel: &Channel,
+) -> Option<crate::booking::Refusal> {
+    if channel.kind() != ChannelKind::Gate {
+        return None;
+    }
+    let booking = ctx.booking.as_ref()?;
+    let forbidden = || crate::booking::Refusal {
+        code: ErrorCode::Forbidden,
+        message: format!("{channel} is not open to this connection"),
+    };
+    let Ok(event) = uuid::Uuid::parse_str(channel.id()) else {
+        return Some(forbidden());
+    };
+    let mine = identity
+        .tenant
+        .as_deref()
+        .and_then(|t| uuid::Uuid::parse_str(t).ok());
+    match booking.event_tenant(event).await {
+        Ok(owner) if owner.is_some() && owner == mine => None,
+        Ok(_) => Some(forbidden()),
+        Err(refusal) => Some(refusal),
+    }
+}
+
 fn no_booking(id: RequestId) -> ServerMessage {
     ServerMessage::error(
         Some(id),
