@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{create_database, drop_database, seed};
+use common::{report_in_fresh_database, seed};
 use hdrhistogram::Histogram;
 use marquee_protocol::checkin::{Scan, ScanOutcome};
 use marquee_server::tickets::checkin::Checkin;
@@ -106,15 +106,12 @@ fn scan(qr: &str, id: String, event: Uuid) -> Scan {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = <Args as clap::Parser>::parse();
-    let (admin, name, url) = create_database().await?;
-    let result = run(&args, &url).await;
-    drop_database(&admin, &name).await?;
-    let report = result?;
-    println!("{report}");
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, &report)?;
-    }
-    Ok(())
+    let markdown = args.markdown.clone();
+    report_in_fresh_database(
+        markdown.as_deref(),
+        |url| async move { run(&args, &url).await },
+    )
+    .await
 }
 
 async fn run(args: &Args, url: &str) -> anyhow::Result<String> {

@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{SECRET, buyer_token, create_database, drop_database, seed};
+use common::{SECRET, buyer_token, report_in_fresh_database, seed};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use marquee_protocol::queue::PlaceState;
@@ -176,15 +176,12 @@ async fn setup(pool: &PgPool, rate: f64) -> anyhow::Result<(Uuid, Uuid)> {
 async fn main() -> anyhow::Result<()> {
     let args = args();
     rlimit::increase_nofile_limit(u64::MAX).ok();
-    let (admin, name, url) = create_database().await?;
-    let result = run(&args, &url).await;
-    drop_database(&admin, &name).await?;
-    let report = result?;
-    println!("{report}");
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, &report)?;
-    }
-    Ok(())
+    let markdown = args.markdown.clone();
+    report_in_fresh_database(
+        markdown.as_deref(),
+        |url| async move { run(&args, &url).await },
+    )
+    .await
 }
 
 async fn run(args: &Args, url: &str) -> anyhow::Result<String> {

@@ -125,19 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  curl -s http://{addr}/v1/tenants/{tenant}/events/{event}/availability");
     println!("  curl -s http://{addr}/openapi.json\n");
 
-    if let (Some(room), Some(booking)) = (node.waiting_room().cloned(), node.booking().cloned()) {
-        let crowd = Crowd {
-            room,
-            booking,
-            tenant,
-            event,
-            onsale: shop.onsale_id,
-            categories: shop
-                .categories
-                .iter()
-                .map(|(id, _)| id.to_string())
-                .collect(),
-        };
+    if let Some(crowd) = Crowd::new(&node, &shop) {
         for n in 0..args.crowd {
             tokio::spawn(crowd.clone().buyer(n));
         }
@@ -169,6 +157,22 @@ pub struct Crowd {
 }
 
 impl Crowd {
+    /// The crowd of the demo catalog `shop` on `node` (which needs a database).
+    pub fn new(node: &Node, shop: &crate::catalog::DemoCatalog) -> Option<Self> {
+        Some(Self {
+            room: node.waiting_room()?.clone(),
+            booking: node.booking()?.clone(),
+            tenant: shop.tenant_id,
+            event: shop.event_id,
+            onsale: shop.onsale_id,
+            categories: shop
+                .categories
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect(),
+        })
+    }
+
     /// One simulated buyer, for the life of the process: joins the queue with a staged purchase
     /// (held the moment it is admitted), waits its turn, looks at its seats for a few seconds,
     /// checks out (the simulated provider then pays, or sometimes not, and tickets are issued),

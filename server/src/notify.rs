@@ -33,11 +33,12 @@ use uuid::Uuid;
 /// Attempts before a notification is given up.
 pub const MAX_ATTEMPTS: i32 = 15;
 
-/// How long a claimed notification is left to its sender before another may try it.
-const CLAIM: Duration = Duration::from_secs(60);
+/// How long a claimed notification is left to its sender before another may try it: longer
+/// than a whole claimed batch can take (each call gives up after 10 s).
+const CLAIM: Duration = Duration::from_secs(120);
 
 /// Most notifications claimed at once.
-const BATCH: i64 = 32;
+const BATCH: i64 = 8;
 
 /// Writes a notification in the caller's transaction.
 pub async fn record(

@@ -21,18 +21,7 @@ async fn the_demo_crowd_queues_buys_and_gets_tickets(pool: PgPool) {
     let shop = marquee_server::catalog::seed_demo(node.db().unwrap())
         .await
         .unwrap();
-    let crowd = Crowd {
-        room: node.waiting_room().unwrap().clone(),
-        booking: node.booking().unwrap().clone(),
-        tenant: shop.tenant_id,
-        event: shop.event_id,
-        onsale: shop.onsale_id,
-        categories: shop
-            .categories
-            .iter()
-            .map(|(id, _)| id.to_string())
-            .collect(),
-    };
+    let crowd = Crowd::new(&node, &shop).expect("a node with a database");
     let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node = TestNode::serve(node.with_internal_listener(internal)).await;
     for n in 0..4 {

@@ -56,8 +56,6 @@ fn event(id: &str, kind: &str, order: Uuid) -> String {
         "type": kind,
         "order": order,
         "payment": "pay_1",
-        "amount_minor": 10000,
-        "currency": "EUR",
     })
     .to_string()
 }
@@ -289,6 +287,22 @@ async fn a_paid_order_gets_signed_tickets_in_the_same_transaction_and_on_the_inb
     let node = node(&pool).await;
     let shop = shop(&pool, ShopSpec::default()).await;
     let (mut raw, order) = checkout(&node, &shop, "alice", &[3, 4]).await;
+    // The request id the server will give this order's update is not the buyer's to take.
+    raw.send(&marquee_protocol::ClientMessage::Command {
+        id: 7,
+        request_id: format!("order:{order}:paid"),
+        command: common::shop::hold_seats(&shop, &[9]),
+        admission: None,
+    })
+    .await;
+    assert!(matches!(
+        raw.recv().await,
+        marquee_protocol::ServerMessage::Error {
+            id: Some(7),
+            code: marquee_protocol::ErrorCode::BadRequest,
+            ..
+        }
+    ));
     assert_eq!(
         report(&node, "evt_1", "payment.succeeded", order).await,
         (200, Some(false))

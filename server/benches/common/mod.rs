@@ -39,6 +39,24 @@ pub async fn create_database() -> anyhow::Result<(String, String, String)> {
     Ok((admin, name.clone(), format!("{server}/{name}")))
 }
 
+/// Runs a benchmark in a fresh database (dropped afterwards, whatever happened), prints its
+/// Markdown report and, with `markdown`, writes it to that file too.
+pub async fn report_in_fresh_database<F, Fut>(markdown: Option<&str>, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let (admin, name, url) = create_database().await?;
+    let result = run(url).await;
+    drop_database(&admin, &name).await?;
+    let report = result?;
+    println!("{report}");
+    if let Some(path) = markdown {
+        std::fs::write(path, &report)?;
+    }
+    Ok(())
+}
+
 pub async fn drop_database(admin: &str, name: &str) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(admin).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

@@ -10,7 +10,7 @@
 
 use super::admission::AdmissionPass;
 use super::best_available::{self, Row, Seat};
-use super::orders::{NewTicket, PendingOrder, Reclaimed};
+use super::orders::{NewTicket, OrderState, PendingOrder, Reclaimed};
 use marquee_protocol::ErrorCode;
 use marquee_protocol::booking::{
     Command, GaAvailability, MAX_SEATS_PER_COMMAND, Outcome, SeatDelta, SeatIndex, SeatState,
@@ -293,6 +293,9 @@ pub struct Inventory {
     pub pending: HashMap<Uuid, PendingOrder>,
     /// Orders awaiting payment by deadline, soonest first (stale entries skipped lazily).
     pub order_expiry: BinaryHeap<Reverse<(i64, Uuid)>>,
+    /// Orders this owner moved on (paid, ended), as it left them: payment events read before
+    /// those changes committed are decided against this, not the older record they carry.
+    pub orders: HashMap<Uuid, OrderState>,
 }
 
 /// Remembered ended holds beyond this are forgotten (they answer `hold_not_found`).
@@ -922,6 +925,7 @@ pub(crate) mod tests {
             expiry: BinaryHeap::new(),
             pending: HashMap::new(),
             order_expiry: BinaryHeap::new(),
+            orders: HashMap::new(),
         }
     }
 

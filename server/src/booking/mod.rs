@@ -35,6 +35,10 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The prefix of the request ids the server gives order updates (`order:<order>:<status>`):
+/// a buyer's command may not take one, or it could occupy the id an update needs.
+pub const RESERVED_REQUEST_PREFIX: &str = "order:";
+
 /// A command refused before it reached the queue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -119,6 +123,12 @@ impl Booking {
         admission: Option<String>,
     ) -> Result<(), Refusal> {
         let tenant = Self::tenant_of(identity)?;
+        if request_id.starts_with(RESERVED_REQUEST_PREFIX) {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("request ids starting with {RESERVED_REQUEST_PREFIX:?} are the server's"),
+            ));
+        }
         if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID_LEN {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,

@@ -64,6 +64,10 @@ pub struct OrderRecord {
     pub lines: Vec<StoredLine>,
     /// The provider and reference of the payment that paid it, once paid.
     pub paid_with: Option<(String, String)>,
+    /// What it costs, in minor units.
+    pub total_minor: i64,
+    /// In this currency.
+    pub currency: String,
 }
 
 /// The provider name under which operators' order changes are recorded.
@@ -78,6 +82,18 @@ pub struct PaymentEvent<'a> {
     pub provider: &'a str,
     /// The provider's payment reference.
     pub payment_ref: &'a str,
+    /// The amount and currency the event reports, if it reports one.
+    pub amount: Option<(i64, &'a str)>,
+}
+
+/// Where an order stands after this owner changed it: newer than the record Postgres gave
+/// with a payment event, which was read before the owner's own batches committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderState {
+    /// Its status.
+    pub status: OrderStatus,
+    /// The payment that paid it, once paid.
+    pub paid_with: Option<(String, String)>,
 }
 
 impl OrderRecord {
@@ -172,6 +188,39 @@ fn issue(lines: &[StoredLine]) -> Vec<NewTicket> {
         .collect()
 }
 
+/// An order paid by `event`: its tickets issued, the buyer told.
+fn paid(
+    order: &OrderRecord,
+    event: PaymentEvent<'_>,
+    reclaimed: Option<Reclaimed>,
+    reason: Option<OrderReason>,
+) -> PaymentDecision {
+    let tickets = issue(&order.lines);
+    PaymentDecision {
+        outcome: if reclaimed.is_some() {
+            "late_payment_accepted"
+        } else {
+            "paid"
+        },
+        change: Some(Change::Paid {
+            order: order.id,
+            provider: event.provider.to_owned(),
+            payment_ref: event.payment_ref.to_owned(),
+            tickets: tickets.clone(),
+            reclaimed,
+        }),
+        news: Some(OrderNews {
+            order: order.id,
+            user: order.user.clone(),
+            status: OrderStatus::Paid,
+            due: None,
+            reason,
+            tickets,
+        }),
+        refund: None,
+    }
+}
+
 impl Inventory {
     /// Records an order awaiting payment (at checkout, or when the owner loads the event).
     pub fn add_pending(&mut self, order: Uuid, pending: PendingOrder) {
@@ -241,10 +290,58 @@ impl Inventory {
         cap_ms: i64,
         delta: &mut DeltaBuilder,
     ) -> PaymentDecision {
+        // The order as this owner last left it, if it changed it since Postgres was read.
+        let mut order = order.clone();
+        if let Some(state) = self.orders.get(&order.id) {
+            order.status = state.status;
+            order.paid_with.clone_from(&state.paid_with);
+        }
+        let decision = self.decide_payment(&order, event, now, cap_ms, delta);
+        let status = match &decision.change {
+            Some(Change::Paid { .. }) => Some(OrderStatus::Paid),
+            Some(Change::OrderEnded { to, .. }) => Some(*to),
+            _ => None,
+        };
+        if let Some(status) = status {
+            let paid_with = (status == OrderStatus::Paid)
+                .then(|| (event.provider.to_owned(), event.payment_ref.to_owned()))
+                .or(order.paid_with);
+            self.orders
+                .insert(order.id, OrderState { status, paid_with });
+        }
+        decision
+    }
+
+    fn decide_payment(
+        &mut self,
+        order: &OrderRecord,
+        event: PaymentEvent<'_>,
+        now: i64,
+        cap_ms: i64,
+        delta: &mut DeltaBuilder,
+    ) -> PaymentDecision {
         use OrderStatus as S;
         use PaymentEventKind as K;
         let pending = self.pending.contains_key(&order.id);
         let kind = event.kind;
+        let this_payment = || Some((event.provider.to_owned(), event.payment_ref.to_owned()));
+        let wrong_amount = event.amount.is_some_and(|(amount, currency)| {
+            amount != order.total_minor || currency != order.currency
+        });
+        if kind == K::Succeeded && wrong_amount {
+            // Not what the order costs: the order is not paid, and the money goes back.
+            return PaymentDecision {
+                refund: this_payment(),
+                ..PaymentDecision::ignored("refunded_wrong_amount")
+            };
+        }
+        let from_operator = event.provider == OPERATOR;
+        let same_payment = order
+            .paid_with
+            .as_ref()
+            .is_some_and(|(provider, reference)| {
+                provider == event.provider && reference == event.payment_ref
+            });
         match (order.status, kind) {
             (S::PendingPayment, _) if !pending => {
                 // Postgres says pending but this owner does not know it: only possible if the
@@ -252,27 +349,8 @@ impl Inventory {
                 PaymentDecision::ignored("ignored_unknown_order")
             }
             (S::PendingPayment, K::Succeeded) => {
-                let p = self.pending.remove(&order.id).expect("checked above");
-                let tickets = issue(&order.lines);
-                PaymentDecision {
-                    outcome: "paid",
-                    change: Some(Change::Paid {
-                        order: order.id,
-                        provider: event.provider.to_owned(),
-                        payment_ref: event.payment_ref.to_owned(),
-                        tickets: tickets.clone(),
-                        reclaimed: None,
-                    }),
-                    news: Some(OrderNews {
-                        order: order.id,
-                        user: p.user,
-                        status: S::Paid,
-                        due: None,
-                        reason: None,
-                        tickets,
-                    }),
-                    refund: None,
-                }
+                self.pending.remove(&order.id);
+                paid(order, event, None, None)
             }
             (S::PendingPayment, K::Failed | K::Refunded | K::Cancelled) => {
                 let (to, outcome) = match kind {
@@ -323,6 +401,15 @@ impl Inventory {
                 }
             }
             (S::Expired | S::Failed, K::Succeeded) => self.late_payment(order, event, delta),
+            (S::Paid, K::Refunded) if !from_operator && !same_payment => {
+                // Another attempt's refund: the payment that paid the order stands.
+                PaymentDecision::ignored("ignored_other_payment")
+            }
+            (S::Paid, K::Succeeded) if !same_payment => PaymentDecision {
+                // A second payment for an order paid already: it goes back.
+                refund: this_payment(),
+                ..PaymentDecision::ignored("refunded_duplicate_payment")
+            },
             (S::Paid, K::Refunded | K::Cancelled) => {
                 let seats = order.seats();
                 let ga = order.ga();
@@ -352,15 +439,17 @@ impl Inventory {
                     }),
                     // A provider's refund event reports money already back; an operator's
                     // refund or cancellation asks the provider that took it.
-                    refund: (event.provider == OPERATOR)
-                        .then(|| order.paid_with.clone())
-                        .flatten(),
+                    refund: if from_operator {
+                        order.paid_with.clone()
+                    } else {
+                        None
+                    },
                 }
             }
             (S::Paid, _) => PaymentDecision::ignored("ignored_already_paid"),
             (S::Refunded | S::Cancelled, K::Succeeded) => PaymentDecision {
                 // Money taken for an order that no longer sells anything: it goes back.
-                refund: Some((event.provider.to_owned(), event.payment_ref.to_owned())),
+                refund: this_payment(),
                 ..PaymentDecision::ignored("refunded_order_ended")
             },
             (S::Refunded | S::Cancelled, _) => PaymentDecision::ignored("ignored_order_ended"),
@@ -422,33 +511,20 @@ impl Inventory {
         }
         *self.per_user.entry(order.user.clone()).or_default() +=
             seats.len() as u32 + ga.map_or(0, |(_, q)| q);
-        let tickets = issue(&order.lines);
-        PaymentDecision {
-            outcome: "late_payment_accepted",
-            change: Some(Change::Paid {
-                order: order.id,
-                provider: event.provider.to_owned(),
-                payment_ref: event.payment_ref.to_owned(),
-                tickets: tickets.clone(),
-                reclaimed: Some(Reclaimed {
-                    seats: order
-                        .lines
-                        .iter()
-                        .filter_map(|l| l.seat.map(|s| s.0))
-                        .collect(),
-                    ga,
-                }),
-            }),
-            news: Some(OrderNews {
-                order: order.id,
-                user: order.user.clone(),
-                status: OrderStatus::Paid,
-                due: None,
-                reason: Some(OrderReason::LatePaymentAccepted),
-                tickets,
-            }),
-            refund: None,
-        }
+        let reclaimed = Reclaimed {
+            seats: order
+                .lines
+                .iter()
+                .filter_map(|l| l.seat.map(|s| s.0))
+                .collect(),
+            ga,
+        };
+        paid(
+            order,
+            event,
+            Some(reclaimed),
+            Some(OrderReason::LatePaymentAccepted),
+        )
     }
 
     /// Expires every order awaiting payment whose deadline is at or before `now`, up to `max`.
@@ -485,5 +561,178 @@ impl Inventory {
             self.order_expiry.pop();
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::booking::inventory::Request;
+    use crate::booking::inventory::tests::{NOW, small_event};
+    use marquee_protocol::booking::{Command, Outcome};
+
+    /// `user` holds `seats` and checks out: the order as Postgres would record it.
+    fn checked_out(inv: &mut Inventory, user: &str, seats: &[u32]) -> OrderRecord {
+        let mut delta = DeltaBuilder::default();
+        let event = inv.event.to_string();
+        let hold = Command::HoldSeats {
+            event: event.clone(),
+            seats: seats.to_vec(),
+        };
+        let request = |command| Request {
+            user,
+            command,
+            admission: None,
+        };
+        let (Outcome::Held { hold, .. }, _) = inv.apply(&request(&hold), NOW, &mut delta) else {
+            panic!("held")
+        };
+        let checkout = Command::Checkout { event, hold };
+        let (
+            Outcome::CheckedOut {
+                order,
+                total_minor,
+                currency,
+                ..
+            },
+            _,
+        ) = inv.apply(&request(&checkout), NOW, &mut delta)
+        else {
+            panic!("checked out")
+        };
+        let ticket_type = inv.categories[0].ticket_type.expect("a seated type");
+        OrderRecord {
+            id: order.parse().unwrap(),
+            user: user.to_owned(),
+            status: OrderStatus::PendingPayment,
+            lines: seats
+                .iter()
+                .map(|&s| StoredLine {
+                    ticket_type,
+                    seat: Some((inv.seats[s as usize].seat_id, s)),
+                    quantity: 1,
+                })
+                .collect(),
+            paid_with: None,
+            total_minor,
+            currency,
+        }
+    }
+
+    fn event<'a>(kind: PaymentEventKind, payment_ref: &'a str) -> PaymentEvent<'a> {
+        PaymentEvent {
+            kind,
+            provider: "acme",
+            payment_ref,
+            amount: None,
+        }
+    }
+
+    fn apply(inv: &mut Inventory, order: &OrderRecord, e: PaymentEvent<'_>) -> PaymentDecision {
+        inv.apply_payment(order, e, NOW, 1_800_000, &mut DeltaBuilder::default())
+    }
+
+    #[test]
+    fn events_decided_together_see_each_others_changes() {
+        let mut inv = small_event();
+        // Both events were read with the order still awaiting payment.
+        let record = checked_out(&mut inv, "u", &[0, 1]);
+        let failed = apply(&mut inv, &record, event(PaymentEventKind::Failed, "pay_1"));
+        assert_eq!(failed.outcome, "failed");
+        assert_eq!(inv.state[0], SeatState::Free);
+        let retried = apply(
+            &mut inv,
+            &record,
+            event(PaymentEventKind::Succeeded, "pay_2"),
+        );
+        assert_eq!(
+            retried.outcome, "late_payment_accepted",
+            "a success after the failure is a late payment, not an unknown order"
+        );
+        assert_eq!(inv.state[0], SeatState::Sold);
+        // Two operator actions on the paid order: the second finds it ended.
+        let refund = PaymentEvent {
+            provider: OPERATOR,
+            ..event(PaymentEventKind::Refunded, "none")
+        };
+        assert_eq!(apply(&mut inv, &record, refund).outcome, "refunded");
+        let cancel = PaymentEvent {
+            provider: OPERATOR,
+            ..event(PaymentEventKind::Cancelled, "none")
+        };
+        assert_eq!(
+            apply(&mut inv, &record, cancel).outcome,
+            "ignored_order_ended"
+        );
+    }
+
+    #[test]
+    fn only_the_payment_that_paid_counts_and_other_money_goes_back() {
+        let mut inv = small_event();
+        let record = checked_out(&mut inv, "u", &[3]);
+        let paid = apply(
+            &mut inv,
+            &record,
+            event(PaymentEventKind::Succeeded, "pay_1"),
+        );
+        assert_eq!(paid.outcome, "paid");
+        let twice = apply(
+            &mut inv,
+            &record,
+            event(PaymentEventKind::Succeeded, "pay_2"),
+        );
+        assert_eq!(
+            (twice.outcome, twice.refund),
+            (
+                "refunded_duplicate_payment",
+                Some(("acme".into(), "pay_2".into()))
+            )
+        );
+        let other = apply(
+            &mut inv,
+            &record,
+            event(PaymentEventKind::Refunded, "pay_2"),
+        );
+        assert_eq!(other.outcome, "ignored_other_payment");
+        assert_eq!(
+            inv.state[3],
+            SeatState::Sold,
+            "the paid order keeps its seat"
+        );
+        let refunded = apply(
+            &mut inv,
+            &record,
+            event(PaymentEventKind::Refunded, "pay_1"),
+        );
+        assert_eq!((refunded.outcome, refunded.refund), ("refunded", None));
+        assert_eq!(inv.state[3], SeatState::Free);
+    }
+
+    #[test]
+    fn a_payment_of_the_wrong_amount_pays_nothing_and_goes_back() {
+        let mut inv = small_event();
+        let record = checked_out(&mut inv, "u", &[5]);
+        let short = PaymentEvent {
+            amount: Some((record.total_minor - 1, record.currency.as_str())),
+            ..event(PaymentEventKind::Succeeded, "pay_1")
+        };
+        let decision = apply(&mut inv, &record, short);
+        assert_eq!(
+            (
+                decision.outcome,
+                decision.refund.is_some(),
+                decision.change.is_none()
+            ),
+            ("refunded_wrong_amount", true, true)
+        );
+        assert!(
+            inv.pending.contains_key(&record.id),
+            "still awaiting payment"
+        );
+        let exact = PaymentEvent {
+            amount: Some((record.total_minor, record.currency.as_str())),
+            ..event(PaymentEventKind::Succeeded, "pay_2")
+        };
+        assert_eq!(apply(&mut inv, &record, exact).outcome, "paid");
     }
 }

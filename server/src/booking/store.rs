@@ -351,6 +351,7 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
         expiry,
         pending: HashMap::new(),
         order_expiry: BinaryHeap::new(),
+        orders: HashMap::new(),
     };
     for (order, pending) in pending_rows {
         inventory.add_pending(order, pending);
@@ -774,6 +775,8 @@ pub struct UnappliedPayment {
     pub kind: PaymentEventKind,
     /// The provider's payment reference.
     pub payment_ref: String,
+    /// The amount and currency reported, if any.
+    pub amount: Option<(i64, String)>,
     /// The order as Postgres has it now.
     pub order: OrderRecord,
 }
@@ -794,8 +797,10 @@ pub async fn unapplied_payments(
 ) -> Result<Vec<UnappliedPayment>, sqlx::Error> {
     let rows = sqlx::query(
         "select p.provider, p.provider_event_id, p.kind, p.payment_ref,
+                p.amount_minor, p.currency::text as paid_currency,
                 o.ticket_order_id, o.user_id, o.status::text as status,
-                o.payment_provider, o.payment_ref as paid_ref
+                o.payment_provider, o.payment_ref as paid_ref, o.total_minor,
+                o.currency::text as currency
          from payment_event p join ticket_order o on o.ticket_order_id = p.ticket_order_id
          where p.event_id = $1 and p.applied_at is null
          order by p.created_at, p.provider_event_id limit $2",
@@ -841,6 +846,9 @@ pub async fn unapplied_payments(
                 event_id: r.get("provider_event_id"),
                 kind: r.get("kind"),
                 payment_ref: r.get("payment_ref"),
+                amount: r
+                    .get::<Option<i64>, _>("amount_minor")
+                    .zip(r.get::<Option<String>, _>("paid_currency")),
                 order: OrderRecord {
                     id,
                     user: r.get("user_id"),
@@ -849,6 +857,8 @@ pub async fn unapplied_payments(
                     paid_with: r
                         .get::<Option<String>, _>("payment_provider")
                         .zip(r.get::<Option<String>, _>("paid_ref")),
+                    total_minor: r.get("total_minor"),
+                    currency: r.get("currency"),
                 },
             }
         })

@@ -320,6 +320,17 @@ enum ProviderCall {
 /// payment event's outcome says `late_payment_refunded` for operators).
 fn call_providers(worker: &Worker, calls: Vec<ProviderCall>) {
     let Some(provider) = worker.settings.provider.clone() else {
+        for call in calls {
+            if let ProviderCall::Refund {
+                provider,
+                order,
+                payment_ref,
+            } = call
+            {
+                tracing::error!(%order, %provider, payment = %payment_ref,
+                    "a refund is owed but this process has no payment provider: refund it by hand");
+            }
+        }
         return;
     };
     if calls.is_empty() {
@@ -623,6 +634,7 @@ impl Owner {
                     kind: payment.kind,
                     provider: &payment.provider,
                     payment_ref: &payment.payment_ref,
+                    amount: payment.amount.as_ref().map(|(a, c)| (*a, c.as_str())),
                 },
                 now,
                 cap_ms,

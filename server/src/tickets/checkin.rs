@@ -77,6 +77,16 @@ impl Checkin {
         if scan.qr.len() > 1024 {
             return Err(CheckinError::BadRequest("qr is at most 1024 bytes".into()));
         }
+        // From 2000 on, and no more than a day ahead of this node's clock.
+        let latest = now_ms() + 24 * 3600 * 1000;
+        if scan
+            .scanned_at
+            .is_some_and(|at| !(946_684_800_000..=latest).contains(&at))
+        {
+            return Err(CheckinError::BadRequest(
+                "scanned_at must be unix milliseconds, not in the future".into(),
+            ));
+        }
         scan.event
             .as_deref()
             .map(|raw| {
