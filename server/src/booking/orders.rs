@@ -260,6 +260,13 @@ impl Inventory {
     ) -> Option<(Change, OrderNews)> {
         let pending = self.pending.remove(&order)?;
         self.give_back(&pending.user, &pending.seats, pending.ga, delta);
+        self.orders.insert(
+            order,
+            OrderState {
+                status: to,
+                paid_with: None,
+            },
+        );
         Some((
             Change::OrderEnded {
                 order,
@@ -664,6 +671,24 @@ mod tests {
             apply(&mut inv, &record, cancel).outcome,
             "ignored_order_ended"
         );
+    }
+
+    #[test]
+    fn a_payment_read_before_its_order_expired_is_a_late_payment() {
+        let mut inv = small_event();
+        let record = checked_out(&mut inv, "u", &[7]);
+        let due = inv.next_order_due().expect("a deadline");
+        let expired = inv.expire_orders(due, 10, &mut DeltaBuilder::default());
+        assert_eq!(expired.len(), 1);
+        assert_eq!(inv.state[7], SeatState::Free);
+        // The event was read while the order was still awaiting payment.
+        let late = apply(
+            &mut inv,
+            &record,
+            event(PaymentEventKind::Succeeded, "pay_1"),
+        );
+        assert_eq!(late.outcome, "late_payment_accepted");
+        assert_eq!(inv.state[7], SeatState::Sold);
     }
 
     #[test]
