@@ -5,7 +5,7 @@ mod common;
 
 use common::shop::{
     ShopSpec, buyer_signed, connect, database_url, hold_ga, hold_seats, node_config, result, send,
-    shop,
+    send_command, shop,
 };
 use common::{Raw, SECRET, TestNode};
 use marquee_protocol::booking::{
@@ -391,13 +391,7 @@ async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
         ),
         (102, "", hold_seats(&shop, &[1]), ErrorCode::BadRequest),
     ] {
-        raw.send(&ClientMessage::Command {
-            id,
-            request_id: request_id.into(),
-            command,
-            admission: None,
-        })
-        .await;
+        send_command(&mut raw, id, request_id, command).await;
         match raw.recv().await {
             ServerMessage::Error {
                 id: Some(got),

@@ -288,13 +288,8 @@ async fn a_paid_order_gets_signed_tickets_in_the_same_transaction_and_on_the_inb
     let shop = shop(&pool, ShopSpec::default()).await;
     let (mut raw, order) = checkout(&node, &shop, "alice", &[3, 4]).await;
     // The request id the server will give this order's update is not the buyer's to take.
-    raw.send(&marquee_protocol::ClientMessage::Command {
-        id: 7,
-        request_id: format!("order:{order}:paid"),
-        command: common::shop::hold_seats(&shop, &[9]),
-        admission: None,
-    })
-    .await;
+    let taken = format!("order:{order}:paid");
+    common::shop::send_command(&mut raw, 7, &taken, hold_seats(&shop, &[9])).await;
     assert!(matches!(
         raw.recv().await,
         marquee_protocol::ServerMessage::Error {

@@ -175,6 +175,8 @@ pub enum Change {
     Paid {
         /// The order.
         order: Uuid,
+        /// Its buyer.
+        user: String,
         /// The provider that took the payment.
         provider: String,
         /// The provider's payment reference.
@@ -189,6 +191,8 @@ pub enum Change {
     OrderEnded {
         /// The order.
         order: Uuid,
+        /// Its buyer.
+        user: String,
         /// Its new status.
         to: marquee_protocol::booking::OrderStatus,
         /// Recorded for operators.

@@ -204,6 +204,7 @@ fn paid(
         },
         change: Some(Change::Paid {
             order: order.id,
+            user: order.user.clone(),
             provider: event.provider.to_owned(),
             payment_ref: event.payment_ref.to_owned(),
             tickets: tickets.clone(),
@@ -270,6 +271,7 @@ impl Inventory {
         Some((
             Change::OrderEnded {
                 order,
+                user: pending.user.clone(),
                 to,
                 reason: None,
                 freed: true,
@@ -430,6 +432,7 @@ impl Inventory {
                     outcome,
                     change: Some(Change::OrderEnded {
                         order: order.id,
+                        user: order.user.clone(),
                         to,
                         reason: None,
                         freed: true,
@@ -490,6 +493,7 @@ impl Inventory {
                 outcome: "late_payment_refunded",
                 change: Some(Change::OrderEnded {
                     order: order.id,
+                    user: order.user.clone(),
                     to: OrderStatus::Refunded,
                     reason: Some("late_payment_seats_taken"),
                     freed: false,

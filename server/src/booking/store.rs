@@ -588,6 +588,7 @@ async fn commit_orders(
         match change {
             Change::Paid {
                 order,
+                user,
                 provider,
                 payment_ref,
                 tickets,
@@ -626,7 +627,7 @@ async fn commit_orders(
                     tickets.iter().map(|t| t.seat.map(|s| s.0)).collect();
                 sqlx::query(
                     "insert into ticket (ticket_id, tenant_id, event_id, ticket_order_id, ticket_type_id, seat_id, holder)
-                     select i, $1, $2, $3, t, s, (select user_id from ticket_order where ticket_order_id = $3)
+                     select i, $1, $2, $3, t, s, $7
                      from unnest($4::uuid[], $5::uuid[], $6::uuid[]) as x(i, t, s)",
                 )
                 .bind(tenant)
@@ -635,18 +636,20 @@ async fn commit_orders(
                 .bind(&ids)
                 .bind(types)
                 .bind(seats)
+                .bind(user)
                 .execute(&mut *tx)
                 .await?;
                 if notify {
                     let data = serde_json::json!({
-                        "order": order, "event": event, "tickets": ids,
+                        "order": order, "event": event, "user": user, "tickets": ids,
                         "provider": provider, "payment": payment_ref,
                     });
-                    notify_order(tx, tenant, *order, "order.paid", data).await?;
+                    crate::notify::record(tx, tenant, "order.paid", &data).await?;
                 }
             }
             Change::OrderEnded {
                 order,
+                user,
                 to,
                 reason,
                 freed,
@@ -689,9 +692,10 @@ async fn commit_orders(
                     } else {
                         "order.cancelled"
                     };
-                    let data =
-                        serde_json::json!({"order": order, "event": event, "reason": reason});
-                    notify_order(tx, tenant, *order, kind, data).await?;
+                    let data = serde_json::json!({
+                        "order": order, "event": event, "user": user, "reason": reason,
+                    });
+                    crate::notify::record(tx, tenant, kind, &data).await?;
                 }
                 if *void_tickets {
                     sqlx::query(
@@ -719,23 +723,6 @@ async fn commit_orders(
         }
     }
     Ok(())
-}
-
-/// Writes an order's notification, with its buyer added to `data`.
-async fn notify_order(
-    tx: &mut PgConnection,
-    tenant: Uuid,
-    order: Uuid,
-    kind: &str,
-    mut data: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    let user: String =
-        sqlx::query_scalar("select user_id from ticket_order where ticket_order_id = $1")
-            .bind(order)
-            .fetch_one(&mut *tx)
-            .await?;
-    data["user"] = serde_json::Value::String(user);
-    crate::notify::record(tx, tenant, kind, &data).await
 }
 
 /// The database spelling of an order status.

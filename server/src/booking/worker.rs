@@ -672,7 +672,7 @@ impl Owner {
         for (command_id, order_news) in news {
             let (processed, message) = order_update(inv, worker, command_id, order_news);
             batch.processed.push(processed);
-            results.push(message);
+            results.extend(message);
         }
         if !delta.is_empty() {
             batch.bump = true;
@@ -708,7 +708,7 @@ fn order_update(
     worker: &Worker,
     command_id: String,
     news: OrderNews,
-) -> (Processed, String) {
+) -> (Processed, Option<String>) {
     let request_id = match news.status {
         OrderStatus::PendingPayment => {
             format!("order:{}:due-{}", news.order, news.due.unwrap_or(0))
@@ -748,9 +748,11 @@ fn order_update(
         tickets,
     }))
     .expect("an order update always serializes");
-    let inbox = Channel::new(ChannelKind::Inbox, &format!("{}/{}", inv.tenant, news.user))
-        .map_or_else(|_| String::new(), |c| c.as_str().to_owned());
-    let outbox = outbox_message(&inbox, &message);
+    // Buyers whose ids cannot name an inbox cannot send commands, so never have orders; were
+    // one to, its update stays stored and reaches it in no inbox.
+    let outbox = Channel::inbox(Some(&inv.tenant.to_string()), &news.user)
+        .ok()
+        .map(|inbox| outbox_message(inbox.as_str(), &message));
     (
         Processed {
             user: news.user,

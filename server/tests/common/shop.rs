@@ -168,8 +168,8 @@ pub async fn connect(node: &TestNode, shop: &Shop, user: &str) -> Raw {
     Raw::connect(&node.ws_url(), &buyer_signed(SECRET, shop.tenant, user)).await
 }
 
-/// Sends a command and expects `accepted`.
-pub async fn send(raw: &mut Raw, id: u64, request_id: &str, command: Command) {
+/// Sends a command without an admission (the answer is left to the caller).
+pub async fn send_command(raw: &mut Raw, id: u64, request_id: &str, command: Command) {
     raw.send(&ClientMessage::Command {
         id,
         request_id: request_id.into(),
@@ -177,6 +177,11 @@ pub async fn send(raw: &mut Raw, id: u64, request_id: &str, command: Command) {
         admission: None,
     })
     .await;
+}
+
+/// Sends a command and expects `accepted`.
+pub async fn send(raw: &mut Raw, id: u64, request_id: &str, command: Command) {
+    send_command(raw, id, request_id, command).await;
     match raw.recv().await {
         ServerMessage::Accepted { id: got, .. } if got == id => {}
         other => panic!("expected accepted for {id}, got {other:?}"),
