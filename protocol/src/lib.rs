@@ -36,4 +36,6 @@ pub use channel::{Channel, ChannelError, ChannelKind};
 pub use close::CloseCode;
 pub use codec::{Codec, DecodeError, Frame};
 pub use error::{ErrorBody, ErrorCode};
-pub use message::{ClientMessage, Publication, RequestId, ServerMessage, StreamPosition};
+pub use message::{
+    ClientMessage, Publication, RequestId, RequestKind, ServerMessage, StreamPosition,
+};

@@ -141,6 +141,64 @@ impl ClientMessage {
     }
 }
 
+/// Which request a [`ClientMessage`] is: what a server dispatches it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestKind {
+    /// `subscribe`.
+    Subscribe,
+    /// `unsubscribe`.
+    Unsubscribe,
+    /// `refresh`.
+    Refresh,
+    /// `ping`.
+    Ping,
+    /// `command`.
+    Command,
+    /// `ack`.
+    Ack,
+    /// `queue.join`.
+    QueueJoin,
+    /// `queue.leave`.
+    QueueLeave,
+    /// `checkin.scan`.
+    CheckinScan,
+}
+
+impl RequestKind {
+    /// The request's `type` on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscribe => "subscribe",
+            Self::Unsubscribe => "unsubscribe",
+            Self::Refresh => "refresh",
+            Self::Ping => "ping",
+            Self::Command => "command",
+            Self::Ack => "ack",
+            Self::QueueJoin => "queue.join",
+            Self::QueueLeave => "queue.leave",
+            Self::CheckinScan => "checkin.scan",
+        }
+    }
+}
+
+impl ClientMessage {
+    /// Which request this is.
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Self::Subscribe { .. } => RequestKind::Subscribe,
+            Self::Unsubscribe { .. } => RequestKind::Unsubscribe,
+            Self::Refresh { .. } => RequestKind::Refresh,
+            Self::Ping { .. } => RequestKind::Ping,
+            Self::Command { .. } => RequestKind::Command,
+            Self::Ack { .. } => RequestKind::Ack,
+            Self::QueueJoin { .. } => RequestKind::QueueJoin,
+            Self::QueueLeave { .. } => RequestKind::QueueLeave,
+            Self::CheckinScan { .. } => RequestKind::CheckinScan,
+        }
+    }
+}
+
 /// A message pushed on a channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Publication {
@@ -315,6 +373,60 @@ impl ServerMessage {
             id,
             code,
             message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_kind_names_the_type_on_the_wire() {
+        let scan: crate::checkin::Scan =
+            serde_json::from_value(serde_json::json!({"qr": "MQ1.a.b", "scan_id": "s1"})).unwrap();
+        let requests = [
+            ClientMessage::Subscribe {
+                id: 1,
+                channel: "seats:e".into(),
+                since: None,
+            },
+            ClientMessage::Unsubscribe {
+                id: 1,
+                channel: "seats:e".into(),
+            },
+            ClientMessage::Refresh {
+                id: 1,
+                token: "t".into(),
+            },
+            ClientMessage::Ping { id: 1 },
+            ClientMessage::Command {
+                id: 1,
+                request_id: "r".into(),
+                command: Command::Release {
+                    event: "e".into(),
+                    hold: "h".into(),
+                },
+                admission: None,
+            },
+            ClientMessage::Ack {
+                id: 1,
+                request_ids: vec![],
+            },
+            ClientMessage::QueueJoin {
+                id: 1,
+                onsale: "o".into(),
+                intent: None,
+            },
+            ClientMessage::QueueLeave {
+                id: 1,
+                onsale: "o".into(),
+            },
+            ClientMessage::CheckinScan { id: 1, scan },
+        ];
+        for request in requests {
+            let wire = serde_json::to_value(&request).unwrap();
+            assert_eq!(wire["type"], request.kind().as_str(), "{request:?}");
         }
     }
 }

@@ -18,8 +18,9 @@ use marquee_protocol::booking::{Command, InboxMessage, Outcome};
 use marquee_protocol::{ClientMessage, Codec, Frame, ServerMessage};
 use marquee_server::booking::inventory::{DeltaBuilder, Request};
 use marquee_server::booking::store::{self, Batch};
-use marquee_server::booking::worker::{delta_message, now_ms};
-use marquee_server::config::Secret;
+use marquee_server::booking::worker::delta_message;
+use marquee_server::clock::now_ms;
+use marquee_server::secret::Secret;
 use marquee_server::{Config, Node};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -155,9 +156,9 @@ async fn hot_event_load(args: &Args) -> anyhow::Result<LoadResult> {
         let mut config = Config::with_secret(SECRET);
         config.database_url = Some(Secret::new(db_url.clone()));
         config.database_pool = 8;
-        config.inbound_rate = 1_000_000;
-        config.inbound_burst = 1_000_000;
-        config.outbound_queue = 4096;
+        config.hub.inbound_rate = 1_000_000;
+        config.hub.inbound_burst = 1_000_000;
+        config.hub.outbound_queue = 4096;
         let node = Node::build(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -238,7 +239,7 @@ async fn owner_throughput(n: i32, batch_max: usize) -> anyhow::Result<f64> {
                     seats: vec![seat],
                 },
                 admission: None,
-                accepted_at_ms: now_ms() as u64,
+                accepted_at_ms: now_ms(),
             };
             queue.enqueue(event, &envelope).await?;
         }
@@ -285,7 +286,7 @@ async fn sweep(n: usize) -> anyhow::Result<(Duration, Duration)> {
         marquee_server::db::migrate(&pool).await?;
         let (_, event) = seed(&pool, n as i32 + 1, "1 second").await?;
         let mut inventory = store::load(&pool, event).await?.context("seeded event")?;
-        let now = now_ms();
+        let now = now_ms() as i64;
         let mut batch = Batch {
             bump: true,
             ..Batch::default()

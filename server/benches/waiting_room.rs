@@ -29,8 +29,8 @@ use hdrhistogram::Histogram;
 use marquee_protocol::queue::PlaceState;
 use marquee_protocol::{ClientMessage, Codec, Frame, ServerMessage};
 use marquee_server::auth::Identity;
-use marquee_server::config::Secret;
 use marquee_server::hub::registry::ConnShared;
+use marquee_server::secret::Secret;
 use marquee_server::{Config, Node};
 use sqlx::PgPool;
 use std::sync::{Arc, Mutex};
@@ -191,10 +191,10 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
     ));
     config.redis_prefix = format!("bench{:08x}", rand::random::<u32>());
-    config.booking.admission_secret = Some(Secret::new("bench-admission-secret-0123456789"));
+    config.admission.admission_secret = Some(Secret::new("bench-admission-secret-0123456789"));
     config.waiting_room.queue_joins_per_ip = u32::MAX;
-    config.connect_rate = 100_000;
-    config.connect_burst = 100_000;
+    config.hub.connect_rate = 100_000;
+    config.hub.connect_burst = 100_000;
     config.database_pool = 16;
     let node = Node::build(config).await?;
     let pool = node.db().expect("a database").clone();
@@ -331,8 +331,10 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
                 .is_ok()
             {
                 conn.take_flags();
-                for s in conn.take_queue() {
-                    if s.state == PlaceState::Waiting {
+                for message in conn.take_latest() {
+                    if let ServerMessage::QueueStatus(s) = message
+                        && s.state == PlaceState::Waiting
+                    {
                         follower.see(s.position, started);
                     }
                 }

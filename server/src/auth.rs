@@ -5,11 +5,59 @@
 //! required when configured. Anything else, `alg: none` included, is refused with a stable
 //! [`ErrorCode`] and a metrics reason.
 
-use crate::config::{Config, JwtAlgorithm};
+use crate::secret::Secret;
+use clap::ValueEnum;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use marquee_protocol::{Channel, ErrorCode};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The JWT algorithm the server pins. Tokens signed with any other algorithm (including `none`)
+/// are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with the shared secret `MARQUEE_JWT_SECRET`.
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256, verified with the public key `MARQUEE_JWT_PUBLIC_KEY`.
+    #[value(name = "RS256")]
+    Rs256,
+    /// Ed25519, verified with the public key `MARQUEE_JWT_PUBLIC_KEY`.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+/// How access tokens are verified.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+#[command(next_help_heading = "Access tokens")]
+pub struct Args {
+    /// Shared secret for HS256 access tokens.
+    #[arg(long, env = "MARQUEE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM public key (or a path to a PEM file) for RS256 or EdDSA access tokens.
+    #[arg(long, env = "MARQUEE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<String>,
+
+    /// Pinned token algorithm. Defaults to HS256 with a secret and RS256 with a public key.
+    #[arg(long, env = "MARQUEE_JWT_ALGORITHM", value_enum)]
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "MARQUEE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "MARQUEE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew tolerated when checking `exp` and `nbf`.
+    #[arg(long, env = "MARQUEE_JWT_LEEWAY", default_value = "5s", value_parser = crate::clock::parse_duration)]
+    pub jwt_leeway: Duration,
+}
 
 /// The claims Marquee reads from an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +134,11 @@ impl Identity {
     /// Whether the caller holds a role.
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.iter().any(|r| r == role.as_str())
+    }
+
+    /// The caller's tenant, when the token names one that is a tenant id.
+    pub fn tenant_id(&self) -> Option<Uuid> {
+        self.tenant.as_deref().and_then(|t| Uuid::parse_str(t).ok())
     }
 
     /// The caller's private inbox channel.
@@ -197,8 +250,8 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Builds a verifier from the node configuration.
-    pub fn from_config(config: &Config) -> Result<Self, KeyError> {
+    /// Builds a verifier from its settings.
+    pub fn from_args(config: &Args) -> Result<Self, KeyError> {
         let algorithm = match (
             config.jwt_algorithm,
             &config.jwt_secret,
@@ -345,15 +398,10 @@ pub fn mint_hs256(secret: &str, user: &str, roles: &[&str], ttl_secs: u64) -> St
             sub: user.to_owned(),
             tenant: None,
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            exp: now_secs() + ttl_secs,
+            exp: crate::clock::now_secs() + ttl_secs,
             nbf: None,
             iss: None,
             aud: None,
         },
     )
-}
-
-/// Current unix time in seconds.
-pub fn now_secs() -> u64 {
-    jsonwebtoken::get_current_timestamp()
 }

@@ -6,7 +6,8 @@
 //! sale all move: a whole onsale, from queue to tickets.
 
 use crate::Node;
-use crate::auth::{Claims, Identity, now_secs, sign_hs256};
+use crate::auth::{Claims, Identity, sign_hs256};
+use crate::clock::now_secs;
 use crate::config::Config;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub struct DemoArgs {
     /// Postgres to use; without one the demo starts a private PostgreSQL and removes it on
     /// exit.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<crate::config::Secret>,
+    pub database_url: Option<crate::secret::Secret>,
 
     /// Simulated buyers who queue for the demo onsale, hold a few seats when admitted (staged
     /// while waiting), check out and are paid by the simulated provider, then come back for
@@ -49,7 +50,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let secret = format!("demo-{:032x}", rand::random::<u128>());
     let mut config = Config::with_secret(&secret);
     // The demo node signs its own waiting-room admissions with a key of its own.
-    config.booking.admission_secret = Some(crate::config::Secret::new(format!(
+    config.admission.admission_secret = Some(crate::secret::Secret::new(format!(
         "admission-{:032x}",
         rand::random::<u128>()
     )));
@@ -63,7 +64,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         None => {
             let pg = crate::embedded_pg::EmbeddedPostgres::start().await?;
-            config.database_url = Some(crate::config::Secret::new(pg.url()));
+            config.database_url = Some(crate::secret::Secret::new(pg.url()));
             Some(pg)
         }
     };
@@ -210,7 +211,14 @@ impl Crowd {
             let admission = loop {
                 conn.notify.notified().await;
                 conn.take_flags();
-                let statuses = conn.take_queue();
+                let statuses: Vec<_> = conn
+                    .take_latest()
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        marquee_protocol::ServerMessage::QueueStatus(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect();
                 if let Some(s) = statuses.iter().find(|s| {
                     matches!(
                         s.state,

@@ -2,7 +2,8 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use marquee_server::auth::{Claims, now_secs, sign_hs256};
+use marquee_server::auth::{Claims, sign_hs256};
+use marquee_server::clock::now_secs;
 use marquee_server::{Config, demo};
 
 /// Marquee: realtime, WebSocket-first ticketing.
@@ -85,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
             // without one (a relay) binds nothing more than its public address.
             let internal = match config.database_url {
                 Some(_) => {
-                    let addr = config.payments.internal_listen;
+                    let addr = config.internal_listen;
                     Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
                         format!("binding the internal listener {addr} (--internal-listen)")
                     })?)

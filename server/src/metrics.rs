@@ -103,3 +103,10 @@ pub fn prometheus() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// This process's resident set size, from `/proc/self/statm` (Linux only).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

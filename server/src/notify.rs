@@ -1,6 +1,7 @@
 //! Notifications for an outside service: order paid, refunded or cancelled, ticket transferred.
 //!
-//! The change that a notification describes writes it ([`record`]) in its own transaction, when
+//! The change that a notification describes writes it ([`crate::outbox::notification`]) in its
+//! own transaction, when
 //! notifications are configured (`MARQUEE_NOTIFY_URL`). The [`Sender`] then delivers each one as
 //! a `POST` to that URL:
 //!
@@ -12,7 +13,7 @@
 //! {"id":42,"type":"order.paid","tenant":"…","created":1795000000,"data":{…}}
 //! ```
 //!
-//! signed exactly like the payment hooks Marquee receives ([`crate::payments::signature`]), so a
+//! signed exactly like the payment hooks Marquee receives ([`crate::signature`]), so a
 //! receiver checks it the same way. Anything but a 2xx answer is retried with exponential
 //! backoff (2 s, 4 s, 8 s, … at most 10 minutes apart) up to [`MAX_ATTEMPTS`] times, then given
 //! up and left in the table with its last error. Delivery is at least once: receivers
@@ -20,15 +21,46 @@
 //! `for update skip locked` and moves their next attempt forward before calling out, so a row
 //! is never sent by two at once.
 
-use crate::config::Secret;
 use crate::outgoing::Outgoing;
-use crate::payments::signature;
+use crate::secret::Secret;
+use crate::signature;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool, Row as _};
+use sqlx::{PgPool, Row as _};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// Where notifications go.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+#[command(next_help_heading = "Notifications")]
+pub struct Args {
+    /// Where notifications (order paid, refunded or cancelled, ticket transferred) are POSTed,
+    /// signed with `--notify-secret`. Unset: no notifications are written or sent.
+    #[arg(long, env = "MARQUEE_NOTIFY_URL", requires = "notify_secret")]
+    pub notify_url: Option<String>,
+
+    /// Signs notifications (`Marquee-Signature`, as on payment hooks).
+    #[arg(long, env = "MARQUEE_NOTIFY_SECRET", hide_env_values = true)]
+    pub notify_secret: Option<Secret>,
+}
+
+impl Args {
+    /// Whether notifications are configured (changes then write them).
+    pub fn enabled(&self) -> bool {
+        self.notify_url.is_some()
+    }
+
+    /// The sender of the notifications, when they are configured.
+    pub fn sender(&self, db: &PgPool) -> Option<Sender> {
+        Some(Sender::new(
+            db.clone(),
+            self.notify_url.clone()?,
+            self.notify_secret.clone()?,
+        ))
+    }
+}
 
 /// Attempts before a notification is given up.
 pub const MAX_ATTEMPTS: i32 = 15;
@@ -39,22 +71,6 @@ const CLAIM: Duration = Duration::from_secs(120);
 
 /// Most notifications claimed at once.
 const BATCH: i64 = 8;
-
-/// Writes a notification in the caller's transaction.
-pub async fn record(
-    conn: &mut PgConnection,
-    tenant: Uuid,
-    kind: &str,
-    data: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into notification (tenant_id, kind, data) values ($1, $2, $3::json)")
-        .bind(tenant)
-        .bind(kind)
-        .bind(data.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
 
 /// Delivers notifications to the configured URL.
 #[derive(Debug, Clone)]
@@ -138,7 +154,7 @@ impl Sender {
             .to_string();
             let header = signature::sign(
                 self.secret.expose().as_bytes(),
-                crate::auth::now_secs(),
+                crate::clock::now_secs(),
                 body.as_bytes(),
             );
             let outcome = self

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 /// An outgoing call failed before an answer came.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutgoingError {
     /// The URL or a header is not valid.
     #[error("bad request: {0}")]

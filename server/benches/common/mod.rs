@@ -14,7 +14,7 @@ pub fn buyer_token(tenant: Uuid, user: &str) -> String {
         sub: user.to_owned(),
         tenant: Some(tenant.to_string()),
         roles: Vec::new(),
-        exp: marquee_server::auth::now_secs() + 3600,
+        exp: marquee_server::clock::now_secs() + 3600,
         nbf: None,
         iss: None,
         aud: None,

@@ -8,9 +8,9 @@
 //! Should that commit fail, the owner throws this state away and loads it again, so a failed
 //! batch never leaves memory and database disagreeing.
 
-use super::admission::AdmissionPass;
 use super::best_available::{self, Row, Seat};
 use super::orders::{NewTicket, OrderState, PendingOrder, Reclaimed};
+use crate::admission::AdmissionPass;
 use marquee_protocol::ErrorCode;
 use marquee_protocol::booking::{
     Command, GaAvailability, MAX_SEATS_PER_COMMAND, Outcome, SeatDelta, SeatIndex, SeatState,

@@ -18,8 +18,10 @@
 //! case the provider simply reads again. Every message after `X` then carries `v > V`.
 
 use crate::engine::ChannelEngine;
-use crate::hub::{BoxFuture, Hub, HubError, SnapshotProvider};
+use crate::engine::Engine;
+use crate::hub::{HubError, SnapshotProvider};
 use base64::Engine as _;
+use futures_util::future::BoxFuture;
 use marquee_protocol::booking::{
     GaAvailability, InboxMessage, InboxSnapshot, SeatSnapshot, SeatState, pack_seat_states,
 };
@@ -44,8 +46,9 @@ fn db_error(e: &sqlx::Error) -> HubError {
 pub struct SeatSnapshots {
     /// The system of record.
     pub db: PgPool,
-    /// The hub whose engine carries the channel.
-    pub hub: Hub,
+    /// The engine that carries the channel. Not the hub: the hub holds its providers, and a
+    /// provider holding the hub would keep both (and the pool) alive forever.
+    pub engine: Engine,
 }
 
 /// The map's state as Postgres has it: `None` while some of the event's outbox is unpublished.
@@ -108,7 +111,7 @@ async fn read_map(db: &PgPool, event: Uuid) -> Result<Option<Option<SeatSnapshot
 
 /// The `v` of the newest message on the channel, if history still has it.
 async fn newest_version(
-    hub: &Hub,
+    engine: &Engine,
     channel: &str,
     position: &StreamPosition,
 ) -> Result<Option<u64>, HubError> {
@@ -116,7 +119,7 @@ async fn newest_version(
         return Ok(None);
     }
     let before = StreamPosition::new(position.epoch.clone(), position.offset - 1);
-    let history = hub.engine().history(channel, Some(&before)).await?;
+    let history = engine.history(channel, Some(&before)).await?;
     if !history.recovered {
         return Ok(None);
     }
@@ -144,12 +147,7 @@ impl SnapshotProvider for SeatSnapshots {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 };
-                let position = self
-                    .hub
-                    .engine()
-                    .history(channel.as_str(), None)
-                    .await?
-                    .position;
+                let position = self.engine.history(channel.as_str(), None).await?.position;
                 let Some(map) = map else {
                     // No such event: an empty map, so subscribers of a bad id see nothing.
                     let empty = SeatSnapshot {
@@ -160,7 +158,7 @@ impl SnapshotProvider for SeatSnapshots {
                     };
                     return Ok((serde_json::to_value(empty).expect("serializes"), position));
                 };
-                match newest_version(&self.hub, channel.as_str(), &position).await? {
+                match newest_version(&self.engine, channel.as_str(), &position).await? {
                     Some(newest) if newest > map.v => continue,
                     _ => return Ok((serde_json::to_value(map).expect("serializes"), position)),
                 }
@@ -177,8 +175,9 @@ impl SnapshotProvider for SeatSnapshots {
 pub struct InboxSnapshots {
     /// The system of record.
     pub db: PgPool,
-    /// The hub whose engine carries the channel.
-    pub hub: Hub,
+    /// The engine that carries the channel. Not the hub: the hub holds its providers, and a
+    /// provider holding the hub would keep both (and the pool) alive forever.
+    pub engine: Engine,
 }
 
 impl SnapshotProvider for InboxSnapshots {
@@ -190,12 +189,7 @@ impl SnapshotProvider for InboxSnapshots {
             // Position first: a result published after it is replayed or delivered live; one
             // published before it is committed, so the query below finds it if unacknowledged.
             // A result can therefore appear in both; clients recognise it by request id.
-            let position = self
-                .hub
-                .engine()
-                .history(channel.as_str(), None)
-                .await?
-                .position;
+            let position = self.engine.history(channel.as_str(), None).await?.position;
             let Some((tenant, user)) = channel
                 .id()
                 .split_once('/')

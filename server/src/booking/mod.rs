@@ -1,59 +1,97 @@
 //! The booking engine: purchase commands from the WebSocket to Postgres and back.
 //!
-//! A command's path: the buyer's connection checks it and puts it on the [`queue`]
-//! ([`Booking::submit`]), answering `accepted`. The [`worker`] that holds the event's lease
-//! decides it against the event's [`inventory`] in memory and commits it with the rest of its
-//! batch through the [`store`], writing the result and the seat delta to the outbox in the
-//! same transaction. The [`relay`] publishes the outbox on `seats:{event}` and the buyer's
-//! inbox; [`live`] serves both channels' snapshots from Postgres, so results and the seat map
-//! survive any loss of channel history. The buyer acknowledges results ([`Booking::ack`]);
-//! until then they are delivered again with every inbox snapshot.
+//! A command's path: the buyer's connection hands it to [`requests`], which checks it and puts
+//! it on the [`queue`] ([`Booking::submit`]), answering `accepted`. The [`worker`] that holds
+//! the event's lease decides it against the event's [`inventory`] in memory and commits it
+//! with the rest of its batch through the [`store`], writing the result and the seat delta to
+//! the outbox ([`crate::outbox`]) in the same transaction. The outbox relay publishes them on
+//! `seats:{event}` and the buyer's inbox; [`live`] serves both channels' snapshots from
+//! Postgres, so results and the seat map survive any loss of channel history. The buyer
+//! acknowledges results ([`Booking::ack`]); until then they are delivered again with every
+//! inbox snapshot.
 //!
 //! - [`best_available`]: the seat chooser (best block, nearest equivalent block).
 //! - [`inventory`]: one event's state and the rules for each command (pure).
+//! - [`orders`]: orders and what payment events do to them (pure).
 //! - [`store`]: loading an event and committing a batch (Postgres).
 //! - [`queue`]: the command queue and event leases (`memory` or Redis Streams).
 //! - [`worker`]: workers, event owners, batching and the hold sweeper.
-//! - [`relay`]: the outbox relay.
 //! - [`live`]: snapshot providers for `seats:` and `inbox:` channels.
+//! - [`requests`]: how booking plugs into the hub (`command`, `ack`, who may follow `seats:`).
+//!
+//! Booking meets the waiting room only through [`crate::admission`] and payments only through
+//! [`crate::settlement`].
 
-pub mod admission;
 pub mod best_available;
 pub mod inventory;
 pub mod live;
 pub mod orders;
 pub mod queue;
-pub mod relay;
+pub mod requests;
 pub mod store;
 pub mod worker;
 
+use crate::admission::{Purchases, StagedPurchase};
 use crate::auth::Identity;
-use marquee_protocol::ErrorCode;
+use crate::hub::Refusal;
+use futures_util::future::BoxFuture;
 use marquee_protocol::booking::{Command, MAX_REQUEST_ID_LEN};
+use marquee_protocol::{Channel, ErrorCode};
 use queue::{CommandQueue, Envelope};
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The prefix of the request ids the server gives order updates (`order:<order>:<status>`):
 /// a buyer's command may not take one, or it could occupy the id an update needs.
 pub const RESERVED_REQUEST_PREFIX: &str = "order:";
 
-/// A command refused before it reached the queue.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    /// Stable code.
-    pub code: ErrorCode,
-    /// Detail for the client.
-    pub message: String,
+/// How booking workers run, in `serve` (in-process) and in `worker` (a process of its own).
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+#[command(next_help_heading = "Booking")]
+pub struct Args {
+    /// In-process booking workers (`serve` only; 0 leaves commands to `marquee worker`
+    /// processes). Needs a database.
+    #[arg(long, env = "MARQUEE_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Most purchase commands decided and committed in one Postgres transaction.
+    #[arg(long, env = "MARQUEE_BATCH_MAX", default_value_t = 1024)]
+    pub batch_max: usize,
+
+    /// How long a worker owns an event without renewing; after a worker dies, its events move
+    /// to another worker within this time.
+    #[arg(long, env = "MARQUEE_LEASE_TTL", default_value = "10s", value_parser = crate::clock::parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Most holds expired in one sweep.
+    #[arg(long, env = "MARQUEE_SWEEP_MAX", default_value_t = 10_000)]
+    pub sweep_max: usize,
+
+    /// Fault injection for tests: abort right after the first committed batch, before
+    /// acknowledging it.
+    #[arg(long, env = "MARQUEE_CRASH_AFTER_COMMIT", hide = true)]
+    pub crash_after_commit: bool,
+
+    /// How long after checkout a payment may still be processing: `processing` events extend
+    /// an order's deadline up to this, and no further.
+    #[arg(long, env = "MARQUEE_PAYMENT_CAP", default_value = "30m", value_parser = crate::clock::parse_duration)]
+    pub payment_cap: Duration,
 }
 
-impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
+impl Args {
+    /// The worker settings these arguments describe (the composition root adds what comes
+    /// from elsewhere: the admission key, the provider, the slots, the ticket key).
+    pub fn settings(&self) -> worker::WorkerSettings {
+        worker::WorkerSettings {
+            batch_max: self.batch_max.max(1),
+            lease_ttl: self.lease_ttl.max(Duration::from_millis(300)),
+            sweep_max: self.sweep_max.max(1),
+            crash_after_commit: self.crash_after_commit,
+            payment_cap: self.payment_cap,
+            ..Default::default()
         }
     }
 }
@@ -90,16 +128,12 @@ impl Booking {
     }
 
     fn tenant_of(identity: &Identity) -> Result<Uuid, Refusal> {
-        identity
-            .tenant
-            .as_deref()
-            .and_then(|t| Uuid::parse_str(t).ok())
-            .ok_or_else(|| {
-                Refusal::new(
-                    ErrorCode::Forbidden,
-                    "purchase commands need a token with a tenant",
-                )
-            })
+        identity.tenant_id().ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::Forbidden,
+                "purchase commands need a token with a tenant",
+            )
+        })
     }
 
     /// The tenant that owns `event`, if it exists.
@@ -150,7 +184,7 @@ impl Booking {
             request_id,
             command,
             admission,
-            accepted_at_ms: worker::now_ms().max(0) as u64,
+            accepted_at_ms: crate::clock::now_ms(),
         };
         self.queue.enqueue(event, &envelope).await.map_err(|e| {
             tracing::warn!(error = %e, "enqueue failed");
@@ -186,5 +220,28 @@ impl Booking {
             Refusal::new(ErrorCode::Unavailable, "the booking service is unavailable; retry")
         })?;
         Ok(done.rows_affected())
+    }
+}
+
+impl Purchases for Booking {
+    fn submit(&self, purchase: StagedPurchase) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let inbox = Channel::inbox(Some(&purchase.tenant.to_string()), &purchase.user)
+                .map_err(|e| e.to_string())?;
+            let envelope = Envelope {
+                tenant: purchase.tenant,
+                user: purchase.user,
+                inbox: inbox.to_string(),
+                request_id: purchase.request_id,
+                command: purchase.command,
+                admission: Some(purchase.admission),
+                accepted_at_ms: crate::clock::now_ms(),
+            };
+            self.queue
+                .enqueue(purchase.event, &envelope)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     }
 }

@@ -18,7 +18,7 @@
 //! refunded or cancelled is given back.
 
 use super::inventory::{Change, DeltaBuilder, Inventory};
-use crate::payments::hook::PaymentEventKind;
+use crate::settlement::PaymentEventKind;
 use marquee_protocol::booking::{OrderReason, OrderStatus, SeatIndex, SeatState};
 use std::cmp::Reverse;
 use uuid::Uuid;

@@ -11,9 +11,7 @@
 //!
 //! Entries are acknowledged and then deleted, so a stream holds only unfinished work.
 
-use fred::prelude::{
-    Builder, ClientLike, Config, ReconnectPolicy, SetsInterface, StreamsInterface,
-};
+use fred::prelude::{SetsInterface, StreamsInterface};
 use fred::types::scripts::Script;
 use fred::types::streams::XReadResponse;
 use marquee_protocol::booking::Command;
@@ -345,30 +343,13 @@ impl MemoryQueue {
     }
 }
 
-pub(crate) const LEASE_LUA: &str = r"
-local owner = redis.call('GET', KEYS[1])
-if owner == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-";
-
-const UNLEASE_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-";
-
 const GROUP: &str = "workers";
 
 /// The Redis Streams queue.
 pub struct RedisQueue {
     client: fred::clients::Client,
-    config: Config,
+    /// Where readers open their own connections (their reads block).
+    url: String,
     prefix: String,
     lease_script: Script,
     unlease_script: Script,
@@ -384,36 +365,16 @@ impl std::fmt::Debug for RedisQueue {
     }
 }
 
-async fn connect(config: &Config) -> Result<fred::clients::Client, QueueError> {
-    redis_client(config).await.map_err(unavailable)
-}
-
-/// A connected Redis client for request/reply work (queues, the waiting room's line): it
-/// reconnects with backoff and gives up on a connection attempt after 5 s.
-pub(crate) async fn redis_client(
-    config: &Config,
-) -> Result<fred::clients::Client, fred::error::Error> {
-    let client = Builder::from_config(config.clone())
-        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-        .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_secs(5);
-        })
-        .build()?;
-    client.init().await?;
-    Ok(client)
-}
-
 impl RedisQueue {
     /// Connects to Redis; keys go under `prefix` (shared with the channel engine's).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let config = Config::from_url(url).map_err(unavailable)?;
-        let client = connect(&config).await?;
+        let client = crate::redis::client(url).await.map_err(unavailable)?;
         Ok(Self {
             client,
-            config,
+            url: url.to_owned(),
             prefix: prefix.to_owned(),
-            lease_script: Script::from_lua(LEASE_LUA),
-            unlease_script: Script::from_lua(UNLEASE_LUA),
+            lease_script: Script::from_lua(crate::redis::LEASE_LUA),
+            unlease_script: Script::from_lua(crate::redis::UNLEASE_LUA),
             registered: Mutex::new(std::collections::HashSet::new()),
         })
     }
@@ -508,7 +469,7 @@ impl RedisQueue {
 
     async fn reader(self: &Arc<Self>, event: Uuid, worker: &str) -> Result<Reader, QueueError> {
         self.register(event).await?;
-        let client = connect(&self.config).await?;
+        let client = crate::redis::client(&self.url).await.map_err(unavailable)?;
         Ok(Reader::Redis {
             queue: self.clone(),
             client,

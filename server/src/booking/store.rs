@@ -14,16 +14,13 @@ use super::inventory::{
     TicketTypeInfo,
 };
 use super::orders::{OrderRecord, PendingOrder, Reclaimed, StoredLine};
-use crate::payments::hook::PaymentEventKind;
+use crate::settlement::PaymentEventKind;
 use marquee_protocol::booking::{OrderStatus, SeatIndex, SeatState};
 use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Row as _};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use uuid::Uuid;
-
-/// Where the outbox relay is woken.
-pub const OUTBOX_NOTIFY: &str = "marquee_outbox";
 
 /// A batch could not be committed.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +54,7 @@ pub struct Batch {
     pub changes: Vec<Change>,
     /// Requests that took effect or were rejected, with their results.
     pub processed: Vec<Processed>,
-    /// Messages for the outbox relay, in publication order, each made by [`outbox_message`].
+    /// Messages for the outbox relay, in publication order, each made by [`crate::outbox::message`].
     pub messages: Vec<String>,
     /// Whether availability changed (then the inventory version moves up by one).
     pub bump: bool,
@@ -75,21 +72,6 @@ impl Batch {
             && self.messages.is_empty()
             && self.payments.is_empty()
     }
-}
-
-/// A message for the outbox relay: the JSON text of `{"channel": channel, "data": data}`.
-///
-/// Results and deltas are serialized once, in the worker, and travel as text from there to the
-/// hub: the hot path builds no JSON trees.
-pub fn outbox_message(channel: &str, data: &RawValue) -> String {
-    let channel = serde_json::to_string(channel).expect("a string always serializes");
-    let mut message = String::with_capacity(channel.len() + data.get().len() + 22);
-    message.push_str("{\"channel\":");
-    message.push_str(&channel);
-    message.push_str(",\"data\":");
-    message.push_str(data.get());
-    message.push('}');
-    message
 }
 
 /// Loads an event's inventory, or `None` if the event does not exist.
@@ -644,7 +626,7 @@ async fn commit_orders(
                         "order": order, "event": event, "user": user, "tickets": ids,
                         "provider": provider, "payment": payment_ref,
                     });
-                    crate::notify::record(tx, tenant, "order.paid", &data).await?;
+                    crate::outbox::notification(tx, tenant, "order.paid", &data).await?;
                 }
             }
             Change::OrderEnded {
@@ -695,7 +677,7 @@ async fn commit_orders(
                     let data = serde_json::json!({
                         "order": order, "event": event, "user": user, "reason": reason,
                     });
-                    crate::notify::record(tx, tenant, kind, &data).await?;
+                    crate::outbox::notification(tx, tenant, kind, &data).await?;
                 }
                 if *void_tickets {
                     sqlx::query(
@@ -1063,19 +1045,7 @@ pub async fn commit(
         }
     }
     // The outbox row, the audit row and the relay's wake-up in one statement (one round trip).
-    let messages = (!batch.messages.is_empty()).then(|| {
-        let mut messages =
-            String::with_capacity(batch.messages.iter().map(|m| m.len() + 1).sum::<usize>() + 2);
-        messages.push('[');
-        for (i, message) in batch.messages.iter().enumerate() {
-            if i > 0 {
-                messages.push(',');
-            }
-            messages.push_str(message);
-        }
-        messages.push(']');
-        messages
-    });
+    let messages = (!batch.messages.is_empty()).then(|| crate::outbox::array(&batch.messages));
     let detail = (!c.audit.is_empty()).then(|| {
         let mut detail = c.audit;
         detail.version = version + bump;
@@ -1098,7 +1068,7 @@ pub async fn commit(
     .bind(messages)
     .bind(actor)
     .bind(detail)
-    .bind(OUTBOX_NOTIFY)
+    .bind(crate::outbox::NOTIFY)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -10,16 +10,15 @@
 //! stored (its worker died between commit and acknowledge) is acknowledged without a second
 //! effect or a second result.
 
-use super::admission::AdmissionKey;
 use super::inventory::Change;
 use super::inventory::{DeltaBuilder, Inventory, Request};
 use super::orders::{OrderNews, PaymentEvent};
 use super::queue::{CommandQueue, Entry, Reader};
-use super::store::{self, Batch, CommitError, Processed, UnappliedPayment, outbox_message};
+use super::store::{self, Batch, CommitError, Processed, UnappliedPayment};
+use crate::admission::{AdmissionKey, Slots};
 use crate::metrics::METRICS;
-use crate::payments::hook::PAYMENTS_NOTIFY;
-use crate::payments::provider::{PaymentProvider, PaymentRequest};
-use crate::tickets::qr::{TicketClaim, TicketKey};
+use crate::settlement::{PAYMENTS_NOTIFY, PaymentProvider, PaymentRequest};
+use crate::ticket_code::{TicketClaim, TicketKey};
 use anyhow::Context as _;
 use marquee_protocol::booking::{
     CommandResult, InboxMessage, OrderStatus, OrderUpdate, Outcome, Ticket,
@@ -51,9 +50,9 @@ pub struct WorkerSettings {
     /// Checks waiting-room admissions. Without it, no admission is genuine: onsales that
     /// require one refuse every command.
     pub admission: Option<AdmissionKey>,
-    /// The waiting room's line: an admitted buyer who checks out or releases hands the
-    /// admission slot back through it once the batch has committed.
-    pub line: Option<crate::waiting_room::line::Line>,
+    /// The waiting room's slots: an admitted buyer who checks out or releases hands the
+    /// admission slot back once the batch has committed.
+    pub slots: Option<Arc<dyn Slots>>,
     /// Signs the QR codes of the tickets pushed to buyers. Without it, pushed tickets carry no
     /// code (buyers then read them with `GET /v1/me/tickets`).
     pub ticket_key: Option<TicketKey>,
@@ -76,7 +75,7 @@ impl Default for WorkerSettings {
             discover_every: Duration::from_millis(250),
             crash_after_commit: false,
             admission: None,
-            line: None,
+            slots: None,
             ticket_key: None,
             payment_cap: Duration::from_secs(30 * 60),
             provider: None,
@@ -98,11 +97,9 @@ pub struct Worker {
     pub settings: WorkerSettings,
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// Unix time in milliseconds, as the inventory counts it.
+fn now_ms() -> i64 {
+    crate::clock::now_ms() as i64
 }
 
 impl Worker {
@@ -559,7 +556,7 @@ impl Owner {
             if let Some((command_id, result)) = stored.get(&key) {
                 if *command_id != entry.id {
                     // A client's retry: the first result again, no second effect.
-                    results.push(outbox_message(&envelope.inbox, result));
+                    results.push(crate::outbox::message(&envelope.inbox, result));
                 }
                 // Otherwise a redelivery of the very entry that produced the result: it was
                 // committed and published already.
@@ -568,7 +565,7 @@ impl Owner {
             if let Some(first) = seen.get(&key).or_else(|| previous?.get(&key)) {
                 // A retry of a request decided in this batch or the one committing: the same
                 // result again, published after this batch commits (so after the first).
-                results.push(outbox_message(&first.inbox, &first.result));
+                results.push(crate::outbox::message(&first.inbox, &first.result));
                 continue;
             }
             let admission = envelope
@@ -607,7 +604,7 @@ impl Owner {
                 outcome,
             }))
             .expect("a result always serializes");
-            results.push(outbox_message(&envelope.inbox, &result));
+            results.push(crate::outbox::message(&envelope.inbox, &result));
             batch.processed.push(Processed {
                 user: envelope.user.clone(),
                 request_id: envelope.request_id.clone(),
@@ -752,7 +749,7 @@ fn order_update(
     // one to, its update stays stored and reaches it in no inbox.
     let outbox = Channel::inbox(Some(&inv.tenant.to_string()), &news.user)
         .ok()
-        .map(|inbox| outbox_message(inbox.as_str(), &message));
+        .map(|inbox| crate::outbox::message(inbox.as_str(), &message));
     (
         Processed {
             user: news.user,
@@ -821,12 +818,12 @@ async fn listen_for_payments(
 /// released. Best effort: if the line cannot be reached, the slot comes back when the
 /// admission expires instead.
 async fn hand_back_slots(worker: &Worker, requests: &HashMap<RequestKey, Decided>) {
-    let Some(line) = &worker.settings.line else {
+    let Some(slots) = &worker.settings.slots else {
         return;
     };
     for ((user, _), decided) in requests {
         if let Some(onsale) = decided.finished
-            && let Err(e) = line.finish(onsale, user).await
+            && let Err(e) = slots.finish(onsale, user).await
         {
             tracing::warn!(%onsale, error = %e, "cannot hand an admission slot back");
         }
@@ -869,7 +866,7 @@ pub fn delta_message(inv: &Inventory, delta: &DeltaBuilder) -> String {
     let channel = Channel::new(ChannelKind::Seats, &inv.event.to_string())
         .expect("a uuid is a valid channel id");
     let data = to_raw_value(&delta.build(v, inv)).expect("a delta always serializes");
-    outbox_message(channel.as_str(), &data)
+    crate::outbox::message(channel.as_str(), &data)
 }
 
 /// Whether `inbox` is the inbox of `user` in `tenant` (a hub never enqueues anything else, but

@@ -1,8 +1,9 @@
 //! Operators' routes (`/v1/admin/...`): everything scoped by the caller's tenant.
 
 use super::layout::{self, LayoutSpec};
-use super::{Admin, CatalogError, CatalogState, id, on_constraint};
-use crate::api::{ApiError, AppJson};
+use super::{CatalogError, CatalogState, id, on_constraint};
+use crate::http::error::AppJson;
+use crate::http::extract::Admin;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,10 +15,11 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
-type Found<T> = Result<Json<T>, ApiError>;
+type Created<T> = Result<(StatusCode, Json<T>), CatalogError>;
+type Found<T> = Result<Json<T>, CatalogError>;
 
-pub(crate) async fn audit(
+/// Records an operator's change in the audit trail, in the change's transaction.
+async fn audit(
     conn: &mut PgConnection,
     admin: &Admin,
     entity: &str,
@@ -25,16 +27,15 @@ pub(crate) async fn audit(
     action: &str,
     detail: Value,
 ) -> Result<(), CatalogError> {
-    sqlx::query(
-        "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail) values ($1, $2, $3, $4, $5, $6)",
+    crate::audit::record(
+        conn,
+        admin.tenant,
+        &admin.user,
+        entity,
+        &entity_id.to_string(),
+        action,
+        &detail,
     )
-    .bind(admin.tenant)
-    .bind(&admin.user)
-    .bind(entity)
-    .bind(entity_id.to_string())
-    .bind(action)
-    .bind(detail)
-    .execute(conn)
     .await?;
     Ok(())
 }
@@ -112,13 +113,13 @@ pub async fn put_tenant(
     AppJson(body): AppJson<Tenant>,
 ) -> Found<Tenant> {
     not_blank(&body.name, "name")?;
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     sqlx::query("insert into tenant (tenant_id, name) values ($1, $2) on conflict (tenant_id) do update set name = excluded.name")
         .bind(admin.tenant)
         .bind(&body.name)
         .execute(&mut *tx)
         .await
-        .map_err(CatalogError::from)?;
+        ?;
     audit(
         &mut tx,
         &admin,
@@ -128,7 +129,7 @@ pub async fn put_tenant(
         json!({"name": body.name}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
+    tx.commit().await?;
     Ok(Json(Tenant {
         tenant_id: Some(admin.tenant),
         name: body.name,
@@ -191,7 +192,7 @@ pub async fn create_venue(
 ) -> Created<Venue> {
     not_blank(&body.name, "name")?;
     not_blank(&body.city, "city")?;
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     ensure_tenant(&mut tx, &admin).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into venue (tenant_id, name, city, address, timezone) values ($1, $2, $3, $4, $5) returning {VENUE_COLUMNS}"
@@ -203,7 +204,7 @@ pub async fn create_venue(
     .bind(&body.timezone)
     .fetch_one(&mut *tx)
     .await
-    .map_err(CatalogError::from)?;
+    ?;
     let v = venue(&row);
     audit(
         &mut tx,
@@ -214,7 +215,7 @@ pub async fn create_venue(
         json!({"name": v.name}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(v)))
 }
 
@@ -226,8 +227,7 @@ pub async fn list_venues(State(s): State<CatalogState>, admin: Admin) -> Found<V
     )))
     .bind(admin.tenant)
     .fetch_all(&s.db)
-    .await
-    .map_err(CatalogError::from)?;
+    .await?;
     Ok(Json(rows.iter().map(venue).collect()))
 }
 
@@ -246,8 +246,7 @@ pub async fn get_venue(
     .bind(admin.tenant)
     .bind(venue_id)
     .fetch_optional(&s.db)
-    .await
-    .map_err(CatalogError::from)?
+    .await?
     .ok_or(CatalogError::NotFound("venue"))?;
     Ok(Json(venue(&row)))
 }
@@ -326,9 +325,11 @@ pub async fn create_event(
 ) -> Created<Event> {
     not_blank(&body.name, "name")?;
     if body.ends_at.is_some_and(|end| end <= body.starts_at) {
-        return Err(CatalogError::BadRequest("ends_at must be after starts_at".into()).into());
+        return Err(CatalogError::BadRequest(
+            "ends_at must be after starts_at".into(),
+        ));
     }
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     ensure_tenant(&mut tx, &admin).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into event (tenant_id, venue_id, name, description, category, starts_at, ends_at)
@@ -361,7 +362,7 @@ pub async fn create_event(
         json!({"name": e.name}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(e)))
 }
 
@@ -373,8 +374,7 @@ pub async fn list_events(State(s): State<CatalogState>, admin: Admin) -> Found<V
     )))
     .bind(admin.tenant)
     .fetch_all(&s.db)
-    .await
-    .map_err(CatalogError::from)?;
+    .await?;
     Ok(Json(rows.iter().map(event).collect()))
 }
 
@@ -393,8 +393,7 @@ pub async fn get_event(
     .bind(admin.tenant)
     .bind(event_id)
     .fetch_optional(&s.db)
-    .await
-    .map_err(CatalogError::from)?
+    .await?
     .ok_or(CatalogError::NotFound("event"))?;
     Ok(Json(event(&row)))
 }
@@ -429,9 +428,10 @@ fn onsale_sources(to: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Moves a row of `table` to `to` if its current status allows it.
+/// Moves a row of `table` to `to`, in the caller's transaction, if its current status allows
+/// it.
 async fn transition(
-    s: &CatalogState,
+    tx: &mut PgConnection,
     admin: &Admin,
     table: &'static str,
     raw: &str,
@@ -442,7 +442,6 @@ async fn transition(
     let from = sources(to).ok_or_else(|| {
         CatalogError::BadRequest(format!("{to:?} is not an {table} status one can set"))
     })?;
-    let mut tx = s.db.begin().await?;
     let current: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "select status::text from {table} where tenant_id = $1 and {table}_id = $2 for update"
     )))
@@ -471,7 +470,7 @@ async fn transition(
     .execute(&mut *tx)
     .await?;
     audit(
-        &mut tx,
+        tx,
         admin,
         table,
         row_id,
@@ -479,7 +478,6 @@ async fn transition(
         json!({"from": current, "to": to}),
     )
     .await?;
-    tx.commit().await?;
     Ok(row_id)
 }
 
@@ -492,7 +490,9 @@ pub async fn set_event_status(
     Path(raw): Path<String>,
     AppJson(body): AppJson<StatusChange>,
 ) -> Found<Event> {
-    transition(&s, &admin, "event", &raw, &body.status, event_sources).await?;
+    let mut tx = s.db.begin().await?;
+    transition(&mut tx, &admin, "event", &raw, &body.status, event_sources).await?;
+    tx.commit().await?;
     get_event(State(s), admin, Path(raw)).await
 }
 
@@ -532,9 +532,11 @@ pub async fn create_category(
     not_blank(&body.name, "name")?;
     currency(&body.currency)?;
     if body.price_minor < 0 {
-        return Err(CatalogError::BadRequest("price_minor must not be negative".into()).into());
+        return Err(CatalogError::BadRequest(
+            "price_minor must not be negative".into(),
+        ));
     }
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     let category_id: Uuid = sqlx::query_scalar(
         "insert into price_category (tenant_id, event_id, name, price_minor, currency) values ($1, $2, $3, $4, $5) returning price_category_id",
@@ -556,7 +558,7 @@ pub async fn create_category(
         json!({"event": event_id, "name": body.name}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(Category {
@@ -576,7 +578,7 @@ pub async fn list_categories(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Found<Vec<Category>> {
-    let mut conn = s.db.acquire().await.map_err(CatalogError::from)?;
+    let mut conn = s.db.acquire().await?;
     let event_id = own_event(&mut conn, &admin, &raw).await?;
     Ok(Json(categories(&mut conn, event_id).await?))
 }
@@ -698,7 +700,7 @@ pub async fn create_seat_map_route(
     Path(raw): Path<String>,
     AppJson(spec): AppJson<LayoutSpec>,
 ) -> Created<SeatMapCreated> {
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     let created = create_seat_map(&mut tx, admin.tenant, event_id, &spec).await?;
     audit(
@@ -710,7 +712,7 @@ pub async fn create_seat_map_route(
         json!({"event": event_id, "seats": created.seats}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -802,29 +804,25 @@ pub async fn create_ticket_type(
         ("seated", _, _) => {
             return Err(CatalogError::BadRequest(
                 "a seated ticket type needs a price_category_id and no ga_quota".into(),
-            )
-            .into());
+            ));
         }
         ("general_admission", None, Some(q)) if q > 0 => {}
         ("general_admission", _, _) => return Err(CatalogError::BadRequest(
             "a general_admission ticket type needs a positive ga_quota and no price_category_id"
                 .into(),
-        )
-        .into()),
+        )),
         _ => {
             return Err(CatalogError::BadRequest(
                 "kind must be seated or general_admission".into(),
-            )
-            .into());
+            ));
         }
     }
     if body.price_minor < 0 || body.min_per_order < 1 || body.max_per_order < body.min_per_order {
         return Err(CatalogError::BadRequest(
             "price_minor must not be negative and 1 <= min_per_order <= max_per_order".into(),
-        )
-        .into());
+        ));
     }
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency, min_per_order, max_per_order, ga_quota)
@@ -858,7 +856,7 @@ pub async fn create_ticket_type(
         json!({"event": event_id, "name": t.name}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 
@@ -870,7 +868,7 @@ pub async fn list_ticket_types(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Found<Vec<TicketType>> {
-    let mut conn = s.db.acquire().await.map_err(CatalogError::from)?;
+    let mut conn = s.db.acquire().await?;
     let event_id = own_event(&mut conn, &admin, &raw).await?;
     Ok(Json(ticket_types(&mut conn, event_id).await?))
 }
@@ -1007,18 +1005,16 @@ pub async fn create_onsale(
         return Err(CatalogError::BadRequest(
             "hold_duration_seconds, per_user_limit, admission_rate and active_cap must be positive"
                 .into(),
-        )
-        .into());
+        ));
     }
     if body.ends_at.is_some_and(|end| end <= body.starts_at)
         || body.prequeue_opens_at.is_some_and(|p| p > body.starts_at)
     {
         return Err(CatalogError::BadRequest(
             "need prequeue_opens_at <= starts_at < ends_at".into(),
-        )
-        .into());
+        ));
     }
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into onsale (tenant_id, event_id, name, starts_at, ends_at, hold_duration, per_user_limit, requires_admission, prequeue_opens_at, admission_rate, active_cap)
@@ -1037,7 +1033,7 @@ pub async fn create_onsale(
     .bind(body.active_cap)
     .fetch_one(&mut *tx)
     .await
-    .map_err(CatalogError::from)?;
+    ?;
     let o = onsale(&row);
     audit(
         &mut tx,
@@ -1048,7 +1044,7 @@ pub async fn create_onsale(
         json!({"event": event_id}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(o)))
 }
 
@@ -1060,15 +1056,14 @@ pub async fn list_onsales(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Found<Vec<Onsale>> {
-    let mut conn = s.db.acquire().await.map_err(CatalogError::from)?;
+    let mut conn = s.db.acquire().await?;
     let event_id = own_event(&mut conn, &admin, &raw).await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "select {ONSALE_COLUMNS} from onsale where event_id = $1 order by starts_at"
     )))
     .bind(event_id)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(CatalogError::from)?;
+    .await?;
     Ok(Json(rows.iter().map(onsale).collect()))
 }
 
@@ -1087,8 +1082,7 @@ pub async fn get_onsale(
     .bind(admin.tenant)
     .bind(onsale_id)
     .fetch_optional(&s.db)
-    .await
-    .map_err(CatalogError::from)?
+    .await?
     .ok_or(CatalogError::NotFound("onsale"))?;
     Ok(Json(onsale(&row)))
 }
@@ -1102,10 +1096,19 @@ pub async fn set_onsale_status(
     Path(raw): Path<String>,
     AppJson(body): AppJson<StatusChange>,
 ) -> Found<Onsale> {
-    transition(&s, &admin, "onsale", &raw, &body.status, onsale_sources).await?;
-    let Json(onsale) = get_onsale(State(s.clone()), admin.clone(), Path(raw)).await?;
-    announce(&s, &admin, &onsale).await;
-    Ok(Json(onsale))
+    let mut tx = s.db.begin().await?;
+    let onsale = transition(
+        &mut tx,
+        &admin,
+        "onsale",
+        &raw,
+        &body.status,
+        onsale_sources,
+    )
+    .await?;
+    announce(&mut tx, &admin, onsale).await?;
+    tx.commit().await?;
+    get_onsale(State(s), admin, Path(raw)).await
 }
 
 /// Live admission settings; either may be left out.
@@ -1137,15 +1140,14 @@ pub async fn set_onsale_admission(
     if !rate_ok || body.active_cap.is_some_and(|c| c <= 0) {
         return Err(CatalogError::BadRequest(
             "admission_rate must be in (0, 100000] and active_cap positive".into(),
-        )
-        .into());
+        ));
     }
     if body.admission_rate.is_none() && body.active_cap.is_none() {
-        return Err(
-            CatalogError::BadRequest("give admission_rate, active_cap or both".into()).into(),
-        );
+        return Err(CatalogError::BadRequest(
+            "give admission_rate, active_cap or both".into(),
+        ));
     }
-    let mut tx = s.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = s.db.begin().await?;
     let before: Option<(String, f64, i32)> = sqlx::query_as(
         "select status::text, admission_rate, active_cap from onsale
          where tenant_id = $1 and onsale_id = $2 for update",
@@ -1153,13 +1155,12 @@ pub async fn set_onsale_admission(
     .bind(admin.tenant)
     .bind(onsale_id)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(CatalogError::from)?;
+    .await?;
     let (status, rate, cap) = before.ok_or(CatalogError::NotFound("onsale"))?;
     if matches!(status.as_str(), "sold_out" | "closed") {
-        return Err(
-            CatalogError::Conflict(format!("an onsale that is {status} admits nobody")).into(),
-        );
+        return Err(CatalogError::Conflict(format!(
+            "an onsale that is {status} admits nobody"
+        )));
     }
     let (new_rate, new_cap) = (
         body.admission_rate.unwrap_or(rate),
@@ -1172,7 +1173,7 @@ pub async fn set_onsale_admission(
         .bind(new_cap)
         .execute(&mut *tx)
         .await
-        .map_err(CatalogError::from)?;
+        ?;
     audit(
         &mut tx,
         &admin,
@@ -1183,21 +1184,41 @@ pub async fn set_onsale_admission(
                "to": {"admission_rate": new_rate, "active_cap": new_cap}}),
     )
     .await?;
-    tx.commit().await.map_err(CatalogError::from)?;
-    let Json(onsale) = get_onsale(State(s.clone()), admin.clone(), Path(raw)).await?;
-    announce(&s, &admin, &onsale).await;
-    Ok(Json(onsale))
+    announce(&mut tx, &admin, onsale_id).await?;
+    tx.commit().await?;
+    get_onsale(State(s), admin, Path(raw)).await
 }
 
-/// Tells `admin:{onsale}` and `queue:{onsale}` about an operator's change.
-async fn announce(s: &CatalogState, admin: &Admin, onsale: &Onsale) {
-    crate::waiting_room::controller::announce(
-        &s.hub,
-        onsale.onsale_id,
-        &onsale.status,
-        onsale.admission_rate,
-        onsale.active_cap.max(0) as u64,
-        &admin.user,
+/// Tells `admin:{onsale}` (with who made it) and `queue:{onsale}` about an operator's change
+/// to the onsale's status or admission settings, through the outbox: the announcement goes out
+/// when, and only if, the change commits.
+async fn announce(tx: &mut PgConnection, admin: &Admin, onsale: Uuid) -> Result<(), CatalogError> {
+    use marquee_protocol::queue::{OnsaleChange, QueueEvent};
+    use marquee_protocol::{Channel, ChannelKind};
+    let (status, admission_rate, cap): (String, f64, i32) = sqlx::query_as(
+        "select status::text, admission_rate, active_cap from onsale
+         where tenant_id = $1 and onsale_id = $2",
     )
-    .await;
+    .bind(admin.tenant)
+    .bind(onsale)
+    .fetch_one(&mut *tx)
+    .await?;
+    let message = |kind: ChannelKind, by: Option<String>| {
+        let channel =
+            Channel::new(kind, &onsale.to_string()).expect("a UUID is a valid channel id");
+        let event = QueueEvent::Changed(OnsaleChange {
+            status: status.clone(),
+            admission_rate,
+            active_cap: cap.max(0) as u64,
+            by,
+        });
+        let data = serde_json::value::to_raw_value(&event).expect("queue events serialize");
+        crate::outbox::message(channel.as_str(), &data)
+    };
+    let messages = [
+        message(ChannelKind::Admin, Some(admin.user.clone())),
+        message(ChannelKind::Queue, None),
+    ];
+    crate::outbox::write(tx, admin.tenant, None, &messages).await?;
+    Ok(())
 }

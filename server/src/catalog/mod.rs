@@ -16,12 +16,11 @@ pub mod demo;
 pub mod layout;
 pub mod public;
 
-use crate::api::ApiError;
-use crate::auth::{Role, Verifier};
+use crate::auth::Verifier;
+use crate::http::error::ApiError;
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::extract::FromRef;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::routing::{get, patch, post, put};
 use marquee_protocol::ErrorCode;
 use sqlx::PgPool;
@@ -39,8 +38,12 @@ pub struct CatalogState {
     pub db: PgPool,
     /// Verifies operators' tokens.
     pub verifier: Arc<Verifier>,
-    /// Publishes operators' changes to onsales on `admin:{onsale}` and `queue:{onsale}`.
-    pub hub: crate::hub::Hub,
+}
+
+impl FromRef<CatalogState> for Arc<Verifier> {
+    fn from_ref(state: &CatalogState) -> Self {
+        state.verifier.clone()
+    }
 }
 
 /// A catalog request failed.
@@ -91,59 +94,18 @@ impl axum::response::IntoResponse for CatalogError {
     }
 }
 
-/// A constraint name and the client error its violation means.
-pub(crate) type ConstraintError = (&'static str, fn() -> CatalogError);
-
 /// Maps a unique or check violation on a named constraint to a client error; anything else
 /// stays a database error.
-pub(crate) fn on_constraint(e: sqlx::Error, map: &[ConstraintError]) -> CatalogError {
-    if let sqlx::Error::Database(db) = &e
-        && let Some(name) = db.constraint()
-        && let Some((_, f)) = map.iter().find(|(n, _)| *n == name)
-    {
-        return f();
-    }
-    CatalogError::Db(e)
+pub(crate) fn on_constraint(
+    e: sqlx::Error,
+    map: &[crate::http::error::ConstraintError<CatalogError>],
+) -> CatalogError {
+    crate::http::error::on_constraint(e, map)
 }
 
 /// A path id: a malformed one is as missing as an unknown one.
 pub(crate) fn id(raw: &str, what: &'static str) -> Result<Uuid, CatalogError> {
     Uuid::parse_str(raw).map_err(|_| CatalogError::NotFound(what))
-}
-
-/// An operator of one tenant, from the bearer token.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    /// The operator's user id (recorded as the audit actor).
-    pub user: String,
-    /// The tenant every query is scoped by.
-    pub tenant: Uuid,
-}
-
-impl FromRequestParts<CatalogState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &CatalogState,
-    ) -> Result<Self, Self::Rejection> {
-        let identity = crate::api::bearer_identity(&state.verifier, &parts.headers)?;
-        let tenant = identity
-            .tenant
-            .as_deref()
-            .and_then(|t| Uuid::parse_str(t).ok());
-        match tenant {
-            Some(tenant) if identity.has_role(Role::Admin) => Ok(Self {
-                user: identity.user,
-                tenant,
-            }),
-            _ => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "the catalog admin API needs the admin role and a tenant",
-            )),
-        }
-    }
 }
 
 /// The OpenAPI document of the catalog.
@@ -156,8 +118,7 @@ impl FromRequestParts<CatalogState> for Admin {
         admin::create_category, admin::list_categories, admin::create_seat_map_route,
         admin::create_ticket_type, admin::list_ticket_types, admin::create_onsale,
         admin::list_onsales, admin::get_onsale, admin::set_onsale_status, admin::set_onsale_admission,
-        crate::payments::operator::refund_order, crate::payments::operator::cancel_order,
-        public::search_events, public::event_detail, public::event_seats, public::availability, public::onsale_draw,
+        public::search_events, public::event_detail, public::event_seats, public::availability,
     ),
     components(schemas(marquee_protocol::ErrorBody)),
     modifiers(&BearerAuth),
@@ -187,14 +148,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(openapi())
-}
-
-/// Every catalog route and `GET /openapi.json`, with state applied.
+/// Every catalog route, with state applied.
 pub fn router(state: CatalogState) -> Router {
     Router::new()
-        .route("/openapi.json", get(openapi_json))
         .route("/v1/admin/tenant", put(admin::put_tenant))
         .route(
             "/v1/admin/venues",
@@ -235,14 +191,6 @@ pub fn router(state: CatalogState) -> Router {
             "/v1/admin/onsales/{onsale_id}/admission",
             patch(admin::set_onsale_admission),
         )
-        .route(
-            "/v1/admin/orders/{order_id}/refund",
-            post(crate::payments::operator::refund_order),
-        )
-        .route(
-            "/v1/admin/orders/{order_id}/cancel",
-            post(crate::payments::operator::cancel_order),
-        )
         .route("/v1/tenants/{tenant_id}/events", get(public::search_events))
         .route(
             "/v1/tenants/{tenant_id}/events/{event_id}",
@@ -255,10 +203,6 @@ pub fn router(state: CatalogState) -> Router {
         .route(
             "/v1/tenants/{tenant_id}/events/{event_id}/availability",
             get(public::availability),
-        )
-        .route(
-            "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
-            get(public::onsale_draw),
         )
         .with_state(state)
 }

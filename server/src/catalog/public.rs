@@ -3,7 +3,7 @@
 
 use super::admin::{self, Category, EVENT_COLUMNS, Event, ONSALE_COLUMNS, Onsale, TicketType};
 use super::{CatalogError, CatalogState, id};
-use crate::api::ApiError;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,7 @@ pub async fn search_events(
     State(s): State<CatalogState>,
     Path(tenant): Path<String>,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<Event>>, ApiError> {
+) -> Result<Json<Vec<Event>>, CatalogError> {
     let Query(query) = query.map_err(|e| CatalogError::BadRequest(e.body_text()))?;
     let Ok(tenant) = Uuid::parse_str(&tenant) else {
         return Ok(Json(Vec::new()));
@@ -73,7 +73,7 @@ pub async fn search_events(
     .bind(offset)
     .fetch_all(&s.db)
     .await
-    .map_err(CatalogError::from)?;
+    ?;
     Ok(Json(rows.iter().map(admin::event).collect()))
 }
 
@@ -130,32 +130,29 @@ async fn visible_event(
 pub async fn event_detail(
     State(s): State<CatalogState>,
     Path((tenant, event)): Path<(String, String)>,
-) -> Result<Json<EventDetail>, ApiError> {
+) -> Result<Json<EventDetail>, CatalogError> {
     let (tenant, event_id) = visible_event(&s, &tenant, &event).await?;
-    let mut conn = s.db.acquire().await.map_err(CatalogError::from)?;
+    let mut conn = s.db.acquire().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "select {EVENT_COLUMNS} from event where tenant_id = $1 and event_id = $2"
     )))
     .bind(tenant)
     .bind(event_id)
     .fetch_one(&mut *conn)
-    .await
-    .map_err(CatalogError::from)?;
+    .await?;
     let event = admin::event(&row);
     let v =
         sqlx::query("select name, city, address from venue where tenant_id = $1 and venue_id = $2")
             .bind(tenant)
             .bind(event.venue_id)
             .fetch_one(&mut *conn)
-            .await
-            .map_err(CatalogError::from)?;
+            .await?;
     let onsales = sqlx::query(sqlx::AssertSqlSafe(format!(
         "select {ONSALE_COLUMNS} from onsale where event_id = $1 order by starts_at"
     )))
     .bind(event_id)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(CatalogError::from)?;
+    .await?;
     Ok(Json(EventDetail {
         event,
         venue: VenueSummary {
@@ -209,13 +206,12 @@ pub struct SeatInfo {
 pub async fn event_seats(
     State(s): State<CatalogState>,
     Path((tenant, event)): Path<(String, String)>,
-) -> Result<Json<SeatMap>, ApiError> {
+) -> Result<Json<SeatMap>, CatalogError> {
     let (_, event_id) = visible_event(&s, &tenant, &event).await?;
     let focal = sqlx::query("select focal_x, focal_y from seat_map where event_id = $1")
         .bind(event_id)
         .fetch_optional(&s.db)
-        .await
-        .map_err(CatalogError::from)?
+        .await?
         .map(|r| super::layout::Point {
             x: r.get("focal_x"),
             y: r.get("focal_y"),
@@ -230,7 +226,7 @@ pub async fn event_seats(
     .bind(event_id)
     .fetch_all(&s.db)
     .await
-    .map_err(CatalogError::from)?;
+    ?;
     let seats = rows
         .iter()
         .map(|r| SeatInfo {
@@ -294,7 +290,7 @@ pub struct GaAvailability {
 pub async fn availability(
     State(s): State<CatalogState>,
     Path((tenant, event)): Path<(String, String)>,
-) -> Result<Json<Availability>, ApiError> {
+) -> Result<Json<Availability>, CatalogError> {
     let (_, event_id) = visible_event(&s, &tenant, &event).await?;
     let categories = sqlx::query(
         "select p.price_category_id, p.name, p.price_minor, p.currency::text as currency,
@@ -307,8 +303,7 @@ pub async fn availability(
     )
     .bind(event_id)
     .fetch_all(&s.db)
-    .await
-    .map_err(CatalogError::from)?
+    .await?
     .iter()
     .map(|r| CategoryAvailability {
         price_category_id: r.get("price_category_id"),
@@ -326,7 +321,7 @@ pub async fn availability(
     .bind(event_id)
     .fetch_all(&s.db)
     .await
-    .map_err(CatalogError::from)?
+    ?
     .iter()
     .map(|r| GaAvailability {
         ticket_type_id: r.get("ticket_type_id"),
@@ -338,56 +333,5 @@ pub async fn availability(
     Ok(Json(Availability {
         categories,
         general_admission,
-    }))
-}
-
-/// An onsale's fairness record: the commitment to the pre-queue's shuffle seed from the moment
-/// the pre-queue opens, then the seed and the order it gave once the onsale has started. With
-/// all four fields present the body is exactly what `marquee verify-shuffle` checks.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DrawRecord {
-    /// The onsale.
-    pub onsale: String,
-    /// Lowercase hex SHA-256 of the seed, fixed when the pre-queue opened.
-    pub seed_sha256: String,
-    /// The seed, lowercase hex; revealed at the start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<String>,
-    /// The pre-queue's places in admission order; present from the start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order: Option<Vec<String>>,
-}
-
-/// The pre-queue draw of an onsale of a visible event: `404 not_found` until the pre-queue
-/// opens (there is no commitment before).
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
-    responses((status = 200, body = DrawRecord), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn onsale_draw(
-    State(s): State<CatalogState>,
-    Path((tenant, onsale)): Path<(String, String)>,
-) -> Result<Json<DrawRecord>, ApiError> {
-    let tenant = id(&tenant, "onsale")?;
-    let onsale = id(&onsale, "onsale")?;
-    let row: Option<(Vec<u8>, Option<Vec<String>>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select o.shuffle_seed, o.shuffle_order from onsale o
-         where o.tenant_id = $1 and o.onsale_id = $2 and o.shuffle_seed is not null
-           and exists (select 1 from event where event_id = o.event_id and {VISIBLE})"
-    )))
-    .bind(tenant)
-    .bind(onsale)
-    .fetch_optional(&s.db)
-    .await
-    .map_err(CatalogError::from)?;
-    let (seed, order) = row.ok_or(CatalogError::NotFound("onsale"))?;
-    let seed: crate::waiting_room::shuffle::Seed = seed
-        .as_slice()
-        .try_into()
-        .map_err(|_| CatalogError::NotFound("onsale"))?;
-    let revealed = order.is_some();
-    Ok(Json(DrawRecord {
-        onsale: onsale.to_string(),
-        seed_sha256: crate::waiting_room::shuffle::commitment(&seed),
-        seed: revealed.then(|| hex::encode(seed)),
-        order,
     }))
 }

@@ -10,22 +10,23 @@
 //! engine interruption) arrive on [`ConnShared`]'s flags instead.
 
 use super::Hub;
+use super::handler::Session;
 use super::registry::{ConnShared, Outbound, Outgoing, signal};
-use crate::auth::{AuthError, Identity, Verifier, now_secs};
-use crate::engine::{EnginePublication, now_ms};
+use crate::auth::{AuthError, Identity, Verifier};
+use crate::clock::{now_ms, now_secs};
+use crate::engine::EnginePublication;
 use crate::metrics::{self, METRICS};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::{
-    Channel, ChannelKind, ClientMessage, CloseCode, Codec, ErrorCode, Frame, RequestId,
+    Channel, ClientMessage, CloseCode, Codec, ErrorCode, Frame, RequestId, RequestKind,
     ServerMessage, StreamPosition,
 };
 use std::collections::HashMap;
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -48,9 +49,9 @@ pub struct Limits {
     /// Time a ping may go unanswered.
     pub heartbeat_timeout: Duration,
     /// Inbound messages per second.
-    pub inbound_rate: NonZeroU32,
+    pub inbound_rate: u32,
     /// Inbound burst.
-    pub inbound_burst: NonZeroU32,
+    pub inbound_burst: u32,
     /// Rate-limited messages tolerated in a row before closing.
     pub abuse_limit: u32,
     /// Subscriptions per connection.
@@ -74,12 +75,6 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// This node's name.
     pub node_id: Arc<str>,
-    /// Purchase commands and result acknowledgements, when the node has a database.
-    pub booking: Option<crate::booking::Booking>,
-    /// The waiting room, when the node has a database.
-    pub waiting_room: Option<crate::waiting_room::WaitingRoom>,
-    /// Check-in, when the node has a database.
-    pub checkin: Option<crate::tickets::checkin::Checkin>,
 }
 
 /// Where a subscription stands, from this connection's point of view.
@@ -113,9 +108,10 @@ pub async fn run<S>(
 {
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let (shared, rx) = ConnShared::new(id, ctx.limits.outbound_queue);
-    let limiter = RateLimiter::direct(
-        Quota::per_second(ctx.limits.inbound_rate).allow_burst(ctx.limits.inbound_burst),
-    );
+    let limiter = RateLimiter::direct(crate::rate::per_second(
+        ctx.limits.inbound_rate,
+        ctx.limits.inbound_burst,
+    ));
     let mut conn = Connection {
         socket,
         shared,
@@ -125,7 +121,6 @@ pub async fn run<S>(
         codec,
         limiter,
         abuse: 0,
-        places: Vec::new(),
         peer,
         ctx,
     };
@@ -148,9 +143,6 @@ struct Connection<S> {
     limiter: DefaultDirectRateLimiter,
     /// Rate-limited messages in a row.
     abuse: u32,
-    /// Waiting-room places this connection is attached to: `(onsale, place id)`. Detached
-    /// when the connection ends, which starts the grace period if it was the last one.
-    places: Vec<(uuid::Uuid, String)>,
     /// The client's address, for per-address limits.
     peer: Option<std::net::IpAddr>,
     ctx: Context,
@@ -255,21 +247,7 @@ where
         };
         self.feed_msg(&welcome).await?;
         // Results published between the snapshot and now follow the welcome, in order.
-        let mut next = position.offset + 1;
-        for publication in subscription.replay {
-            if publication.offset != next || *publication.epoch != position.epoch {
-                continue;
-            }
-            next += 1;
-            self.feed_replayed(publication).await?;
-        }
-        self.subs.insert(
-            inbox.as_str().into(),
-            SubState::Live {
-                epoch: position.epoch.as_str().into(),
-                next,
-            },
-        );
+        self.replay(&inbox, &position, subscription.replay).await?;
         self.flush().await
     }
 
@@ -291,9 +269,9 @@ where
                 self.resync(&channel, ResyncReason::SlowConsumer).await?;
             }
         }
-        if flags & signal::QUEUE != 0 {
-            for status in self.shared.take_queue() {
-                self.feed_msg(&ServerMessage::QueueStatus(status)).await?;
+        if flags & signal::LATEST != 0 {
+            for message in self.shared.take_latest() {
+                self.feed_msg(&message).await?;
             }
         }
         self.flush().await
@@ -448,114 +426,20 @@ where
                 reply
             }
             ClientMessage::Ping { id } => ServerMessage::Pong { id },
-            ClientMessage::Command {
-                id,
-                request_id,
-                command,
-                admission,
-            } => {
-                let Some(booking) = &self.ctx.booking else {
-                    return Ok(Some(no_booking(id)));
-                };
-                let submitted = Box::pin(booking.submit(
-                    &self.identity,
-                    request_id.clone(),
-                    command,
-                    admission,
-                ))
-                .await;
-                match submitted {
-                    Ok(()) => ServerMessage::Accepted { id, request_id },
-                    Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
-                }
-            }
-            ClientMessage::Ack { id, request_ids } => {
-                let Some(booking) = &self.ctx.booking else {
-                    return Ok(Some(no_booking(id)));
-                };
-                match Box::pin(booking.ack(&self.identity, &request_ids)).await {
-                    Ok(_) => ServerMessage::Acked { id },
-                    Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
-                }
-            }
-            ClientMessage::QueueJoin { id, onsale, intent } => {
-                return Box::pin(self.queue_join(id, &onsale, intent.as_ref())).await;
-            }
-            ClientMessage::QueueLeave { id, onsale } => {
-                let Some(room) = &self.ctx.waiting_room else {
-                    return Ok(Some(no_booking(id)));
-                };
-                match Box::pin(room.leave(&self.identity, &onsale)).await {
-                    Ok(status) => {
-                        self.places.retain(|(o, _)| o.to_string() != status.onsale);
-                        ServerMessage::QueueJoined { id, status }
+            other => {
+                let (id, kind) = (other.id(), other.kind());
+                match self.ctx.hub.handler(kind) {
+                    Some(handler) => {
+                        let session = Session {
+                            identity: &self.identity,
+                            peer: self.peer,
+                            conn: &self.shared,
+                        };
+                        Box::pin(handler.handle(session, other)).await
                     }
-                    Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
+                    None => unhandled(id, kind),
                 }
             }
-            ClientMessage::CheckinScan { id, scan } => {
-                let Some(checkin) = &self.ctx.checkin else {
-                    return Ok(Some(no_booking(id)));
-                };
-                use crate::auth::Role;
-                let tenant = self
-                    .identity
-                    .tenant
-                    .as_deref()
-                    .and_then(|t| uuid::Uuid::parse_str(t).ok());
-                match tenant {
-                    Some(tenant) if self.identity.has_role(Role::Gate) => {
-                        match Box::pin(checkin.scan(tenant, &self.identity.user, &scan)).await {
-                            Ok(result) => ServerMessage::CheckinResult { id, result },
-                            Err(e) => ServerMessage::error(Some(id), e.code(), e.to_string()),
-                        }
-                    }
-                    _ => ServerMessage::error(
-                        Some(id),
-                        ErrorCode::Forbidden,
-                        "check-in needs the gate role and a tenant",
-                    ),
-                }
-            }
-            _ => ServerMessage::error(None, ErrorCode::BadRequest, "unsupported request"),
-        }))
-    }
-
-    async fn queue_join(
-        &mut self,
-        id: RequestId,
-        onsale: &str,
-        intent: Option<&marquee_protocol::queue::PurchaseIntent>,
-    ) -> Result<Option<ServerMessage>, Exit> {
-        let Some(room) = &self.ctx.waiting_room else {
-            return Ok(Some(no_booking(id)));
-        };
-        let attached = uuid::Uuid::parse_str(onsale).ok().and_then(|o| {
-            self.places
-                .iter()
-                .find(|(p, _)| *p == o)
-                .map(|(_, place)| place.clone())
-        });
-        let joined = room
-            .join(
-                &self.identity,
-                &self.shared,
-                self.peer,
-                onsale,
-                attached.as_deref(),
-                intent,
-            )
-            .await;
-        Ok(Some(match joined {
-            Ok((onsale, status)) => {
-                // Attached to this place now (a new place replaces an ended one).
-                self.places.retain(|(o, _)| *o != onsale);
-                if !status.place.is_empty() {
-                    self.places.push((onsale, status.place.clone()));
-                }
-                ServerMessage::QueueJoined { id, status }
-            }
-            Err(refusal) => ServerMessage::error(Some(id), refusal.code, refusal.message),
         }))
     }
 
@@ -583,12 +467,19 @@ where
     /// After a refresh the roles may have changed: channels the new token does not open are
     /// left, and the client is told so with a `forbidden` error naming each.
     async fn drop_lost_channels(&mut self) -> Result<(), Exit> {
-        let lost: Vec<Arc<str>> = self
-            .subs
-            .keys()
-            .filter(|name| Channel::parse(name).is_ok_and(|c| !self.may_subscribe(&c)))
-            .cloned()
-            .collect();
+        let mut lost = Vec::new();
+        for name in self.subs.keys() {
+            if let Ok(channel) = Channel::parse(name)
+                && self
+                    .ctx
+                    .hub
+                    .may_subscribe(&self.identity, &channel)
+                    .await
+                    .is_err()
+            {
+                lost.push(name.clone());
+            }
+        }
         for channel in lost {
             self.subs.remove(&channel);
             self.ctx.hub.unsubscribe(self.shared.id, &channel);
@@ -601,18 +492,6 @@ where
             self.feed_msg(&notice).await?;
         }
         Ok(())
-    }
-
-    /// Whether this connection's identity may subscribe to a channel.
-    fn may_subscribe(&self, channel: &Channel) -> bool {
-        use crate::auth::Role;
-        match channel.kind() {
-            ChannelKind::Seats | ChannelKind::Queue => true,
-            ChannelKind::Inbox => self.identity.inbox().as_ref() == Some(channel),
-            ChannelKind::Admin => self.identity.has_role(Role::Admin),
-            ChannelKind::Gate => self.identity.has_role(Role::Gate),
-            _ => false,
-        }
     }
 
     async fn subscribe(
@@ -631,19 +510,8 @@ where
                 )));
             }
         };
-        if !self.may_subscribe(&channel) {
-            return Ok(Some(ServerMessage::error(
-                Some(id),
-                ErrorCode::Forbidden,
-                format!("{channel} is not open to this connection"),
-            )));
-        }
-        if let Some(refusal) = Box::pin(outside_tenant(&self.ctx, &self.identity, &channel)).await {
-            return Ok(Some(ServerMessage::error(
-                Some(id),
-                refusal.code,
-                refusal.message,
-            )));
+        if let Err(refusal) = self.ctx.hub.may_subscribe(&self.identity, &channel).await {
+            return Ok(Some(refusal.reply(id)));
         }
         let resubscribe = self.subs.contains_key(channel.as_str());
         if !resubscribe && self.subs.len() >= self.ctx.limits.max_subscriptions {
@@ -692,9 +560,23 @@ where
             snapshot: subscription.snapshot,
         };
         self.feed_msg(&reply).await?;
-        let mut next = position.offset + 1;
-        for publication in subscription.replay {
-            if publication.offset != next || *publication.epoch != position.epoch {
+        self.replay(&channel, &position, subscription.replay)
+            .await?;
+        Ok(None)
+    }
+
+    /// Feeds the messages that follow a subscription's start, in order, and makes the
+    /// subscription live from the one after them. Anything but the next offset of the start's
+    /// epoch is skipped: the live queue brings it (or a gap there turns into a resync).
+    async fn replay(
+        &mut self,
+        channel: &Channel,
+        start: &StreamPosition,
+        replay: Vec<EnginePublication>,
+    ) -> Result<(), Exit> {
+        let mut next = start.offset + 1;
+        for publication in replay {
+            if publication.offset != next || *publication.epoch != start.epoch {
                 continue;
             }
             next += 1;
@@ -703,11 +585,11 @@ where
         self.subs.insert(
             channel.as_str().into(),
             SubState::Live {
-                epoch: position.epoch.as_str().into(),
+                epoch: start.epoch.as_str().into(),
                 next,
             },
         );
-        Ok(None)
+        Ok(())
     }
 
     async fn feed_replayed(&mut self, publication: EnginePublication) -> Result<(), Exit> {
@@ -836,17 +718,13 @@ where
         .await;
     }
 
-    /// Leaves every channel and detaches from every waiting-room place.
+    /// Leaves every channel and tells the close hooks.
     fn cleanup(&mut self) {
-        if let Some(room) = &self.ctx.waiting_room {
-            for (onsale, place) in self.places.drain(..) {
-                room.detach(onsale, &self.identity.user, &place, self.shared.id);
-            }
-        }
         for (channel, _) in self.subs.drain() {
             self.ctx.hub.unsubscribe(self.shared.id, &channel);
             Hub::count_subscriptions(-1.0);
         }
+        self.ctx.hub.closed(self.shared.id, &self.identity);
     }
 }
 
@@ -863,41 +741,15 @@ fn socket_error(error: &axum::Error) -> Exit {
     Exit::Gone
 }
 
-/// The reply to a purchase request on a node without a booking engine.
-/// Why a gate may not follow `gate:{event}`: the event is not its tenant's (or the check
-/// cannot be made). Gates see every scan of the event, so a gate of one tenant must never
-/// follow another tenant's. On a node without a database there are no tenants to compare.
-async fn outside_tenant(
-    ctx: &Context,
-    identity: &crate::auth::Identity,
-    channel: &Channel,
-) -> Option<crate::booking::Refusal> {
-    if channel.kind() != ChannelKind::Gate {
-        return None;
-    }
-    let booking = ctx.booking.as_ref()?;
-    let forbidden = || crate::booking::Refusal {
-        code: ErrorCode::Forbidden,
-        message: format!("{channel} is not open to this connection"),
-    };
-    let Ok(event) = uuid::Uuid::parse_str(channel.id()) else {
-        return Some(forbidden());
-    };
-    let mine = identity
-        .tenant
-        .as_deref()
-        .and_then(|t| uuid::Uuid::parse_str(t).ok());
-    match booking.event_tenant(event).await {
-        Ok(owner) if owner.is_some() && owner == mine => None,
-        Ok(_) => Some(forbidden()),
-        Err(refusal) => Some(refusal),
-    }
-}
-
-fn no_booking(id: RequestId) -> ServerMessage {
+/// The reply to a request no domain on this node answers (a node without a database takes
+/// no purchase commands, queue joins or scans).
+fn unhandled(id: RequestId, kind: RequestKind) -> ServerMessage {
     ServerMessage::error(
         Some(id),
         ErrorCode::Unavailable,
-        "this node takes no purchase commands (it has no database)",
+        format!(
+            "this node takes no {} requests (it has no database)",
+            kind.as_str()
+        ),
     )
 }

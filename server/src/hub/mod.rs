@@ -1,9 +1,16 @@
-//! The hub: local subscriptions, the subscribe-and-resume algorithm, and the publish API that
-//! other modules use.
+//! The hub: the realtime transport. It knows connections and channels, not what they carry.
+//!
+//! It keeps connecting (the authenticated upgrade, admission of new connections), token lapse
+//! and refresh, heartbeats, rate limits, batched writes, subscribe / unsubscribe / resume and
+//! snapshots. Domains plug in what they answer ([`handler`]): a request handler per request
+//! kind, a subscription policy per channel kind, a snapshot provider per channel kind, and
+//! hooks told when a connection closes. No part of the hub names a domain.
 //!
 //! - [`registry`] holds which connection listens to which channel and fans publications out to
 //!   their bounded queues.
 //! - [`connection`] runs one WebSocket: requests, pushes, heartbeats, token lapse, limits.
+//! - [`handler`]: the traits domains implement to plug in.
+//! - [`http`]: the `/ws` upgrade and `POST /internal/publish`, and the hub's settings.
 //!
 //! # Subscribe and resume
 //!
@@ -14,22 +21,22 @@
 //! change turns into a `resync` instead of a silent loss.
 
 pub mod connection;
+pub mod handler;
+pub mod http;
 pub mod registry;
 
+use crate::auth::Identity;
 use crate::engine::{ChannelEngine, Engine, EngineError, EnginePublication};
 use crate::metrics::METRICS;
 use bytes::Bytes;
-use marquee_protocol::{Channel, ChannelKind, StreamPosition};
+use futures_util::future::BoxFuture;
+pub use handler::{CloseHook, Refusal, RequestHandler, Session, SubscribePolicy};
+use marquee_protocol::{Channel, ChannelKind, RequestKind, StreamPosition};
 use registry::{ConnShared, Registry};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-
-/// A boxed future, for the object-safe [`SnapshotProvider`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Provides the current state of a channel, so a subscriber can start from a snapshot and then
 /// receive exactly the deltas after it.
@@ -82,6 +89,12 @@ struct HubInner {
     /// registry decided them (a late unsubscribe must never undo a newer subscribe).
     engine_ops: tokio::sync::Mutex<()>,
     snapshots: RwLock<HashMap<ChannelKind, Arc<dyn SnapshotProvider>>>,
+    /// What domains answer, per request kind.
+    handlers: RwLock<HashMap<RequestKind, Arc<dyn RequestHandler>>>,
+    /// Who may follow which channels, per channel kind (the inbox is the hub's own).
+    policies: RwLock<HashMap<ChannelKind, Arc<dyn SubscribePolicy>>>,
+    /// Told when a connection closes.
+    close_hooks: RwLock<Vec<Arc<dyn CloseHook>>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -101,6 +114,9 @@ impl Hub {
                 engine,
                 engine_ops: tokio::sync::Mutex::new(()),
                 snapshots: RwLock::new(HashMap::new()),
+                handlers: RwLock::new(HashMap::new()),
+                policies: RwLock::new(HashMap::new()),
+                close_hooks: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -122,6 +138,83 @@ impl Hub {
             .write()
             .expect("snapshot lock")
             .insert(kind, provider);
+    }
+
+    /// Registers the handler of every request of a kind (replacing any earlier one).
+    pub fn register_handler(&self, kind: RequestKind, handler: Arc<dyn RequestHandler>) {
+        self.inner
+            .handlers
+            .write()
+            .expect("handler lock")
+            .insert(kind, handler);
+    }
+
+    /// The handler registered for a request kind.
+    pub fn handler(&self, kind: RequestKind) -> Option<Arc<dyn RequestHandler>> {
+        self.inner
+            .handlers
+            .read()
+            .expect("handler lock")
+            .get(&kind)
+            .cloned()
+    }
+
+    /// Registers who may follow the channels of a kind (replacing any earlier policy).
+    pub fn register_policy(&self, kind: ChannelKind, policy: Arc<dyn SubscribePolicy>) {
+        self.inner
+            .policies
+            .write()
+            .expect("policy lock")
+            .insert(kind, policy);
+    }
+
+    /// Registers a hook told of every connection that closes.
+    pub fn register_close_hook(&self, hook: Arc<dyn CloseHook>) {
+        self.inner
+            .close_hooks
+            .write()
+            .expect("close hook lock")
+            .push(hook);
+    }
+
+    /// Whether `identity` may follow `channel`: its own inbox only; other kinds as their
+    /// policy says, and none without a policy.
+    pub async fn may_subscribe(
+        &self,
+        identity: &Identity,
+        channel: &Channel,
+    ) -> Result<(), Refusal> {
+        if channel.kind() == ChannelKind::Inbox {
+            return if identity.inbox().as_ref() == Some(channel) {
+                Ok(())
+            } else {
+                Err(Refusal::not_open(channel))
+            };
+        }
+        let policy = self
+            .inner
+            .policies
+            .read()
+            .expect("policy lock")
+            .get(&channel.kind())
+            .cloned();
+        match policy {
+            Some(policy) => policy.check(identity, channel).await,
+            None => Err(Refusal::not_open(channel)),
+        }
+    }
+
+    /// Tells every close hook that a connection closed.
+    pub fn closed(&self, conn: u64, identity: &Identity) {
+        let hooks = self
+            .inner
+            .close_hooks
+            .read()
+            .expect("close hook lock")
+            .clone();
+        for hook in hooks {
+            hook.closed(conn, identity);
+        }
     }
 
     /// Publishes a JSON payload on a channel, on every node. Returns its position.

@@ -10,7 +10,6 @@ use crate::engine::{EnginePublication, Sink};
 use crate::metrics::METRICS;
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use marquee_protocol::queue::QueueStatus;
 use marquee_protocol::{Channel, Codec, Publication, ServerMessage};
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -96,8 +95,8 @@ pub mod signal {
     pub const SLOW: u8 = 2;
     /// The engine feed was interrupted: every subscription must resync.
     pub const INTERRUPTED: u8 = 4;
-    /// A waiting-room status is waiting; see `ConnShared::take_queue`.
-    pub const QUEUE: u8 = 8;
+    /// A latest-value push is waiting; see `ConnShared::take_latest`.
+    pub const LATEST: u8 = 8;
 }
 
 /// The part of a connection the hub can reach: its queue and its signals.
@@ -113,9 +112,11 @@ pub struct ConnShared {
     pub notify: Notify,
     /// Channels whose messages were dropped since the connection last looked.
     dropped: Mutex<Vec<Arc<str>>>,
-    /// Waiting-room statuses not yet written, the latest one per onsale: a newer status
-    /// replaces an unwritten older one, so this never holds more than one per queue joined.
-    queue: Mutex<Vec<QueueStatus>>,
+    /// Latest-value pushes not yet written, one per key: a newer value replaces an unwritten
+    /// older one with the same key (a domain's live state, such as a waiting-room place's
+    /// status), so this never holds more than one message per key and a slow connection only
+    /// ever gets the latest.
+    latest: Mutex<Vec<(Box<str>, ServerMessage)>>,
 }
 
 impl ConnShared {
@@ -128,7 +129,7 @@ impl ConnShared {
             flags: AtomicU8::new(0),
             notify: Notify::new(),
             dropped: Mutex::new(Vec::new()),
-            queue: Mutex::new(Vec::new()),
+            latest: Mutex::new(Vec::new()),
         });
         (shared, rx)
     }
@@ -154,21 +155,24 @@ impl ConnShared {
         std::mem::take(&mut *self.dropped.lock().expect("dropped lock"))
     }
 
-    /// Hands the connection a waiting-room status, replacing any unwritten one for the same
-    /// onsale. Never blocks and never fills the outbound queue.
-    pub fn push_queue(&self, status: QueueStatus) {
-        let mut queue = self.queue.lock().expect("queue lock");
-        match queue.iter_mut().find(|s| s.onsale == status.onsale) {
-            Some(slot) => *slot = status,
-            None => queue.push(status),
+    /// Hands the connection the latest value of `key`, replacing any unwritten one with the
+    /// same key. Never blocks and never fills the outbound queue.
+    pub fn push_latest(&self, key: &str, message: ServerMessage) {
+        let mut latest = self.latest.lock().expect("latest lock");
+        match latest.iter_mut().find(|(k, _)| **k == *key) {
+            Some(slot) => slot.1 = message,
+            None => latest.push((key.into(), message)),
         }
-        drop(queue);
-        self.raise(signal::QUEUE);
+        drop(latest);
+        self.raise(signal::LATEST);
     }
 
-    /// Takes the unwritten waiting-room statuses.
-    pub fn take_queue(&self) -> Vec<QueueStatus> {
-        std::mem::take(&mut *self.queue.lock().expect("queue lock"))
+    /// Takes the unwritten latest-value pushes, in the order their keys first came.
+    pub fn take_latest(&self) -> Vec<ServerMessage> {
+        std::mem::take(&mut *self.latest.lock().expect("latest lock"))
+            .into_iter()
+            .map(|(_, message)| message)
+            .collect()
     }
 
     fn offer(&self, out: &Arc<Outgoing>, coalescible: bool) {

@@ -7,7 +7,7 @@
 //! A call is taken in this order, and the first failure answers:
 //! 1. the provider must be configured (it has hook secrets): otherwise 404 `not_found`;
 //! 2. the body must fit in [`MAX_BODY`]: otherwise 413 `too_big`;
-//! 3. the `Marquee-Signature` must be genuine and fresh ([`super::signature`]): otherwise 400
+//! 3. the `Marquee-Signature` must be genuine and fresh ([`crate::signature`]): otherwise 400
 //!    `signature_missing`, `signature_invalid` or `signature_expired`;
 //! 4. the body must be a [`HookEvent`]: otherwise 400 `bad_request`;
 //! 5. the order must exist: otherwise 404 `not_found`.
@@ -16,9 +16,10 @@
 //! 200 `{"received": true, "duplicate": <bool>}`: a duplicate is acknowledged (so the provider
 //! stops retrying) and changes nothing. Nothing is changed by a refused call.
 
-use super::signature::{self, HEADER};
-use crate::api::ApiError;
-use crate::config::Secret;
+use crate::http::error::ApiError;
+use crate::secret::Secret;
+use crate::settlement::{PAYMENTS_NOTIFY, PaymentEventKind};
+use crate::signature::{self, HEADER};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -32,10 +33,6 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// Where the owners of events are told that an event has payment news (the payload is the
-/// event id).
-pub const PAYMENTS_NOTIFY: &str = "marquee_payments";
 
 /// Largest hook body accepted. Provider events are a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -115,28 +112,6 @@ pub struct HookEvent {
     pub currency: Option<String>,
 }
 
-/// What a provider event reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "payment_event_kind", rename_all = "snake_case")]
-pub enum PaymentEventKind {
-    /// The money is taken.
-    #[serde(rename = "payment.succeeded")]
-    Succeeded,
-    /// The payment failed for good.
-    #[serde(rename = "payment.failed")]
-    Failed,
-    /// The provider needs more time (a bank transfer, a 3-D Secure challenge).
-    #[serde(rename = "payment.processing")]
-    Processing,
-    /// The money was given back.
-    #[serde(rename = "payment.refunded")]
-    Refunded,
-    /// An operator cancelled the order (recorded by Marquee itself, never accepted from a
-    /// provider's hook).
-    #[serde(rename = "order.cancelled")]
-    Cancelled,
-}
-
 /// The answer to an accepted call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookReceipt {
@@ -208,7 +183,7 @@ async fn receive(
         header,
         &body,
         &secrets,
-        crate::auth::now_secs(),
+        crate::clock::now_secs(),
         state.tolerance_secs,
     )
     .map_err(|e| {

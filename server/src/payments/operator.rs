@@ -11,10 +11,10 @@
 //! is 409 `conflict`. Each action is taken once per order: asking again answers the same with
 //! `duplicate: true`. Both are audited.
 
-use crate::api::ApiError;
-use crate::booking::orders::OPERATOR;
-use crate::catalog::{Admin, CatalogError, CatalogState, id};
-use crate::payments::hook::{PAYMENTS_NOTIFY, PaymentEventKind};
+use super::PaymentsState;
+use crate::http::error::ApiError;
+use crate::http::extract::Admin;
+use crate::settlement::{OPERATOR, PAYMENTS_NOTIFY, PaymentEventKind};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
@@ -33,12 +33,12 @@ pub struct OrderChangeRequested {
 }
 
 async fn request(
-    state: &CatalogState,
+    state: &PaymentsState,
     admin: &Admin,
     raw: &str,
     kind: PaymentEventKind,
 ) -> Result<Json<OrderChangeRequested>, ApiError> {
-    let order = id(raw, "order")?;
+    let order = Uuid::parse_str(raw).map_err(|_| ApiError::not_found("order not found"))?;
     let action = if kind == PaymentEventKind::Refunded {
         "refund"
     } else {
@@ -49,7 +49,7 @@ async fn request(
     } else {
         &["pending_payment", "paid"]
     };
-    let mut tx = state.db.begin().await.map_err(CatalogError::from)?;
+    let mut tx = state.db.begin().await?;
     let found: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
         "select event_id, status::text, payment_ref from ticket_order
          where tenant_id = $1 and ticket_order_id = $2 for update",
@@ -57,9 +57,9 @@ async fn request(
     .bind(admin.tenant)
     .bind(order)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(CatalogError::from)?;
-    let (event, status, payment_ref) = found.ok_or(CatalogError::NotFound("order"))?;
+    .await?;
+    let (event, status, payment_ref) =
+        found.ok_or_else(|| ApiError::not_found("order not found"))?;
     let event_id = format!("{action}:{order}");
     let seen: Option<bool> = sqlx::query_scalar(
         "select true from payment_event where provider = $1 and provider_event_id = $2",
@@ -67,8 +67,7 @@ async fn request(
     .bind(OPERATOR)
     .bind(&event_id)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(CatalogError::from)?;
+    .await?;
     if seen.is_some() {
         return Ok(Json(OrderChangeRequested {
             order,
@@ -77,9 +76,9 @@ async fn request(
         }));
     }
     if !allowed.contains(&status.as_str()) {
-        return Err(
-            CatalogError::Conflict(format!("cannot {action} an order that is {status}")).into(),
-        );
+        return Err(ApiError::conflict(format!(
+            "cannot {action} an order that is {status}"
+        )));
     }
     sqlx::query(
         "insert into payment_event (provider, provider_event_id, tenant_id, event_id, ticket_order_id,
@@ -96,23 +95,23 @@ async fn request(
     .bind(json!({"by": admin.user, "action": action}).to_string())
     .execute(&mut *tx)
     .await
-    .map_err(CatalogError::from)?;
-    crate::catalog::admin::audit(
+    ?;
+    crate::audit::record(
         &mut tx,
-        admin,
+        admin.tenant,
+        &admin.user,
         "ticket_order",
-        order,
+        &order.to_string(),
         action,
-        json!({"status_before": status}),
+        &json!({"status_before": status}),
     )
     .await?;
     sqlx::query("select pg_notify($1, $2)")
         .bind(PAYMENTS_NOTIFY)
         .bind(event.to_string())
         .execute(&mut *tx)
-        .await
-        .map_err(CatalogError::from)?;
-    tx.commit().await.map_err(CatalogError::from)?;
+        .await?;
+    tx.commit().await?;
     Ok(Json(OrderChangeRequested {
         order,
         action: action.into(),
@@ -125,7 +124,7 @@ async fn request(
 #[utoipa::path(post, path = "/v1/admin/orders/{order_id}/refund", security(("bearer" = [])),
     responses((status = 200, body = OrderChangeRequested), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub async fn refund_order(
-    State(state): State<CatalogState>,
+    State(state): State<PaymentsState>,
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Result<Json<OrderChangeRequested>, ApiError> {
@@ -137,7 +136,7 @@ pub async fn refund_order(
 #[utoipa::path(post, path = "/v1/admin/orders/{order_id}/cancel", security(("bearer" = [])),
     responses((status = 200, body = OrderChangeRequested), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub async fn cancel_order(
-    State(state): State<CatalogState>,
+    State(state): State<PaymentsState>,
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Result<Json<OrderChangeRequested>, ApiError> {

@@ -8,52 +8,16 @@
 //! hook itself after a delay, with a configurable mix of outcomes, signed exactly as a real
 //! provider signs.
 
-use super::signature;
-use crate::config::Secret;
-use crate::hub::BoxFuture;
 use crate::outgoing::Outgoing;
+use crate::secret::Secret;
+use crate::settlement::{PaymentProvider, PaymentRequest, ProviderError};
+use crate::signature;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// A payment to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentRequest {
-    /// The order it pays.
-    pub order: Uuid,
-    /// The buyer.
-    pub user: String,
-    /// Amount in minor units.
-    pub amount_minor: i64,
-    /// ISO 4217 currency.
-    pub currency: String,
-}
-
-/// A provider call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("payment provider: {0}")]
-pub struct ProviderError(pub String);
-
-/// A payment provider.
-pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
-    /// The provider's name: the `{provider}` of its hook URL.
-    fn name(&self) -> &str;
-
-    /// Starts the payment of an order; the provider's reference for it.
-    fn create<'a>(
-        &'a self,
-        request: &'a PaymentRequest,
-    ) -> BoxFuture<'a, Result<String, ProviderError>>;
-
-    /// Gives a payment's money back.
-    fn refund<'a>(
-        &'a self,
-        order: Uuid,
-        payment_ref: &'a str,
-    ) -> BoxFuture<'a, Result<(), ProviderError>>;
-}
 
 /// How a simulated payment ends, as weights: e.g. 8 succeeded, 1 failed, 1 processing (which
 /// then succeeds).
@@ -186,7 +150,7 @@ impl SimulatedInner {
         for attempt in 1..=ATTEMPTS {
             let header = signature::sign(
                 self.secret.expose().as_bytes(),
-                crate::auth::now_secs(),
+                crate::clock::now_secs(),
                 &body,
             );
             match self

@@ -2,7 +2,7 @@
 //!
 //! One scan, in order:
 //! 1. A scan id seen before (per tenant) gets its stored answer back; nothing else happens.
-//! 2. The code's Ed25519 signature is checked ([`super::qr`]); a forged or garbled code is
+//! 2. The code's Ed25519 signature is checked ([`crate::ticket_code`]); a forged or garbled code is
 //!    `ticket_invalid` without a database read of the ticket.
 //! 3. In one transaction, the ticket row is locked (`for update`): unknown, another tenant's,
 //!    void (refunded or cancelled) or of another version (transferred since) is
@@ -17,8 +17,9 @@
 //! scan that finds the ticket already in answers `already_checked_in` (the conflict, with who
 //! was first), and is recorded like any other.
 
-use super::qr::TicketKey;
-use crate::booking::store::{OUTBOX_NOTIFY, outbox_message};
+use crate::clock::now_ms;
+use crate::outbox;
+use crate::ticket_code::TicketKey;
 use marquee_protocol::checkin::{MAX_SCAN_ID_LEN, Scan, ScanNotice, ScanOutcome, ScanResult};
 use marquee_protocol::{Channel, ChannelKind, ErrorCode};
 use serde_json::value::to_raw_value;
@@ -27,6 +28,7 @@ use uuid::Uuid;
 
 /// A scan that could not be answered.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckinError {
     /// The scan itself is malformed (its id); it changes nothing and is not recorded.
     #[error("{0}")]
@@ -60,10 +62,6 @@ fn rejected(code: ErrorCode, message: &str) -> ScanOutcome {
         code,
         message: message.to_owned(),
     }
-}
-
-fn now_ms() -> u64 {
-    crate::booking::worker::now_ms().max(0) as u64
 }
 
 impl Checkin {
@@ -255,7 +253,7 @@ async fn insert_scan(
             result: result.clone(),
         })
         .expect("a notice always serializes");
-        format!("[{}]", outbox_message(channel.as_str(), &notice))
+        format!("[{}]", outbox::message(channel.as_str(), &notice))
     });
     let admits = matches!(result.outcome, ScanOutcome::Admitted { .. });
     let inserted: Option<bool> = sqlx::query_scalar(
@@ -284,7 +282,7 @@ async fn insert_scan(
     .bind(scanned_at as i64)
     .bind(json)
     .bind(message)
-    .bind(OUTBOX_NOTIFY)
+    .bind(outbox::NOTIFY)
     .bind(admits)
     .fetch_optional(&mut *tx)
     .await?;

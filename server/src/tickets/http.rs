@@ -11,9 +11,10 @@
 //!   working at the gates; the new holder finds it, with its new code, in their tickets.
 
 use super::checkin::{Checkin, CheckinError};
-use super::qr::TicketClaim;
-use crate::api::{ApiError, bearer_identity};
 use crate::auth::{Identity, Role, Verifier};
+use crate::http::error::{ApiError, AppJson};
+use crate::http::extract::{bearer_identity, tenant_of};
+use crate::ticket_code::TicketClaim;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -48,20 +49,6 @@ pub fn router(state: TicketsState) -> Router {
         .route("/v1/checkin/batch", post(checkin_batch))
         .route("/v1/me/tickets/{ticket_id}/transfer", post(transfer))
         .with_state(state)
-}
-
-fn tenant_of(identity: &Identity) -> Result<Uuid, ApiError> {
-    identity
-        .tenant
-        .as_deref()
-        .and_then(|t| Uuid::parse_str(t).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "a token with a tenant is needed",
-            )
-        })
 }
 
 /// A gate: a token with the `gate` role and a tenant.
@@ -156,7 +143,7 @@ async fn public_key(State(state): State<TicketsState>) -> Json<PublicKey> {
 async fn checkin(
     State(state): State<TicketsState>,
     headers: HeaderMap,
-    body: crate::api::AppJson<Scan>,
+    body: AppJson<Scan>,
 ) -> Result<Json<ScanResult>, ApiError> {
     let (identity, tenant) = gate(&state, &headers)?;
     Ok(Json(
@@ -181,7 +168,7 @@ pub struct ScanResults {
 async fn checkin_batch(
     State(state): State<TicketsState>,
     headers: HeaderMap,
-    body: crate::api::AppJson<ScanBatch>,
+    body: AppJson<ScanBatch>,
 ) -> Result<Json<ScanResults>, ApiError> {
     let (identity, tenant) = gate(&state, &headers)?;
     let scans = body.0.scans;
@@ -225,7 +212,7 @@ async fn transfer(
     State(state): State<TicketsState>,
     headers: HeaderMap,
     Path(raw): Path<String>,
-    body: crate::api::AppJson<TransferRequest>,
+    body: AppJson<TransferRequest>,
 ) -> Result<Json<Transferred>, ApiError> {
     let identity = bearer_identity(&state.verifier, &headers)?;
     let tenant = tenant_of(&identity)?;
@@ -269,22 +256,22 @@ async fn transfer(
     .fetch_one(&mut *tx)
     .await
     .map_err(CheckinError::Db)?;
-    sqlx::query(
-        "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail)
-         values ($1, $2, 'ticket', $3, 'transferred', $4::json)",
+    crate::audit::record(
+        &mut tx,
+        tenant,
+        &identity.user,
+        "ticket",
+        &ticket.to_string(),
+        "transferred",
+        &serde_json::json!({"to": to, "version": version}),
     )
-    .bind(tenant)
-    .bind(&identity.user)
-    .bind(ticket.to_string())
-    .bind(serde_json::json!({"to": to, "version": version}).to_string())
-    .execute(&mut *tx)
     .await
     .map_err(CheckinError::Db)?;
     if state.notify {
         let data = serde_json::json!({
             "ticket": ticket, "from": identity.user, "to": to, "version": version,
         });
-        crate::notify::record(&mut tx, tenant, "ticket.transferred", &data)
+        crate::outbox::notification(&mut tx, tenant, "ticket.transferred", &data)
             .await
             .map_err(CheckinError::Db)?;
     }

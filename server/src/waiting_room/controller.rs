@@ -20,12 +20,14 @@
 
 use super::line::{Line, LineView, Timing};
 use super::shuffle::{self, Seed};
-use crate::engine::now_ms;
+use crate::admission::{AdmissionKey, Purchases, StagedPurchase};
+use crate::clock::now_ms;
 use crate::hub::Hub;
 use marquee_protocol::queue::{OnsaleChange, QueueCounts, QueueEvent};
 use marquee_protocol::{Channel, ChannelKind};
 use sqlx::{PgPool, Row};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -91,9 +93,9 @@ pub struct Controller {
     /// Durations applied to places.
     pub timing: Timing,
     /// Where purchases staged while waiting go when their buyer is admitted.
-    pub queue: Option<crate::booking::queue::CommandQueue>,
+    pub purchases: Option<Arc<dyn Purchases>>,
     /// Signs the admissions those purchases carry.
-    pub key: Option<crate::booking::admission::AdmissionKey>,
+    pub key: Option<AdmissionKey>,
 }
 
 impl Controller {
@@ -234,7 +236,7 @@ impl Controller {
     /// `hold_best_available` with request id `intent-{place}` (a retry of the same admission
     /// can therefore never hold twice). The result reaches the buyer's inbox like any other.
     async fn submit_intent(&self, onsale: Uuid, s: &Settings, a: &super::line::Admitted) {
-        let (Some(queue), Some(key)) = (&self.queue, &self.key) else {
+        let (Some(purchases), Some(key)) = (&self.purchases, &self.key) else {
             return;
         };
         let Some((category, quantity)) = a.intent.as_deref().and_then(super::room::parse_intent)
@@ -242,24 +244,20 @@ impl Controller {
             tracing::warn!(%onsale, "unreadable staged purchase dropped");
             return;
         };
-        let Ok(inbox) = Channel::inbox(Some(&s.tenant.to_string()), &a.user) else {
-            return;
-        };
         let until = a.place.admitted_until_ms.unwrap_or(0) / 1000;
-        let envelope = crate::booking::queue::Envelope {
+        let purchase = StagedPurchase {
             tenant: s.tenant,
+            event: s.event,
             user: a.user.clone(),
-            inbox: inbox.to_string(),
             request_id: format!("intent-{}", a.place.id),
             command: marquee_protocol::booking::Command::HoldBestAvailable {
                 event: s.event.to_string(),
                 category: category.to_string(),
                 quantity,
             },
-            admission: Some(key.issue(s.tenant, &a.user, onsale, until)),
-            accepted_at_ms: now_ms(),
+            admission: key.issue(s.tenant, &a.user, onsale, until),
         };
-        if let Err(e) = queue.enqueue(s.event, &envelope).await {
+        if let Err(e) = purchases.submit(purchase).await {
             // The buyer is admitted anyway and can hold by hand.
             tracing::warn!(%onsale, error = %e, "cannot submit a staged purchase");
         }
@@ -523,14 +521,16 @@ async fn system_audit(
     action: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into audit_log (tenant_id, actor, entity, entity_id, action, detail) values ($1, 'system', 'onsale', $2, $3, $4)",
+    let onsale = onsale.to_string();
+    crate::audit::record(
+        conn,
+        tenant,
+        crate::audit::SYSTEM,
+        "onsale",
+        &onsale,
+        action,
+        &detail,
     )
-    .bind(tenant)
-    .bind(onsale.to_string())
-    .bind(action)
-    .bind(detail)
-    .execute(conn)
     .await?;
     Ok(())
 }

@@ -24,7 +24,7 @@
 //! ([`super::line::MemoryLine`]); the conformance suite holds them to it.
 
 use super::line::{Admitted, Ending, Joined, LineError, LineView, Place};
-use fred::prelude::{Config, HashesInterface, SortedSetsInterface};
+use fred::prelude::{HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;
 use std::time::Duration;
@@ -301,10 +301,7 @@ fn optional_ms(v: &Value) -> Result<Option<u64>, LineError> {
 impl RedisLine {
     /// Connects to Redis; keys go under `prefix` (shared with the rest of the deployment).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LineError> {
-        let config = Config::from_url(url).map_err(unavailable)?;
-        let client = crate::booking::queue::redis_client(&config)
-            .await
-            .map_err(unavailable)?;
+        let client = crate::redis::client(url).await.map_err(unavailable)?;
         let with_drop = |body: &str| Script::from_lua(format!("{DROP_PLACE}\n{body}"));
         Ok(Self {
             client,
@@ -322,7 +319,7 @@ impl RedisLine {
             set_status: Script::from_lua(SET_STATUS),
             stage: Script::from_lua(STAGE),
             enter: Script::from_lua(ENTER),
-            lease: Script::from_lua(crate::booking::queue::LEASE_LUA),
+            lease: Script::from_lua(crate::redis::LEASE_LUA),
         })
     }
 

@@ -6,25 +6,24 @@
 //! whatever the number of buyers), derives every local buyer's position from it, and pushes
 //! what changed: positions at most once a second per buyer, anything else (admitted, paused,
 //! sold out, ended) at once. Pushes go into each connection's coalescing slot
-//! ([`ConnShared::push_queue`]), so a slow connection only ever gets the latest status.
+//! ([`ConnShared::push_latest`]), so a slow connection only ever gets the latest status.
 
 use super::line::{Joined, Line, LineError, LineView, Place, Timing};
+use crate::admission::AdmissionKey;
 use crate::auth::Identity;
-use crate::booking::Refusal;
-use crate::booking::admission::AdmissionKey;
+use crate::clock::now_ms;
 use crate::db::TenantCache;
-use crate::engine::now_ms;
+use crate::hub::Refusal;
 use crate::hub::registry::ConnShared;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use marquee_protocol::ErrorCode;
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 use marquee_protocol::booking::MAX_SEATS_PER_COMMAND;
 use marquee_protocol::queue::{
     AdmissionGrant, PlaceState, PurchaseIntent, QueueStatus, StatusReason,
 };
+use marquee_protocol::{ErrorCode, ServerMessage};
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -59,10 +58,9 @@ pub struct JoinLimits {
 impl JoinLimits {
     /// `account` and `ip` joins per minute (each at least 1), `queues` queues per account.
     pub fn new(account: u32, ip: u32, queues: usize) -> Self {
-        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("max(1)"));
         Self {
-            per_account: RateLimiter::keyed(per_minute(account)),
-            per_ip: RateLimiter::keyed(per_minute(ip)),
+            per_account: RateLimiter::keyed(crate::rate::per_minute(account)),
+            per_ip: RateLimiter::keyed(crate::rate::per_minute(ip)),
             queues_per_account: queues.max(1),
         }
     }
@@ -94,6 +92,9 @@ struct Inner {
     ticks: AtomicU64,
     /// Where joins wait to be batched ([`batch_joins`]); started with the first join.
     joins: OnceLock<mpsc::Sender<JoinRequest>>,
+    /// The places each local connection is attached to, `(onsale, place id)`: detached when
+    /// the connection closes, which starts the grace period if it was the place's last.
+    attached: Mutex<HashMap<u64, Vec<(Uuid, String)>>>,
 }
 
 /// A join waiting for its batch.
@@ -262,6 +263,7 @@ impl WaitingRoom {
                 local: Mutex::default(),
                 ticks: AtomicU64::new(0),
                 joins: OnceLock::new(),
+                attached: Mutex::default(),
             }),
         }
     }
@@ -287,16 +289,12 @@ impl WaitingRoom {
     /// Checks that `raw` names an onsale with a waiting room in the buyer's tenant.
     async fn own_onsale(&self, identity: &Identity, raw: &str) -> Result<(Uuid, Uuid), Refusal> {
         let not_found = || refusal(ErrorCode::NotFound, "no such onsale");
-        let tenant = identity
-            .tenant
-            .as_deref()
-            .and_then(|t| Uuid::parse_str(t).ok())
-            .ok_or_else(|| {
-                refusal(
-                    ErrorCode::Forbidden,
-                    "the queue needs a token with a tenant",
-                )
-            })?;
+        let tenant = identity.tenant_id().ok_or_else(|| {
+            refusal(
+                ErrorCode::Forbidden,
+                "the queue needs a token with a tenant",
+            )
+        })?;
         let onsale = Uuid::parse_str(raw).map_err(|_| not_found())?;
         if self.onsale_tenant(onsale).await? != Some(tenant) {
             return Err(not_found());
@@ -554,9 +552,85 @@ impl WaitingRoom {
             local.get_mut(&onsale).and_then(|l| l.buyers.remove(user))
         };
         for conn in buyer.iter().flat_map(|b| &b.conns) {
-            conn.push_queue(status.clone());
+            conn.push_latest(&status.onsale, ServerMessage::QueueStatus(status.clone()));
         }
         Ok(status)
+    }
+
+    /// The place connection `conn` attached to in `onsale`, if any.
+    fn attached_place(&self, conn: u64, onsale: Uuid) -> Option<String> {
+        let attached = self.inner.attached.lock().expect("attached lock");
+        attached
+            .get(&conn)?
+            .iter()
+            .find(|(o, _)| *o == onsale)
+            .map(|(_, place)| place.clone())
+    }
+
+    /// Records that connection `conn` is attached to `place` in `onsale` now (a new place
+    /// replaces an ended one; an empty place id attaches it to none).
+    fn attach(&self, conn: u64, onsale: Uuid, place: &str) {
+        let mut attached = self.inner.attached.lock().expect("attached lock");
+        let places = attached.entry(conn).or_default();
+        places.retain(|(o, _)| *o != onsale);
+        if !place.is_empty() {
+            places.push((onsale, place.to_owned()));
+        }
+        if places.is_empty() {
+            attached.remove(&conn);
+        }
+    }
+
+    /// `queue.join` from a connection: takes or attaches to the buyer's place and registers
+    /// the connection for its pushes.
+    pub async fn join_from(
+        &self,
+        session: crate::hub::Session<'_>,
+        raw_onsale: &str,
+        intent: Option<&PurchaseIntent>,
+    ) -> Result<QueueStatus, Refusal> {
+        let attached = Uuid::parse_str(raw_onsale)
+            .ok()
+            .and_then(|o| self.attached_place(session.conn.id, o));
+        let (onsale, status) = self
+            .join(
+                session.identity,
+                session.conn,
+                session.peer,
+                raw_onsale,
+                attached.as_deref(),
+                intent,
+            )
+            .await?;
+        self.attach(session.conn.id, onsale, &status.place);
+        Ok(status)
+    }
+
+    /// `queue.leave` from a connection.
+    pub async fn leave_from(
+        &self,
+        session: crate::hub::Session<'_>,
+        raw_onsale: &str,
+    ) -> Result<QueueStatus, Refusal> {
+        let status = self.leave(session.identity, raw_onsale).await?;
+        if let Ok(onsale) = Uuid::parse_str(&status.onsale) {
+            self.attach(session.conn.id, onsale, "");
+        }
+        Ok(status)
+    }
+
+    /// Connection `conn` of `user` closed: it detaches from every place it was attached to.
+    pub fn connection_closed(&self, conn: u64, user: &str) {
+        let places = self
+            .inner
+            .attached
+            .lock()
+            .expect("attached lock")
+            .remove(&conn)
+            .unwrap_or_default();
+        for (onsale, place) in places {
+            self.detach(onsale, user, &place, conn);
+        }
     }
 
     /// A connection attached to `place` closed.
@@ -801,7 +875,7 @@ impl WaitingRoom {
                     buyer.position_sent_tick = tick;
                 }
                 for conn in &buyer.conns {
-                    conn.push_queue(status.clone());
+                    conn.push_latest(&status.onsale, ServerMessage::QueueStatus(status.clone()));
                 }
                 buyer.sent = Some(status);
                 buyer.glance = Some(glance);

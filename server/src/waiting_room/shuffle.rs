@@ -59,6 +59,7 @@ pub struct PublishedOrder {
 
 /// Why a published order does not check out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShuffleError {
     /// The seed is not 64 hex digits.
     #[error("the seed is not 32 bytes of hex")]

@@ -1,0 +1,117 @@
+//! The node's HTTP surface, composed: the hub's routes (`/ws`, `/internal/publish`), the
+//! probes (`/health`, `/ready`, `/metrics`), and every domain's routes, with one fallback for
+//! unknown routes and methods and one body limit.
+//!
+//! - [`error`]: [`ApiError`](error::ApiError), the JSON body extractor and the constraint
+//!   mapping every route uses (a leaf: it imports nothing of the server but metrics).
+//! - [`extract`]: who is calling: bearer tokens, [`Caller`](extract::Caller) and
+//!   [`Admin`](extract::Admin).
+//!
+//! Every error is rendered as `{"code", "message"}` with a stable `ErrorCode`.
+
+pub mod error;
+pub mod extract;
+
+use crate::engine::ChannelEngine;
+use crate::hub::Hub;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body any route reads (routes with smaller limits set their own).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What the probes report on.
+#[derive(Debug, Clone)]
+pub struct Probes {
+    /// The hub, whose engine must be reachable for the node to be ready.
+    pub hub: Hub,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+    /// Cancelled when the node starts draining (shutdown, or a task it needs has died): it is
+    /// then no longer ready, so load balancers stop sending it new connections.
+    pub draining: CancellationToken,
+}
+
+/// The node's routes: the hub's, the probes, and `domains` (each with its state applied).
+pub fn router(hub: Router, probes: Probes, domains: impl IntoIterator<Item = Router>) -> Router {
+    let mut app = hub.merge(
+        Router::new()
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .route("/metrics", get(render_metrics))
+            .with_state(probes),
+    );
+    for routes in domains {
+        app = app.merge(routes);
+    }
+    app.fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// The OpenAPI document of every public route, composed from each domain's.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = crate::catalog::openapi();
+    doc.merge(crate::payments::openapi());
+    doc.merge(crate::waiting_room::http::openapi());
+    doc
+}
+
+/// `GET /openapi.json`.
+pub fn openapi_routes() -> Router {
+    Router::new().route("/openapi.json", get(|| async { Json(openapi()) }))
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+    engine: &'static str,
+}
+
+async fn health(State(probes): State<Probes>) -> Json<Status> {
+    Json(Status {
+        status: "ok",
+        engine: probes.hub.engine().name(),
+    })
+}
+
+async fn ready(State(probes): State<Probes>) -> Result<Json<Status>, ApiError> {
+    use axum::http::StatusCode;
+    use marquee_protocol::ErrorCode;
+    if probes.draining.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "this node is draining",
+        ));
+    }
+    probes.hub.engine().ready().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the channel engine is unreachable",
+        )
+    })?;
+    Ok(Json(Status {
+        status: "ready",
+        engine: probes.hub.engine().name(),
+    }))
+}
+
+async fn render_metrics(State(probes): State<Probes>) -> impl IntoResponse {
+    if let Some(rss) = crate::metrics::resident_memory_bytes() {
+        ::metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        probes.prometheus.render(),
+    )
+}

@@ -1,0 +1,66 @@
+//! `marquee worker`: a booking worker in a process of its own, beside any number of hub nodes
+//! on the same Postgres and Redis.
+
+use super::tasks::Tasks;
+use crate::booking::queue::{CommandQueue, RedisQueue};
+use crate::config::WorkerConfig;
+use crate::waiting_room::line::Line;
+use crate::waiting_room::line_redis::RedisLine;
+use crate::{booking, db};
+use anyhow::Context as _;
+use std::future::Future;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs a booking worker process until `shutdown` completes (or one of its tasks ends, which
+/// is an error naming it).
+pub async fn run_worker(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = db::connect(config.database_url.expose(), config.database_pool).await?;
+    db::migrate(&db).await?;
+    let url = config.redis_url.expose();
+    let queue = CommandQueue::Redis(Arc::new(
+        RedisQueue::connect(url, &config.redis_prefix)
+            .await
+            .context("connecting the command queue to Redis")?,
+    ));
+    let line = Line::Redis(Arc::new(
+        RedisLine::connect(url, &config.redis_prefix)
+            .await
+            .context("connecting to the waiting room's Redis")?,
+    ));
+    let mut settings = config.booking.settings();
+    settings.admission = config.admission.key();
+    settings.notify = config.notify.enabled();
+    settings.slots = Some(Arc::new(line));
+    settings.ticket_key =
+        Some(crate::ticket_code::signing_key(&db, config.tickets.ticket_key.as_ref()).await?);
+    let worker = booking::worker::Worker {
+        id: config
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| format!("worker-{:016x}", rand::random::<u64>())),
+        db: db.clone(),
+        queue,
+        settings,
+    };
+    tracing::info!(worker = %worker.id, "booking worker started");
+    let stop = CancellationToken::new();
+    let mut tasks = Tasks::default();
+    if let Some(sender) = config.notify.sender(&db) {
+        tasks.spawn("notification sender", sender.run(stop.clone()));
+    }
+    tasks.spawn("booking worker", worker.run(stop.clone()));
+    let failed = tokio::select! {
+        () = shutdown => None,
+        Some(exit) = tasks.first_exit() => Some(exit),
+    };
+    stop.cancel();
+    tasks.join_all().await;
+    match failed {
+        None => Ok(()),
+        Some(exit) => Err(anyhow::anyhow!("{exit}")),
+    }
+}

@@ -1,0 +1,127 @@
+//! The outbox relay: publishes what booking transactions wrote to the `outbox` table on the hub
+//! channels (seat deltas on `seats:{event}`, results on the buyers' inboxes), in `outbox_id`
+//! order, then deletes the rows.
+//!
+//! Every node with a database runs a relay; a transaction-scoped advisory lock lets exactly one
+//! of them work at a time, which keeps each channel's messages in commit order. A row is
+//! deleted in the same transaction that publishes it, after publishing: a relay that dies
+//! midway leaves the row for the next one (at-least-once; seat deltas carry their version
+//! and results their request id, so a repeat is recognisable). Commits wake the relay with
+//! `NOTIFY`; it also polls, in case a notification is lost while its listener reconnects.
+
+use super::NOTIFY;
+use crate::hub::Hub;
+use crate::metrics::METRICS;
+use anyhow::Context as _;
+use marquee_protocol::Channel;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Row as _};
+use std::borrow::Cow;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The advisory lock key that elects the active relay ("mrqrelay" in ASCII).
+const RELAY_LOCK: i64 = 0x6d72_7172_656c_6179;
+
+/// Rows published per transaction.
+const ROWS_PER_ROUND: i64 = 64;
+
+/// How often the relay looks for rows without a notification.
+const POLL: Duration = Duration::from_millis(250);
+
+/// One message of an outbox row, borrowed from the row's text: its data is published as it
+/// was stored, without being parsed.
+#[derive(Deserialize)]
+struct OutboxMessage<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// Runs the relay until `cancel`.
+pub async fn run(db: PgPool, hub: Hub, cancel: CancellationToken) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect_with(&db)
+        .await
+        .context("connecting the outbox listener")?;
+    listener
+        .listen(NOTIFY)
+        .await
+        .context("listening for outbox notifications")?;
+    loop {
+        match relay_once(&db, &hub).await {
+            Ok(n) if n as i64 == ROWS_PER_ROUND => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "outbox relay round failed; retrying"
+                );
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            _ = listener.recv() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Publishes up to [`ROWS_PER_ROUND`] rows if this relay holds the lock. Returns the rows
+/// published.
+pub async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> {
+    let mut tx = db.begin().await?;
+    let leader: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !leader {
+        return Ok(0);
+    }
+    let rows = sqlx::query(
+        "select outbox_id, messages::text as messages from outbox order by outbox_id limit $1",
+    )
+    .bind(ROWS_PER_ROUND)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.get("outbox_id");
+        let text: &str = row.get("messages");
+        let messages: Vec<OutboxMessage<'_>> = match serde_json::from_str(text) {
+            Ok(messages) => messages,
+            Err(e) => {
+                // Retrying cannot fix it, and it must not block every row behind it.
+                tracing::error!(outbox_id = id, error = %e, "skipping an outbox row that is not a list of messages");
+                ids.push(id);
+                continue;
+            }
+        };
+        for message in messages {
+            let Ok(channel) = Channel::parse(&message.channel) else {
+                tracing::error!(
+                    outbox_id = id,
+                    "skipping an outbox message without a valid channel"
+                );
+                continue;
+            };
+            hub.publish_json(&channel, message.data)
+                .await
+                .with_context(|| format!("publishing outbox row {id} on {channel}"))?;
+            METRICS.outbox_published.increment(1);
+        }
+        ids.push(id);
+    }
+    sqlx::query("delete from outbox where outbox_id = any($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}

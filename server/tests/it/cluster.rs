@@ -1,0 +1,380 @@
+//! Several nodes on one Redis: cross-node delivery, a node killed under a live stream, and a
+//! Redis restart in the middle of a stream.
+
+use crate::common;
+
+use common::*;
+use marquee_client::{Client, ClientConfig, Event, Events, TokenProvider};
+use marquee_protocol::message::ResyncReason;
+use marquee_protocol::{Channel, ServerMessage};
+use marquee_server::secret::Secret;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free loopback port (bound and released; a tiny race the tests can live with).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `marquee serve` process, killed (SIGKILL) when dropped.
+struct NodeProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeProcess {
+    async fn start(prefix: &str, redis_url: &str) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_marquee"))
+            .arg("serve")
+            .env("MARQUEE_LISTEN", addr.to_string())
+            .env("MARQUEE_JWT_SECRET", SECRET)
+            .env("REDIS_URL", redis_url)
+            .env("MARQUEE_REDIS_PREFIX", prefix)
+            .env("MARQUEE_NODE_ID", "proc-a")
+            // Several processes share this machine (payment hooks, when a database is set).
+            .env("MARQUEE_INTERNAL_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("marquee binary runs");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                let ready = http(addr, "GET", "/ready", &[], None).await;
+                if ready.status == 200 {
+                    return Self { child, addr };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("node process did not become ready on {addr}");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn next_publication(events: &mut Events, channel: &str) -> u64 {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(15), events.next())
+            .await
+            .expect("an event in time")
+            .expect("client open");
+        if let Event::Publication(p) = event
+            && p.channel == channel
+        {
+            return p.data["n"].as_u64().unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_on_one_node_receives_what_is_published_on_another() {
+    let prefix = unique_prefix();
+    let a = TestNode::start(redis_config(&prefix)).await;
+    let b = TestNode::start(redis_config(&prefix)).await;
+    let mut on_a = Raw::connect(&a.ws_url(), &token("u1", &[])).await;
+    on_a.must_subscribe(1, "seats:x").await;
+    let channel = Channel::parse("seats:x").unwrap();
+    for n in 1..=5 {
+        b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+    }
+    for n in 1..=5u64 {
+        let ServerMessage::Pub(p) = on_a.recv().await else {
+            panic!("pub")
+        };
+        assert_eq!((p.offset, p.data["n"].as_u64()), (n, Some(n)));
+    }
+    // The inbox of a user connected to A is reachable from B as well.
+    b.hub
+        .publish(
+            &Channel::parse("inbox:u1").unwrap(),
+            &json!({"result": "ok"}),
+        )
+        .await
+        .unwrap();
+    let ServerMessage::Pub(p) = on_a.recv().await else {
+        panic!("pub")
+    };
+    assert_eq!(p.channel, "inbox:u1");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn killing_a_node_moves_its_clients_to_another_with_nothing_lost_or_duplicated() {
+    let prefix = unique_prefix();
+    let mut a = NodeProcess::start(&prefix, &redis_url()).await;
+    let b = TestNode::start(redis_config(&prefix)).await;
+
+    let mut config = ClientConfig::with_urls([format!("ws://{}/ws", a.addr), b.ws_url()]);
+    config.backoff_base = Duration::from_millis(50);
+    config.backoff_cap = Duration::from_millis(200);
+    let (client, mut events) = Client::connect(config, TokenProvider::fixed(token("u1", &[])))
+        .await
+        .unwrap();
+    client.subscribe("seats:kill").await.unwrap();
+
+    let hub = b.hub.clone();
+    let total = 400u64;
+    let publisher = tokio::spawn(async move {
+        let channel = Channel::parse("seats:kill").unwrap();
+        for n in 1..=total {
+            hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+
+    let mut seen = Vec::new();
+    while seen.len() < 100 {
+        seen.push(next_publication(&mut events, "seats:kill").await);
+    }
+    a.kill(); // SIGKILL: no goodbye, no reconnect advice
+    while seen.len() < total as usize {
+        seen.push(next_publication(&mut events, "seats:kill").await);
+    }
+    publisher.await.unwrap();
+    assert_eq!(
+        seen,
+        (1..=total).collect::<Vec<_>>(),
+        "exact sequence across the kill"
+    );
+    client.close().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn sigterm_advises_clients_to_reconnect_and_closes_with_1012() {
+    let prefix = unique_prefix();
+    let mut node = NodeProcess::start(&prefix, &redis_url()).await;
+    let mut raw = Raw::connect(&format!("ws://{}/ws", node.addr), &token("u1", &[])).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (close, seen) = raw.until_close(Duration::from_secs(10)).await;
+    assert!(
+        matches!(seen.as_slice(), [ServerMessage::Reconnect { .. }]),
+        "reconnect advice first: {seen:?}"
+    );
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1012));
+    let exit = tokio::task::spawn_blocking(move || node.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "a drained node exits cleanly: {exit:?}");
+}
+
+#[tokio::test]
+async fn the_sdk_follows_the_reconnect_advice_of_a_draining_node() {
+    let prefix = unique_prefix();
+    let mut draining = redis_config(&prefix);
+    draining.hub.reconnect_spread = Duration::ZERO; // advice: reconnect at once
+    let a = TestNode::start(draining).await;
+    let b = TestNode::start(redis_config(&prefix)).await;
+    let mut config = ClientConfig::with_urls([a.ws_url(), b.ws_url()]);
+    // A backoff this long would show if the advice were ignored.
+    config.backoff_base = Duration::from_secs(30);
+    config.backoff_cap = Duration::from_secs(30);
+    let (client, mut events) = Client::connect(config, TokenProvider::fixed(token("u1", &[])))
+        .await
+        .unwrap();
+    client.subscribe("seats:adv").await.unwrap();
+    let channel = Channel::parse("seats:adv").unwrap();
+    for n in 1..=5 {
+        b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+    }
+    for n in 1..=5 {
+        assert_eq!(next_publication(&mut events, "seats:adv").await, n);
+    }
+    a.shutdown().await;
+    let disconnected = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+        {
+            Some(Event::Disconnected {
+                code, reconnect_in, ..
+            }) => break (code, reconnect_in),
+            Some(_) => {}
+            None => panic!("client closed"),
+        }
+    };
+    assert_eq!(disconnected, (Some(1012), Some(Duration::ZERO)));
+    for n in 6..=10 {
+        b.hub.publish(&channel, &json!({ "n": n })).await.unwrap();
+    }
+    for n in 6..=10 {
+        assert_eq!(next_publication(&mut events, "seats:adv").await, n);
+    }
+    client.close().await;
+    b.shutdown().await;
+}
+
+/// A private Redis on its own port, so restarting it disturbs no other test.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
+        redis.launch().await;
+        redis
+    }
+
+    async fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("private redis did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose() {
+    let mut redis = PrivateRedis::start().await;
+    let mut config = config();
+    config.redis_url = Some(Secret::new(redis.url()));
+    config.redis_prefix = unique_prefix();
+    let node = TestNode::start(config).await;
+    let channel = Channel::parse("seats:r").unwrap();
+
+    let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
+    let ServerMessage::Subscribed {
+        epoch: old_epoch, ..
+    } = raw.subscribe(1, "seats:r").await
+    else {
+        panic!("subscribed")
+    };
+    let mut sdk_config = ClientConfig::new(node.ws_url());
+    sdk_config.backoff_base = Duration::from_millis(50);
+    let (client, mut events) = Client::connect(sdk_config, TokenProvider::fixed(token("u2", &[])))
+        .await
+        .unwrap();
+    client.subscribe("seats:r").await.unwrap();
+
+    for n in 1..=3 {
+        node.hub
+            .publish(&channel, &json!({ "n": n }))
+            .await
+            .unwrap();
+    }
+    for n in 1..=3 {
+        assert_eq!(next_publication(&mut events, "seats:r").await, n);
+        let ServerMessage::Pub(p) = raw.recv().await else {
+            panic!("pub")
+        };
+        assert_eq!(p.data["n"], n);
+    }
+
+    redis.stop();
+    // While Redis is down a publisher is told so: nothing is accepted and then lost.
+    assert!(
+        node.hub
+            .publish(&channel, &json!({ "n": 0 }))
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.launch().await;
+
+    // The raw client is told plainly to resync every channel (its inbox too).
+    let mut resynced = Vec::new();
+    while resynced.len() < 2 {
+        match raw.recv().await {
+            ServerMessage::Resync { channel, reason } => {
+                assert_eq!(reason, ResyncReason::StreamInterrupted);
+                resynced.push(channel);
+            }
+            other => panic!("expected a resync, got {other:?}"),
+        }
+    }
+    resynced.sort();
+    assert_eq!(resynced, ["inbox:u1", "seats:r"]);
+    // The SDK resubscribes by itself; Redis lost the history, so it is not recovered.
+    let verdict = next_subscribed(&mut events, "seats:r").await;
+    assert!(verdict.automatic);
+    assert!(!verdict.recovered, "the old epoch is gone with Redis' data");
+    assert_ne!(
+        verdict.position.epoch, old_epoch,
+        "a new epoch after the data loss"
+    );
+
+    // Publishing works again, and new messages flow to the resubscribed client.
+    let mut published = None;
+    for _ in 0..100 {
+        match node.hub.publish(&channel, &json!({ "n": 100 })).await {
+            Ok(p) => {
+                published = Some(p);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let published = published.expect("publishing resumes after Redis is back");
+    assert_eq!(published.epoch, verdict.position.epoch);
+    assert_eq!(next_publication(&mut events, "seats:r").await, 100);
+    client.close().await;
+    node.shutdown().await;
+}

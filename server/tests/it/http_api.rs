@@ -1,0 +1,139 @@
+//! The plain HTTP endpoints: health, readiness, metrics and the operators' publish API, with
+//! their exact error bodies.
+
+use crate::common;
+
+use common::*;
+use marquee_protocol::ServerMessage;
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn health_ready_and_unknown_routes() {
+    let node = TestNode::start(config()).await;
+    let health = http(node.addr, "GET", "/health", &[], None).await;
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let ready = http(node.addr, "GET", "/ready", &[], None).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["engine"], "memory");
+    let wrong_method = http(node.addr, "POST", "/health", &[], Some("")).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.json()["code"], "bad_request");
+    let missing = http(node.addr, "GET", "/nope", &[], None).await;
+    assert_eq!(missing.status, 404);
+    insta::assert_snapshot!(missing.body, @r#"{"code":"not_found","message":"no such route"}"#);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_expose_the_hub_counters_in_prometheus_format() {
+    let node = TestNode::start(config()).await;
+    let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
+    raw.must_subscribe(1, "seats:m").await;
+    let _refused = upgrade_request(node.addr, "/ws", &[]).await;
+    let published = http(
+        node.addr,
+        "POST",
+        "/internal/publish",
+        &[
+            ("authorization", &bearer(&token("op", &["admin"]))),
+            ("content-type", "application/json"),
+        ],
+        Some(r#"{"channel":"seats:m","data":{"seat":"A-1"}}"#),
+    )
+    .await;
+    assert_eq!(published.status, 200);
+    let ServerMessage::Pub(_) = raw.recv().await else {
+        panic!("pub")
+    };
+
+    let metrics = http(node.addr, "GET", "/metrics", &[], None).await;
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "marquee_connections",
+        "marquee_subscriptions",
+        "marquee_messages_in_total",
+        "marquee_messages_out_total",
+        "marquee_bytes_in_total",
+        "marquee_bytes_out_total",
+        "marquee_auth_failures_total{reason=\"missing\"}",
+        "marquee_publish_to_write_seconds_bucket",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.body.contains(name), "{name} missing from /metrics");
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn publishing_needs_an_admin_and_a_valid_body() {
+    let node = TestNode::start(config()).await;
+    let admin = bearer(&token("op", &["admin"]));
+    let buyer = bearer(&token("u1", &[]));
+    let json = ("content-type", "application/json");
+    let body = r#"{"channel":"queue:o1","data":{"waiting":3}}"#;
+    let deep = format!(
+        r#"{{"channel":"queue:o1","data":{}1{}}}"#,
+        "[".repeat(80),
+        "]".repeat(80)
+    );
+
+    let ok = http(
+        node.addr,
+        "POST",
+        "/internal/publish",
+        &[("authorization", &admin), json],
+        Some(body),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["channel"], "queue:o1");
+    assert_eq!(ok.json()["offset"], 1);
+
+    let cases = [
+        ("no token", vec![json], body, 401),
+        (
+            "buyer",
+            vec![("authorization", buyer.as_str()), json],
+            body,
+            403,
+        ),
+        (
+            "bad json",
+            vec![("authorization", admin.as_str()), json],
+            "{",
+            400,
+        ),
+        (
+            "bad channel",
+            vec![("authorization", admin.as_str()), json],
+            r#"{"channel":"nope","data":1}"#,
+            400,
+        ),
+        (
+            "too deeply nested",
+            vec![("authorization", admin.as_str()), json],
+            deep.as_str(),
+            400,
+        ),
+        (
+            "missing data",
+            vec![("authorization", admin.as_str()), json],
+            r#"{"channel":"queue:o1"}"#,
+            400,
+        ),
+    ];
+    let mut bodies = Vec::new();
+    for (name, headers, body, status) in cases {
+        let r = http(node.addr, "POST", "/internal/publish", &headers, Some(body)).await;
+        assert_eq!(r.status, status, "{name}: {}", r.body);
+        bodies.push(format!("{name}: {} {}", r.status, r.body));
+    }
+    insta::assert_snapshot!(bodies.join("\n"));
+    node.shutdown().await;
+}
