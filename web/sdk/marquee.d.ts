@@ -2,7 +2,7 @@
 //
 // This file is the SDK's public contract. The implementation (`client.js`, `backoff.js`,
 // `errors.js`, `seatmap.js`, re-exported by `marquee.js`) takes its types from here through
-// JSDoc, and `sdk/check-types.ts` asserts that each exported value matches its declaration, so
+// JSDoc, and `test/sdk-types.ts` asserts that each exported value matches its declaration, so
 // `npm run typecheck` fails when the two drift apart.
 //
 // Wire objects (results, statuses, snapshots) keep the protocol's snake_case field names, exactly
@@ -455,7 +455,7 @@ export declare class MarqueeClient {
    * reconnected in the background.
    */
   connect(): Promise<Welcome>;
-  /** Closes the connection (code 1000) and stops reconnecting. Pending promises reject `closed`. */
+  /** Closes the connection (code 1000) and stops reconnecting. Pending promises reject `closed`; no `disconnected` event follows. */
   close(): void;
 
   /** Listens to an event; returns a function that stops listening. */

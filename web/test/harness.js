@@ -172,7 +172,8 @@ export function sleep(ms) {
  * Starts `marquee serve` on a loopback port and waits until `GET /ready` answers 200.
  *
  * Defaults suit tests: the test JWT and admission secrets, a simulated payment delay of 200 ms,
- * a shutdown drain of 1 s (a restart stays quick), the internal listener on a port of its own.
+ * a shutdown drain of 1 s (a restart stays quick), reconnect advice within 300 ms, a database
+ * pool of 4, the internal listener on a port of its own.
  * @param {NodeOptions} [options]
  * @returns {Promise<MarqueeNode>}
  */
@@ -187,6 +188,8 @@ export async function startNode(options = {}) {
     MARQUEE_ADMISSION_SECRET: ADMISSION_SECRET,
     MARQUEE_SIMULATED_PAYMENT_DELAY: '200ms',
     MARQUEE_SHUTDOWN_TIMEOUT: '1s',
+    // Postgres is shared with other test suites on the machine: keep each node's share small.
+    MARQUEE_DATABASE_POOL: '4',
     MARQUEE_RECONNECT_SPREAD: '300ms',
     ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}),
     ...options.env,

@@ -12,7 +12,7 @@
 //!
 //! - [`best_available`]: the seat chooser (best block, nearest equivalent block).
 //! - [`inventory`]: one event's state and the rules for each command (pure).
-//! - [`orders`]: orders and what payment events do to them (pure).
+
 //! - [`store`]: loading an event and committing a batch (Postgres).
 //! - [`queue`]: the command queue and event leases (`memory` or Redis Streams).
 //! - [`worker`]: workers, event owners, batching and the hold sweeper.
@@ -25,7 +25,6 @@
 pub mod best_available;
 pub mod inventory;
 pub mod live;
-pub mod orders;
 pub mod queue;
 pub mod requests;
 pub mod store;

@@ -75,7 +75,7 @@ impl Backends {
         let queue = RedisQueue::connect(url, prefix)
             .await
             .context("connecting the command queue to Redis")?;
-        let line = waiting_room::line_redis::RedisLine::connect(url, prefix)
+        let line = waiting_room::line::redis::RedisLine::connect(url, prefix)
             .await
             .context("connecting the waiting room to Redis")?;
         Ok(Self {

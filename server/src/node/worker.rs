@@ -5,7 +5,7 @@ use super::tasks::Tasks;
 use crate::booking::queue::{CommandQueue, RedisQueue};
 use crate::config::WorkerConfig;
 use crate::waiting_room::line::Line;
-use crate::waiting_room::line_redis::RedisLine;
+use crate::waiting_room::line::redis::RedisLine;
 use crate::{booking, db};
 use anyhow::Context as _;
 use std::future::Future;

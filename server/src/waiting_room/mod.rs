@@ -6,7 +6,7 @@
 //! signed admission that the booking workers check on every purchase command.
 //!
 //! - [`line`]: every onsale's places (join, attach, grace, draw, admit, expire), in memory or
-//!   in Redis ([`line_redis`]), with positions computed from one view per tick.
+//!   in Redis ([`line::redis`]), with positions computed from one view per tick.
 //! - [`room`]: a node's side: `queue.join` / `queue.leave` and the statuses pushed to its
 //!   buyers.
 //! - [`requests`]: how the room plugs into the hub (requests, channel policies, close hook).
@@ -21,7 +21,6 @@
 pub mod controller;
 pub mod http;
 pub mod line;
-pub mod line_redis;
 pub mod requests;
 pub mod room;
 pub mod shuffle;

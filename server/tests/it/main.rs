@@ -16,6 +16,7 @@ mod connection;
 mod demo;
 mod engine_conformance;
 mod http_api;
+mod layers;
 mod payments;
 mod resume;
 mod schema;

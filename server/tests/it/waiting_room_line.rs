@@ -4,10 +4,10 @@
 
 use crate::common;
 
+use marquee_server::waiting_room::line::redis::RedisLine;
 use marquee_server::waiting_room::line::{
     Admitted, Ending, Joined, Line, LineView, MemoryLine, Timing,
 };
-use marquee_server::waiting_room::line_redis::RedisLine;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //!
 //! - `memory`: in-process, for a single node.
 //! - `redis`: one small set of keys per onsale (all in one Cluster slot), every multi-step
-//!   change one Lua script ([`super::line_redis`]).
+//!   change one Lua script ([`redis`]).
 //!
 //! # The model
 //!
@@ -25,7 +25,9 @@
 //! Time is passed in (unix milliseconds), never read inside, so both implementations behave
 //! identically and tests control the clock.
 
-use super::line_redis::RedisLine;
+pub mod redis;
+
+use redis::RedisLine;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -17,162 +17,15 @@
 //! is recorded as applied and changes nothing, except that money taken for an order already
 //! refunded or cancelled is given back.
 
-use super::inventory::{Change, DeltaBuilder, Inventory};
-use crate::settlement::PaymentEventKind;
+use super::delta::DeltaBuilder;
+use super::model::{
+    Change, Inventory, NewTicket, OrderNews, OrderRecord, OrderState, PaymentDecision,
+    PaymentEvent, PendingOrder, Reclaimed, StoredLine,
+};
+use crate::settlement::{OPERATOR, PaymentEventKind};
 use marquee_protocol::booking::{OrderReason, OrderStatus, SeatIndex, SeatState};
 use std::cmp::Reverse;
 use uuid::Uuid;
-
-/// An order awaiting payment, as its event's owner keeps it in memory.
-#[derive(Debug, Clone)]
-pub struct PendingOrder {
-    /// The buyer.
-    pub user: String,
-    /// The onsale its hold was made under (for the processing extension), if known.
-    pub onsale: Option<Uuid>,
-    /// Its seats.
-    pub seats: Vec<SeatIndex>,
-    /// Its general-admission tickets: ticket type and quantity.
-    pub ga: Option<(Uuid, u32)>,
-    /// Pay before this (unix ms).
-    pub due: i64,
-    /// When it was checked out (unix ms): extensions stop at `created + cap`.
-    pub created: i64,
-}
-
-/// One line of an order, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredLine {
-    /// Ticket type.
-    pub ticket_type: Uuid,
-    /// The seat (database id and index on the map), for a seated line.
-    pub seat: Option<(Uuid, SeatIndex)>,
-    /// Quantity (1 for a seat).
-    pub quantity: u32,
-}
-
-/// An order as Postgres has it, read for a payment event.
-#[derive(Debug, Clone)]
-pub struct OrderRecord {
-    /// The order.
-    pub id: Uuid,
-    /// The buyer.
-    pub user: String,
-    /// Its status.
-    pub status: OrderStatus,
-    /// Its lines.
-    pub lines: Vec<StoredLine>,
-    /// The provider and reference of the payment that paid it, once paid.
-    pub paid_with: Option<(String, String)>,
-    /// What it costs, in minor units.
-    pub total_minor: i64,
-    /// In this currency.
-    pub currency: String,
-}
-
-/// The provider name under which operators' order changes are recorded.
-pub const OPERATOR: &str = "operator";
-
-/// A payment event to apply (or an operator's change, under provider [`OPERATOR`]).
-#[derive(Debug, Clone, Copy)]
-pub struct PaymentEvent<'a> {
-    /// What happened.
-    pub kind: PaymentEventKind,
-    /// Who reported it.
-    pub provider: &'a str,
-    /// The provider's payment reference.
-    pub payment_ref: &'a str,
-    /// The amount and currency the event reports, if it reports one.
-    pub amount: Option<(i64, &'a str)>,
-}
-
-/// Where an order stands after this owner changed it: newer than the record Postgres gave
-/// with a payment event, which was read before the owner's own batches committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderState {
-    /// Its status.
-    pub status: OrderStatus,
-    /// The payment that paid it, once paid.
-    pub paid_with: Option<(String, String)>,
-}
-
-impl OrderRecord {
-    fn seats(&self) -> Vec<SeatIndex> {
-        self.lines
-            .iter()
-            .filter_map(|l| l.seat.map(|s| s.1))
-            .collect()
-    }
-
-    fn ga(&self) -> Option<(Uuid, u32)> {
-        self.lines
-            .iter()
-            .find(|l| l.seat.is_none())
-            .map(|l| (l.ticket_type, l.quantity))
-    }
-}
-
-/// A ticket to issue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTicket {
-    /// Its id.
-    pub id: Uuid,
-    /// Its ticket type.
-    pub ticket_type: Uuid,
-    /// The seat (database id and index), for a seated ticket.
-    pub seat: Option<(Uuid, SeatIndex)>,
-}
-
-/// What a late payment claims again, after its order's expiry gave it back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reclaimed {
-    /// Seats (database ids).
-    pub seats: Vec<Uuid>,
-    /// General-admission tickets: ticket type and quantity.
-    pub ga: Option<(Uuid, u32)>,
-}
-
-/// What the buyer is told about their order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderNews {
-    /// The order.
-    pub order: Uuid,
-    /// The buyer.
-    pub user: String,
-    /// Where it stands now.
-    pub status: OrderStatus,
-    /// For an order still awaiting payment: the deadline (unix ms).
-    pub due: Option<i64>,
-    /// Why, where the status does not say.
-    pub reason: Option<OrderReason>,
-    /// For a paid order: the tickets issued.
-    pub tickets: Vec<NewTicket>,
-}
-
-/// The result of applying one payment event.
-#[derive(Debug, Clone)]
-pub struct PaymentDecision {
-    /// What it did, in a word, recorded on the payment event for operators.
-    pub outcome: &'static str,
-    /// What changes, for the store.
-    pub change: Option<Change>,
-    /// What the buyer is told, if anything changed for them.
-    pub news: Option<OrderNews>,
-    /// A provider must give money back: the late payment itself (its seats were sold), or,
-    /// for an operator's refund or cancellation, the payment that paid the order.
-    pub refund: Option<(String, String)>,
-}
-
-impl PaymentDecision {
-    fn ignored(outcome: &'static str) -> Self {
-        Self {
-            outcome,
-            change: None,
-            news: None,
-            refund: None,
-        }
-    }
-}
 
 /// Tickets for an order's lines: one per seat, one per general-admission unit.
 fn issue(lines: &[StoredLine]) -> Vec<NewTicket> {
@@ -230,7 +83,7 @@ impl Inventory {
     }
 
     /// Gives an order's seats and tickets back to the sale.
-    fn give_back(
+    pub(super) fn give_back(
         &mut self,
         user: &str,
         seats: &[SeatIndex],
@@ -253,7 +106,7 @@ impl Inventory {
     }
 
     /// Ends a pending order without a sale; its seats go back on sale.
-    fn end_pending(
+    pub(super) fn end_pending(
         &mut self,
         order: Uuid,
         to: OrderStatus,
@@ -321,7 +174,7 @@ impl Inventory {
         decision
     }
 
-    fn decide_payment(
+    pub(super) fn decide_payment(
         &mut self,
         order: &OrderRecord,
         event: PaymentEvent<'_>,
@@ -471,7 +324,7 @@ impl Inventory {
 
     /// A payment that succeeded after its order ended: the same seats again if every one is
     /// still free (and the general-admission tickets still available), otherwise a refund.
-    fn late_payment(
+    pub(super) fn late_payment(
         &mut self,
         order: &OrderRecord,
         event: PaymentEvent<'_>,

@@ -23,7 +23,7 @@
 //! The scripts are the memory implementation's methods, step for step
 //! ([`super::line::MemoryLine`]); the conformance suite holds them to it.
 
-use super::line::{Admitted, Ending, Joined, LineError, LineView, Place};
+use super::{Admitted, Ending, Joined, LineError, LineView, Place};
 use fred::prelude::{HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;

@@ -1,0 +1,83 @@
+//! What one booking transaction writes ([`Batch`]), and how the store spells order statuses.
+
+use crate::booking::inventory::Change;
+use marquee_protocol::booking::OrderStatus;
+use serde_json::value::RawValue;
+
+/// A batch could not be committed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// Another owner committed since this owner loaded the event: its memory is stale.
+    #[error("the event's inventory moved on (another owner committed)")]
+    Fenced,
+    /// The database refused the batch (a constraint, or it is unreachable).
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A processed request to record: its idempotency key and its result.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    /// The buyer.
+    pub user: String,
+    /// The client's request id.
+    pub request_id: String,
+    /// The queue entry that carried it.
+    pub command_id: String,
+    /// The result, as JSON text (serialized once, stored and published as it is).
+    pub result: Box<RawValue>,
+}
+
+/// Everything one transaction writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// State changes, in decision order.
+    pub changes: Vec<Change>,
+    /// Requests that took effect or were rejected, with their results.
+    pub processed: Vec<Processed>,
+    /// Messages for the outbox relay, in publication order, each made by [`crate::outbox::message`].
+    pub messages: Vec<String>,
+    /// Whether availability changed (then the inventory version moves up by one).
+    pub bump: bool,
+    /// Payment events applied: `(provider, event id, outcome)`.
+    pub payments: Vec<(String, String, &'static str)>,
+    /// Write notifications for the orders it pays, refunds or cancels.
+    pub notify: bool,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.processed.is_empty()
+            && self.messages.is_empty()
+            && self.payments.is_empty()
+    }
+}
+
+/// The database spelling of an order status.
+pub fn order_status(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::PendingPayment => "pending_payment",
+        OrderStatus::Paid => "paid",
+        OrderStatus::Failed => "failed",
+        OrderStatus::Expired => "expired",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Refunded => "refunded",
+        _ => "unknown",
+    }
+}
+
+/// An order status as the database spells it.
+pub fn parse_order_status(text: &str) -> OrderStatus {
+    match text {
+        "pending_payment" => OrderStatus::PendingPayment,
+        "paid" => OrderStatus::Paid,
+        "failed" => OrderStatus::Failed,
+        "expired" => OrderStatus::Expired,
+        "cancelled" => OrderStatus::Cancelled,
+        "refunded" => OrderStatus::Refunded,
+        _ => OrderStatus::Unknown,
+    }
+}

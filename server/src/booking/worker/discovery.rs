@@ -1,0 +1,174 @@
+//! Lease discovery: a worker finds the events that need an owner (queued commands, open holds,
+//! orders awaiting payment, payment news), leases each it can, and runs an owner for it.
+
+use super::effects::{PaymentNews, listen_for_payments};
+use super::owner::Owner;
+use super::settings::{Worker, now_ms};
+use crate::booking::store;
+use anyhow::Context as _;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+impl Worker {
+    /// Runs until `cancel`: owns every event it can lease, one task per event.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        // Events with active holds or orders awaiting payment need an owner even if no
+        // command arrives: their holds and orders expire. So do events with payment events not
+        // applied yet.
+        let with_holds: Vec<Uuid> = sqlx::query_scalar(
+            "select event_id from hold where status = 'active'
+             union select event_id from ticket_order where status = 'pending_payment'
+             union select event_id from payment_event where applied_at is null",
+        )
+        .fetch_all(&self.db)
+        .await
+        .context("listing events with active holds")?;
+        for event in with_holds {
+            if let Err(e) = self.queue.register(event).await {
+                tracing::warn!(%event, error = %e, "cannot register event for its holds");
+            }
+        }
+        let news = PaymentNews::default();
+        let listening = tokio::spawn(listen_for_payments(
+            self.db.clone(),
+            self.queue.clone(),
+            news.clone(),
+            cancel.clone(),
+        ));
+        let mut owners: JoinSet<Uuid> = JoinSet::new();
+        let mut owned: HashMap<Uuid, CancellationToken> = HashMap::new();
+        let mut tick = tokio::time::interval(self.settings.discover_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                Some(done) = owners.join_next() => {
+                    if let Ok(event) = done {
+                        owned.remove(&event);
+                    }
+                }
+                _ = tick.tick() => {
+                    let events = match self.queue.events().await {
+                        Ok(events) => events,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot list events");
+                            continue;
+                        }
+                    };
+                    for event in events {
+                        if owned.contains_key(&event) {
+                            continue;
+                        }
+                        match self.queue.lease(event, &self.id, self.settings.lease_ttl).await {
+                            Ok(true) => {
+                                let stop = cancel.child_token();
+                                owned.insert(event, stop.clone());
+                                let worker = self.clone();
+                                let news = news.clone();
+                                owners.spawn(async move {
+                                    if let Err(e) = worker.own(event, &news, stop).await {
+                                        tracing::warn!(%event, error = format!("{e:#}"), "event owner stopped");
+                                    }
+                                    event
+                                });
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(%event, error = %e, "lease failed"),
+                        }
+                    }
+                }
+            }
+        }
+        while owners.join_next().await.is_some() {}
+        listening.abort();
+        Ok(())
+    }
+
+    /// Owns one event until the lease is lost or `cancel` fires.
+    async fn own(
+        &self,
+        event: Uuid,
+        news: &PaymentNews,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let result = self.own_inner(event, news, &cancel).await;
+        if let Err(e) = self.queue.unlease(event, &self.id).await {
+            tracing::debug!(%event, error = %e, "unlease failed");
+        }
+        result
+    }
+
+    async fn own_inner(
+        &self,
+        event: Uuid,
+        news: &PaymentNews,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let reader = self.queue.reader(event, &self.id).await?;
+        let mut owner = Owner::load(self, event).await?;
+        tracing::info!(%event, worker = %self.id, version = owner.inventory.version, "owning event");
+        let mut pending = reader.claim_pending().await?;
+        let renew_every = self.settings.lease_ttl / 3;
+        let mut renew_at = tokio::time::Instant::now() + renew_every;
+        let mut refresh_at = tokio::time::Instant::now() + Duration::from_secs(1);
+        // Payment events recorded before this owner started are applied first.
+        let mut look_for_payments = true;
+        while !cancel.is_cancelled() {
+            let now = tokio::time::Instant::now();
+            if now >= renew_at {
+                if !self
+                    .queue
+                    .lease(event, &self.id, self.settings.lease_ttl)
+                    .await?
+                {
+                    tracing::warn!(%event, "lease lost; leaving the event to its new owner");
+                    // The batch in flight commits only if no new owner committed since (its
+                    // fence); either way its entries are acknowledged only if it did.
+                    owner.settle(self, &reader).await?;
+                    return Ok(());
+                }
+                renew_at = now + renew_every;
+            }
+            if now >= refresh_at {
+                let mut conn = self.db.acquire().await?;
+                owner.inventory.onsales = store::load_onsales(&mut conn, event).await?;
+                refresh_at = now + Duration::from_secs(1);
+                // A notification may have been lost while the listener reconnected.
+                look_for_payments = true;
+            }
+            let payments = if look_for_payments || news.take(event) {
+                look_for_payments = false;
+                owner.unapplied_payments(self).await?
+            } else {
+                Vec::new()
+            };
+            let entries = if pending.is_empty() {
+                let next = [
+                    owner.inventory.next_expiry(),
+                    owner.inventory.next_order_due(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                let until_expiry = if payments.is_empty() {
+                    next.map_or(Duration::from_millis(100), |at| {
+                        Duration::from_millis((at - now_ms()).clamp(1, 100) as u64)
+                    })
+                } else {
+                    // Payments are waiting: take whatever commands are there, do not wait.
+                    Duration::from_millis(1)
+                };
+                reader.read(self.settings.batch_max, until_expiry).await?
+            } else {
+                std::mem::take(&mut pending)
+            };
+            owner.step(self, &reader, entries, payments).await?;
+        }
+        // Entries of a batch that failed stay unacknowledged, for whoever owns the event next.
+        owner.settle(self, &reader).await?;
+        Ok(())
+    }
+}
