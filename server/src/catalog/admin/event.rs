@@ -1,0 +1,160 @@
+//! Events: `/v1/admin/events`, created as drafts and moved along their statuses.
+
+use super::{
+    Admin, AppJson, CatalogError, CatalogState, Created, Found, StatusChange, created,
+    ensure_tenant, event_sources, not_blank, own_row, own_rows, transition,
+};
+use crate::catalog::on_constraint;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row as _;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A new event (created as a draft).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewEvent {
+    /// The venue.
+    pub venue_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Description (searched).
+    #[serde(default)]
+    pub description: String,
+    /// Category, e.g. `concert` (searched and filtered).
+    #[serde(default)]
+    pub category: String,
+    /// Start (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: OffsetDateTime,
+    /// End (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<OffsetDateTime>,
+}
+
+/// An event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// Id.
+    pub event_id: Uuid,
+    /// The venue.
+    pub venue_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Category.
+    pub category: String,
+    /// Start.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: OffsetDateTime,
+    /// End.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<OffsetDateTime>,
+    /// `draft`, `published`, `on_sale`, `sold_out` or `cancelled`.
+    pub status: String,
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "event_id, venue_id, name, description, category, starts_at, ends_at, status::text as status";
+
+pub(crate) fn event(r: &sqlx::postgres::PgRow) -> Event {
+    Event {
+        event_id: r.get("event_id"),
+        venue_id: r.get("venue_id"),
+        name: r.get("name"),
+        description: r.get("description"),
+        category: r.get("category"),
+        starts_at: r.get("starts_at"),
+        ends_at: r.get("ends_at"),
+        status: r.get("status"),
+    }
+}
+
+/// Creates an event (a draft).
+#[utoipa::path(post, path = "/v1/admin/events", request_body = NewEvent, security(("bearer" = [])),
+    responses((status = 201, body = Event), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn create_event(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    AppJson(body): AppJson<NewEvent>,
+) -> Created<Event> {
+    not_blank(&body.name, "name")?;
+    if body.ends_at.is_some_and(|end| end <= body.starts_at) {
+        return Err(CatalogError::BadRequest(
+            "ends_at must be after starts_at".into(),
+        ));
+    }
+    let mut tx = s.db.begin().await?;
+    ensure_tenant(&mut tx, &admin).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "insert into event (tenant_id, venue_id, name, description, category, starts_at, ends_at)
+         values ($1, $2, $3, $4, $5, $6, $7) returning {EVENT_COLUMNS}"
+    )))
+    .bind(admin.tenant)
+    .bind(body.venue_id)
+    .bind(&body.name)
+    .bind(&body.description)
+    .bind(&body.category)
+    .bind(body.starts_at)
+    .bind(body.ends_at)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| {
+        on_constraint(
+            e,
+            &[("event_venue_same_tenant", || {
+                CatalogError::NotFound("venue")
+            })],
+        )
+    })?;
+    let e = event(&row);
+    let detail = json!({"name": e.name});
+    created(tx, &admin, "event", e.event_id, detail, e).await
+}
+
+/// The tenant's events, soonest first.
+#[utoipa::path(get, path = "/v1/admin/events", security(("bearer" = [])), responses((status = 200, body = Vec<Event>)))]
+pub async fn list_events(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Event>> {
+    own_rows(
+        &s.db,
+        &admin,
+        "event",
+        EVENT_COLUMNS,
+        "starts_at, event_id",
+        event,
+    )
+    .await
+}
+
+/// One event.
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}", security(("bearer" = [])),
+    responses((status = 200, body = Event), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn get_event(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+) -> Found<Event> {
+    own_row(&s.db, &admin, "event", EVENT_COLUMNS, &raw, event).await
+}
+
+/// Moves an event along draft → published → on_sale → sold_out, or to cancelled.
+#[utoipa::path(patch, path = "/v1/admin/events/{event_id}/status", request_body = StatusChange, security(("bearer" = [])),
+    responses((status = 200, body = Event), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
+pub async fn set_event_status(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<StatusChange>,
+) -> Found<Event> {
+    let mut tx = s.db.begin().await?;
+    transition(&mut tx, &admin, "event", &raw, &body.status, event_sources).await?;
+    tx.commit().await?;
+    get_event(State(s), admin, Path(raw)).await
+}

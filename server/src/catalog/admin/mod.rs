@@ -1,0 +1,252 @@
+//! Operators' routes (`/v1/admin/...`), one module per resource, everything scoped by the
+//! caller's tenant; the helpers they share are here.
+//!
+//! - [`tenant`], [`venue`], [`event`], [`category`], [`seat_map`], [`ticket_type`],
+//!   [`onsale`].
+
+pub mod category;
+pub mod event;
+pub mod onsale;
+pub mod seat_map;
+pub mod tenant;
+pub mod ticket_type;
+pub mod venue;
+
+pub use category::*;
+pub use event::*;
+pub use onsale::*;
+pub use seat_map::*;
+pub use tenant::*;
+pub use ticket_type::*;
+pub use venue::*;
+
+use super::{CatalogError, CatalogState, id};
+pub(crate) use crate::http::error::AppJson;
+pub(crate) use crate::http::extract::Admin;
+use axum::Json;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub(crate) type Created<T> = Result<(StatusCode, Json<T>), CatalogError>;
+pub(crate) type Found<T> = Result<Json<T>, CatalogError>;
+
+/// Records an operator's change in the audit trail, in the change's transaction.
+pub(crate) async fn audit(
+    conn: &mut PgConnection,
+    admin: &Admin,
+    entity: &str,
+    entity_id: Uuid,
+    action: &str,
+    detail: Value,
+) -> Result<(), CatalogError> {
+    crate::audit::record(
+        conn,
+        admin.tenant,
+        &admin.user,
+        entity,
+        &entity_id.to_string(),
+        action,
+        &detail,
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn ensure_tenant(
+    conn: &mut PgConnection,
+    admin: &Admin,
+) -> Result<(), CatalogError> {
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from tenant where tenant_id = $1)")
+            .bind(admin.tenant)
+            .fetch_one(conn)
+            .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(CatalogError::NotFound(
+            "tenant (create it first with PUT /v1/admin/tenant)",
+        ))
+    }
+}
+
+pub(crate) async fn own_event(
+    conn: &mut PgConnection,
+    admin: &Admin,
+    raw: &str,
+) -> Result<Uuid, CatalogError> {
+    let event = id(raw, "event")?;
+    let found: bool = sqlx::query_scalar(
+        "select exists (select 1 from event where tenant_id = $1 and event_id = $2)",
+    )
+    .bind(admin.tenant)
+    .bind(event)
+    .fetch_one(conn)
+    .await?;
+    if found {
+        Ok(event)
+    } else {
+        Err(CatalogError::NotFound("event"))
+    }
+}
+
+pub(crate) fn not_blank(value: &str, what: &str) -> Result<(), CatalogError> {
+    if value.trim().is_empty() {
+        return Err(CatalogError::BadRequest(format!(
+            "{what} must not be blank"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn currency(value: &str) -> Result<(), CatalogError> {
+    if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(CatalogError::BadRequest(format!(
+            "currency {value:?} is not an ISO 4217 code such as EUR"
+        )))
+    }
+}
+
+/// Records a created row in the audit trail, commits, and answers 201 with the row.
+pub(crate) async fn created<T>(
+    mut tx: Transaction<'static, Postgres>,
+    admin: &Admin,
+    entity: &str,
+    id: Uuid,
+    detail: Value,
+    row: T,
+) -> Created<T> {
+    audit(&mut tx, admin, entity, id, "created", detail).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// The caller's own row of `table` (`venue`, `event`, `onsale`) with the id `raw`, read with
+/// `columns`: another tenant's, a missing and a malformed id all answer `404`.
+pub(crate) async fn own_row<T>(
+    db: &PgPool,
+    admin: &Admin,
+    table: &'static str,
+    columns: &str,
+    raw: &str,
+    read: fn(&PgRow) -> T,
+) -> Found<T> {
+    let row_id = id(raw, table)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "select {columns} from {table} where tenant_id = $1 and {table}_id = $2"
+    )))
+    .bind(admin.tenant)
+    .bind(row_id)
+    .fetch_optional(db)
+    .await?
+    .ok_or(CatalogError::NotFound(table))?;
+    Ok(Json(read(&row)))
+}
+
+/// Every row of `table` the caller's tenant owns, in `order`.
+pub(crate) async fn own_rows<T>(
+    db: &PgPool,
+    admin: &Admin,
+    table: &'static str,
+    columns: &str,
+    order: &str,
+    read: fn(&PgRow) -> T,
+) -> Found<Vec<T>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "select {columns} from {table} where tenant_id = $1 order by {order}"
+    )))
+    .bind(admin.tenant)
+    .fetch_all(db)
+    .await?;
+    Ok(Json(rows.iter().map(read).collect()))
+}
+
+/// A status change.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StatusChange {
+    /// The new status.
+    pub status: String,
+}
+
+/// The statuses an event may move to `to` from.
+pub(crate) fn event_sources(to: &str) -> Option<&'static [&'static str]> {
+    Some(match to {
+        "published" => &["draft"],
+        "on_sale" => &["published", "sold_out"],
+        "sold_out" => &["on_sale"],
+        "cancelled" => &["draft", "published", "on_sale", "sold_out"],
+        _ => return None,
+    })
+}
+
+/// The statuses an onsale may move to `to` from.
+pub(crate) fn onsale_sources(to: &str) -> Option<&'static [&'static str]> {
+    Some(match to {
+        "pre_queue" => &["scheduled"],
+        "live" => &["scheduled", "pre_queue", "paused"],
+        "paused" => &["live"],
+        "sold_out" => &["live", "paused"],
+        "closed" => &["scheduled", "pre_queue", "live", "paused", "sold_out"],
+        _ => return None,
+    })
+}
+
+/// Moves a row of `table` to `to`, in the caller's transaction, if its current status allows
+/// it.
+pub(crate) async fn transition(
+    tx: &mut PgConnection,
+    admin: &Admin,
+    table: &'static str,
+    raw: &str,
+    to: &str,
+    sources: fn(&str) -> Option<&'static [&'static str]>,
+) -> Result<Uuid, CatalogError> {
+    let row_id = id(raw, table)?;
+    let from = sources(to).ok_or_else(|| {
+        CatalogError::BadRequest(format!("{to:?} is not an {table} status one can set"))
+    })?;
+    let current: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select status::text from {table} where tenant_id = $1 and {table}_id = $2 for update"
+    )))
+    .bind(admin.tenant)
+    .bind(row_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let current = current.ok_or(CatalogError::NotFound(table))?;
+    if !from.contains(&current.as_str()) {
+        // Both tables with a status ("event", "onsale") take "an".
+        return Err(CatalogError::Conflict(format!(
+            "an {table} cannot go from {current} to {to}"
+        )));
+    }
+    let ty = if table == "event" {
+        "event_status"
+    } else {
+        "onsale_status"
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "update {table} set status = $3::{ty} where tenant_id = $1 and {table}_id = $2"
+    )))
+    .bind(admin.tenant)
+    .bind(row_id)
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
+    audit(
+        tx,
+        admin,
+        table,
+        row_id,
+        "status_changed",
+        json!({"from": current, "to": to}),
+    )
+    .await?;
+    Ok(row_id)
+}

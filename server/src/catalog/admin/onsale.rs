@@ -1,0 +1,335 @@
+//! Onsales: `/v1/admin/events/{event_id}/onsales` and `/v1/admin/onsales/{onsale_id}`, with
+//! their statuses and live admission settings, announced on `admin:` and `queue:` channels.
+
+use super::{
+    Admin, AppJson, CatalogError, CatalogState, Created, Found, StatusChange, audit, created,
+    onsale_sources, own_event, own_row, transition,
+};
+use crate::catalog::id;
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{PgConnection, Row as _};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A new onsale.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewOnsale {
+    /// Name, e.g. `General sale`.
+    #[serde(default)]
+    pub name: String,
+    /// Opens (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: OffsetDateTime,
+    /// Closes (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<OffsetDateTime>,
+    /// How long a hold lasts, in seconds (default 600).
+    #[serde(default = "ten_minutes")]
+    pub hold_duration_seconds: i64,
+    /// Most seats or tickets one buyer may hold or own for the event (default 8).
+    #[serde(default = "eight")]
+    pub per_user_limit: i32,
+    /// Whether purchase commands need a waiting-room admission (default true).
+    #[serde(default = "yes")]
+    pub requires_admission: bool,
+    /// When the waiting room's pre-queue opens (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub prequeue_opens_at: Option<OffsetDateTime>,
+    /// Admissions per second (default 10).
+    #[serde(default = "ten_f")]
+    pub admission_rate: f64,
+    /// Most active shoppers at once (default 500).
+    #[serde(default = "five_hundred")]
+    pub active_cap: i32,
+}
+
+fn ten_minutes() -> i64 {
+    600
+}
+fn eight() -> i32 {
+    8
+}
+fn yes() -> bool {
+    true
+}
+fn ten_f() -> f64 {
+    10.0
+}
+fn five_hundred() -> i32 {
+    500
+}
+
+/// An onsale.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Onsale {
+    /// Id.
+    pub onsale_id: Uuid,
+    /// The event.
+    pub event_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// `scheduled`, `pre_queue`, `live`, `paused`, `sold_out` or `closed`.
+    pub status: String,
+    /// Opens.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: OffsetDateTime,
+    /// Closes.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<OffsetDateTime>,
+    /// Hold duration in seconds.
+    pub hold_duration_seconds: i64,
+    /// Per-buyer limit.
+    pub per_user_limit: i32,
+    /// Whether commands need an admission.
+    pub requires_admission: bool,
+    /// Admissions per second.
+    pub admission_rate: f64,
+    /// Most active shoppers at once.
+    pub active_cap: i32,
+}
+
+pub(crate) const ONSALE_COLUMNS: &str = "onsale_id, event_id, name, status::text as status, starts_at, ends_at,
+    extract(epoch from hold_duration)::int8 as hold_duration_seconds, per_user_limit, requires_admission, admission_rate, active_cap";
+
+pub(crate) fn onsale(r: &sqlx::postgres::PgRow) -> Onsale {
+    Onsale {
+        onsale_id: r.get("onsale_id"),
+        event_id: r.get("event_id"),
+        name: r.get("name"),
+        status: r.get("status"),
+        starts_at: r.get("starts_at"),
+        ends_at: r.get("ends_at"),
+        hold_duration_seconds: r.get("hold_duration_seconds"),
+        per_user_limit: r.get("per_user_limit"),
+        requires_admission: r.get("requires_admission"),
+        admission_rate: r.get("admission_rate"),
+        active_cap: r.get("active_cap"),
+    }
+}
+
+/// Adds an onsale to an event (status `scheduled`).
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/onsales", request_body = NewOnsale, security(("bearer" = [])),
+    responses((status = 201, body = Onsale), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn create_onsale(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<NewOnsale>,
+) -> Created<Onsale> {
+    if body.hold_duration_seconds <= 0
+        || body.per_user_limit <= 0
+        || body.active_cap <= 0
+        || body.admission_rate.is_nan()
+        || body.admission_rate <= 0.0
+    {
+        return Err(CatalogError::BadRequest(
+            "hold_duration_seconds, per_user_limit, admission_rate and active_cap must be positive"
+                .into(),
+        ));
+    }
+    if body.ends_at.is_some_and(|end| end <= body.starts_at)
+        || body.prequeue_opens_at.is_some_and(|p| p > body.starts_at)
+    {
+        return Err(CatalogError::BadRequest(
+            "need prequeue_opens_at <= starts_at < ends_at".into(),
+        ));
+    }
+    let mut tx = s.db.begin().await?;
+    let event_id = own_event(&mut tx, &admin, &raw).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "insert into onsale (tenant_id, event_id, name, starts_at, ends_at, hold_duration, per_user_limit, requires_admission, prequeue_opens_at, admission_rate, active_cap)
+         values ($1, $2, $3, $4, $5, make_interval(secs => $6), $7, $8, $9, $10, $11) returning {ONSALE_COLUMNS}"
+    )))
+    .bind(admin.tenant)
+    .bind(event_id)
+    .bind(&body.name)
+    .bind(body.starts_at)
+    .bind(body.ends_at)
+    .bind(body.hold_duration_seconds as f64)
+    .bind(body.per_user_limit)
+    .bind(body.requires_admission)
+    .bind(body.prequeue_opens_at)
+    .bind(body.admission_rate)
+    .bind(body.active_cap)
+    .fetch_one(&mut *tx)
+    .await
+    ?;
+    let o = onsale(&row);
+    let detail = json!({"event": event_id});
+    created(tx, &admin, "onsale", o.onsale_id, detail, o).await
+}
+
+/// An event's onsales.
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}/onsales", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Onsale>), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn list_onsales(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+) -> Found<Vec<Onsale>> {
+    let mut conn = s.db.acquire().await?;
+    let event_id = own_event(&mut conn, &admin, &raw).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "select {ONSALE_COLUMNS} from onsale where event_id = $1 order by starts_at"
+    )))
+    .bind(event_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Json(rows.iter().map(onsale).collect()))
+}
+
+/// One onsale.
+#[utoipa::path(get, path = "/v1/admin/onsales/{onsale_id}", security(("bearer" = [])),
+    responses((status = 200, body = Onsale), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn get_onsale(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+) -> Found<Onsale> {
+    own_row(&s.db, &admin, "onsale", ONSALE_COLUMNS, &raw, onsale).await
+}
+
+/// Moves an onsale along scheduled → pre_queue → live ⇄ paused → sold_out / closed.
+#[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/status", request_body = StatusChange, security(("bearer" = [])),
+    responses((status = 200, body = Onsale), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
+pub async fn set_onsale_status(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<StatusChange>,
+) -> Found<Onsale> {
+    let mut tx = s.db.begin().await?;
+    let onsale = transition(
+        &mut tx,
+        &admin,
+        "onsale",
+        &raw,
+        &body.status,
+        onsale_sources,
+    )
+    .await?;
+    announce(&mut tx, &admin, onsale).await?;
+    tx.commit().await?;
+    get_onsale(State(s), admin, Path(raw)).await
+}
+
+/// Live admission settings; either may be left out.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionChange {
+    /// Admissions per second (positive).
+    #[serde(default)]
+    pub admission_rate: Option<f64>,
+    /// Most active shoppers at once (positive).
+    #[serde(default)]
+    pub active_cap: Option<i32>,
+}
+
+/// Changes an onsale's admission rate or active-shopper cap, live: the admission controller
+/// applies it within a second. Audited, and announced on `admin:{onsale}` and `queue:{onsale}`.
+#[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/admission", request_body = AdmissionChange, security(("bearer" = [])),
+    responses((status = 200, body = Onsale), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
+pub async fn set_onsale_admission(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<AdmissionChange>,
+) -> Found<Onsale> {
+    let onsale_id = id(&raw, "onsale")?;
+    let rate_ok = body
+        .admission_rate
+        .is_none_or(|r| r.is_finite() && r > 0.0 && r <= 100_000.0);
+    if !rate_ok || body.active_cap.is_some_and(|c| c <= 0) {
+        return Err(CatalogError::BadRequest(
+            "admission_rate must be in (0, 100000] and active_cap positive".into(),
+        ));
+    }
+    if body.admission_rate.is_none() && body.active_cap.is_none() {
+        return Err(CatalogError::BadRequest(
+            "give admission_rate, active_cap or both".into(),
+        ));
+    }
+    let mut tx = s.db.begin().await?;
+    let before: Option<(String, f64, i32)> = sqlx::query_as(
+        "select status::text, admission_rate, active_cap from onsale
+         where tenant_id = $1 and onsale_id = $2 for update",
+    )
+    .bind(admin.tenant)
+    .bind(onsale_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (status, rate, cap) = before.ok_or(CatalogError::NotFound("onsale"))?;
+    if matches!(status.as_str(), "sold_out" | "closed") {
+        return Err(CatalogError::Conflict(format!(
+            "an onsale that is {status} admits nobody"
+        )));
+    }
+    let (new_rate, new_cap) = (
+        body.admission_rate.unwrap_or(rate),
+        body.active_cap.unwrap_or(cap),
+    );
+    sqlx::query("update onsale set admission_rate = $3, active_cap = $4 where tenant_id = $1 and onsale_id = $2")
+        .bind(admin.tenant)
+        .bind(onsale_id)
+        .bind(new_rate)
+        .bind(new_cap)
+        .execute(&mut *tx)
+        .await
+        ?;
+    audit(
+        &mut tx,
+        &admin,
+        "onsale",
+        onsale_id,
+        "admission_changed",
+        json!({"from": {"admission_rate": rate, "active_cap": cap},
+               "to": {"admission_rate": new_rate, "active_cap": new_cap}}),
+    )
+    .await?;
+    announce(&mut tx, &admin, onsale_id).await?;
+    tx.commit().await?;
+    get_onsale(State(s), admin, Path(raw)).await
+}
+
+/// Tells `admin:{onsale}` (with who made it) and `queue:{onsale}` about an operator's change
+/// to the onsale's status or admission settings, through the outbox: the announcement goes out
+/// when, and only if, the change commits.
+async fn announce(tx: &mut PgConnection, admin: &Admin, onsale: Uuid) -> Result<(), CatalogError> {
+    use marquee_protocol::queue::{OnsaleChange, QueueEvent};
+    use marquee_protocol::{Channel, ChannelKind};
+    let (status, admission_rate, cap): (String, f64, i32) = sqlx::query_as(
+        "select status::text, admission_rate, active_cap from onsale
+         where tenant_id = $1 and onsale_id = $2",
+    )
+    .bind(admin.tenant)
+    .bind(onsale)
+    .fetch_one(&mut *tx)
+    .await?;
+    let message = |kind: ChannelKind, by: Option<String>| {
+        let channel =
+            Channel::new(kind, &onsale.to_string()).expect("a UUID is a valid channel id");
+        let event = QueueEvent::Changed(OnsaleChange {
+            status: status.clone(),
+            admission_rate,
+            active_cap: cap.max(0) as u64,
+            by,
+        });
+        let data = serde_json::value::to_raw_value(&event).expect("queue events serialize");
+        crate::outbox::message(channel.as_str(), &data)
+    };
+    let messages = [
+        message(ChannelKind::Admin, Some(admin.user.clone())),
+        message(ChannelKind::Queue, None),
+    ];
+    crate::outbox::write(tx, admin.tenant, None, &messages).await?;
+    Ok(())
+}

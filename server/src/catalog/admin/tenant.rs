@@ -1,0 +1,51 @@
+//! The caller's own tenant: `PUT /v1/admin/tenant`.
+
+use super::{Admin, AppJson, CatalogState, Found, audit, not_blank};
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The caller's tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    /// The tenant id (the token's `tenant` claim).
+    #[serde(default)]
+    pub tenant_id: Option<Uuid>,
+    /// Display name.
+    pub name: String,
+}
+
+/// Creates or renames the caller's own tenant.
+#[utoipa::path(put, path = "/v1/admin/tenant", request_body = Tenant, security(("bearer" = [])),
+    responses((status = 200, body = Tenant), (status = 400, body = marquee_protocol::ErrorBody)))]
+pub async fn put_tenant(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    AppJson(body): AppJson<Tenant>,
+) -> Found<Tenant> {
+    not_blank(&body.name, "name")?;
+    let mut tx = s.db.begin().await?;
+    sqlx::query("insert into tenant (tenant_id, name) values ($1, $2) on conflict (tenant_id) do update set name = excluded.name")
+        .bind(admin.tenant)
+        .bind(&body.name)
+        .execute(&mut *tx)
+        .await
+        ?;
+    audit(
+        &mut tx,
+        &admin,
+        "tenant",
+        admin.tenant,
+        "saved",
+        json!({"name": body.name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(Tenant {
+        tenant_id: Some(admin.tenant),
+        name: body.name,
+    }))
+}

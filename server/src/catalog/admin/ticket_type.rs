@@ -1,0 +1,175 @@
+//! Ticket types, seated or general admission: `/v1/admin/events/{event_id}/ticket-types`.
+
+use super::{
+    Admin, AppJson, CatalogError, CatalogState, Created, Found, created, currency, not_blank,
+    own_event,
+};
+use crate::catalog::on_constraint;
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{PgConnection, Row as _};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A new ticket type.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewTicketType {
+    /// Name, unique in the event.
+    pub name: String,
+    /// `seated` or `general_admission`.
+    pub kind: String,
+    /// For seated tickets: the price category whose seats it sells.
+    #[serde(default)]
+    pub price_category_id: Option<Uuid>,
+    /// Price in minor units.
+    pub price_minor: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// Smallest quantity per order.
+    #[serde(default = "one")]
+    pub min_per_order: i32,
+    /// Largest quantity per order.
+    #[serde(default = "ten")]
+    pub max_per_order: i32,
+    /// For general admission: how many exist.
+    #[serde(default)]
+    pub ga_quota: Option<i32>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn ten() -> i32 {
+    10
+}
+
+/// A ticket type.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TicketType {
+    /// Id.
+    pub ticket_type_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// `seated` or `general_admission`.
+    pub kind: String,
+    /// Price category (seated).
+    pub price_category_id: Option<Uuid>,
+    /// Price in minor units.
+    pub price_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// Smallest quantity per order.
+    pub min_per_order: i32,
+    /// Largest quantity per order.
+    pub max_per_order: i32,
+    /// General-admission quota.
+    pub ga_quota: Option<i32>,
+}
+
+const TICKET_TYPE_COLUMNS: &str = "ticket_type_id, name, kind::text as kind, price_category_id, price_minor, currency::text as currency, min_per_order, max_per_order, ga_quota";
+
+pub(crate) fn ticket_type(r: &sqlx::postgres::PgRow) -> TicketType {
+    TicketType {
+        ticket_type_id: r.get("ticket_type_id"),
+        name: r.get("name"),
+        kind: r.get("kind"),
+        price_category_id: r.get("price_category_id"),
+        price_minor: r.get("price_minor"),
+        currency: r.get("currency"),
+        min_per_order: r.get("min_per_order"),
+        max_per_order: r.get("max_per_order"),
+        ga_quota: r.get("ga_quota"),
+    }
+}
+
+/// Adds a ticket type to an event.
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/ticket-types", request_body = NewTicketType, security(("bearer" = [])),
+    responses((status = 201, body = TicketType), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
+pub async fn create_ticket_type(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<NewTicketType>,
+) -> Created<TicketType> {
+    not_blank(&body.name, "name")?;
+    currency(&body.currency)?;
+    match (body.kind.as_str(), body.price_category_id, body.ga_quota) {
+        ("seated", Some(_), None) => {}
+        ("seated", _, _) => {
+            return Err(CatalogError::BadRequest(
+                "a seated ticket type needs a price_category_id and no ga_quota".into(),
+            ));
+        }
+        ("general_admission", None, Some(q)) if q > 0 => {}
+        ("general_admission", _, _) => return Err(CatalogError::BadRequest(
+            "a general_admission ticket type needs a positive ga_quota and no price_category_id"
+                .into(),
+        )),
+        _ => {
+            return Err(CatalogError::BadRequest(
+                "kind must be seated or general_admission".into(),
+            ));
+        }
+    }
+    if body.price_minor < 0 || body.min_per_order < 1 || body.max_per_order < body.min_per_order {
+        return Err(CatalogError::BadRequest(
+            "price_minor must not be negative and 1 <= min_per_order <= max_per_order".into(),
+        ));
+    }
+    let mut tx = s.db.begin().await?;
+    let event_id = own_event(&mut tx, &admin, &raw).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency, min_per_order, max_per_order, ga_quota)
+         values ($1, $2, $3, $4::ticket_kind, $5, $6, $7, $8, $9, $10) returning {TICKET_TYPE_COLUMNS}"
+    )))
+    .bind(admin.tenant)
+    .bind(event_id)
+    .bind(&body.name)
+    .bind(&body.kind)
+    .bind(body.price_category_id)
+    .bind(body.price_minor)
+    .bind(&body.currency)
+    .bind(body.min_per_order)
+    .bind(body.max_per_order)
+    .bind(body.ga_quota)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| {
+        on_constraint(e, &[
+            ("ticket_type_name_per_event", || CatalogError::Conflict("the event already has a ticket type of that name".into())),
+            ("ticket_type_category_same_tenant", || CatalogError::NotFound("price category")),
+        ])
+    })?;
+    let t = ticket_type(&row);
+    let detail = json!({"event": event_id, "name": t.name});
+    created(tx, &admin, "ticket_type", t.ticket_type_id, detail, t).await
+}
+
+/// An event's ticket types.
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}/ticket-types", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TicketType>), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn list_ticket_types(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+) -> Found<Vec<TicketType>> {
+    let mut conn = s.db.acquire().await?;
+    let event_id = own_event(&mut conn, &admin, &raw).await?;
+    Ok(Json(ticket_types(&mut conn, event_id).await?))
+}
+
+pub(crate) async fn ticket_types(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+) -> Result<Vec<TicketType>, CatalogError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "select {TICKET_TYPE_COLUMNS} from ticket_type where event_id = $1 order by name"
+    )))
+    .bind(event_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(ticket_type).collect())
+}

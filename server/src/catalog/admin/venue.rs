@@ -1,0 +1,111 @@
+//! Venues: `/v1/admin/venues`.
+
+use super::{
+    Admin, AppJson, CatalogState, Created, Found, created, ensure_tenant, not_blank, own_row,
+    own_rows,
+};
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row as _;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A new venue.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewVenue {
+    /// Name.
+    pub name: String,
+    /// City (the public search filters by it).
+    pub city: String,
+    /// Street address.
+    #[serde(default)]
+    pub address: String,
+    /// IANA time zone, e.g. `Europe/Lisbon`.
+    #[serde(default = "utc")]
+    pub timezone: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+/// A venue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Venue {
+    /// Id.
+    pub venue_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// City.
+    pub city: String,
+    /// Street address.
+    pub address: String,
+    /// Time zone.
+    pub timezone: String,
+}
+
+const VENUE_COLUMNS: &str = "venue_id, name, city, address, timezone";
+
+fn venue(r: &sqlx::postgres::PgRow) -> Venue {
+    Venue {
+        venue_id: r.get("venue_id"),
+        name: r.get("name"),
+        city: r.get("city"),
+        address: r.get("address"),
+        timezone: r.get("timezone"),
+    }
+}
+
+/// Creates a venue.
+#[utoipa::path(post, path = "/v1/admin/venues", request_body = NewVenue, security(("bearer" = [])),
+    responses((status = 201, body = Venue), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn create_venue(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    AppJson(body): AppJson<NewVenue>,
+) -> Created<Venue> {
+    not_blank(&body.name, "name")?;
+    not_blank(&body.city, "city")?;
+    let mut tx = s.db.begin().await?;
+    ensure_tenant(&mut tx, &admin).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "insert into venue (tenant_id, name, city, address, timezone) values ($1, $2, $3, $4, $5) returning {VENUE_COLUMNS}"
+    )))
+    .bind(admin.tenant)
+    .bind(&body.name)
+    .bind(&body.city)
+    .bind(&body.address)
+    .bind(&body.timezone)
+    .fetch_one(&mut *tx)
+    .await
+    ?;
+    let v = venue(&row);
+    let detail = json!({"name": v.name});
+    created(tx, &admin, "venue", v.venue_id, detail, v).await
+}
+
+/// The tenant's venues.
+#[utoipa::path(get, path = "/v1/admin/venues", security(("bearer" = [])), responses((status = 200, body = Vec<Venue>)))]
+pub async fn list_venues(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Venue>> {
+    own_rows(
+        &s.db,
+        &admin,
+        "venue",
+        VENUE_COLUMNS,
+        "name, venue_id",
+        venue,
+    )
+    .await
+}
+
+/// One venue.
+#[utoipa::path(get, path = "/v1/admin/venues/{venue_id}", security(("bearer" = [])),
+    responses((status = 200, body = Venue), (status = 404, body = marquee_protocol::ErrorBody)))]
+pub async fn get_venue(
+    State(s): State<CatalogState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+) -> Found<Venue> {
+    own_row(&s.db, &admin, "venue", VENUE_COLUMNS, &raw, venue).await
+}
