@@ -19,7 +19,8 @@
 //! the driver hands each request id's result over once, then acknowledges it to the server.
 
 use crate::backoff::Backoff;
-use crate::client::{ClientConfig, ClientError, Event, Subscribed, TokenProvider};
+use crate::config::{ClientConfig, TokenProvider};
+use crate::event::{ClientError, Event, Subscribed};
 use futures_util::{SinkExt, StreamExt};
 use marquee_protocol::booking::{Command as Purchase, CommandResult, InboxMessage, InboxSnapshot};
 use marquee_protocol::{

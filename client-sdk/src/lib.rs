@@ -10,9 +10,10 @@
 //!
 //! # Layout
 //!
-//! - [`client`]: the [`Client`] handle, its [`ClientConfig`] and the [`Events`] stream the
-//!   application reads.
-//! - [`driver`] (private): the background task that owns the socket, correlates requests and
+//! - [`client`]: the [`Client`] handle and the [`Events`] stream the application reads.
+//! - [`config`]: [`ClientConfig`] and the [`TokenProvider`].
+//! - [`event`]: the [`Event`]s, [`ClientError`]s and [`Subscribed`] outcomes it reports.
+//! - `driver` (private): the background task that owns the socket, correlates requests and
 //!   replies, resumes channels and reconnects.
 //! - [`backoff`]: the reconnect delay policy.
 //!
@@ -35,8 +36,12 @@
 
 pub mod backoff;
 pub mod client;
+pub mod config;
 mod driver;
+pub mod event;
 
-pub use client::{Client, ClientConfig, ClientError, Event, Events, Subscribed, TokenProvider};
+pub use client::{Client, Events};
+pub use config::{ClientConfig, TokenProvider};
+pub use event::{ClientError, Event, Subscribed};
 pub use marquee_protocol as protocol;
 pub use marquee_protocol::{Codec, Publication, StreamPosition};

@@ -50,9 +50,10 @@
 //! - [`config`]: the settings of each process, composed from each part's own `Args`.
 //! - [`node`]: the composition root: [`Node::build`] chooses backends and builds every
 //!   service; [`Node::serve`] runs them on a listener until a shutdown future completes, so
-//!   tests bind port 0 and pass their own shutdown.
+//!   tests bind port 0 and pass their own shutdown. `marquee worker` ([`node::worker`]) and
+//!   `marquee demo` ([`node::demo`], a single node with ready-made tokens and a simulated
+//!   crowd) are composed there too.
 //! - [`http`]: the router that composes every part's routes, and the probes.
-//! - [`demo`]: `marquee demo`, a single node with ready-made tokens and a simulated crowd.
 
 pub mod admission;
 pub mod audit;
@@ -62,7 +63,6 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod embedded_pg;
 pub mod engine;
 pub mod http;

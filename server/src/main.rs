@@ -2,9 +2,10 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use marquee_server::Config;
 use marquee_server::auth::{Claims, sign_hs256};
 use marquee_server::clock::now_secs;
-use marquee_server::{Config, demo};
+use marquee_server::node::demo;
 
 /// Marquee: realtime, WebSocket-first ticketing.
 #[derive(Debug, Parser)]

@@ -78,7 +78,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
 });
 
 /// Counts a refused token, by reason.
-pub fn auth_failure(reason: &'static str) {
+pub(crate) fn auth_failure(reason: &'static str) {
     metrics::counter!("marquee_auth_failures_total", "reason" => reason).increment(1);
 }
 
@@ -105,7 +105,7 @@ pub fn prometheus() -> PrometheusHandle {
 }
 
 /// This process's resident set size, from `/proc/self/statm` (Linux only).
-pub fn resident_memory_bytes() -> Option<u64> {
+pub(crate) fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)

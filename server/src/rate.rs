@@ -5,7 +5,7 @@ use governor::Quota;
 use std::num::NonZeroU32;
 
 /// `n`, or 1 when `n` is 0.
-pub fn nonzero(n: u32) -> NonZeroU32 {
+pub(crate) fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("max(1) is non-zero")
 }
 
@@ -15,7 +15,7 @@ pub fn per_second(rate: u32, burst: u32) -> Quota {
 }
 
 /// `n` a minute.
-pub fn per_minute(n: u32) -> Quota {
+pub(crate) fn per_minute(n: u32) -> Quota {
     Quota::per_minute(nonzero(n))
 }
 

@@ -23,7 +23,7 @@ pub async fn client(url: &str) -> Result<fred::clients::Client, fred::error::Err
 /// Takes or renews a lease. `KEYS[1]`: the lease key; `ARGV[1]`: the holder; `ARGV[2]`: the
 /// lease's lifetime in milliseconds. Returns 1 if `ARGV[1]` holds the lease now, 0 if another
 /// holder does.
-pub const LEASE_LUA: &str = r"
+pub(crate) const LEASE_LUA: &str = r"
 local lease, holder, ttl_ms = KEYS[1], ARGV[1], ARGV[2]
 local owner = redis.call('GET', lease)
 if owner == false then
@@ -39,7 +39,7 @@ return 0
 
 /// Gives a lease up if its holder still holds it. `KEYS[1]`: the lease key; `ARGV[1]`: the
 /// holder.
-pub const UNLEASE_LUA: &str = r"
+pub(crate) const UNLEASE_LUA: &str = r"
 local lease, holder = KEYS[1], ARGV[1]
 if redis.call('GET', lease) == holder then return redis.call('DEL', lease) end
 return 0

@@ -79,7 +79,7 @@ fn runs(row: &Row, category: u32, free: &impl Fn(u32) -> bool) -> Vec<(usize, us
 }
 
 /// The best block of `quantity` free seats of `category`, or `None` when fewer are free.
-pub fn best_available(
+pub(crate) fn best_available(
     rows: &[Row],
     category: u32,
     quantity: usize,
@@ -167,7 +167,7 @@ fn split(
 
 /// When explicitly requested seats are taken: the free block of the same size and category
 /// nearest to where the requested seats are, to offer in the error.
-pub fn nearest_equivalent(
+pub(crate) fn nearest_equivalent(
     rows: &[Row],
     requested: &[Seat],
     free: impl Fn(u32) -> bool,

@@ -54,7 +54,7 @@ impl RequestHandler for CommandRequests {
 
 /// Plugs booking into the hub: its requests, the snapshots of its channels, and who may
 /// follow the live seat map (anyone).
-pub fn register(booking: &Booking, hub: &Hub) {
+pub(crate) fn register(booking: &Booking, hub: &Hub) {
     let requests = Arc::new(CommandRequests(booking.clone()));
     hub.register_handler(RequestKind::Command, requests.clone());
     hub.register_handler(RequestKind::Ack, requests);
@@ -76,6 +76,6 @@ pub fn register(booking: &Booking, hub: &Hub) {
 }
 
 /// Who may follow booking's channels: the live seat map is public.
-pub fn register_policies(hub: &Hub) {
+pub(crate) fn register_policies(hub: &Hub) {
     hub.register_policy(ChannelKind::Seats, Arc::new(Open));
 }

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-pub use admin::create_seat_map;
 pub use demo::{DemoCatalog, seed_demo};
 
 /// What the catalog routes share.
@@ -149,7 +148,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Every catalog route, with state applied.
-pub fn router(state: CatalogState) -> Router {
+pub(crate) fn router(state: CatalogState) -> Router {
     Router::new()
         .route("/v1/admin/tenant", put(admin::put_tenant))
         .route(

@@ -40,7 +40,7 @@ pub struct SearchQuery {
 /// Lists and searches a tenant's public events, soonest first.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", params(SearchQuery),
     responses((status = 200, body = Vec<Event>), (status = 400, body = marquee_protocol::ErrorBody)))]
-pub async fn search_events(
+pub(crate) async fn search_events(
     State(s): State<CatalogState>,
     Path(tenant): Path<String>,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
@@ -127,7 +127,7 @@ async fn visible_event(
 /// A public event's detail.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}",
     responses((status = 200, body = EventDetail), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn event_detail(
+pub(crate) async fn event_detail(
     State(s): State<CatalogState>,
     Path((tenant, event)): Path<(String, String)>,
 ) -> Result<Json<EventDetail>, CatalogError> {
@@ -203,7 +203,7 @@ pub struct SeatInfo {
 /// A public event's seat map.
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}/seats",
     responses((status = 200, body = SeatMap), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn event_seats(
+pub(crate) async fn event_seats(
     State(s): State<CatalogState>,
     Path((tenant, event)): Path<(String, String)>,
 ) -> Result<Json<SeatMap>, CatalogError> {

@@ -3,7 +3,7 @@
 //! The hub talks to one [`Engine`], which is either the in-process [`memory`] engine (a single
 //! node, the default) or the [`redis`] engine (a cluster of nodes sharing one Redis). Both
 //! implement [`ChannelEngine`] and pass the same conformance suite
-//! (`server/tests/engine_conformance.rs`).
+//! (`server/tests/it/engine_conformance.rs`).
 //!
 //! An engine assigns every publication on a channel the next offset of the channel's current
 //! epoch, appends it to a bounded history (by count and by age), and hands it to every node that
@@ -168,7 +168,7 @@ impl ChannelEngine for Engine {
 }
 
 /// A fresh random epoch: 16 hex digits.
-pub fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 

@@ -35,33 +35,35 @@ use std::time::Duration;
 const META_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 const PUBLISH_LUA: &str = r"
+local meta, history = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSETNX', KEYS[1], 'e', ARGV[1])
-local epoch = redis.call('HGET', KEYS[1], 'e')
-local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
+redis.call('HSETNX', meta, 'e', ARGV[1])
+local epoch = redis.call('HGET', meta, 'e')
+local off = redis.call('HINCRBY', meta, 'o', 1)
 local entry = string.format('%d|%d|', off, now) .. ARGV[2]
-redis.call('RPUSH', KEYS[2], entry)
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('RPUSH', history, entry)
+redis.call('LTRIM', history, -tonumber(ARGV[3]), -1)
+redis.call('PEXPIRE', history, ARGV[4])
+redis.call('PEXPIRE', meta, ARGV[6])
 redis.call('PUBLISH', ARGV[5], epoch .. '|' .. entry)
 return {epoch, off}
 ";
 
 const HISTORY_LUA: &str = r"
-if redis.call('HSETNX', KEYS[1], 'e', ARGV[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local meta, history = KEYS[1], KEYS[2]
+if redis.call('HSETNX', meta, 'e', ARGV[1]) == 1 then
+  redis.call('PEXPIRE', meta, ARGV[5])
 end
-local epoch = redis.call('HGET', KEYS[1], 'e')
-local top = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+local epoch = redis.call('HGET', meta, 'e')
+local top = tonumber(redis.call('HGET', meta, 'o') or '0')
 if ARGV[2] == '' or ARGV[2] ~= epoch then return {epoch, top, 0} end
 local since = tonumber(ARGV[3])
 if since > top then return {epoch, top, 0} end
 if since == top then return {epoch, top, 1} end
 local need = top - since
-if need > redis.call('LLEN', KEYS[2]) then return {epoch, top, 0} end
-local entries = redis.call('LRANGE', KEYS[2], -need, -1)
+if need > redis.call('LLEN', history) then return {epoch, top, 0} end
+local entries = redis.call('LRANGE', history, -need, -1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local first_ts = tonumber(string.match(entries[1], '^%d+|(%d+)|'))

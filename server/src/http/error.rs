@@ -134,7 +134,7 @@ pub type ConstraintError<E> = (&'static str, fn() -> E);
 
 /// Maps a unique or check violation of a named constraint to the client error it means (the
 /// realworld pattern: a 409 at the call site); any other database error stays one.
-pub fn on_constraint<E: From<sqlx::Error>>(e: sqlx::Error, map: &[ConstraintError<E>]) -> E {
+pub(crate) fn on_constraint<E: From<sqlx::Error>>(e: sqlx::Error, map: &[ConstraintError<E>]) -> E {
     if let sqlx::Error::Database(db) = &e
         && let Some(name) = db.constraint()
         && let Some((_, f)) = map.iter().find(|(n, _)| *n == name)
@@ -150,7 +150,7 @@ pub async fn not_found() -> ApiError {
 }
 
 /// The answer to a method a route does not take.
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::BadRequest,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// A refused token: 401, with the RFC 6750 challenge.
-pub fn unauthorized(error: &AuthError) -> ApiError {
+pub(crate) fn unauthorized(error: &AuthError) -> ApiError {
     metrics::auth_failure(error.reason());
     let challenge = match error {
         AuthError::Missing => r#"Bearer realm="marquee""#,
@@ -39,14 +39,17 @@ fn query_token(uri: &Uri) -> Option<String> {
 }
 
 /// Verifies the `Authorization: Bearer` token of an HTTP API call.
-pub fn bearer_identity(verifier: &Verifier, headers: &HeaderMap) -> Result<Identity, ApiError> {
+pub(crate) fn bearer_identity(
+    verifier: &Verifier,
+    headers: &HeaderMap,
+) -> Result<Identity, ApiError> {
     let token = bearer(headers).ok_or_else(|| unauthorized(&AuthError::Missing))?;
     verifier.verify(token).map_err(|e| unauthorized(&e))
 }
 
 /// Verifies the caller's token from the header or, for browsers, the `access_token` query
 /// parameter (a browser cannot set headers on a WebSocket upgrade).
-pub fn header_or_query_identity(
+pub(crate) fn header_or_query_identity(
     verifier: &Verifier,
     headers: &HeaderMap,
     uri: &Uri,
@@ -60,7 +63,7 @@ pub fn header_or_query_identity(
 }
 
 /// The caller's tenant, for routes that need one.
-pub fn tenant_of(identity: &Identity) -> Result<Uuid, ApiError> {
+pub(crate) fn tenant_of(identity: &Identity) -> Result<Uuid, ApiError> {
     identity
         .tenant_id()
         .ok_or_else(|| ApiError::forbidden("a token with a tenant is needed"))

@@ -2,7 +2,7 @@
 //! probes (`/health`, `/ready`, `/metrics`), and every domain's routes, with one fallback for
 //! unknown routes and methods and one body limit.
 //!
-//! - [`error`]: [`ApiError`](error::ApiError), the JSON body extractor and the constraint
+//! - [`error`]: [`error::ApiError`], the JSON body extractor and the constraint
 //!   mapping every route uses (a leaf: it imports nothing of the server but metrics).
 //! - [`extract`]: who is calling: bearer tokens, [`Caller`](extract::Caller) and
 //!   [`Admin`](extract::Admin).
@@ -40,7 +40,11 @@ pub struct Probes {
 }
 
 /// The node's routes: the hub's, the probes, and `domains` (each with its state applied).
-pub fn router(hub: Router, probes: Probes, domains: impl IntoIterator<Item = Router>) -> Router {
+pub(crate) fn router(
+    hub: Router,
+    probes: Probes,
+    domains: impl IntoIterator<Item = Router>,
+) -> Router {
     let mut app = hub.merge(
         Router::new()
             .route("/health", get(health))
@@ -65,7 +69,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// `GET /openapi.json`.
-pub fn openapi_routes() -> Router {
+pub(crate) fn openapi_routes() -> Router {
     Router::new().route("/openapi.json", get(|| async { Json(openapi()) }))
 }
 

@@ -5,13 +5,13 @@
 //! whether the socket came from axum or from a test.
 //!
 //! Outbound messages arrive on the connection's bounded queue (filled by the registry) and are
-//! written in batches: everything waiting, up to [`WRITE_BATCH`] messages, is fed to the socket
+//! written in batches: everything waiting, up to `WRITE_BATCH` messages, is fed to the socket
 //! and flushed once. Signals that must get through a full queue (dropped deltas, slow consumer,
 //! engine interruption) arrive on [`ConnShared`]'s flags instead.
 
 use super::Hub;
 use super::handler::Session;
-use super::registry::{ConnShared, Outbound, Outgoing, signal};
+use super::registry::{ConnShared, Delivery, Outbound, signal};
 use crate::auth::{AuthError, Identity, Verifier};
 use crate::clock::{now_ms, now_secs};
 use crate::engine::EnginePublication;
@@ -35,7 +35,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 /// Most messages written between two flushes.
-pub const WRITE_BATCH: usize = 64;
+pub(crate) const WRITE_BATCH: usize = 64;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -316,7 +316,7 @@ where
 
     /// Passes a live publication on if it is the next one the subscription expects. Returns
     /// whether it was written.
-    async fn forward(&mut self, out: &Arc<Outgoing>) -> Result<bool, Exit> {
+    async fn forward(&mut self, out: &Arc<Delivery>) -> Result<bool, Exit> {
         let p = &out.publication;
         let Some(SubState::Live { epoch, next }) = self.subs.get_mut(&p.channel) else {
             return Ok(false);
@@ -593,7 +593,7 @@ where
     }
 
     async fn feed_replayed(&mut self, publication: EnginePublication) -> Result<(), Exit> {
-        let out = Outgoing::new(publication);
+        let out = Delivery::new(publication);
         match out.frame(self.codec) {
             Some(frame) => self.feed(frame).await,
             None => Ok(()),
@@ -752,4 +752,203 @@ fn unhandled(id: RequestId, kind: RequestKind) -> ServerMessage {
             kind.as_str()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Args, Claims, sign_hs256};
+    use crate::engine::{Engine, HistoryLimits, memory::MemoryEngine};
+    use crate::hub::registry::Registry;
+    use std::pin::Pin;
+    use std::task::{Context as TaskContext, Poll};
+
+    const SECRET: &str = "connection-test-secret-0123456789";
+
+    /// A socket made of two channels: what the test sends arrives as frames, what the
+    /// connection writes comes out of `written`.
+    struct FakeSocket {
+        incoming: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+        outgoing: mpsc::UnboundedSender<Message>,
+    }
+
+    impl Stream for FakeSocket {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+        ) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx)
+        }
+    }
+
+    impl Sink<Message> for FakeSocket {
+        type Error = axum::Error;
+        fn poll_ready(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            let _ = self.outgoing.send(item);
+            Ok(())
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn token(user: &str, ttl: i64) -> String {
+        sign_hs256(
+            SECRET,
+            &Claims {
+                sub: user.to_owned(),
+                tenant: None,
+                roles: Vec::new(),
+                exp: (now_secs() as i64 + ttl) as u64,
+                nbf: None,
+                iss: None,
+                aud: None,
+            },
+        )
+    }
+
+    /// A connection of `user` whose token lapses in `ttl` seconds, on a node of its own.
+    fn connect(
+        user: &str,
+        ttl: i64,
+    ) -> (
+        mpsc::UnboundedSender<Result<Message, axum::Error>>,
+        mpsc::UnboundedReceiver<Message>,
+    ) {
+        let args = Args {
+            jwt_secret: Some(crate::secret::Secret::new(SECRET)),
+            jwt_public_key: None,
+            jwt_algorithm: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: Duration::ZERO,
+        };
+        let verifier = Arc::new(Verifier::from_args(&args).unwrap());
+        let identity = verifier.verify(&token(user, ttl)).unwrap();
+        let registry = Arc::new(Registry::default());
+        let limits = HistoryLimits {
+            size: 16,
+            ttl: Duration::from_secs(60),
+        };
+        let engine = Engine::Memory(Arc::new(MemoryEngine::new(limits, registry.clone())));
+        let ctx = Context {
+            hub: Hub::new(registry, engine),
+            verifier,
+            limits: Arc::new(Limits {
+                outbound_queue: 16,
+                heartbeat_interval: Duration::from_secs(3600),
+                heartbeat_timeout: Duration::from_secs(3600),
+                inbound_rate: 100,
+                inbound_burst: 100,
+                abuse_limit: 100,
+                max_subscriptions: 8,
+                write_timeout: Duration::from_secs(10),
+                reconnect_spread: Duration::ZERO,
+            }),
+            shutdown: CancellationToken::new(),
+            node_id: "test".into(),
+        };
+        let (to_server, incoming) = mpsc::unbounded_channel();
+        let (outgoing, from_server) = mpsc::unbounded_channel();
+        let socket = FakeSocket { incoming, outgoing };
+        tokio::spawn(run(socket, identity, Codec::Json, ctx, None));
+        (to_server, from_server)
+    }
+
+    fn send(to: &mpsc::UnboundedSender<Result<Message, axum::Error>>, msg: &ClientMessage) {
+        let text = serde_json::to_string(msg).unwrap();
+        to.send(Ok(Message::Text(text.into()))).unwrap();
+    }
+
+    /// The next message the server wrote (the welcome is skipped), or the close code.
+    async fn next(from: &mut mpsc::UnboundedReceiver<Message>) -> Result<ServerMessage, u16> {
+        loop {
+            match from
+                .recv()
+                .await
+                .expect("the connection writes until it closes")
+            {
+                Message::Text(text) => {
+                    let msg: ServerMessage = serde_json::from_str(&text).unwrap();
+                    if !matches!(msg, ServerMessage::Welcome { .. }) {
+                        return Ok(msg);
+                    }
+                }
+                Message::Close(frame) => return Err(frame.map_or(0, |f| f.code)),
+                _ => {}
+            }
+        }
+    }
+
+    fn error_code(msg: &ServerMessage) -> (Option<u64>, ErrorCode) {
+        match msg {
+            ServerMessage::Error { id, code, .. } => (*id, *code),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lapsed_token_closes_with_4001_unless_refreshed() {
+        // Lapses in 2 s.
+        let (_lapsing, mut from_lapsing) = connect("u1", 2);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(next(&mut from_lapsing).await, Err(4001));
+
+        // Refreshed in time: still open after the first expiry.
+        let (to, mut from) = connect("u1", 2);
+        send(
+            &to,
+            &ClientMessage::Refresh {
+                id: 1,
+                token: token("u2", 60),
+            },
+        );
+        let reply = next(&mut from).await.unwrap();
+        assert_eq!(
+            error_code(&reply),
+            (Some(1), ErrorCode::TokenInvalid),
+            "another user's token is refused"
+        );
+        send(
+            &to,
+            &ClientMessage::Refresh {
+                id: 2,
+                token: token("u1", -10),
+            },
+        );
+        assert_eq!(
+            error_code(&next(&mut from).await.unwrap()),
+            (Some(2), ErrorCode::TokenExpired)
+        );
+        send(
+            &to,
+            &ClientMessage::Refresh {
+                id: 3,
+                token: token("u1", 60),
+            },
+        );
+        assert!(matches!(
+            next(&mut from).await,
+            Ok(ServerMessage::Refreshed { id: 3, .. })
+        ));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        send(&to, &ClientMessage::Ping { id: 4 });
+        assert_eq!(next(&mut from).await, Ok(ServerMessage::Pong { id: 4 }));
+    }
 }

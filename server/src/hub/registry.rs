@@ -1,7 +1,7 @@
 //! The node's local subscriptions: which connections listen to which channel.
 //!
 //! The registry is the engine's [`Sink`]: every publication for a channel with local subscribers
-//! is encoded at most once per codec ([`Outgoing`]) and offered to each subscriber's bounded
+//! is encoded at most once per codec ([`Delivery`]) and offered to each subscriber's bounded
 //! queue without waiting. A full queue never blocks the engine: coalescible messages are
 //! dropped and the connection is told to resync that channel; anything else marks the
 //! connection a slow consumer, and it closes.
@@ -23,14 +23,14 @@ const SHARDS: usize = 64;
 /// A publication on its way to local subscribers, with its frames encoded lazily, once per
 /// codec, and shared by every connection.
 #[derive(Debug)]
-pub struct Outgoing {
+pub struct Delivery {
     /// The publication.
     pub publication: EnginePublication,
     json: OnceLock<Option<Message>>,
     msgpack: OnceLock<Option<Message>>,
 }
 
-impl Outgoing {
+impl Delivery {
     /// Wraps a publication.
     pub fn new(publication: EnginePublication) -> Self {
         Self {
@@ -83,7 +83,7 @@ impl Outgoing {
 #[derive(Debug)]
 pub enum Outbound {
     /// A publication on a channel the connection subscribed to.
-    Pub(Arc<Outgoing>),
+    Pub(Arc<Delivery>),
 }
 
 /// Signal bits a connection picks up out of band (they must get through even when its queue
@@ -175,7 +175,7 @@ impl ConnShared {
             .collect()
     }
 
-    fn offer(&self, out: &Arc<Outgoing>, coalescible: bool) {
+    fn offer(&self, out: &Arc<Delivery>, coalescible: bool) {
         use mpsc::error::TrySendError;
         match self.tx.try_send(Outbound::Pub(out.clone())) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
@@ -307,7 +307,7 @@ impl Sink for Registry {
         if entry.subscribers.is_empty() {
             return;
         }
-        let out = Arc::new(Outgoing::new(publication));
+        let out = Arc::new(Delivery::new(publication));
         for conn in entry.subscribers.values() {
             conn.offer(&out, coalescible);
         }
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn the_spliced_json_frame_is_exactly_what_the_protocol_encoder_writes() {
-        let out = Outgoing::new(publication("seats:e1", 9, r#"{"n":[1,2],"seat":"A-1"}"#));
+        let out = Delivery::new(publication("seats:e1", 9, r#"{"n":[1,2],"seat":"A-1"}"#));
         let Some(Message::Text(text)) = out.frame(Codec::Json) else {
             panic!("json frames are text");
         };

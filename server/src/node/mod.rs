@@ -9,7 +9,9 @@
 //! - Every long-running task is joined ([`tasks`]): one that ends before shutdown ends the
 //!   node, with the reason logged, and `/ready` fails from that moment.
 //! - [`worker`]: `marquee worker`, a booking worker in a process of its own.
+//! - [`demo`]: `marquee demo`, one node with a seeded catalog, tokens and a simulated crowd.
 
+pub mod demo;
 pub mod tasks;
 pub mod worker;
 

@@ -11,7 +11,7 @@
 //!
 //! Messages are JSON text `{"channel": …, "data": …}` ([`message`]), serialized once by the
 //! writer and published by the relay without being parsed again. A row holds a JSON array of
-//! them ([`array`]); rows that change an event's inventory carry the event id, so the seat-map
+//! them ([`array()`]); rows that change an event's inventory carry the event id, so the seat-map
 //! snapshot can wait until every such row is published.
 
 pub mod relay;

@@ -133,7 +133,7 @@ pub struct HookState {
 }
 
 /// The internal listener's routes.
-pub fn router(state: HookState) -> Router {
+pub(crate) fn router(state: HookState) -> Router {
     Router::new()
         .route("/hooks/payments/{provider}", post(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY))

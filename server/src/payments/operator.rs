@@ -123,7 +123,7 @@ async fn request(
 /// gives the money back.
 #[utoipa::path(post, path = "/v1/admin/orders/{order_id}/refund", security(("bearer" = [])),
     responses((status = 200, body = OrderChangeRequested), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn refund_order(
+pub(crate) async fn refund_order(
     State(state): State<PaymentsState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -135,7 +135,7 @@ pub async fn refund_order(
 /// stop working and its money goes back.
 #[utoipa::path(post, path = "/v1/admin/orders/{order_id}/cancel", security(("bearer" = [])),
     responses((status = 200, body = OrderChangeRequested), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn cancel_order(
+pub(crate) async fn cancel_order(
     State(state): State<PaymentsState>,
     admin: Admin,
     Path(raw): Path<String>,

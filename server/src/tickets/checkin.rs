@@ -33,8 +33,9 @@ pub enum CheckinError {
     /// The scan itself is malformed (its id); it changes nothing and is not recorded.
     #[error("{0}")]
     BadRequest(String),
-    /// The database could not be reached; the gate retries with the same scan id.
-    #[error(transparent)]
+    /// The database could not be reached; the gate retries with the same scan id. Its detail
+    /// is logged ([`CheckinError::message`]), never sent.
+    #[error("check-in database error: {0}")]
     Db(#[from] sqlx::Error),
 }
 
@@ -44,6 +45,18 @@ impl CheckinError {
         match self {
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::Db(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// What the gate is told: the scan's own fault, or that check-in is unavailable (the
+    /// database's text is logged here, never sent).
+    pub fn message(&self) -> String {
+        match self {
+            Self::BadRequest(message) => message.clone(),
+            Self::Db(e) => {
+                tracing::warn!(error = %e, "check-in: database unavailable");
+                "check-in is unavailable; retry with the same scan_id".to_owned()
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ pub struct TicketsState {
 }
 
 /// The ticket routes.
-pub fn router(state: TicketsState) -> Router {
+pub(crate) fn router(state: TicketsState) -> Router {
     Router::new()
         .route("/v1/me/tickets", get(my_tickets))
         .route("/v1/tickets/public-key", get(public_key))
@@ -69,12 +69,9 @@ impl From<CheckinError> for ApiError {
     fn from(e: CheckinError) -> Self {
         let status = match &e {
             CheckinError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            CheckinError::Db(db) => {
-                tracing::warn!(error = %db, "check-in: database unavailable");
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            CheckinError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, e.code(), e.message())
     }
 }
 

@@ -35,7 +35,7 @@ impl RequestHandler for ScanRequests {
                 Some(tenant) if identity.has_role(Role::Gate) => {
                     match self.0.scan(tenant, &identity.user, &scan).await {
                         Ok(result) => ServerMessage::CheckinResult { id, result },
-                        Err(e) => ServerMessage::error(Some(id), e.code(), e.to_string()),
+                        Err(e) => ServerMessage::error(Some(id), e.code(), e.message()),
                     }
                 }
                 _ => ServerMessage::error(
@@ -96,7 +96,7 @@ impl SubscribePolicy for GatePolicy {
 }
 
 /// Plugs check-in into the hub: scans, and who may follow `gate:` channels.
-pub fn register(checkin: &Checkin, hub: &Hub) {
+pub(crate) fn register(checkin: &Checkin, hub: &Hub) {
     hub.register_handler(
         RequestKind::CheckinScan,
         Arc::new(ScanRequests(checkin.clone())),

@@ -1,6 +1,6 @@
 //! The admission controller: one per onsale at a time (a lease in the line), on any node.
 //!
-//! Every tick ([`TICK`]) the holder of an onsale's lease:
+//! Every tick (100 ms) the holder of an onsale's lease:
 //! - moves it along its schedule: `scheduled` → `pre_queue` when the pre-queue opens (drawing
 //!   the shuffle seed and publishing its commitment) → `live` at the start (closing the
 //!   pre-queue, drawing its order with the seed, publishing the seed and the order);
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How often the controller admits and expires.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// How often settings are re-read from Postgres and counts published.
 const SETTINGS_EVERY: Duration = Duration::from_secs(1);
@@ -474,7 +474,7 @@ impl Controller {
 }
 
 /// Publishes on `queue:{onsale}`; a failure is logged (the next tick publishes again).
-pub async fn publish_queue_event(hub: &Hub, onsale: Uuid, event: &QueueEvent) {
+pub(crate) async fn publish_queue_event(hub: &Hub, onsale: Uuid, event: &QueueEvent) {
     publish_on(hub, ChannelKind::Queue, onsale, event).await;
 }
 
@@ -490,7 +490,7 @@ async fn publish_on(hub: &Hub, kind: ChannelKind, onsale: Uuid, event: &QueueEve
 /// `admin:{onsale}` with who made it (an operator's id, or `system` for the schedule), and on
 /// `queue:{onsale}` without. A failed publication is logged; the queue's counts carry the
 /// new settings within a second anyway.
-pub async fn announce(hub: &Hub, onsale: Uuid, status: &str, rate: f64, cap: u64, by: &str) {
+pub(crate) async fn announce(hub: &Hub, onsale: Uuid, status: &str, rate: f64, cap: u64, by: &str) {
     let change = |by: Option<String>| {
         QueueEvent::Changed(OnsaleChange {
             status: status.to_owned(),

@@ -52,7 +52,7 @@ pub struct DrawRecord {
 /// opens (there is no commitment before).
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
     responses((status = 200, body = DrawRecord), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn onsale_draw(
+pub(crate) async fn onsale_draw(
     State(db): State<PgPool>,
     Path((tenant, onsale)): Path<(String, String)>,
 ) -> Result<Json<DrawRecord>, ApiError> {

@@ -5,7 +5,7 @@
 //! cluster admits places in order at the onsale's rate and the admitted buyer receives a
 //! signed admission that the booking workers check on every purchase command.
 //!
-//! - [`line`]: every onsale's places (join, attach, grace, draw, admit, expire), in memory or
+//! - [`line`](mod@line): every onsale's places (join, attach, grace, draw, admit, expire), in memory or
 //!   in Redis ([`line::redis`]), with positions computed from one view per tick.
 //! - [`room`]: a node's side: `queue.join` / `queue.leave` and the statuses pushed to its
 //!   buyers.

@@ -51,7 +51,7 @@ impl CloseHook for QueueRequests {
 }
 
 /// Plugs the waiting room into the hub: its requests, its channels' policies, its close hook.
-pub fn register(room: &WaitingRoom, hub: &Hub) {
+pub(crate) fn register(room: &WaitingRoom, hub: &Hub) {
     let requests = Arc::new(QueueRequests(room.clone()));
     hub.register_handler(RequestKind::QueueJoin, requests.clone());
     hub.register_handler(RequestKind::QueueLeave, requests.clone());
@@ -61,7 +61,7 @@ pub fn register(room: &WaitingRoom, hub: &Hub) {
 
 /// Who may follow the waiting room's channels: the queue's counts are public; the operators'
 /// channel needs the admin role.
-pub fn register_policies(hub: &Hub) {
+pub(crate) fn register_policies(hub: &Hub) {
     hub.register_policy(ChannelKind::Queue, Arc::new(Open));
     hub.register_policy(ChannelKind::Admin, Arc::new(NeedsRole(Role::Admin)));
 }

@@ -33,12 +33,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How often a node refreshes its buyers' statuses.
-pub const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 /// Ticks between two position-only pushes to one buyer: one second. Counted in ticks rather
 /// than read off a clock, so a buyer's updates land on every fourth tick (a second apart, never
 /// less) instead of slipping to the fifth whenever a tick runs a millisecond early.
-pub const POSITION_TICKS: u64 = 4;
+pub(crate) const POSITION_TICKS: u64 = 4;
 
 /// What a node needs to serve the waiting room. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ pub fn commitment(seed: &Seed) -> String {
 }
 
 /// The sort key of an entrant under a seed: `HMAC-SHA256(seed, entrant)`.
-pub fn sort_key(seed: &Seed, entrant: &str) -> [u8; 32] {
+pub(crate) fn sort_key(seed: &Seed, entrant: &str) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(seed).expect("HMAC takes a key of any length");
     mac.update(entrant.as_bytes());
     mac.finalize().into_bytes().into()

@@ -310,54 +310,6 @@ async fn a_reader_that_falls_behind_on_seat_deltas_is_told_to_resync_and_recover
 }
 
 #[tokio::test]
-async fn a_lapsed_token_closes_with_4001_unless_refreshed() {
-    let node = TestNode::start(config()).await;
-    // Lapses in 2 s.
-    let mut lapsing = Raw::connect(&node.ws_url(), &token_with("u1", &[], 2)).await;
-    let (close, _) = lapsing.until_close(Duration::from_secs(6)).await;
-    assert_eq!(close.map(|c| u16::from(c.code)), Some(4001));
-
-    // Refreshed in time: still open after the first expiry.
-    let mut refreshed = Raw::connect(&node.ws_url(), &token_with("u1", &[], 2)).await;
-    refreshed
-        .send(&ClientMessage::Refresh {
-            id: 1,
-            token: token_with("u2", &[], 60),
-        })
-        .await;
-    let (id, code) = error_code(&refreshed.recv().await);
-    assert_eq!(
-        (id, code),
-        (Some(1), ErrorCode::TokenInvalid),
-        "another user's token is refused"
-    );
-    refreshed
-        .send(&ClientMessage::Refresh {
-            id: 2,
-            token: token_with("u1", &[], -10),
-        })
-        .await;
-    assert_eq!(
-        error_code(&refreshed.recv().await),
-        (Some(2), ErrorCode::TokenExpired)
-    );
-    refreshed
-        .send(&ClientMessage::Refresh {
-            id: 3,
-            token: token_with("u1", &[], 60),
-        })
-        .await;
-    assert!(matches!(
-        refreshed.recv().await,
-        ServerMessage::Refreshed { id: 3, .. }
-    ));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    refreshed.send(&ClientMessage::Ping { id: 4 }).await;
-    assert_eq!(refreshed.recv().await, ServerMessage::Pong { id: 4 });
-    node.shutdown().await;
-}
-
-#[tokio::test]
 async fn a_peer_that_never_answers_pings_is_closed_with_4004() {
     let mut config = config();
     config.hub.heartbeat_interval = Duration::from_millis(200);

@@ -6,7 +6,7 @@ use crate::common;
 
 use common::TestNode;
 use common::shop::node_config;
-use marquee_server::demo::Crowd;
+use marquee_server::node::demo::Crowd;
 use marquee_server::secret::Secret;
 use sqlx::PgPool;
 use std::time::Duration;

@@ -50,7 +50,6 @@ const PARTS: &[(&str, Layer)] = &[
     ("config", Layer::Edge),
     ("node", Layer::Edge),
     ("http", Layer::Edge),
-    ("demo", Layer::Edge),
     ("main", Layer::Edge),
     ("", Layer::Edge),
 ];
@@ -381,6 +380,11 @@ fn imports_run_one_way_from_leaves_to_edges() {
                         .insert(target.to_owned());
                 }
                 continue;
+            }
+            if to == "config" && !matches!(from, "node" | "main" | "") {
+                problems.push(format!(
+                    "{module} imports {target}: only the composition root (node) and main read the settings; take your own Args"
+                ));
             }
             let (l_from, l_to) = (layer(from), layer(to));
             if l_to > l_from {

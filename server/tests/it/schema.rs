@@ -2,11 +2,12 @@
 //! claimed twice, a general-admission quota is never exceeded, and no row points at another
 //! tenant's data. Each test gets a fresh database with the migrations applied.
 
+use crate::common::shop::{ShopSpec, shop};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A tenant with a venue, an event, a seat map with `seats` seats in one row, a GA ticket type
-/// with `quota`, and an onsale.
+/// with `quota`, and an onsale: the tests' one shop ([`shop`]), in one row.
 struct Fixture {
     tenant: Uuid,
     event: Uuid,
@@ -16,96 +17,30 @@ struct Fixture {
 }
 
 async fn fixture(pool: &PgPool, seats: i32, quota: i32) -> Fixture {
-    let tenant: Uuid =
-        sqlx::query_scalar("insert into tenant (name) values ('acme') returning tenant_id")
-            .fetch_one(pool)
+    let spec = ShopSpec {
+        rows: 1,
+        width: seats,
+        ga_quota: quota,
+        ..ShopSpec::default()
+    };
+    let shop = shop(pool, spec).await;
+    let onsale: Uuid = sqlx::query_scalar("select onsale_id from onsale where event_id = $1")
+        .bind(shop.event)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let seats: Vec<Uuid> =
+        sqlx::query_scalar("select seat_id from seat where event_id = $1 order by seat_index")
+            .bind(shop.event)
+            .fetch_all(pool)
             .await
             .unwrap();
-    let venue: Uuid = sqlx::query_scalar(
-        "insert into venue (tenant_id, name, city) values ($1, 'Hall', 'Lyon') returning venue_id",
-    )
-    .bind(tenant)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let event: Uuid = sqlx::query_scalar(
-        "insert into event (tenant_id, venue_id, name, starts_at) values ($1, $2, 'Show', now() + interval '30 days') returning event_id",
-    )
-    .bind(tenant)
-    .bind(venue)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let map: Uuid = sqlx::query_scalar(
-        "insert into seat_map (tenant_id, event_id) values ($1, $2) returning seat_map_id",
-    )
-    .bind(tenant)
-    .bind(event)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let section: Uuid = sqlx::query_scalar(
-        "insert into section (tenant_id, seat_map_id, name) values ($1, $2, 'A') returning section_id",
-    )
-    .bind(tenant)
-    .bind(map)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let category: Uuid = sqlx::query_scalar(
-        "insert into price_category (tenant_id, event_id, name, price_minor, currency) values ($1, $2, 'Cat 1', 5000, 'EUR') returning price_category_id",
-    )
-    .bind(tenant)
-    .bind(event)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let seats: Vec<Uuid> = sqlx::query_scalar(
-        "insert into seat (tenant_id, event_id, section_id, row_label, seat_number, seat_index, x, y, price_category_id)
-         select $1, $2, $3, 'A', n, n - 1, n, 0, $4 from generate_series(1, $5) n returning seat_id",
-    )
-    .bind(tenant)
-    .bind(event)
-    .bind(section)
-    .bind(category)
-    .bind(seats)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency)
-         values ($1, $2, 'Seated', 'seated', $3, 5000, 'EUR')",
-    )
-    .bind(tenant)
-    .bind(event)
-    .bind(category)
-    .execute(pool)
-    .await
-    .unwrap();
-    let ga_type: Uuid = sqlx::query_scalar(
-        "insert into ticket_type (tenant_id, event_id, name, kind, price_minor, currency, ga_quota)
-         values ($1, $2, 'Standing', 'general_admission', 3000, 'EUR', $3) returning ticket_type_id",
-    )
-    .bind(tenant)
-    .bind(event)
-    .bind(quota)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let onsale: Uuid = sqlx::query_scalar(
-        "insert into onsale (tenant_id, event_id, starts_at) values ($1, $2, now()) returning onsale_id",
-    )
-    .bind(tenant)
-    .bind(event)
-    .fetch_one(pool)
-    .await
-    .unwrap();
     Fixture {
-        tenant,
-        event,
+        tenant: shop.tenant,
+        event: shop.event,
         onsale,
         seats,
-        ga_type,
+        ga_type: shop.ga,
     }
 }
 

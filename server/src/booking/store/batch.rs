@@ -70,7 +70,7 @@ pub fn order_status(status: OrderStatus) -> &'static str {
 }
 
 /// An order status as the database spells it.
-pub fn parse_order_status(text: &str) -> OrderStatus {
+pub(crate) fn parse_order_status(text: &str) -> OrderStatus {
     match text {
         "pending_payment" => OrderStatus::PendingPayment,
         "paid" => OrderStatus::Paid,

@@ -282,7 +282,7 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
 }
 
 /// The event's onsales (re-read periodically by the owner, since operators change them).
-pub async fn load_onsales(
+pub(crate) async fn load_onsales(
     conn: &mut PgConnection,
     event: Uuid,
 ) -> Result<Vec<OnsaleInfo>, sqlx::Error> {
@@ -313,7 +313,7 @@ pub async fn load_onsales(
 
 /// The stored results of requests already processed, keyed by `(user, request id)`:
 /// `(command id, result)`.
-pub async fn processed(
+pub(crate) async fn processed(
     db: &PgPool,
     tenant: Uuid,
     keys: &[(String, String)],
@@ -372,7 +372,7 @@ impl UnappliedPayment {
 
 /// Up to `max` payment events of `event`'s orders not applied yet, oldest first, with their
 /// orders.
-pub async fn unapplied_payments(
+pub(crate) async fn unapplied_payments(
     db: &PgPool,
     event: Uuid,
     max: i64,

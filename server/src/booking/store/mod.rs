@@ -10,13 +10,14 @@
 //! (one `seat_claim` per seat, the GA quota check) refuse a double sale outright.
 //!
 //! - [`batch`]: what one transaction writes.
-//! - [`load`]: reading an event's state.
-//! - [`write`]: committing a batch.
+//! - [`load`](mod@load): reading an event's state.
+//! - [`write`](mod@write): committing a batch.
 
 pub mod batch;
 pub mod load;
 pub mod write;
 
-pub use batch::{Batch, CommitError, Processed, order_status, parse_order_status};
-pub use load::{UnappliedPayment, load, load_onsales, processed, unapplied_payments};
+pub use batch::{Batch, CommitError, Processed, order_status};
+pub use load::{UnappliedPayment, load};
+pub(crate) use load::{load_onsales, processed, unapplied_payments};
 pub use write::commit;

@@ -41,7 +41,7 @@ pub struct Category {
 /// Adds a price category to an event.
 #[utoipa::path(post, path = "/v1/admin/events/{event_id}/price-categories", request_body = NewCategory, security(("bearer" = [])),
     responses((status = 201, body = Category), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn create_category(
+pub(crate) async fn create_category(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -91,7 +91,7 @@ pub async fn create_category(
 /// An event's price categories.
 #[utoipa::path(get, path = "/v1/admin/events/{event_id}/price-categories", security(("bearer" = [])),
     responses((status = 200, body = Vec<Category>), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn list_categories(
+pub(crate) async fn list_categories(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,

@@ -80,7 +80,7 @@ pub(crate) fn event(r: &sqlx::postgres::PgRow) -> Event {
 /// Creates an event (a draft).
 #[utoipa::path(post, path = "/v1/admin/events", request_body = NewEvent, security(("bearer" = [])),
     responses((status = 201, body = Event), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn create_event(
+pub(crate) async fn create_event(
     State(s): State<CatalogState>,
     admin: Admin,
     AppJson(body): AppJson<NewEvent>,
@@ -121,7 +121,7 @@ pub async fn create_event(
 
 /// The tenant's events, soonest first.
 #[utoipa::path(get, path = "/v1/admin/events", security(("bearer" = [])), responses((status = 200, body = Vec<Event>)))]
-pub async fn list_events(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Event>> {
+pub(crate) async fn list_events(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Event>> {
     own_rows(
         &s.db,
         &admin,
@@ -136,7 +136,7 @@ pub async fn list_events(State(s): State<CatalogState>, admin: Admin) -> Found<V
 /// One event.
 #[utoipa::path(get, path = "/v1/admin/events/{event_id}", security(("bearer" = [])),
     responses((status = 200, body = Event), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn get_event(
+pub(crate) async fn get_event(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -147,7 +147,7 @@ pub async fn get_event(
 /// Moves an event along draft → published → on_sale → sold_out, or to cancelled.
 #[utoipa::path(patch, path = "/v1/admin/events/{event_id}/status", request_body = StatusChange, security(("bearer" = [])),
     responses((status = 200, body = Event), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn set_event_status(
+pub(crate) async fn set_event_status(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,

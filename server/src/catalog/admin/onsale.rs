@@ -119,7 +119,7 @@ pub(crate) fn onsale(r: &sqlx::postgres::PgRow) -> Onsale {
 /// Adds an onsale to an event (status `scheduled`).
 #[utoipa::path(post, path = "/v1/admin/events/{event_id}/onsales", request_body = NewOnsale, security(("bearer" = [])),
     responses((status = 201, body = Onsale), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn create_onsale(
+pub(crate) async fn create_onsale(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -171,7 +171,7 @@ pub async fn create_onsale(
 /// An event's onsales.
 #[utoipa::path(get, path = "/v1/admin/events/{event_id}/onsales", security(("bearer" = [])),
     responses((status = 200, body = Vec<Onsale>), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn list_onsales(
+pub(crate) async fn list_onsales(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -190,7 +190,7 @@ pub async fn list_onsales(
 /// One onsale.
 #[utoipa::path(get, path = "/v1/admin/onsales/{onsale_id}", security(("bearer" = [])),
     responses((status = 200, body = Onsale), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn get_onsale(
+pub(crate) async fn get_onsale(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -201,7 +201,7 @@ pub async fn get_onsale(
 /// Moves an onsale along scheduled → pre_queue → live ⇄ paused → sold_out / closed.
 #[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/status", request_body = StatusChange, security(("bearer" = [])),
     responses((status = 200, body = Onsale), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn set_onsale_status(
+pub(crate) async fn set_onsale_status(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -238,7 +238,7 @@ pub struct AdmissionChange {
 /// applies it within a second. Audited, and announced on `admin:{onsale}` and `queue:{onsale}`.
 #[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/admission", request_body = AdmissionChange, security(("bearer" = [])),
     responses((status = 200, body = Onsale), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn set_onsale_admission(
+pub(crate) async fn set_onsale_admission(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,

@@ -26,7 +26,7 @@ pub struct SeatMapCreated {
 
 /// Creates an event's seat map from a layout spec, inside the caller's transaction. The
 /// spec's category names must exist for the event.
-pub async fn create_seat_map(
+pub(crate) async fn create_seat_map(
     conn: &mut PgConnection,
     tenant: Uuid,
     event_id: Uuid,
@@ -105,7 +105,7 @@ pub async fn create_seat_map(
 /// Creates an event's seat map from a compact layout spec (see the `layout` module docs).
 #[utoipa::path(post, path = "/v1/admin/events/{event_id}/seat-map", request_body = LayoutSpec, security(("bearer" = [])),
     responses((status = 201, body = SeatMapCreated), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn create_seat_map_route(
+pub(crate) async fn create_seat_map_route(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,

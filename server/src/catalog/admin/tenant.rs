@@ -21,7 +21,7 @@ pub struct Tenant {
 /// Creates or renames the caller's own tenant.
 #[utoipa::path(put, path = "/v1/admin/tenant", request_body = Tenant, security(("bearer" = [])),
     responses((status = 200, body = Tenant), (status = 400, body = marquee_protocol::ErrorBody)))]
-pub async fn put_tenant(
+pub(crate) async fn put_tenant(
     State(s): State<CatalogState>,
     admin: Admin,
     AppJson(body): AppJson<Tenant>,

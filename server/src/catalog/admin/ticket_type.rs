@@ -88,7 +88,7 @@ pub(crate) fn ticket_type(r: &sqlx::postgres::PgRow) -> TicketType {
 /// Adds a ticket type to an event.
 #[utoipa::path(post, path = "/v1/admin/events/{event_id}/ticket-types", request_body = NewTicketType, security(("bearer" = [])),
     responses((status = 201, body = TicketType), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
-pub async fn create_ticket_type(
+pub(crate) async fn create_ticket_type(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
@@ -151,7 +151,7 @@ pub async fn create_ticket_type(
 /// An event's ticket types.
 #[utoipa::path(get, path = "/v1/admin/events/{event_id}/ticket-types", security(("bearer" = [])),
     responses((status = 200, body = Vec<TicketType>), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn list_ticket_types(
+pub(crate) async fn list_ticket_types(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,

@@ -60,7 +60,7 @@ fn venue(r: &sqlx::postgres::PgRow) -> Venue {
 /// Creates a venue.
 #[utoipa::path(post, path = "/v1/admin/venues", request_body = NewVenue, security(("bearer" = [])),
     responses((status = 201, body = Venue), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn create_venue(
+pub(crate) async fn create_venue(
     State(s): State<CatalogState>,
     admin: Admin,
     AppJson(body): AppJson<NewVenue>,
@@ -87,7 +87,7 @@ pub async fn create_venue(
 
 /// The tenant's venues.
 #[utoipa::path(get, path = "/v1/admin/venues", security(("bearer" = [])), responses((status = 200, body = Vec<Venue>)))]
-pub async fn list_venues(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Venue>> {
+pub(crate) async fn list_venues(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Venue>> {
     own_rows(
         &s.db,
         &admin,
@@ -102,7 +102,7 @@ pub async fn list_venues(State(s): State<CatalogState>, admin: Admin) -> Found<V
 /// One venue.
 #[utoipa::path(get, path = "/v1/admin/venues/{venue_id}", security(("bearer" = [])),
     responses((status = 200, body = Venue), (status = 404, body = marquee_protocol::ErrorBody)))]
-pub async fn get_venue(
+pub(crate) async fn get_venue(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,

@@ -1,5 +1,5 @@
 //! The line: every onsale's places, shared by all nodes, with two implementations that pass
-//! one conformance suite (`server/tests/waiting_room_line.rs`).
+//! one conformance suite (`server/tests/it/waiting_room_line.rs`).
 //!
 //! - `memory`: in-process, for a single node.
 //! - `redis`: one small set of keys per onsale (all in one Cluster slot), every multi-step
@@ -186,7 +186,7 @@ pub enum Line {
 }
 
 /// A new random place id.
-pub fn new_place_id() -> String {
+pub(crate) fn new_place_id() -> String {
     format!("p{:020x}", rand::random::<u128>() >> 48)
 }
 

@@ -21,7 +21,7 @@
 //! | `P:wr:account:{a}` | sorted set | the onsales account `a` waits in, by when it entered |
 //!
 //! The scripts are the memory implementation's methods, step for step
-//! ([`super::line::MemoryLine`]); the conformance suite holds them to it.
+//! ([`super::MemoryLine`]); the conformance suite holds them to it.
 
 use super::{Admitted, Ending, Joined, LineError, LineView, Place};
 use fred::prelude::{HashesInterface, SortedSetsInterface};
@@ -38,44 +38,60 @@ fn corrupt(what: impl std::fmt::Debug) -> LineError {
     LineError::Corrupt(format!("{what:?}"))
 }
 
+/// An onsale's keys, in the order every onsale script receives them as `KEYS`.
+const ONSALE_KEYS: [&str; 13] = [
+    "status", "seq", "places", "owners", "pre", "line", "presence", "absent", "gone", "admitted",
+    "noshow", "meta", "intents",
+];
+
+/// The Lua that names an onsale script's keys: `k_status` is `KEYS[1]`, and so on, so no
+/// script refers to a key by its number.
+fn key_names() -> String {
+    let names: Vec<String> = ONSALE_KEYS.iter().map(|k| format!("k_{k}")).collect();
+    let keys: Vec<String> = (1..=ONSALE_KEYS.len())
+        .map(|i| format!("KEYS[{i}]"))
+        .collect();
+    format!("local {} = {}\n", names.join(", "), keys.join(", "))
+}
+
 /// Lua shared by the scripts: ending a place, whatever its state.
 const DROP_PLACE: &str = r"
 local function drop_place(user)
-  redis.call('HDEL', KEYS[7], user)
-  redis.call('ZREM', KEYS[8], user)
-  redis.call('ZREM', KEYS[10], user)
-  redis.call('ZREM', KEYS[11], user)
-  redis.call('HDEL', KEYS[13], user)
-  local cur = redis.call('HGET', KEYS[3], user)
+  redis.call('HDEL', k_presence, user)
+  redis.call('ZREM', k_absent, user)
+  redis.call('ZREM', k_admitted, user)
+  redis.call('ZREM', k_noshow, user)
+  redis.call('HDEL', k_intents, user)
+  local cur = redis.call('HGET', k_places, user)
   if not cur then return false end
   local id, seq = string.match(cur, '^(.*):(%d+)$')
   seq = tonumber(seq)
   if seq == 0 then
-    redis.call('SREM', KEYS[5], id)
-  elseif redis.call('ZREM', KEYS[6], user) == 1 then
-    redis.call('ZADD', KEYS[9], seq, seq)
+    redis.call('SREM', k_pre, id)
+  elseif redis.call('ZREM', k_line, user) == 1 then
+    redis.call('ZADD', k_gone, seq, seq)
   end
-  redis.call('HDEL', KEYS[3], user)
-  redis.call('HDEL', KEYS[4], id)
+  redis.call('HDEL', k_places, user)
+  redis.call('HDEL', k_owners, id)
   return true
 end
 ";
 
 const JOIN: &str = r"
 -- ARGV holds (user, new place id, attached place id) triples: one call joins a whole batch.
-local status = redis.call('GET', KEYS[1]) or 'scheduled'
+local status = redis.call('GET', k_status) or 'scheduled'
 local open = status == 'pre_queue' or status == 'live' or status == 'paused'
 local out = {}
 for i = 1, #ARGV, 3 do
   local user, id, attached = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local cur = redis.call('HGET', KEYS[3], user)
+  local cur = redis.call('HGET', k_places, user)
   if cur then
-    if string.match(cur, '^(.*):') ~= attached then redis.call('HINCRBY', KEYS[7], user, 1) end
-    redis.call('ZREM', KEYS[8], user)
-    redis.call('ZREM', KEYS[11], user)
+    if string.match(cur, '^(.*):') ~= attached then redis.call('HINCRBY', k_presence, user, 1) end
+    redis.call('ZREM', k_absent, user)
+    redis.call('ZREM', k_noshow, user)
     out[#out + 1] = 'attached'
     out[#out + 1] = cur
-    out[#out + 1] = redis.call('ZSCORE', KEYS[10], user) or ''
+    out[#out + 1] = redis.call('ZSCORE', k_admitted, user) or ''
   elseif not open then
     out[#out + 1] = 'refused'
     out[#out + 1] = status
@@ -83,15 +99,15 @@ for i = 1, #ARGV, 3 do
   else
     local seq = 0
     if status == 'pre_queue' then
-      redis.call('SADD', KEYS[5], id)
+      redis.call('SADD', k_pre, id)
     else
-      seq = redis.call('INCR', KEYS[2])
-      redis.call('ZADD', KEYS[6], seq, user)
+      seq = redis.call('INCR', k_seq)
+      redis.call('ZADD', k_line, seq, user)
     end
     local place = id .. ':' .. seq
-    redis.call('HSET', KEYS[4], id, user)
-    redis.call('HSET', KEYS[3], user, place)
-    redis.call('HSET', KEYS[7], user, 1)
+    redis.call('HSET', k_owners, id, user)
+    redis.call('HSET', k_places, user, place)
+    redis.call('HSET', k_presence, user, 1)
     out[#out + 1] = 'new'
     out[#out + 1] = place
     out[#out + 1] = ''
@@ -102,12 +118,12 @@ return out
 
 const DETACH: &str = r"
 local user = ARGV[1]
-local cur = redis.call('HGET', KEYS[3], user)
+local cur = redis.call('HGET', k_places, user)
 if not cur or string.match(cur, '^(.*):') ~= ARGV[2] then return 0 end
-if redis.call('HINCRBY', KEYS[7], user, -1) > 0 then return 0 end
-redis.call('HDEL', KEYS[7], user)
-if not redis.call('ZSCORE', KEYS[10], user) then
-  redis.call('ZADD', KEYS[8], ARGV[3], user)
+if redis.call('HINCRBY', k_presence, user, -1) > 0 then return 0 end
+redis.call('HDEL', k_presence, user)
+if not redis.call('ZSCORE', k_admitted, user) then
+  redis.call('ZADD', k_absent, ARGV[3], user)
 end
 return 1
 ";
@@ -118,74 +134,74 @@ return 0
 ";
 
 const FINISH: &str = r"
-if not redis.call('ZSCORE', KEYS[10], ARGV[1]) then return 0 end
+if not redis.call('ZSCORE', k_admitted, ARGV[1]) then return 0 end
 if drop_place(ARGV[1]) then return 1 end
 return 0
 ";
 
 const CLOSE_PRE_QUEUE: &str = r"
-local status = redis.call('GET', KEYS[1]) or 'scheduled'
+local status = redis.call('GET', k_status) or 'scheduled'
 local early = status == 'scheduled' or status == 'pre_queue'
-if not redis.call('HGET', KEYS[12], 'reserved') then
+if not redis.call('HGET', k_meta, 'reserved') then
   local k = 0
   if early then
-    k = redis.call('SCARD', KEYS[5])
-    redis.call('SET', KEYS[2], k)
+    k = redis.call('SCARD', k_pre)
+    redis.call('SET', k_seq, k)
   end
-  redis.call('HSET', KEYS[12], 'reserved', k)
+  redis.call('HSET', k_meta, 'reserved', k)
 end
-if early then redis.call('SET', KEYS[1], 'live') end
-if redis.call('HGET', KEYS[12], 'drawn') == '1' then return {} end
-local ids = redis.call('SMEMBERS', KEYS[5])
+if early then redis.call('SET', k_status, 'live') end
+if redis.call('HGET', k_meta, 'drawn') == '1' then return {} end
+local ids = redis.call('SMEMBERS', k_pre)
 table.sort(ids)
 return ids
 ";
 
 const DRAW: &str = r"
-local drawn, reserved = unpack(redis.call('HMGET', KEYS[12], 'drawn', 'reserved'))
+local drawn, reserved = unpack(redis.call('HMGET', k_meta, 'drawn', 'reserved'))
 if drawn == '1' or not reserved then return 0 end
 for i, id in ipairs(ARGV) do
-  local user = redis.call('HGET', KEYS[4], id)
-  if user and redis.call('SREM', KEYS[5], id) == 1 then
-    redis.call('ZADD', KEYS[6], i, user)
-    redis.call('HSET', KEYS[3], user, id .. ':' .. i)
+  local user = redis.call('HGET', k_owners, id)
+  if user and redis.call('SREM', k_pre, id) == 1 then
+    redis.call('ZADD', k_line, i, user)
+    redis.call('HSET', k_places, user, id .. ':' .. i)
   else
-    redis.call('ZADD', KEYS[9], i, i)
+    redis.call('ZADD', k_gone, i, i)
   end
 end
 for i = #ARGV + 1, tonumber(reserved) do
-  redis.call('ZADD', KEYS[9], i, i)
+  redis.call('ZADD', k_gone, i, i)
 end
-redis.call('HSET', KEYS[12], 'drawn', '1')
+redis.call('HSET', k_meta, 'drawn', '1')
 return 1
 ";
 
 const ADMIT: &str = r"
 local max, cap, untilv, show = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local exhausted, drawn = unpack(redis.call('HMGET', KEYS[12], 'exhausted', 'drawn'))
-if redis.call('GET', KEYS[1]) ~= 'live' or exhausted == '1' or drawn ~= '1' then return {} end
-local n = math.min(max, cap - redis.call('ZCARD', KEYS[10]))
+local exhausted, drawn = unpack(redis.call('HMGET', k_meta, 'exhausted', 'drawn'))
+if redis.call('GET', k_status) ~= 'live' or exhausted == '1' or drawn ~= '1' then return {} end
+local n = math.min(max, cap - redis.call('ZCARD', k_admitted))
 if n <= 0 then return {} end
-local popped = redis.call('ZPOPMIN', KEYS[6], n)
+local popped = redis.call('ZPOPMIN', k_line, n)
 local out = {}
 local cursor
 for i = 1, #popped, 2 do
   local user, seq = popped[i], popped[i + 1]
-  redis.call('ZADD', KEYS[10], untilv, user)
-  local present = tonumber(redis.call('HGET', KEYS[7], user) or '0') > 0
-  if not present then redis.call('ZADD', KEYS[11], show, user) end
-  redis.call('ZREM', KEYS[8], user)
+  redis.call('ZADD', k_admitted, untilv, user)
+  local present = tonumber(redis.call('HGET', k_presence, user) or '0') > 0
+  if not present then redis.call('ZADD', k_noshow, show, user) end
+  redis.call('ZREM', k_absent, user)
   cursor = seq
   out[#out + 1] = user
-  out[#out + 1] = redis.call('HGET', KEYS[3], user)
+  out[#out + 1] = redis.call('HGET', k_places, user)
   out[#out + 1] = present and '1' or '0'
-  out[#out + 1] = redis.call('HGET', KEYS[13], user) or ''
-  redis.call('HDEL', KEYS[13], user)
+  out[#out + 1] = redis.call('HGET', k_intents, user) or ''
+  redis.call('HDEL', k_intents, user)
 end
 if cursor then
-  redis.call('HSET', KEYS[12], 'cursor', cursor)
-  redis.call('HINCRBY', KEYS[12], 'admitted', #popped / 2)
-  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', cursor)
+  redis.call('HSET', k_meta, 'cursor', cursor)
+  redis.call('HINCRBY', k_meta, 'admitted', #popped / 2)
+  redis.call('ZREMRANGEBYSCORE', k_gone, '-inf', cursor)
 end
 return out
 ";
@@ -193,8 +209,8 @@ return out
 const EXPIRE: &str = r"
 local now, limit = ARGV[1], ARGV[2]
 local out = {}
-for _, kind in ipairs({{8, 'grace_expired'}, {11, 'no_show'}, {10, 'admission_ended'}}) do
-  local due = redis.call('ZRANGEBYSCORE', KEYS[kind[1]], '-inf', now, 'LIMIT', 0, limit)
+for _, kind in ipairs({{k_absent, 'grace_expired'}, {k_noshow, 'no_show'}, {k_admitted, 'admission_ended'}}) do
+  local due = redis.call('ZRANGEBYSCORE', kind[1], '-inf', now, 'LIMIT', 0, limit)
   for _, user in ipairs(due) do
     if drop_place(user) then
       out[#out + 1] = user
@@ -206,41 +222,42 @@ return out
 ";
 
 const VIEW: &str = r"
-local m = redis.call('HMGET', KEYS[12], 'cursor', 'admitted', 'exhausted', 'drawn')
+local m = redis.call('HMGET', k_meta, 'cursor', 'admitted', 'exhausted', 'drawn')
 local cursor = m[1] or '0'
 local upto = math.max(tonumber(ARGV[1]), tonumber(cursor))
 return {
-  redis.call('GET', KEYS[1]) or 'scheduled', cursor, m[2] or '0', m[3] or '0', m[4] or '0',
-  redis.call('ZCARD', KEYS[6]) + redis.call('SCARD', KEYS[5]), redis.call('ZCARD', KEYS[10]),
-  redis.call('GET', KEYS[2]) or '0',
-  redis.call('ZRANGEBYSCORE', KEYS[9], '(' .. cursor, upto)
+  redis.call('GET', k_status) or 'scheduled', cursor, m[2] or '0', m[3] or '0', m[4] or '0',
+  redis.call('ZCARD', k_line) + redis.call('SCARD', k_pre), redis.call('ZCARD', k_admitted),
+  redis.call('GET', k_seq) or '0',
+  redis.call('ZRANGEBYSCORE', k_gone, '(' .. cursor, upto)
 }
 ";
 
 const PLACE: &str = r"
-local cur = redis.call('HGET', KEYS[3], ARGV[1])
+local cur = redis.call('HGET', k_places, ARGV[1])
 if not cur then return {} end
-return {cur, redis.call('ZSCORE', KEYS[10], ARGV[1]) or ''}
+return {cur, redis.call('ZSCORE', k_admitted, ARGV[1]) or ''}
 ";
 
 const ENTER: &str = r"
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], 86400000)
+local account = KEYS[1]
+if redis.call('ZSCORE', account, ARGV[1]) then return 1 end
+if redis.call('ZCARD', account) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', account, ARGV[3], ARGV[1])
+redis.call('PEXPIRE', account, 86400000)
 return 1
 ";
 
 const STAGE: &str = r"
-if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 or redis.call('ZSCORE', KEYS[10], ARGV[1]) then
+if redis.call('HEXISTS', k_places, ARGV[1]) == 0 or redis.call('ZSCORE', k_admitted, ARGV[1]) then
   return 0
 end
-redis.call('HSET', KEYS[13], ARGV[1], ARGV[2])
+redis.call('HSET', k_intents, ARGV[1], ARGV[2])
 return 1
 ";
 
 const SET_STATUS: &str = r"
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', k_status, ARGV[1])
 return 1
 ";
 
@@ -302,36 +319,37 @@ impl RedisLine {
     /// Connects to Redis; keys go under `prefix` (shared with the rest of the deployment).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LineError> {
         let client = crate::redis::client(url).await.map_err(unavailable)?;
-        let with_drop = |body: &str| Script::from_lua(format!("{DROP_PLACE}\n{body}"));
+        let keys = key_names();
+        let script = |body: &str| Script::from_lua(format!("{keys}{body}"));
+        let with_drop = |body: &str| Script::from_lua(format!("{keys}{DROP_PLACE}\n{body}"));
         Ok(Self {
             client,
             prefix: prefix.to_owned(),
-            join: Script::from_lua(JOIN),
-            detach: Script::from_lua(DETACH),
+            join: script(JOIN),
+            detach: script(DETACH),
             leave: with_drop(LEAVE),
             finish: with_drop(FINISH),
-            close_pre_queue: Script::from_lua(CLOSE_PRE_QUEUE),
-            draw: Script::from_lua(DRAW),
-            admit: Script::from_lua(ADMIT),
+            close_pre_queue: script(CLOSE_PRE_QUEUE),
+            draw: script(DRAW),
+            admit: script(ADMIT),
             expire: with_drop(EXPIRE),
-            view: Script::from_lua(VIEW),
-            place: Script::from_lua(PLACE),
-            set_status: Script::from_lua(SET_STATUS),
-            stage: Script::from_lua(STAGE),
+            view: script(VIEW),
+            place: script(PLACE),
+            set_status: script(SET_STATUS),
+            stage: script(STAGE),
             enter: Script::from_lua(ENTER),
             lease: Script::from_lua(crate::redis::LEASE_LUA),
         })
     }
 
-    /// The onsale's keys, in the order the scripts number them.
+    /// The onsale's keys, in [`ONSALE_KEYS`] order.
     fn keys(&self, onsale: Uuid) -> Vec<String> {
-        [
-            "status", "seq", "places", "owners", "pre", "line", "presence", "absent", "gone",
-            "admitted", "noshow", "meta", "intents",
-        ]
-        .iter()
-        .map(|k| format!("{}:wr:{{{onsale}}}:{k}", self.prefix))
-        .collect()
+        ONSALE_KEYS.iter().map(|k| self.key(onsale, k)).collect()
+    }
+
+    /// One of the onsale's keys.
+    fn key(&self, onsale: Uuid, name: &str) -> String {
+        format!("{}:wr:{{{onsale}}}:{name}", self.prefix)
     }
 
     async fn run(
@@ -443,7 +461,7 @@ impl RedisLine {
         onsale: Uuid,
         exhausted: bool,
     ) -> Result<(), LineError> {
-        let meta = self.keys(onsale).swap_remove(11);
+        let meta = self.key(onsale, "meta");
         let flag = if exhausted { "1" } else { "0" };
         self.client
             .hset::<(), _, _>(meta, ("exhausted", flag))

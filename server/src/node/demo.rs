@@ -5,7 +5,7 @@
 //! by the simulated payment provider through the signed hook, so the queue, the seat map and the
 //! sale all move: a whole onsale, from queue to tickets.
 
-use crate::Node;
+use super::Node;
 use crate::auth::{Claims, Identity, sign_hs256};
 use crate::clock::now_secs;
 use crate::config::Config;
