@@ -45,6 +45,7 @@
 //! - [`tickets`]: check-in and the buyer's tickets.
 //! - [`catalog`]: venues, events, seat maps, ticket types and onsales over HTTP.
 //! - [`notify`]: notifications delivered to an outside service.
+//! - [`analytics`]: what an event has sold and holds, for operators.
 //!
 //! **Edges** (compose everything):
 //! - [`config`]: the settings of each process, composed from each part's own `Args`.
@@ -56,6 +57,7 @@
 //! - [`http`]: the router that composes every part's routes, and the probes.
 
 pub mod admission;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod booking;

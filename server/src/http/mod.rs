@@ -6,11 +6,13 @@
 //!   mapping every route uses (a leaf: it imports nothing of the server but metrics).
 //! - [`extract`]: who is calling: bearer tokens, [`Caller`](extract::Caller) and
 //!   [`Admin`](extract::Admin).
+//! - [`web`]: the buyer app, the dashboard and the gate scanner, embedded in the binary.
 //!
 //! Every error is rendered as `{"code", "message"}` with a stable `ErrorCode`.
 
 pub mod error;
 pub mod extract;
+pub mod web;
 
 use crate::engine::ChannelEngine;
 use crate::hub::Hub;
@@ -55,9 +57,10 @@ pub(crate) fn router(
     for routes in domains {
         app = app.merge(routes);
     }
-    app.fallback(error::not_found)
+    app.fallback(pages_or_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::compression::CompressionLayer::new())
 }
 
 /// The OpenAPI document of every public route, composed from each domain's.
@@ -65,12 +68,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = crate::catalog::openapi();
     doc.merge(crate::payments::openapi());
     doc.merge(crate::waiting_room::http::openapi());
+    doc.merge(crate::analytics::openapi());
     doc
 }
 
 /// `GET /openapi.json`.
 pub(crate) fn openapi_routes() -> Router {
     Router::new().route("/openapi.json", get(|| async { Json(openapi()) }))
+}
+
+/// The web pages and their files ([`web`]) for what no route took; the JSON 404 otherwise.
+async fn pages_or_not_found(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    match web::serve(&method, &uri, &headers) {
+        Some(page) => page,
+        None => error::not_found().await.into_response(),
+    }
 }
 
 #[derive(Serialize)]

@@ -94,6 +94,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "On sale: \"The Midnight Orchestra\" at the Grand Hall, {} seats, event {event}\n",
         shop.seats
     );
+    // A demo-only sign-in: the token rides in the URL's fragment, which browsers never send
+    // to a server; the page keeps it for the tab (docs/web.md says how `serve` signs in).
+    println!("Open in a browser, signed in as the demo's buyer, operator and gate:");
+    println!("  Buyer app:     http://{addr}/#token={buyer}");
+    println!("  Dashboard:     http://{addr}/admin#token={admin}");
+    println!("  Gate scanner:  http://{addr}/gate#token={gate}\n");
     println!("Buyer token (24 h):\n  {buyer}\n");
     println!("Admin token (24 h):\n  {admin}\n");
     println!("Gate token (24 h):\n  {gate}\n");

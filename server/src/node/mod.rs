@@ -156,6 +156,10 @@ impl Services {
             }),
             self.payments.routes(),
             waiting_room::http::routes(self.db.clone()),
+            crate::analytics::routes(crate::analytics::AnalyticsState {
+                db: self.db.clone(),
+                verifier: verifier.clone(),
+            }),
             http::openapi_routes(),
         ]
     }

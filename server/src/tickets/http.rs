@@ -48,6 +48,7 @@ pub(crate) fn router(state: TicketsState) -> Router {
         .route("/v1/checkin", post(checkin))
         .route("/v1/checkin/batch", post(checkin_batch))
         .route("/v1/me/tickets/{ticket_id}/transfer", post(transfer))
+        .route("/v1/me/tickets/{ticket_id}/qr.svg", get(ticket_qr))
         .with_state(state)
 }
 
@@ -116,6 +117,56 @@ async fn my_tickets(
         })
         .collect();
     Ok(Json(MyTickets { tickets }))
+}
+
+/// One of the caller's valid tickets' code as a QR image (SVG), rendered here with the `qrcode`
+/// crate so no page draws codes by hand. A page fetches it with its bearer token and shows it.
+async fn ticket_qr(
+    State(state): State<TicketsState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let identity = bearer_identity(&state.verifier, &headers)?;
+    let tenant = tenant_of(&identity)?;
+    let not_found = || ApiError::not_found("no such ticket of yours");
+    let ticket = Uuid::parse_str(&raw).map_err(|_| not_found())?;
+    let row: Option<(Uuid, i32)> = sqlx::query_as(
+        "select event_id, version from ticket
+         where tenant_id = $1 and holder = $2 and ticket_id = $3 and status = 'valid'",
+    )
+    .bind(tenant)
+    .bind(&identity.user)
+    .bind(ticket)
+    .fetch_optional(&state.checkin.db)
+    .await
+    .map_err(CheckinError::Db)?;
+    let (event, version) = row.ok_or_else(not_found)?;
+    let code = state.checkin.key.sign(&TicketClaim {
+        ticket,
+        event,
+        version: version as u32,
+    });
+    let svg = qr_svg(&code);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "private, no-store"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// A QR code of `text` as SVG: black modules on white with a quiet zone, scalable.
+pub fn qr_svg(text: &str) -> String {
+    use qrcode::render::svg;
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .expect("a ticket code fits in a QR code");
+    code.render::<svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build()
 }
 
 /// The key gates check codes with.

@@ -541,10 +541,11 @@ async fn the_openapi_document_lists_every_route(pool: PgPool) {
         "/v1/tenants/{tenant_id}/events/{event_id}/seats",
         "/v1/tenants/{tenant_id}/events/{event_id}/availability",
         "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
+        "/v1/admin/events/{event_id}/sales",
     ] {
         assert!(paths.contains(&path), "{path} missing from {paths:?}");
     }
-    assert_eq!(paths.len(), 20);
+    assert_eq!(paths.len(), 21);
     node.shutdown().await;
 }
 

@@ -47,6 +47,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("tickets", Layer::Domain),
     ("catalog", Layer::Domain),
     ("notify", Layer::Domain),
+    ("analytics", Layer::Domain),
     ("config", Layer::Edge),
     ("node", Layer::Edge),
     ("http", Layer::Edge),
