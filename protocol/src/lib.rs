@@ -14,6 +14,8 @@
 //!   its admission, and what `queue:{onsale}` publishes.
 //! - [`channel`]: channel names (`seats:{event}`, `queue:{onsale}`, `inbox:{user}`,
 //!   `admin:{onsale}`, `gate:{event}`) and who may subscribe to each.
+//! - [`text`]: the rules for client text that reaches storage, keys or logs (lengths, no
+//!   control characters), one check per kind of field.
 //! - [`error`]: the stable snake_case [`ErrorCode`]s shared by WebSocket errors and HTTP error
 //!   bodies ([`ErrorBody`]).
 //! - [`close`]: the documented WebSocket close codes ([`CloseCode`]).
@@ -31,6 +33,7 @@ pub mod codec;
 pub mod error;
 pub mod message;
 pub mod queue;
+pub mod text;
 
 pub use channel::{Channel, ChannelError, ChannelKind};
 pub use close::CloseCode;

@@ -36,7 +36,7 @@ pub struct Args {
     /// Key that signs and checks waiting-room admissions (HS256). Every node and worker of a
     /// deployment needs the same one. Without it, onsales that require an admission refuse
     /// every purchase command.
-    #[arg(long, env = "MARQUEE_ADMISSION_SECRET", hide_env_values = true)]
+    #[arg(long, env = "MARQUEE_ADMISSION_SECRET", hide_env_values = true, value_parser = crate::secret::parse_strong)]
     pub admission_secret: Option<Secret>,
 }
 

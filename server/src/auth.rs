@@ -35,7 +35,7 @@ pub enum JwtAlgorithm {
 #[command(next_help_heading = "Access tokens")]
 pub struct Args {
     /// Shared secret for HS256 access tokens.
-    #[arg(long, env = "MARQUEE_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "MARQUEE_JWT_SECRET", hide_env_values = true, value_parser = crate::secret::parse_strong)]
     pub jwt_secret: Option<Secret>,
 
     /// PEM public key (or a path to a PEM file) for RS256 or EdDSA access tokens.
@@ -327,9 +327,14 @@ impl Verifier {
             // The user id must be usable as a channel id; anything else is a bad claim.
             return Err(AuthError::Claims);
         }
+        // One spelling per tenant: a UUID claim in capitals or without hyphens names the same
+        // tenant, and its inbox, results and keys must be the same strings.
+        let tenant = claims
+            .tenant
+            .map(|t| Uuid::parse_str(&t).map_or(t, |id| id.to_string()));
         Ok(Identity {
             user: claims.sub,
-            tenant: claims.tenant,
+            tenant,
             roles: claims.roles,
             expires_at: claims.exp,
         })

@@ -131,6 +131,22 @@ pub struct WorkerConfig {
 }
 
 impl Config {
+    /// Refuses signing secrets shorter than [`crate::secret::MIN_SECRET_LEN`], however the
+    /// configuration was made (the command line refuses them already).
+    pub fn check_secrets(&self) -> anyhow::Result<()> {
+        let secrets = [
+            ("MARQUEE_JWT_SECRET", &self.auth.jwt_secret),
+            ("MARQUEE_ADMISSION_SECRET", &self.admission.admission_secret),
+            ("MARQUEE_NOTIFY_SECRET", &self.notify.notify_secret),
+        ];
+        for (name, secret) in secrets {
+            if let Some(secret) = secret {
+                secret.clone().strong(name).map_err(anyhow::Error::msg)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A configuration with every default and the given HS256 secret, for tests and the demo:
     /// the memory engine and no database, whatever the environment says.
     pub fn with_secret(secret: &str) -> Self {
@@ -142,6 +158,9 @@ impl Config {
         }
         let mut config = Wrapper::parse_from(["marquee"]).config;
         config.auth.jwt_secret = Some(Secret::new(secret));
+        // Tests and the demo pay through the built-in simulated provider; `serve` never does
+        // unless it is named.
+        config.payments.provider = crate::payments::ProviderKind::Simulated;
         config.redis_url = None;
         config.database_url = None;
         config

@@ -42,7 +42,7 @@ pub struct Args {
     pub notify_url: Option<String>,
 
     /// Signs notifications (`Marquee-Signature`, as on payment hooks).
-    #[arg(long, env = "MARQUEE_NOTIFY_SECRET", hide_env_values = true)]
+    #[arg(long, env = "MARQUEE_NOTIFY_SECRET", hide_env_values = true, value_parser = crate::secret::parse_strong)]
     pub notify_secret: Option<Secret>,
 }
 

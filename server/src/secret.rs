@@ -31,9 +31,36 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Fewest bytes a signing secret may have: 256 bits, the HMAC-SHA256 key size. A shorter one
+/// (`change-me`) can be guessed offline from one signed token.
+pub const MIN_SECRET_LEN: usize = 32;
+
+impl Secret {
+    /// The secret, if it is at least [`MIN_SECRET_LEN`] bytes; `what` names it in the refusal.
+    pub fn strong(self, what: &str) -> Result<Self, String> {
+        if self.0.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "{what} must be at least {MIN_SECRET_LEN} bytes (e.g. `openssl rand -hex 32`)"
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// The clap value parser of a signing secret: refused when shorter than [`MIN_SECRET_LEN`].
+pub fn parse_strong(text: &str) -> Result<Secret, String> {
+    Secret::new(text).strong("the secret")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(parse_strong("change-me").is_err());
+        assert!(parse_strong(&"x".repeat(32)).is_ok());
+    }
 
     #[test]
     fn a_secret_never_shows_in_debug_output() {

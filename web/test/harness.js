@@ -186,6 +186,8 @@ export async function startNode(options = {}) {
     RUST_LOG: process.env.RUST_LOG ?? 'warn',
     MARQUEE_JWT_SECRET: JWT_SECRET,
     MARQUEE_ADMISSION_SECRET: ADMISSION_SECRET,
+    // `serve` runs the simulated payment provider only when asked to.
+    MARQUEE_PAYMENT_PROVIDER: 'simulated',
     MARQUEE_SIMULATED_PAYMENT_DELAY: '200ms',
     MARQUEE_SHUTDOWN_TIMEOUT: '1s',
     // Postgres is shared with other test suites on the machine: keep each node's share small.

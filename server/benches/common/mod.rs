@@ -6,7 +6,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 /// The HS256 secret the benchmarks' nodes verify tokens with.
-pub const SECRET: &str = "bench-secret-0123456789abcdef";
+pub const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 
 /// A buyer's access token for an hour, in `tenant`.
 pub fn buyer_token(tenant: Uuid, user: &str) -> String {

@@ -35,7 +35,7 @@ use crate::auth::Identity;
 use crate::hub::Refusal;
 use futures_util::future::BoxFuture;
 use marquee_protocol::booking::{Command, MAX_REQUEST_ID_LEN};
-use marquee_protocol::{Channel, ErrorCode};
+use marquee_protocol::{Channel, ErrorCode, text};
 use queue::{CommandQueue, Envelope};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -162,12 +162,7 @@ impl Booking {
                 format!("request ids starting with {RESERVED_REQUEST_PREFIX:?} are the server's"),
             ));
         }
-        if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID_LEN {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("request_id must be 1 to {MAX_REQUEST_ID_LEN} bytes"),
-            ));
-        }
+        text::required("request_id", &request_id, MAX_REQUEST_ID_LEN).map_err(|e| bad_text(&e))?;
         let not_found = || Refusal::new(ErrorCode::NotFound, "no such event");
         let event = Uuid::parse_str(command.event()).map_err(|_| not_found())?;
         if self.event_tenant(event).await? != Some(tenant) {
@@ -205,6 +200,10 @@ impl Booking {
                 "at most 1000 request ids per ack",
             ));
         }
+        for (i, id) in request_ids.iter().enumerate() {
+            text::required(&format!("request_ids[{i}]"), id, MAX_REQUEST_ID_LEN)
+                .map_err(|e| bad_text(&e))?;
+        }
         let done = sqlx::query(
             "update processed_request set acknowledged_at = now()
              where tenant_id = $1 and user_id = $2 and request_id = any($3) and acknowledged_at is null",
@@ -220,6 +219,11 @@ impl Booking {
         })?;
         Ok(done.rows_affected())
     }
+}
+
+/// A client text refused by [`marquee_protocol::text`]: `bad_request` naming the field.
+fn bad_text(e: &text::TextError) -> Refusal {
+    Refusal::new(ErrorCode::BadRequest, e.to_string())
 }
 
 impl Purchases for Booking {

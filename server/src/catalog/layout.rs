@@ -173,31 +173,88 @@ pub fn seats(range: &str) -> Result<Vec<i32>, SpecError> {
     Ok((a..=b).collect())
 }
 
-fn in_ranges(ranges: &[SeatRange], row: &str, seat: i32) -> Result<bool, SpecError> {
+/// Most sections a map may have, and most category rows or seat ranges a section may list:
+/// enough for any hall, and a bound on the work a spec can ask for.
+pub const MAX_SECTIONS: usize = 500;
+/// See [`MAX_SECTIONS`].
+pub const MAX_RANGES: usize = 1_000;
+
+/// The seats `ranges` mark, per row label: sorted, merged seat intervals (a range without
+/// seats marks the whole row). Built once per section, so marking every seat costs a binary
+/// search, not a pass over every range.
+fn marked(
+    ranges: &[SeatRange],
+    what: &str,
+) -> Result<std::collections::HashMap<String, Vec<(i32, i32)>>, SpecError> {
+    if ranges.len() > MAX_RANGES {
+        return Err(SpecError(format!(
+            "{what} lists at most {MAX_RANGES} ranges"
+        )));
+    }
+    let mut by_row: std::collections::HashMap<String, Vec<(i32, i32)>> =
+        std::collections::HashMap::new();
     for r in ranges {
-        if rows(&r.rows)?.iter().any(|x| x == row)
-            && match &r.seats {
-                Some(s) => seats(s)?.contains(&seat),
-                None => true,
+        let span = match &r.seats {
+            Some(s) => {
+                let numbers = seats(s)?;
+                (numbers[0], numbers[numbers.len() - 1])
             }
-        {
-            return Ok(true);
+            None => (i32::MIN, i32::MAX),
+        };
+        for row in rows(&r.rows)? {
+            by_row.entry(row).or_default().push(span);
         }
     }
-    Ok(false)
+    for spans in by_row.values_mut() {
+        spans.sort_unstable();
+        let mut merged: Vec<(i32, i32)> = Vec::with_capacity(spans.len());
+        for &(lo, hi) in spans.iter() {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        *spans = merged;
+    }
+    Ok(by_row)
 }
 
-/// Every seat of the spec, in index order.
+/// Whether seat `n` of `row` is among the `marked` seats.
+fn is_marked(
+    marked: &std::collections::HashMap<String, Vec<(i32, i32)>>,
+    row: &str,
+    n: i32,
+) -> bool {
+    marked.get(row).is_some_and(|spans| {
+        let at = spans.partition_point(|&(lo, _)| lo <= n);
+        at > 0 && spans[at - 1].1 >= n
+    })
+}
+
+/// Every seat of the spec, in index order, in time linear in the seats (and the ranges) it
+/// names. A spec with several faults reports the first in spec order: sections as listed, and
+/// in a section its name, rows, seats, categories, then the accessible and restricted ranges.
 pub fn expand(spec: &LayoutSpec) -> Result<Vec<SeatPlan>, SpecError> {
     if spec.sections.is_empty() {
         return Err(SpecError("a seat map needs at least one section".into()));
     }
+    if spec.sections.len() > MAX_SECTIONS {
+        return Err(SpecError(format!(
+            "a seat map has at most {MAX_SECTIONS} sections"
+        )));
+    }
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (s, section) in spec.sections.iter().enumerate() {
-        if section.name.trim().is_empty() || !names.insert(section.name.as_str()) {
+        let named = marquee_protocol::text::required(
+            "section name",
+            &section.name,
+            marquee_protocol::text::MAX_LABEL_LEN,
+        );
+        if named.is_err() || !names.insert(section.name.as_str()) {
             return Err(SpecError(format!(
-                "section names must be non-empty and unique ({:?})",
+                "section names must be unique, 1 to {} bytes without control characters ({:?})",
+                marquee_protocol::text::MAX_LABEL_LEN,
                 section.name
             )));
         }
@@ -208,23 +265,31 @@ pub fn expand(spec: &LayoutSpec) -> Result<Vec<SeatPlan>, SpecError> {
                 "a seat map holds at most {MAX_SEATS} seats"
             )));
         }
+        if section.categories.len() > MAX_RANGES {
+            return Err(SpecError(format!(
+                "a section lists at most {MAX_RANGES} category ranges"
+            )));
+        }
+        // The first category entry naming a row wins, as listed.
+        let mut category_of_row: std::collections::HashMap<String, &str> =
+            std::collections::HashMap::new();
+        for c in &section.categories {
+            for row in rows(&c.rows)? {
+                category_of_row.entry(row).or_insert(c.category.as_str());
+            }
+        }
         let mut category_of = Vec::with_capacity(row_labels.len());
         for row in &row_labels {
-            let mut found = None;
-            for c in &section.categories {
-                if rows(&c.rows)?.iter().any(|r| r == row) {
-                    found = Some(c.category.clone());
-                    break;
-                }
-            }
-            let Some(category) = found else {
+            let Some(category) = category_of_row.get(row) else {
                 return Err(SpecError(format!(
                     "row {row} of section {} has no price category",
                     section.name
                 )));
             };
-            category_of.push(category);
+            category_of.push((*category).to_owned());
         }
+        let accessible = marked(&section.accessible, "accessible")?;
+        let restricted = marked(&section.restricted_view, "restricted_view")?;
         for (r, row) in row_labels.iter().enumerate() {
             for &n in &numbers {
                 out.push(SeatPlan {
@@ -235,8 +300,8 @@ pub fn expand(spec: &LayoutSpec) -> Result<Vec<SeatPlan>, SpecError> {
                     x: section.origin.x + f64::from(n - 1) * section.seat_spacing,
                     y: section.origin.y + r as f64 * section.row_spacing,
                     category: category_of[r].clone(),
-                    accessible: in_ranges(&section.accessible, row, n)?,
-                    restricted_view: in_ranges(&section.restricted_view, row, n)?,
+                    accessible: is_marked(&accessible, row, n),
+                    restricted_view: is_marked(&restricted, row, n),
                 });
             }
         }
@@ -287,6 +352,39 @@ mod tests {
         );
         assert!(plan[5].accessible && !plan[4].accessible);
         assert_eq!((plan[6].section, plan[6].category.as_str()), (1, "Balcony"));
+    }
+
+    #[test]
+    fn many_ranges_expand_in_linear_time_and_too_many_are_refused() {
+        // A thousand one-seat accessible ranges in one row of a thousand seats: each seat is
+        // one binary search, not a pass over a thousand ranges.
+        let accessible: Vec<serde_json::Value> = (1..=1000)
+            .map(|n| serde_json::json!({"rows": "A", "seats": n.to_string()}))
+            .collect();
+        let plan = expand(&spec(serde_json::json!({
+            "sections": [{"name": "S", "rows": "A", "seats": "1-1000",
+                          "categories": [{"rows": "A", "category": "X"}],
+                          "accessible": accessible}]
+        })))
+        .unwrap();
+        assert!(plan.iter().all(|s| s.accessible));
+        let too_many: Vec<serde_json::Value> = (0..=1000)
+            .map(|_| serde_json::json!({"rows": "A"}))
+            .collect();
+        let refused = expand(&spec(serde_json::json!({
+            "sections": [{"name": "S", "rows": "A", "seats": "1-3",
+                          "categories": [{"rows": "A", "category": "X"}],
+                          "restricted_view": too_many}]
+        })));
+        assert_eq!(
+            refused.unwrap_err().0,
+            "restricted_view lists at most 1000 ranges"
+        );
+        let nul = expand(&spec(serde_json::json!({
+            "sections": [{"name": "S\u{0}", "rows": "A", "seats": "1",
+                          "categories": [{"rows": "A", "category": "X"}]}]
+        })));
+        assert!(nul.unwrap_err().0.contains("without control characters"));
     }
 
     #[test]

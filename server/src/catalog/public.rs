@@ -46,6 +46,19 @@ pub(crate) async fn search_events(
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Event>>, CatalogError> {
     let Query(query) = query.map_err(|e| CatalogError::BadRequest(e.body_text()))?;
+    for (what, value) in [
+        ("q", &query.q),
+        ("category", &query.category),
+        ("city", &query.city),
+    ] {
+        if let Some(value) = value {
+            super::admin::field(marquee_protocol::text::optional(
+                what,
+                value,
+                marquee_protocol::text::MAX_SEARCH_LEN,
+            ))?;
+        }
+    }
     let Ok(tenant) = Uuid::parse_str(&tenant) else {
         return Ok(Json(Vec::new()));
     };

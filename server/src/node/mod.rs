@@ -182,6 +182,7 @@ pub struct Node {
 impl Node {
     /// Builds a node: verifier, backends, hub, and every domain when there is a database.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check_secrets()?;
         let verifier = Arc::new(Verifier::from_args(&config.auth).context("configuring JWT")?);
         let registry = Arc::new(Registry::default());
         let redis = config
@@ -280,6 +281,15 @@ impl Node {
         let provider = services
             .payments
             .provider(internal.as_ref().and_then(|l| l.local_addr().ok()));
+        match &provider {
+            Some(p) if config.booking.workers > 0 => {
+                tracing::warn!(
+                    provider = p.name(),
+                    "payments are started with a provider that takes no money"
+                )
+            }
+            _ => tracing::info!(provider = ?config.payments.provider, "payment provider"),
+        }
         for i in 0..config.booking.workers {
             let mut settings = config.booking.settings();
             settings.admission = config.admission.key();

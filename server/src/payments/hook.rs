@@ -67,9 +67,10 @@ impl HookSecrets {
                     "provider `{provider}` must be lowercase letters, digits or _"
                 ));
             }
-            if secret.len() < 16 {
+            if secret.len() < crate::secret::MIN_SECRET_LEN {
                 return Err(format!(
-                    "the secret of provider `{provider}` is shorter than 16 bytes"
+                    "the secret of provider `{provider}` is shorter than {} bytes",
+                    crate::secret::MIN_SECRET_LEN
                 ));
             }
             secrets
@@ -198,11 +199,9 @@ async fn receive(
             "order.cancelled is not a provider event",
         ));
     }
-    if event.id.is_empty() || event.id.len() > 255 {
-        return Err(bad(ErrorCode::BadRequest, "id must be 1 to 255 bytes"));
-    }
-    if event.payment.is_empty() || event.payment.len() > 255 {
-        return Err(bad(ErrorCode::BadRequest, "payment must be 1 to 255 bytes"));
+    for (field, value) in [("id", &event.id), ("payment", &event.payment)] {
+        marquee_protocol::text::required(field, value, 255)
+            .map_err(|e| bad(ErrorCode::BadRequest, e.to_string()))?;
     }
     if event.amount_minor.is_some_and(|a| a < 0) {
         return Err(bad(

@@ -46,9 +46,11 @@ pub struct Args {
     #[arg(long, env = "MARQUEE_PAYMENT_HOOK_TOLERANCE", default_value = "300s", value_parser = crate::clock::parse_duration)]
     pub hook_tolerance: Duration,
 
-    /// Which payment provider in-process workers start payments with: `simulated` (built in;
-    /// calls this node's own hook) or `none` (orders wait for payment events from elsewhere).
-    #[arg(long, env = "MARQUEE_PAYMENT_PROVIDER", value_enum, default_value_t = ProviderKind::Simulated)]
+    /// Which payment provider in-process workers start payments with: `none` (the default:
+    /// orders wait for payment events from elsewhere) or `simulated` (built in; it calls this
+    /// node's own hook and pays most checkouts with no money taken, so it runs only when
+    /// asked for by name: `marquee demo` and tests do).
+    #[arg(long, env = "MARQUEE_PAYMENT_PROVIDER", value_enum, default_value_t = ProviderKind::None)]
     pub provider: ProviderKind,
 
     /// How long the simulated provider takes to report a payment (and, for `processing`, to

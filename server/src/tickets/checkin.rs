@@ -21,7 +21,7 @@ use crate::clock::now_ms;
 use crate::outbox;
 use crate::ticket_code::TicketKey;
 use marquee_protocol::checkin::{MAX_SCAN_ID_LEN, Scan, ScanNotice, ScanOutcome, ScanResult};
-use marquee_protocol::{Channel, ChannelKind, ErrorCode};
+use marquee_protocol::{Channel, ChannelKind, ErrorCode, text};
 use serde_json::value::to_raw_value;
 use sqlx::{PgPool, Row as _};
 use uuid::Uuid;
@@ -33,6 +33,10 @@ pub enum CheckinError {
     /// The scan itself is malformed (its id); it changes nothing and is not recorded.
     #[error("{0}")]
     BadRequest(String),
+    /// The scan id was used before for another code or by another gate: a gate must choose a
+    /// fresh id per scan, so this is never the first scan's answer.
+    #[error("scan_id {0:?} was used before for another code or gate")]
+    Conflict(String),
     /// The database could not be reached; the gate retries with the same scan id. Its detail
     /// is logged ([`CheckinError::message`]), never sent.
     #[error("check-in database error: {0}")]
@@ -44,6 +48,7 @@ impl CheckinError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::Db(_) => ErrorCode::Unavailable,
         }
     }
@@ -53,6 +58,7 @@ impl CheckinError {
     pub fn message(&self) -> String {
         match self {
             Self::BadRequest(message) => message.clone(),
+            Self::Conflict(_) => self.to_string(),
             Self::Db(e) => {
                 tracing::warn!(error = %e, "check-in: database unavailable");
                 "check-in is unavailable; retry with the same scan_id".to_owned()
@@ -80,14 +86,9 @@ fn rejected(code: ErrorCode, message: &str) -> ScanOutcome {
 impl Checkin {
     /// Checks a scan's own fields; returns the gate's event, if it names one.
     pub fn check(scan: &Scan) -> Result<Option<Uuid>, CheckinError> {
-        if scan.scan_id.is_empty() || scan.scan_id.len() > MAX_SCAN_ID_LEN {
-            return Err(CheckinError::BadRequest(format!(
-                "scan_id must be 1 to {MAX_SCAN_ID_LEN} bytes"
-            )));
-        }
-        if scan.qr.len() > 1024 {
-            return Err(CheckinError::BadRequest("qr is at most 1024 bytes".into()));
-        }
+        let bad = |e: text::TextError| CheckinError::BadRequest(e.to_string());
+        text::required("scan_id", &scan.scan_id, MAX_SCAN_ID_LEN).map_err(bad)?;
+        text::optional("qr", &scan.qr, 1024).map_err(bad)?;
         // From 2000 on, and no more than a day ahead of this node's clock.
         let latest = now_ms() + 24 * 3600 * 1000;
         if scan
@@ -128,16 +129,17 @@ impl Checkin {
                     outcome: rejected(ErrorCode::TicketInvalid, &e.to_string()),
                 };
                 return self
-                    .record(tenant, gate, scanned_at, None, None, result)
+                    .record(tenant, gate, scan, scanned_at, None, None, result)
                     .await;
             }
         };
         let mut tx = self.db.begin().await?;
         let row = sqlx::query(
             "select t.tenant_id, t.event_id, t.version, t.status::text as status, t.ticket_type_id,
-                    s.seat_index, t.checked_in_gate,
+                    s.seat_index, t.checked_in_gate, e.status::text as event_status,
                     (extract(epoch from t.checked_in_at) * 1000)::int8 as checked_in_ms
              from ticket t left join seat s on s.event_id = t.event_id and s.seat_id = t.seat_id
+             join event e on e.event_id = t.event_id
              where t.ticket_id = $1
              for update of t",
         )
@@ -153,6 +155,9 @@ impl Checkin {
                 ErrorCode::TicketInvalid,
                 "the code does not match the ticket",
             ),
+            Some(r) if r.get::<String, _>("event_status") == "cancelled" => {
+                rejected(ErrorCode::TicketInvalid, "the event was cancelled")
+            }
             Some(r) if r.get::<String, _>("status") != "valid" => rejected(
                 ErrorCode::TicketInvalid,
                 "the ticket was cancelled or refunded",
@@ -192,6 +197,7 @@ impl Checkin {
             &mut tx,
             tenant,
             gate,
+            &scan.qr,
             scanned_at,
             Some(claim.ticket),
             event,
@@ -202,44 +208,63 @@ impl Checkin {
         if !recorded {
             // The same scan id raced in from another node: its answer stands, not this one.
             tx.rollback().await?;
-            return Ok(self.stored(tenant, &scan.scan_id).await?.unwrap_or(result));
+            return self.first_answer(tenant, gate, scan, result).await;
         }
         tx.commit().await?;
         Ok(result)
     }
 
-    /// The stored answer to a scan id, if it was seen.
-    async fn stored(&self, tenant: Uuid, scan_id: &str) -> Result<Option<ScanResult>, sqlx::Error> {
-        let stored: Option<sqlx::types::Json<ScanResult>> = sqlx::query_scalar(
-            "select result from checkin_scan where tenant_id = $1 and scan_id = $2",
-        )
-        .bind(tenant)
-        .bind(scan_id)
-        .fetch_optional(&self.db)
-        .await?;
-        Ok(stored.map(|s| s.0))
+    /// The answer a scan id got the first time, if this scan is that scan again (the same code
+    /// from the same gate); a conflict if the id was used for another code or gate.
+    async fn first_answer(
+        &self,
+        tenant: Uuid,
+        gate: &str,
+        scan: &Scan,
+        fallback: ScanResult,
+    ) -> Result<ScanResult, CheckinError> {
+        let stored: Option<(sqlx::types::Json<ScanResult>, String, Option<Vec<u8>>)> =
+            sqlx::query_as(
+                "select result, gate, code_sha256 from checkin_scan
+                 where tenant_id = $1 and scan_id = $2",
+            )
+            .bind(tenant)
+            .bind(&scan.scan_id)
+            .fetch_optional(&self.db)
+            .await?;
+        let Some((result, first_gate, code)) = stored else {
+            return Ok(fallback);
+        };
+        let same_code = code.is_none_or(|c| c == code_sha256(&scan.qr));
+        if first_gate != gate || !same_code {
+            return Err(CheckinError::Conflict(scan.scan_id.clone()));
+        }
+        Ok(result.0)
     }
 
     /// Records a scan that touched no ticket (a code that is not genuine).
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         tenant: Uuid,
         gate: &str,
+        scan: &Scan,
         scanned_at: u64,
         ticket: Option<Uuid>,
         event: Option<Uuid>,
         result: ScanResult,
     ) -> Result<ScanResult, CheckinError> {
         let mut tx = self.db.begin().await?;
-        if insert_scan(&mut tx, tenant, gate, scanned_at, ticket, event, &result).await? {
+        if insert_scan(
+            &mut tx, tenant, gate, &scan.qr, scanned_at, ticket, event, &result,
+        )
+        .await?
+        {
             tx.commit().await?;
             return Ok(result);
         }
         tx.rollback().await?;
-        Ok(self
-            .stored(tenant, &result.scan_id)
-            .await?
-            .unwrap_or(result))
+        self.first_answer(tenant, gate, scan, result).await
     }
 }
 
@@ -247,10 +272,12 @@ impl Checkin {
 /// known event, writes its notice on `gate:{event}` to the outbox (so it is published exactly
 /// when the check-in commits): one round trip. Returns false if the scan id was recorded
 /// already (the caller then rolls back, undoing the check-in too).
+#[allow(clippy::too_many_arguments)]
 async fn insert_scan(
     tx: &mut sqlx::PgConnection,
     tenant: Uuid,
     gate: &str,
+    code: &str,
     scanned_at: u64,
     ticket: Option<Uuid>,
     event: Option<Uuid>,
@@ -271,8 +298,8 @@ async fn insert_scan(
     let admits = matches!(result.outcome, ScanOutcome::Admitted { .. });
     let inserted: Option<bool> = sqlx::query_scalar(
         "with scan as (
-             insert into checkin_scan (tenant_id, scan_id, ticket_id, event_id, gate, scanned_at, result)
-             values ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0), $7::json)
+             insert into checkin_scan (tenant_id, scan_id, ticket_id, event_id, gate, scanned_at, result, code_sha256)
+             values ($1, $2, $3, $4, $5, to_timestamp($6 / 1000.0), $7::json, $11)
              on conflict (tenant_id, scan_id) do nothing
              returning 1
          ), checked_in as (
@@ -297,7 +324,14 @@ async fn insert_scan(
     .bind(message)
     .bind(outbox::NOTIFY)
     .bind(admits)
+    .bind(code_sha256(code))
     .fetch_optional(&mut *tx)
     .await?;
     Ok(inserted.is_some())
+}
+
+/// The SHA-256 of a scanned code, what binds a scan id to the code it was first used for.
+fn code_sha256(code: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(code.as_bytes()).to_vec()
 }

@@ -70,6 +70,7 @@ impl From<CheckinError> for ApiError {
     fn from(e: CheckinError) -> Self {
         let status = match &e {
             CheckinError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CheckinError::Conflict(_) => StatusCode::CONFLICT,
             CheckinError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.code(), e.message())
@@ -267,11 +268,11 @@ async fn transfer(
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such ticket");
     let ticket = Uuid::parse_str(&raw).map_err(|_| not_found())?;
     let to = body.0.to;
-    if to.is_empty() || to.len() > 255 || to == identity.user {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "to must be another user id of 1 to 255 bytes",
+    // A user id is what a token's `sub` may be: one that names an inbox of this tenant.
+    let is_user_id = marquee_protocol::Channel::inbox(Some(&tenant.to_string()), &to).is_ok();
+    if !is_user_id || to == identity.user {
+        return Err(ApiError::bad_request(
+            "to must be another user id: 1 to 128 characters from [A-Za-z0-9_.@-]",
         ));
     }
     let db = &state.checkin.db;

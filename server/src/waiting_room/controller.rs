@@ -153,7 +153,10 @@ impl Controller {
              from onsale
              where requires_admission and (
                  status in ('pre_queue', 'live', 'paused')
-                 or (status = 'scheduled' and coalesce(prequeue_opens_at, starts_at) <= now() + interval '2 seconds')
+                 -- A schedule moves only an onsale whose event the public can see.
+                 or (status = 'scheduled' and coalesce(prequeue_opens_at, starts_at) <= now() + interval '2 seconds'
+                     and exists (select 1 from event e where e.event_id = onsale.event_id
+                                 and e.status in ('published', 'on_sale', 'sold_out')))
                  or (status in ('sold_out', 'closed') and updated_at > now() - interval '10 minutes'))",
         )
         .fetch_all(&self.db)

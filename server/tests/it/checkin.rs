@@ -536,7 +536,7 @@ async fn notifications_reach_the_receiver_signed_and_are_retried_until_it_answer
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode};
     use std::sync::{Arc, Mutex};
-    const NOTIFY_SECRET: &str = "notify-secret-0123456789";
+    const NOTIFY_SECRET: &str = "notify-secret-0123456789-0123456789";
     // A receiver that refuses its first call, then takes everything.
     // Each call's signature header and body.
     type Calls = Arc<Mutex<Vec<(Option<String>, Bytes)>>>;

@@ -14,7 +14,7 @@ use std::time::Duration;
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn the_demo_crowd_queues_buys_and_gets_tickets(pool: PgPool) {
     let mut config = node_config(&pool);
-    config.admission.admission_secret = Some(Secret::new("demo-test-admission-secret-0123"));
+    config.admission.admission_secret = Some(Secret::new("demo-test-admission-secret-0123456789"));
     config.payments.simulated_delay = Duration::from_millis(100);
     config.payments.simulated_outcomes = "succeeded=1".parse().unwrap();
     let node = marquee_server::Node::build(config).await.unwrap();

@@ -19,8 +19,8 @@ use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
 
-const OLD: &str = "acme-old-secret-0123456789";
-const NEW: &str = "acme-new-secret-0123456789";
+const OLD: &str = "acme-old-secret-0123456789-0123456789";
+const NEW: &str = "acme-new-secret-0123456789-0123456789";
 
 async fn node(pool: &PgPool) -> TestNode {
     node_with_cap(pool, Duration::from_secs(30 * 60)).await
@@ -134,7 +134,11 @@ async fn the_hook_takes_only_genuine_fresh_calls_and_a_refusal_changes_nothing(p
         (
             "wrong secret",
             "acme",
-            Some(sign(b"not-acmes-secret-0123456789", now, body.as_bytes())),
+            Some(sign(
+                b"not-acmes-secret-0123456789-0123456789",
+                now,
+                body.as_bytes(),
+            )),
             &body,
             400,
             "signature_invalid",

@@ -287,7 +287,13 @@ pub(crate) async fn load_onsales(
     event: Uuid,
 ) -> Result<Vec<OnsaleInfo>, sqlx::Error> {
     let rows = sqlx::query(
-        "select onsale_id, status = 'live' as live,
+        "select onsale_id,
+                -- Only an onsale of an event the public can see sells: not a draft's, not a
+                -- cancelled one's.
+                status = 'live' and exists (
+                    select 1 from event e where e.event_id = onsale.event_id
+                      and e.status in ('published', 'on_sale', 'sold_out')
+                ) as live,
                 (extract(epoch from starts_at) * 1000)::int8 as starts_ms,
                 (extract(epoch from ends_at) * 1000)::int8 as ends_ms,
                 (extract(epoch from hold_duration) * 1000)::int8 as hold_ms,

@@ -1,8 +1,7 @@
 //! Price categories: `/v1/admin/events/{event_id}/price-categories`.
 
 use super::{
-    Admin, AppJson, CatalogError, CatalogState, Created, Found, audit, currency, not_blank,
-    own_event,
+    Admin, AppJson, CatalogError, CatalogState, Created, Found, audit, currency, name, own_event,
 };
 use crate::catalog::on_constraint;
 use axum::Json;
@@ -47,7 +46,7 @@ pub(crate) async fn create_category(
     Path(raw): Path<String>,
     AppJson(body): AppJson<NewCategory>,
 ) -> Created<Category> {
-    not_blank(&body.name, "name")?;
+    name(&body.name, "name")?;
     currency(&body.currency)?;
     if body.price_minor < 0 {
         return Err(CatalogError::BadRequest(
@@ -56,6 +55,7 @@ pub(crate) async fn create_category(
     }
     let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
+    super::event_currency(&mut tx, event_id, &body.currency).await?;
     let category_id: Uuid = sqlx::query_scalar(
         "insert into price_category (tenant_id, event_id, name, price_minor, currency) values ($1, $2, $3, $4, $5) returning price_category_id",
     )

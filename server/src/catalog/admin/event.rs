@@ -1,11 +1,12 @@
 //! Events: `/v1/admin/events`, created as drafts and moved along their statuses.
 
 use super::{
-    Admin, AppJson, CatalogError, CatalogState, Created, Found, StatusChange, created,
-    ensure_tenant, event_sources, not_blank, own_row, own_rows, transition,
+    Admin, AppJson, CatalogError, CatalogState, Created, Found, StatusChange, audit, created,
+    ensure_tenant, event_sources, field, label, name, own_row, own_rows, transition,
 };
 use crate::catalog::on_constraint;
 use axum::extract::{Path, State};
+use marquee_protocol::text;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row as _;
@@ -85,7 +86,13 @@ pub(crate) async fn create_event(
     admin: Admin,
     AppJson(body): AppJson<NewEvent>,
 ) -> Created<Event> {
-    not_blank(&body.name, "name")?;
+    name(&body.name, "name")?;
+    field(text::multiline(
+        "description",
+        &body.description,
+        text::MAX_TEXT_LEN,
+    ))?;
+    label(&body.category, "category", false)?;
     if body.ends_at.is_some_and(|end| end <= body.starts_at) {
         return Err(CatalogError::BadRequest(
             "ends_at must be after starts_at".into(),
@@ -154,7 +161,31 @@ pub(crate) async fn set_event_status(
     AppJson(body): AppJson<StatusChange>,
 ) -> Found<Event> {
     let mut tx = s.db.begin().await?;
-    transition(&mut tx, &admin, "event", &raw, &body.status, event_sources).await?;
+    let event = transition(&mut tx, &admin, "event", &raw, &body.status, event_sources).await?;
+    if body.status == "cancelled" {
+        // A cancelled event sells nothing more: its onsales close with it, in this
+        // transaction, and say so on their channels. Its paid orders stand until an operator
+        // refunds or cancels them; its tickets no longer admit at the gates.
+        let closed: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "update onsale set status = 'closed' where event_id = $1 and status <> 'closed'
+             returning onsale_id",
+        )
+        .bind(event)
+        .fetch_all(&mut *tx)
+        .await?;
+        for onsale in closed {
+            audit(
+                &mut tx,
+                &admin,
+                "onsale",
+                onsale,
+                "status_changed",
+                json!({"to": "closed", "because": "event_cancelled"}),
+            )
+            .await?;
+            super::onsale::announce(&mut tx, &admin, onsale).await?;
+        }
+    }
     tx.commit().await?;
     get_event(State(s), admin, Path(raw)).await
 }

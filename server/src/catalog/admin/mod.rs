@@ -25,6 +25,7 @@ pub(crate) use crate::http::error::AppJson;
 pub(crate) use crate::http::extract::Admin;
 use axum::Json;
 use axum::http::StatusCode;
+use marquee_protocol::text::{self, TextError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
@@ -95,13 +96,23 @@ pub(crate) async fn own_event(
     }
 }
 
-pub(crate) fn not_blank(value: &str, what: &str) -> Result<(), CatalogError> {
-    if value.trim().is_empty() {
-        return Err(CatalogError::BadRequest(format!(
-            "{what} must not be blank"
-        )));
+/// A client text field checked with one of [`marquee_protocol::text`]'s rules.
+pub(crate) fn field(result: Result<(), TextError>) -> Result<(), CatalogError> {
+    result.map_err(|e| CatalogError::BadRequest(e.to_string()))
+}
+
+/// A name (of a venue, event, category, ticket type, tenant): 1 to 200 bytes, one line.
+pub(crate) fn name(value: &str, what: &str) -> Result<(), CatalogError> {
+    field(text::required(what, value, text::MAX_NAME_LEN))
+}
+
+/// A short label (a city, a time zone, an event category, a section): up to 100 bytes, one line.
+pub(crate) fn label(value: &str, what: &str, required: bool) -> Result<(), CatalogError> {
+    if required {
+        field(text::required(what, value, text::MAX_LABEL_LEN))
+    } else {
+        field(text::optional(what, value, text::MAX_LABEL_LEN))
     }
-    Ok(())
 }
 
 pub(crate) fn currency(value: &str) -> Result<(), CatalogError> {
@@ -111,6 +122,28 @@ pub(crate) fn currency(value: &str) -> Result<(), CatalogError> {
         Err(CatalogError::BadRequest(format!(
             "currency {value:?} is not an ISO 4217 code such as EUR"
         )))
+    }
+}
+
+/// Keeps one currency per event: an order's total adds prices of one currency only, so a
+/// price category or ticket type in another currency than the event's others is refused 409.
+pub(crate) async fn event_currency(
+    conn: &mut PgConnection,
+    event: Uuid,
+    currency: &str,
+) -> Result<(), CatalogError> {
+    let existing: Option<String> = sqlx::query_scalar(
+        "select currency::text from price_category where event_id = $1
+         union select currency::text from ticket_type where event_id = $1 limit 1",
+    )
+    .bind(event)
+    .fetch_optional(conn)
+    .await?;
+    match existing {
+        Some(existing) if existing != currency => Err(CatalogError::Conflict(format!(
+            "the event's prices are in {existing}; one currency per event"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -125,6 +125,11 @@ pub(crate) async fn create_onsale(
     Path(raw): Path<String>,
     AppJson(body): AppJson<NewOnsale>,
 ) -> Created<Onsale> {
+    super::field(marquee_protocol::text::optional(
+        "name",
+        &body.name,
+        marquee_protocol::text::MAX_NAME_LEN,
+    ))?;
     if body.hold_duration_seconds <= 0
         || body.per_user_limit <= 0
         || body.active_cap <= 0
@@ -208,6 +213,9 @@ pub(crate) async fn set_onsale_status(
     AppJson(body): AppJson<StatusChange>,
 ) -> Found<Onsale> {
     let mut tx = s.db.begin().await?;
+    if matches!(body.status.as_str(), "pre_queue" | "live") {
+        selling_event(&mut tx, &admin, &raw).await?;
+    }
     let onsale = transition(
         &mut tx,
         &admin,
@@ -220,6 +228,31 @@ pub(crate) async fn set_onsale_status(
     announce(&mut tx, &admin, onsale).await?;
     tx.commit().await?;
     get_onsale(State(s), admin, Path(raw)).await
+}
+
+/// Refuses opening an onsale whose event the public cannot see: a draft's (publish the event
+/// first) or a cancelled one's.
+async fn selling_event(
+    tx: &mut sqlx::PgConnection,
+    admin: &Admin,
+    raw: &str,
+) -> Result<(), CatalogError> {
+    let onsale = id(raw, "onsale")?;
+    let status: Option<String> = sqlx::query_scalar(
+        "select e.status::text from onsale o join event e on e.event_id = o.event_id
+         where o.tenant_id = $1 and o.onsale_id = $2",
+    )
+    .bind(admin.tenant)
+    .bind(onsale)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match status.as_deref() {
+        None => Err(CatalogError::NotFound("onsale")),
+        Some(status @ ("draft" | "cancelled")) => Err(CatalogError::Conflict(format!(
+            "an onsale of an event that is {status} cannot open; publish the event first"
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Live admission settings; either may be left out.
@@ -303,7 +336,11 @@ pub(crate) async fn set_onsale_admission(
 /// Tells `admin:{onsale}` (with who made it) and `queue:{onsale}` about an operator's change
 /// to the onsale's status or admission settings, through the outbox: the announcement goes out
 /// when, and only if, the change commits.
-async fn announce(tx: &mut PgConnection, admin: &Admin, onsale: Uuid) -> Result<(), CatalogError> {
+pub(crate) async fn announce(
+    tx: &mut PgConnection,
+    admin: &Admin,
+    onsale: Uuid,
+) -> Result<(), CatalogError> {
     use marquee_protocol::queue::{OnsaleChange, QueueEvent};
     use marquee_protocol::{Channel, ChannelKind};
     let (status, admission_rate, cap): (String, f64, i32) = sqlx::query_as(

@@ -1,6 +1,6 @@
 //! The caller's own tenant: `PUT /v1/admin/tenant`.
 
-use super::{Admin, AppJson, CatalogState, Found, audit, not_blank};
+use super::{Admin, AppJson, CatalogState, Found, audit, name};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ pub(crate) async fn put_tenant(
     admin: Admin,
     AppJson(body): AppJson<Tenant>,
 ) -> Found<Tenant> {
-    not_blank(&body.name, "name")?;
+    name(&body.name, "name")?;
     let mut tx = s.db.begin().await?;
     sqlx::query("insert into tenant (tenant_id, name) values ($1, $2) on conflict (tenant_id) do update set name = excluded.name")
         .bind(admin.tenant)

@@ -1,8 +1,7 @@
 //! Ticket types, seated or general admission: `/v1/admin/events/{event_id}/ticket-types`.
 
 use super::{
-    Admin, AppJson, CatalogError, CatalogState, Created, Found, created, currency, not_blank,
-    own_event,
+    Admin, AppJson, CatalogError, CatalogState, Created, Found, created, currency, name, own_event,
 };
 use crate::catalog::on_constraint;
 use axum::Json;
@@ -94,7 +93,7 @@ pub(crate) async fn create_ticket_type(
     Path(raw): Path<String>,
     AppJson(body): AppJson<NewTicketType>,
 ) -> Created<TicketType> {
-    not_blank(&body.name, "name")?;
+    name(&body.name, "name")?;
     currency(&body.currency)?;
     match (body.kind.as_str(), body.price_category_id, body.ga_quota) {
         ("seated", Some(_), None) => {}
@@ -121,6 +120,7 @@ pub(crate) async fn create_ticket_type(
     }
     let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
+    super::event_currency(&mut tx, event_id, &body.currency).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency, min_per_order, max_per_order, ga_quota)
          values ($1, $2, $3, $4::ticket_kind, $5, $6, $7, $8, $9, $10) returning {TICKET_TYPE_COLUMNS}"

@@ -1,10 +1,11 @@
 //! Venues: `/v1/admin/venues`.
 
 use super::{
-    Admin, AppJson, CatalogState, Created, Found, created, ensure_tenant, not_blank, own_row,
-    own_rows,
+    Admin, AppJson, CatalogState, Created, Found, created, ensure_tenant, field, label, name,
+    own_row, own_rows,
 };
 use axum::extract::{Path, State};
+use marquee_protocol::text;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row as _;
@@ -65,8 +66,14 @@ pub(crate) async fn create_venue(
     admin: Admin,
     AppJson(body): AppJson<NewVenue>,
 ) -> Created<Venue> {
-    not_blank(&body.name, "name")?;
-    not_blank(&body.city, "city")?;
+    name(&body.name, "name")?;
+    label(&body.city, "city", true)?;
+    field(text::optional(
+        "address",
+        &body.address,
+        text::MAX_LABEL_LEN * 5,
+    ))?;
+    label(&body.timezone, "timezone", true)?;
     let mut tx = s.db.begin().await?;
     ensure_tenant(&mut tx, &admin).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -1,0 +1,129 @@
+//! The rules for text a client sends that reaches storage, a key or a log: request ids, ack
+//! ids, scan ids, names, labels, search terms, user ids. One check per kind of field, used by
+//! every server path that takes one, so a refusal is the same wherever the field comes in:
+//! `bad_request`, naming the field, before anything is queued or written.
+//!
+//! Every such text is 1 to `max` bytes (or 0 to `max` where it may be empty) of UTF-8 without
+//! control characters (U+0000–U+001F, U+007F–U+009F). Multi-line text (a description) may
+//! also hold line feeds, carriage returns and tabs. Postgres refuses U+0000 in text outright,
+//! and a control character in a log line or a key is never what a client meant.
+
+use std::fmt;
+
+/// Longest name (of a venue, event, category, ticket type, onsale, tenant), in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest short label (a city, an event category, a time zone, a section), in bytes.
+pub const MAX_LABEL_LEN: usize = 100;
+/// Longest free text (a description, an address), in bytes.
+pub const MAX_TEXT_LEN: usize = 10_000;
+/// Longest search term, in bytes.
+pub const MAX_SEARCH_LEN: usize = 200;
+
+/// Why a field's text was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextError {
+    /// The field, as the client named it (`request_id`, `request_ids[3]`, `name`, …).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: TextProblem,
+}
+
+/// What is wrong with a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TextProblem {
+    /// Empty (or blank) where a value is needed.
+    Empty,
+    /// Longer than the field allows, in bytes.
+    TooLong(usize),
+    /// A control character (U+0000 included).
+    Control,
+}
+
+impl fmt::Display for TextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = &self.field;
+        match self.problem {
+            TextProblem::Empty => write!(f, "{field} must not be empty"),
+            TextProblem::TooLong(max) => write!(f, "{field} must be at most {max} bytes"),
+            TextProblem::Control => write!(f, "{field} must not contain control characters"),
+        }
+    }
+}
+
+impl std::error::Error for TextError {}
+
+fn control(c: char, multiline: bool) -> bool {
+    c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'))
+}
+
+fn check(
+    field: &str,
+    value: &str,
+    max: usize,
+    empty_ok: bool,
+    multiline: bool,
+) -> Result<(), TextError> {
+    let problem = if !empty_ok && value.trim().is_empty() {
+        Some(TextProblem::Empty)
+    } else if value.len() > max {
+        Some(TextProblem::TooLong(max))
+    } else if value.chars().any(|c| control(c, multiline)) {
+        Some(TextProblem::Control)
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(TextError {
+            field: field.to_owned(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A one-line text of 1 to `max` bytes that is not blank.
+pub fn required(field: &str, value: &str, max: usize) -> Result<(), TextError> {
+    check(field, value, max, false, false)
+}
+
+/// A one-line text of 0 to `max` bytes.
+pub fn optional(field: &str, value: &str, max: usize) -> Result<(), TextError> {
+    check(field, value, max, true, false)
+}
+
+/// A text of 0 to `max` bytes that may span lines.
+pub fn multiline(field: &str, value: &str, max: usize) -> Result<(), TextError> {
+    check(field, value, max, true, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_other_control_characters_and_overlong_text_are_refused_by_name() {
+        assert_eq!(
+            required("request_id", "a\u{0}b", 128)
+                .unwrap_err()
+                .to_string(),
+            "request_id must not contain control characters"
+        );
+        assert!(required("name", "tab\there", 10).is_err());
+        assert!(required("name", "\u{85}", 10).is_err(), "C1 controls too");
+        assert_eq!(
+            required("name", &"x".repeat(11), 10)
+                .unwrap_err()
+                .to_string(),
+            "name must be at most 10 bytes"
+        );
+        assert_eq!(
+            required("name", "  ", 10).unwrap_err().to_string(),
+            "name must not be empty"
+        );
+        assert!(optional("name", "", 10).is_ok());
+        assert!(multiline("description", "two\nlines\tand tabs", 100).is_ok());
+        assert!(multiline("description", "nul\u{0}", 100).is_err());
+        assert!(required("city", "Zürich 東京", 100).is_ok());
+    }
+}
