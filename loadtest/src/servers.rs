@@ -152,8 +152,10 @@ impl Cluster {
                         .env("MARQUEE_CONNECT_BURST", "1000000")
                         .env("MARQUEE_MAX_CONNECTIONS", "1000000")
                         .env("MARQUEE_REDIS_PREFIX", &prefix)
-                        // Several nodes share this machine: with a DATABASE_URL in the
-                        // environment each would bind the payment hooks' default address.
+                        // The hub scenarios run relays (channels only): a node with a
+                        // database would refuse their made-up channel names, and each would
+                        // migrate the machine's shared database.
+                        .env_remove("DATABASE_URL")
                         .env("MARQUEE_INTERNAL_LISTEN", "127.0.0.1:0")
                         .env("RUST_LOG", "warn");
                     if count > 1 {

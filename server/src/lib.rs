@@ -83,6 +83,7 @@ pub mod signature;
 pub mod ticket_code;
 pub mod tickets;
 pub mod waiting_room;
+pub mod walls;
 
 pub use config::Config;
 pub use node::{Node, run, run_worker, shutdown_signal};

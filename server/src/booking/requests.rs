@@ -5,6 +5,7 @@ use super::Booking;
 use super::live::{InboxSnapshots, SeatSnapshots};
 use crate::hub::handler::Open;
 use crate::hub::{Hub, RequestHandler, Session};
+use crate::walls::{Public, Row, Walls};
 use futures_util::future::BoxFuture;
 use marquee_protocol::{ChannelKind, ClientMessage, ErrorCode, RequestKind, ServerMessage};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ impl RequestHandler for CommandRequests {
 
 /// Plugs booking into the hub: its requests, the snapshots of its channels, and who may
 /// follow the live seat map (anyone).
-pub(crate) fn register(booking: &Booking, hub: &Hub) {
+pub(crate) fn register(booking: &Booking, hub: &Hub, walls: &Arc<Walls>) {
     let requests = Arc::new(CommandRequests(booking.clone()));
     hub.register_handler(RequestKind::Command, requests.clone());
     hub.register_handler(RequestKind::Ack, requests);
@@ -72,10 +73,18 @@ pub(crate) fn register(booking: &Booking, hub: &Hub) {
             engine: hub.engine().clone(),
         }),
     );
-    register_policies(hub);
+    register_policies(hub, Some(walls));
 }
 
-/// Who may follow booking's channels: the live seat map is public.
-pub(crate) fn register_policies(hub: &Hub) {
-    hub.register_policy(ChannelKind::Seats, Arc::new(Open));
+/// Who may follow booking's channels: a published event's live seat map is public, a draft's
+/// only its own admins'. A node without a database (`walls` none) cannot look events up and
+/// lets every `seats:` subscription through: it holds no seat map to leak, and a stream for a
+/// name nobody publishes on is short-lived in the engine.
+pub(crate) fn register_policies(hub: &Hub, walls: Option<&Arc<Walls>>) {
+    match walls {
+        Some(walls) => {
+            hub.register_policy(ChannelKind::Seats, Public::new(walls.clone(), Row::Event))
+        }
+        None => hub.register_policy(ChannelKind::Seats, Arc::new(Open)),
+    }
 }

@@ -3,9 +3,13 @@
 //! Streams live in a sharded map. A publication is appended and handed to the sink while its
 //! shard is locked, so the sink sees every channel's messages in offset order and a concurrent
 //! `history` never sees a message the sink has not.
+//!
+//! A stream that holds no message (only read, or its history aged out) is dropped once it has
+//! been idle for [`IDLE_STREAM_TTL`]: each shard sweeps itself at most every [`SWEEP_EVERY`].
 
 use super::{
-    ChannelEngine, EngineError, EnginePublication, History, HistoryLimits, Sink, new_epoch, now_ms,
+    ChannelEngine, EngineError, EnginePublication, History, HistoryLimits, IDLE_STREAM_TTL, Sink,
+    new_epoch, now_ms,
 };
 use bytes::Bytes;
 use marquee_protocol::StreamPosition;
@@ -13,8 +17,11 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const SHARDS: usize = 32;
+/// How often a shard looks for idle empty streams, at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// One channel's stream.
 #[derive(Debug)]
@@ -25,15 +32,18 @@ struct Stream {
     top: u64,
     /// `(offset, published_at_ms, data)`, oldest first; offsets are contiguous.
     entries: VecDeque<(u64, u64, Bytes)>,
+    /// When it was last read or written (unix ms).
+    touched_ms: u64,
 }
 
 impl Stream {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, now: u64) -> Self {
         Self {
             name: name.into(),
             epoch: new_epoch().into(),
             top: 0,
             entries: VecDeque::new(),
+            touched_ms: now,
         }
     }
 
@@ -48,13 +58,31 @@ impl Stream {
 }
 
 /// Streams of the channels that hash to one shard.
-type Shard = HashMap<Box<str>, Stream>;
+#[derive(Debug, Default)]
+struct Shard {
+    streams: HashMap<Box<str>, Stream>,
+    /// When idle empty streams were last dropped (unix ms).
+    swept_ms: u64,
+}
 
-fn stream_mut<'a>(shard: &'a mut Shard, channel: &str) -> &'a mut Stream {
-    if !shard.contains_key(channel) {
-        shard.insert(channel.into(), Stream::new(channel));
+impl Shard {
+    /// The stream of `channel`, created if need be, marked as used now; sweeps first when due.
+    fn stream_mut(&mut self, channel: &str, limits: HistoryLimits, now: u64) -> &mut Stream {
+        if now.saturating_sub(self.swept_ms) >= SWEEP_EVERY.as_millis() as u64 {
+            self.swept_ms = now;
+            let idle = IDLE_STREAM_TTL.as_millis() as u64;
+            self.streams.retain(|_, stream| {
+                stream.trim(limits, now);
+                !stream.entries.is_empty() || now.saturating_sub(stream.touched_ms) < idle
+            });
+        }
+        let stream = self
+            .streams
+            .entry(channel.into())
+            .or_insert_with(|| Stream::new(channel, now));
+        stream.touched_ms = now;
+        stream
     }
-    shard.get_mut(channel).expect("inserted above")
 }
 
 /// The in-process channel engine.
@@ -76,10 +104,18 @@ impl MemoryEngine {
     /// Creates an engine that delivers every publication to `sink`.
     pub fn new(limits: HistoryLimits, sink: Arc<dyn Sink>) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             limits,
             sink,
         }
+    }
+
+    /// How many streams the engine holds.
+    pub fn streams(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().expect("memory engine lock").streams.len())
+            .sum()
     }
 
     fn shard(&self, channel: &str) -> &Mutex<Shard> {
@@ -91,7 +127,7 @@ impl MemoryEngine {
     /// Forgets every stream, as a restarted store would: later reads see new epochs.
     pub fn clear(&self) {
         for shard in &*self.shards {
-            shard.lock().expect("memory engine lock").clear();
+            shard.lock().expect("memory engine lock").streams.clear();
         }
     }
 }
@@ -100,7 +136,7 @@ impl ChannelEngine for MemoryEngine {
     async fn publish(&self, channel: &str, data: Bytes) -> Result<StreamPosition, EngineError> {
         let now = now_ms();
         let mut shard = self.shard(channel).lock().expect("memory engine lock");
-        let stream = stream_mut(&mut shard, channel);
+        let stream = shard.stream_mut(channel, self.limits, now);
         let name = stream.name.clone();
         stream.top += 1;
         stream.entries.push_back((stream.top, now, data.clone()));
@@ -123,7 +159,7 @@ impl ChannelEngine for MemoryEngine {
     ) -> Result<History, EngineError> {
         let now = now_ms();
         let mut shard = self.shard(channel).lock().expect("memory engine lock");
-        let stream = stream_mut(&mut shard, channel);
+        let stream = shard.stream_mut(channel, self.limits, now);
         let name = stream.name.clone();
         stream.trim(self.limits, now);
         let position = StreamPosition::new(&*stream.epoch, stream.top);
@@ -170,5 +206,54 @@ impl ChannelEngine for MemoryEngine {
 
     async fn ready(&self) -> Result<(), EngineError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HistoryLimits = HistoryLimits {
+        size: 10,
+        ttl: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn an_idle_empty_stream_is_dropped_and_a_stream_with_history_is_kept() {
+        let mut shard = Shard::default();
+        let idle = IDLE_STREAM_TTL.as_millis() as u64;
+        shard.stream_mut("seats:read-only", LIMITS, 1);
+        let kept = shard.stream_mut("seats:published", LIMITS, 1);
+        kept.top = 1;
+        kept.entries.push_back((1, 1, Bytes::from_static(b"{}")));
+        // Touched again before it idles: kept.
+        shard.stream_mut("seats:busy", LIMITS, 1);
+        shard.stream_mut("seats:busy", LIMITS, idle / 2);
+
+        // Within the idle time nothing is dropped.
+        shard.stream_mut("seats:other", LIMITS, idle / 2 + 1);
+        assert_eq!(shard.streams.len(), 4);
+
+        // Later, the read-only stream has idled; the published one's history has aged out
+        // too (60 s), so it is empty and idle as well; the busy one was touched at idle / 2.
+        shard.stream_mut("seats:other", LIMITS, idle + 2);
+        let mut left: Vec<&str> = shard.streams.keys().map(|k| &**k).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["seats:busy", "seats:other"]);
+    }
+
+    #[test]
+    fn a_stream_with_recoverable_history_is_kept_however_idle() {
+        let limits = HistoryLimits {
+            size: 10,
+            ttl: IDLE_STREAM_TTL * 2,
+        };
+        let mut shard = Shard::default();
+        let stream = shard.stream_mut("seats:a", limits, 1);
+        stream.top = 1;
+        stream.entries.push_back((1, 1, Bytes::from_static(b"{}")));
+        let epoch = stream.epoch.clone();
+        shard.stream_mut("seats:b", limits, IDLE_STREAM_TTL.as_millis() as u64 + 10);
+        assert_eq!(shard.streams["seats:a"].epoch, epoch);
     }
 }

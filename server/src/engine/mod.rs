@@ -45,6 +45,12 @@ pub struct History {
     pub publications: Vec<EnginePublication>,
 }
 
+/// How long an engine keeps the stream of a channel that holds no message: one that was only
+/// read (a subscriber arrived before anything was published) or whose history has aged out.
+/// A subscription to a name nobody publishes on therefore leaves nothing behind for long: the
+/// state any client can create is bounded by its subscribe rate times this.
+pub const IDLE_STREAM_TTL: Duration = Duration::from_secs(10 * 60);
+
 /// Limits on what an engine remembers per channel.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryLimits {

@@ -8,7 +8,8 @@
 //! The braces make both keys of a channel hash to one Redis Cluster slot. A Lua script assigns
 //! the offset, appends to history and publishes in one atomic step, so history and the live
 //! feed can never disagree. A second script reads the position and the missed messages
-//! atomically. If Redis loses its data, the next access creates a new epoch, and resumes from
+//! atomically; a read of a channel that has no epoch yet creates one that lives
+//! [`IDLE_STREAM_TTL`] unless something is published. If Redis loses its data, the next access creates a new epoch, and resumes from
 //! the old one are answered `recovered: false`.
 //!
 //! Each node keeps one dedicated subscriber connection and subscribes it only to channels that
@@ -17,7 +18,8 @@
 //! history only once the live feed is flowing again.
 
 use super::{
-    ChannelEngine, EngineError, EnginePublication, History, HistoryLimits, Sink, new_epoch,
+    ChannelEngine, EngineError, EnginePublication, History, HistoryLimits, IDLE_STREAM_TTL, Sink,
+    new_epoch,
 };
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
@@ -240,7 +242,9 @@ impl ChannelEngine for RedisEngine {
             since_epoch.into(),
             since_offset.into(),
             (self.limits.ttl.as_millis() as i64).into(),
-            (META_TTL.as_millis() as i64).into(),
+            // A read creates the epoch of a channel nobody published on yet, so that a later
+            // publish continues it; only for a while (the first publish extends it).
+            (IDLE_STREAM_TTL.as_millis() as i64).into(),
         ];
         let reply: Vec<Value> = self
             .history_script

@@ -15,13 +15,12 @@ pub mod demo;
 pub mod tasks;
 pub mod worker;
 
-use crate::auth::{Role, Verifier};
+use crate::auth::Verifier;
 use crate::booking::Booking;
 use crate::booking::queue::{CommandQueue, RedisQueue};
 use crate::catalog::CatalogState;
 use crate::config::Config;
 use crate::engine::{Engine, HistoryLimits};
-use crate::hub::handler::NeedsRole;
 use crate::hub::http::{Admission, HubState};
 use crate::hub::registry::Registry;
 use crate::hub::{Hub, connection};
@@ -114,8 +113,9 @@ impl Services {
         backends: &Backends,
         verifier: &Arc<Verifier>,
     ) -> anyhow::Result<Self> {
+        let walls = crate::walls::Walls::new(db.clone());
         let booking = Booking::new(db.clone(), backends.queue.clone());
-        booking::requests::register(&booking, hub);
+        booking::requests::register(&booking, hub, &walls);
         let waiting_room = WaitingRoom::new(
             backends.line.clone(),
             db.clone(),
@@ -123,14 +123,14 @@ impl Services {
             config.waiting_room.timing(),
             config.waiting_room.limits(),
         );
-        waiting_room::requests::register(&waiting_room, hub);
+        waiting_room::requests::register(&waiting_room, hub, &walls);
         let ticket_key =
             crate::ticket_code::signing_key(&db, config.tickets.ticket_key.as_ref()).await?;
         let checkin = Checkin {
             db: db.clone(),
             key: ticket_key.clone(),
         };
-        tickets::requests::register(&checkin, hub);
+        tickets::requests::register(&checkin, hub, &walls);
         let payments = Payments::new(db.clone(), verifier.clone(), &config.payments);
         Ok(Self {
             db,
@@ -198,11 +198,11 @@ impl Node {
                 Some(Services::build(&config, db, &hub, &backends, &verifier).await?)
             }
             None => {
-                // A relay: channels only. Who may follow them is all that can be checked
-                // without the catalog.
-                booking::requests::register_policies(&hub);
-                waiting_room::requests::register_policies(&hub);
-                hub.register_policy(ChannelKind::Gate, Arc::new(NeedsRole(Role::Gate)));
+                // A relay: channels only, and only those it can let through without the
+                // catalog (`walls`): staff channels are refused.
+                booking::requests::register_policies(&hub, None);
+                waiting_room::requests::register_policies(&hub, None);
+                hub.register_policy(ChannelKind::Gate, Arc::new(crate::walls::Unchecked));
                 None
             }
         };

@@ -3,8 +3,9 @@
 
 use super::WaitingRoom;
 use crate::auth::{Identity, Role};
-use crate::hub::handler::{NeedsRole, Open};
+use crate::hub::handler::Open;
 use crate::hub::{CloseHook, Hub, RequestHandler, Session};
+use crate::walls::{Public, Row, Staff, Unchecked, Walls};
 use futures_util::future::BoxFuture;
 use marquee_protocol::{ChannelKind, ClientMessage, ErrorCode, RequestKind, ServerMessage};
 use std::sync::Arc;
@@ -51,17 +52,30 @@ impl CloseHook for QueueRequests {
 }
 
 /// Plugs the waiting room into the hub: its requests, its channels' policies, its close hook.
-pub(crate) fn register(room: &WaitingRoom, hub: &Hub) {
+pub(crate) fn register(room: &WaitingRoom, hub: &Hub, walls: &Arc<Walls>) {
     let requests = Arc::new(QueueRequests(room.clone()));
     hub.register_handler(RequestKind::QueueJoin, requests.clone());
     hub.register_handler(RequestKind::QueueLeave, requests.clone());
     hub.register_close_hook(requests);
-    register_policies(hub);
+    register_policies(hub, Some(walls));
 }
 
-/// Who may follow the waiting room's channels: the queue's counts are public; the operators'
-/// channel needs the admin role.
-pub(crate) fn register_policies(hub: &Hub) {
-    hub.register_policy(ChannelKind::Queue, Arc::new(Open));
-    hub.register_policy(ChannelKind::Admin, Arc::new(NeedsRole(Role::Admin)));
+/// Who may follow the waiting room's channels: a published event's queue counts are public; the
+/// operators' channel is for the onsale's own tenant's admins. A node without a database
+/// (`walls` none) lets `queue:` through (it holds no queue) and refuses `admin:`, which it
+/// cannot check.
+pub(crate) fn register_policies(hub: &Hub, walls: Option<&Arc<Walls>>) {
+    match walls {
+        Some(walls) => {
+            hub.register_policy(ChannelKind::Queue, Public::new(walls.clone(), Row::Onsale));
+            hub.register_policy(
+                ChannelKind::Admin,
+                Staff::new(walls.clone(), Row::Onsale, Role::Admin),
+            );
+        }
+        None => {
+            hub.register_policy(ChannelKind::Queue, Arc::new(Open));
+            hub.register_policy(ChannelKind::Admin, Arc::new(Unchecked));
+        }
+    }
 }

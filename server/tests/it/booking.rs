@@ -787,17 +787,6 @@ async fn two_owners_of_one_event_never_sell_a_seat_twice(pool: PgPool) {
     assert_eq!(owners, vec!["ana".to_owned()]);
 }
 
-async fn redis() -> fred::clients::Client {
-    use fred::prelude::ClientLike as _;
-    let client = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&common::redis_url()).unwrap(),
-    )
-    .build()
-    .unwrap();
-    client.init().await.unwrap();
-    client
-}
-
 /// A `marquee worker` process on the test database and Redis prefix.
 fn worker_process(pool: &PgPool, prefix: &str, name: &str, crash: bool) -> std::process::Child {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marquee"));
@@ -840,7 +829,7 @@ async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exac
         .unwrap()
         .unwrap();
     assert!(!status.success(), "the worker aborted");
-    let redis = redis().await;
+    let redis = common::redis_client().await;
     let stream = format!("{prefix}:cmd:{{{}}}", shop.event);
     let left: u64 = redis.xlen(&stream).await.unwrap();
     assert_eq!(left, 1, "the entry is still unacknowledged");
@@ -889,7 +878,7 @@ async fn results_come_back_from_postgres_after_redis_loses_the_inbox_history(poo
     let kept = result(&mut raw).await;
     drop(raw);
     // Redis loses everything under this test's prefix (as a flush would).
-    let redis = redis().await;
+    let redis = common::redis_client().await;
     let keys = vec![
         format!("{prefix}:ch:{{{inbox}}}:meta"),
         format!("{prefix}:ch:{{{inbox}}}:hist"),

@@ -41,6 +41,7 @@ const PARTS: &[(&str, Layer)] = &[
     ("admission", Layer::Infrastructure),
     ("settlement", Layer::Infrastructure),
     ("audit", Layer::Infrastructure),
+    ("walls", Layer::Infrastructure),
     ("booking", Layer::Domain),
     ("waiting_room", Layer::Domain),
     ("payments", Layer::Domain),

@@ -22,3 +22,4 @@ mod resume;
 mod schema;
 mod waiting_room;
 mod waiting_room_line;
+mod walls;

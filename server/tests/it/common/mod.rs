@@ -29,6 +29,17 @@ pub fn redis_url() -> String {
 }
 
 /// A unique prefix for Redis keys and channels.
+/// A client of the test Redis, for looking at what nodes left there.
+pub async fn redis_client() -> fred::clients::Client {
+    use fred::prelude::ClientLike as _;
+    let client =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis_url()).unwrap())
+            .build()
+            .unwrap();
+    client.init().await.unwrap();
+    client
+}
+
 pub fn unique_prefix() -> String {
     format!("t{:016x}", rand::random::<u64>())
 }
