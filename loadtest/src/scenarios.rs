@@ -25,6 +25,10 @@ pub struct Common {
     /// Existing nodes to load (`host:port`, comma-separated) instead of starting servers.
     #[arg(long, value_delimiter = ',')]
     pub url: Vec<SocketAddr>,
+    /// Internal listener (`host:port`) of the first given Marquee node, where the fan-out
+    /// scenario publishes (`POST /internal/publish` is served there only).
+    #[arg(long)]
+    pub internal_url: Option<SocketAddr>,
     /// HS256 secret the given Marquee nodes trust.
     #[arg(long, env = "MARQUEE_JWT_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
@@ -71,7 +75,12 @@ async fn cluster(target: Target, nodes: usize, common: &Common) -> anyhow::Resul
             }
             (_, s) => s.clone().unwrap_or_default(),
         };
-        Ok(Cluster::given(target, common.url.clone(), secret))
+        Ok(Cluster::given(
+            target,
+            common.url.clone(),
+            common.internal_url,
+            secret,
+        ))
     }
 }
 
@@ -289,7 +298,7 @@ pub async fn fanout(target: Target, args: &FanoutArgs, common: &Common) -> anyho
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let admin = cluster.token("lt-publisher", &["admin"]);
-    let mut publisher = Publisher::connect(target, cluster.nodes[0].addr, &admin).await?;
+    let mut publisher = Publisher::connect(target, cluster.nodes[0].publish_addr, &admin).await?;
     let mut series = Series::default();
     let total = (args.rate as f64 * args.duration.as_secs_f64()).round() as u64;
     let progress = bar(total, "publishing");
@@ -455,7 +464,8 @@ pub async fn resume(args: &ResumeArgs, common: &Common) -> anyhow::Result<Report
     connecting.finish();
 
     let admin = cluster.token("lt-publisher", &["admin"]);
-    let mut publisher = Publisher::connect(Target::Marquee, b, &admin).await?;
+    let mut publisher =
+        Publisher::connect(Target::Marquee, cluster.nodes[1].publish_addr, &admin).await?;
     let total = (args.rate as f64 * args.duration.as_secs_f64()).round() as u64;
     let progress = bar(total, "publishing");
     let mut tick =

@@ -29,6 +29,8 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 pub struct Node {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it takes publishes: a Marquee node's internal listener, the peer's own address.
+    pub publish_addr: SocketAddr,
     child: Option<Child>,
 }
 
@@ -141,6 +143,10 @@ impl Cluster {
         for i in 0..count {
             let port = free_port()?;
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            let publish_addr: SocketAddr = match target {
+                Target::Marquee => format!("127.0.0.1:{}", free_port()?).parse()?,
+                Target::Socketio => addr,
+            };
             let mut command = match target {
                 Target::Marquee => {
                     let mut c = Command::new(&setup.marquee_bin);
@@ -156,7 +162,11 @@ impl Cluster {
                         // database would refuse their made-up channel names, and each would
                         // migrate the machine's shared database.
                         .env_remove("DATABASE_URL")
-                        .env("MARQUEE_INTERNAL_LISTEN", "127.0.0.1:0")
+                        .env("MARQUEE_INTERNAL_LISTEN", publish_addr.to_string())
+                        // Every client connects from 127.0.0.1.
+                        .env("MARQUEE_CONNECT_RATE_PER_ADDRESS", "1000000")
+                        .env("MARQUEE_CONNECT_BURST_PER_ADDRESS", "1000000")
+                        .env("MARQUEE_MAX_CONNECTIONS_PER_ACCOUNT", "1000000")
                         .env("RUST_LOG", "warn");
                     if count > 1 {
                         c.env("REDIS_URL", &setup.redis_url);
@@ -192,6 +202,7 @@ impl Cluster {
             }
             nodes.push(Node {
                 addr,
+                publish_addr,
                 child: Some(child),
             });
         }
@@ -203,12 +214,25 @@ impl Cluster {
     }
 
     /// Nodes already running elsewhere (RSS is then not measured).
-    pub fn given(target: Target, addrs: Vec<SocketAddr>, secret: String) -> Self {
+    pub fn given(
+        target: Target,
+        addrs: Vec<SocketAddr>,
+        internal: Option<SocketAddr>,
+        secret: String,
+    ) -> Self {
         Self {
             target,
             nodes: addrs
                 .into_iter()
-                .map(|addr| Node { addr, child: None })
+                .enumerate()
+                .map(|(i, addr)| Node {
+                    addr,
+                    publish_addr: match (target, internal) {
+                        (Target::Marquee, Some(internal)) if i == 0 => internal,
+                        _ => addr,
+                    },
+                    child: None,
+                })
                 .collect(),
             secret,
         }

@@ -195,6 +195,9 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
     config.waiting_room.queue_joins_per_ip = u32::MAX;
     config.hub.connect_rate = 100_000;
     config.hub.connect_burst = 100_000;
+    // Every simulated buyer connects from 127.0.0.1.
+    config.hub.connect_rate_per_address = 100_000;
+    config.hub.connect_burst_per_address = 100_000;
     config.database_pool = 16;
     let node = Node::build(config).await?;
     let pool = node.db().expect("a database").clone();

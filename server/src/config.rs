@@ -61,6 +61,10 @@ pub struct Config {
     #[command(flatten)]
     pub hub: hub::http::Args,
 
+    /// Both listeners' connection caps and deadlines.
+    #[command(flatten)]
+    pub listeners: crate::http::serve::Args,
+
     /// Access tokens.
     #[command(flatten)]
     pub auth: auth::Args,

@@ -83,21 +83,15 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            // The internal listener serves the payment hooks, which need the database: a node
-            // without one (a relay) binds nothing more than its public address.
-            let internal = match config.database_url {
-                Some(_) => {
-                    let addr = config.internal_listen;
-                    Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                        format!("binding the internal listener {addr} (--internal-listen)")
-                    })?)
-                }
-                None => None,
-            };
-            let mut node = marquee_server::Node::build(*config).await?;
-            if let Some(internal) = internal {
-                node = node.with_internal_listener(internal);
-            }
+            // The internal listener serves operators' publishing and, with a database, the
+            // payment hooks: every node binds it.
+            let addr = config.internal_listen;
+            let internal = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("binding the internal listener {addr} (--internal-listen)")
+            })?;
+            let node = marquee_server::Node::build(*config)
+                .await?
+                .with_internal_listener(internal);
             node.serve(listener, marquee_server::shutdown_signal())
                 .await
         }

@@ -20,9 +20,9 @@
 //! per node and TTL; the cache is bounded ([`MAX_CACHED`]) and starts over when full.
 
 use crate::auth::{Identity, Role};
-use crate::hub::{Refusal, SubscribePolicy};
+use crate::hub::{PublishPolicy, Refusal, SubscribePolicy};
 use futures_util::future::BoxFuture;
-use marquee_protocol::{Channel, ErrorCode};
+use marquee_protocol::{Channel, ChannelKind, ErrorCode};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -183,6 +183,43 @@ impl SubscribePolicy for Staff {
             match self.walls.owner_of(self.row, channel).await? {
                 Some(owner) if identity.tenant_id() == Some(owner.tenant) => Ok(()),
                 _ => Err(Refusal::not_open(channel)),
+            }
+        })
+    }
+}
+
+/// Who may publish through `POST /internal/publish`: an admin of the tenant that owns the
+/// channel's event or onsale.
+#[derive(Debug)]
+pub struct Publishers {
+    walls: Arc<Walls>,
+}
+
+impl Publishers {
+    /// The policy, looking rows up through `walls`.
+    pub fn new(walls: Arc<Walls>) -> Arc<Self> {
+        Arc::new(Self { walls })
+    }
+}
+
+impl PublishPolicy for Publishers {
+    fn check<'a>(
+        &'a self,
+        identity: &'a Identity,
+        channel: &'a Channel,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async move {
+            let row = match channel.kind() {
+                ChannelKind::Seats | ChannelKind::Gate => Row::Event,
+                ChannelKind::Queue | ChannelKind::Admin => Row::Onsale,
+                _ => return Err(Refusal::not_open(channel)),
+            };
+            match self.walls.owner_of(row, channel).await? {
+                Some(owner) if admin_of(identity, owner.tenant) => Ok(()),
+                _ => Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    format!("{channel} is not a channel of this tenant"),
+                )),
             }
         })
     }

@@ -6,12 +6,14 @@
 //!   mapping every route uses (a leaf: it imports nothing of the server but metrics).
 //! - [`extract`]: who is calling: bearer tokens, [`Caller`](extract::Caller) and
 //!   [`Admin`](extract::Admin).
+//! - [`serve`]: a listener served with connection caps and header, body and idle deadlines.
 //! - [`web`]: the buyer app, the dashboard and the gate scanner, embedded in the binary.
 //!
 //! Every error is rendered as `{"code", "message"}` with a stable `ErrorCode`.
 
 pub mod error;
 pub mod extract;
+pub mod serve;
 pub mod web;
 
 use crate::engine::ChannelEngine;

@@ -85,6 +85,18 @@ pub trait SubscribePolicy: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), Refusal>>;
 }
 
+/// Decides whether an operator may publish on a channel through `POST /internal/publish`
+/// (inbox channels are refused before it is asked, and tokens without a tenant are the
+/// deployment's own operators, allowed without asking).
+pub trait PublishPolicy: Send + Sync + 'static {
+    /// `Ok` if `identity`, an admin of a tenant, may publish on `channel`.
+    fn check<'a>(
+        &'a self,
+        identity: &'a Identity,
+        channel: &'a Channel,
+    ) -> BoxFuture<'a, Result<(), Refusal>>;
+}
+
 /// Told when a connection ends, whatever the reason.
 pub trait CloseHook: Send + Sync + 'static {
     /// Connection `conn` of `identity` closed. Must not block: spawn what takes time.

@@ -6,19 +6,23 @@ use super::connection::{self, Limits};
 use crate::auth::{Identity, Role, Verifier};
 use crate::engine::HistoryLimits;
 use crate::http::error::{ApiError, AppJson};
-use crate::http::extract::header_or_query_identity;
+use crate::http::extract::{bearer_identity, header_or_query_identity};
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{FromRef, State};
+use axum::http::HeaderValue;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use governor::{DefaultDirectRateLimiter, RateLimiter};
-use marquee_protocol::{Channel, Codec, ErrorCode};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
+use marquee_protocol::{Channel, ChannelKind, Codec, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
@@ -76,6 +80,26 @@ pub struct Args {
     #[arg(long, env = "MARQUEE_CONNECT_BURST", default_value_t = 10000)]
     pub connect_burst: u32,
 
+    /// Upgrade attempts per second from one client address (checked before the token, so a
+    /// flooder spends its own bucket, not the node's); more get 429. Generous, because a
+    /// venue's or a carrier's NAT puts many buyers behind one address; behind a proxy that
+    /// hides client addresses, raise it (every client then shares the proxy's).
+    #[arg(long, env = "MARQUEE_CONNECT_RATE_PER_ADDRESS", default_value_t = 100)]
+    pub connect_rate_per_address: u32,
+
+    /// Burst size of each address's bucket.
+    #[arg(long, env = "MARQUEE_CONNECT_BURST_PER_ADDRESS", default_value_t = 500)]
+    pub connect_burst_per_address: u32,
+
+    /// Concurrent connections one account (tenant and user) may hold on a node: tabs and
+    /// devices, not a crowd; more get 429.
+    #[arg(
+        long,
+        env = "MARQUEE_MAX_CONNECTIONS_PER_ACCOUNT",
+        default_value_t = 16
+    )]
+    pub max_connections_per_account: usize,
+
     /// Inbound messages per second allowed per connection.
     #[arg(long, env = "MARQUEE_INBOUND_RATE", default_value_t = 20)]
     pub inbound_rate: u32,
@@ -121,6 +145,19 @@ impl Args {
         }
     }
 
+    /// What admission of new connections keeps to.
+    pub fn admission(&self) -> AdmissionLimits {
+        AdmissionLimits {
+            max_connections: self.max_connections,
+            connect_rate: (self.connect_rate, self.connect_burst),
+            per_address: (
+                self.connect_rate_per_address,
+                self.connect_burst_per_address,
+            ),
+            per_account: self.max_connections_per_account,
+        }
+    }
+
     /// The WebSocket buffers and sizes of every upgrade.
     pub fn sockets(&self) -> SocketSettings {
         SocketSettings {
@@ -131,46 +168,149 @@ impl Args {
     }
 }
 
-/// Decides whether a new connection may be opened: a global cap and a connect-rate bucket.
+/// Decides whether a new connection may be opened, cheapest check first, so that a flood is
+/// refused at the flooder's cost:
+///
+/// 1. [`Admission::screen`], before the token is looked at: the caller's address has its own
+///    bucket, and a full node refuses at once;
+/// 2. [`Admission::admit`], only for a valid token and a well-formed upgrade: the node's
+///    connect-rate bucket, its connection cap and the account's own cap.
+///
+/// Unauthenticated or malformed upgrades therefore never spend the bucket real buyers share,
+/// and one account cannot take every slot.
 #[derive(Debug)]
 pub struct Admission {
     active: Arc<AtomicUsize>,
     max: usize,
     rate: DefaultDirectRateLimiter,
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// When `per_address` last forgot idle addresses (seconds since `started`).
+    swept_s: AtomicU64,
+    started: std::time::Instant,
+    per_account: Accounts,
+    max_per_account: usize,
 }
 
-/// Holds one connection slot; the slot returns when this is dropped.
+/// Connections open per account (`tenant/user`).
+type Accounts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// Holds one connection slot (and the account's); both return when this is dropped.
 #[derive(Debug)]
-pub struct Permit(Arc<AtomicUsize>);
+pub struct Permit {
+    active: Arc<AtomicUsize>,
+    account: Option<(Accounts, String)>,
+}
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        if let Some((accounts, key)) = self.account.take() {
+            let mut accounts = accounts.lock().expect("admission lock");
+            if let Some(n) = accounts.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    accounts.remove(&key);
+                }
+            }
+        }
     }
+}
+
+/// The numbers [`Admission`] keeps to.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionLimits {
+    /// Concurrent connections on the node.
+    pub max_connections: usize,
+    /// New connections a second on the node, and its burst.
+    pub connect_rate: (u32, u32),
+    /// Upgrade attempts a second from one address, and its burst.
+    pub per_address: (u32, u32),
+    /// Concurrent connections of one account.
+    pub per_account: usize,
 }
 
 impl Admission {
     /// Creates the admission policy.
-    pub fn new(max: usize, rate: u32, burst: u32) -> Self {
+    pub fn new(limits: AdmissionLimits) -> Self {
+        let (rate, burst) = limits.connect_rate;
+        let (address_rate, address_burst) = limits.per_address;
         Self {
             active: Arc::new(AtomicUsize::new(0)),
-            max,
+            max: limits.max_connections,
             rate: RateLimiter::direct(crate::rate::per_second(rate, burst)),
+            per_address: RateLimiter::keyed(crate::rate::per_second(address_rate, address_burst)),
+            swept_s: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            per_account: Arc::default(),
+            max_per_account: limits.per_account.max(1),
         }
     }
 
-    /// Takes a connection slot, or refuses with 503.
-    pub fn admit(&self) -> Result<Permit, ApiError> {
+    /// The checks made before the token is verified: the address's bucket (429) and whether
+    /// the node is full (503).
+    pub fn screen(&self, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        if let Some(ip) = peer {
+            // Forget addresses whose bucket is full again, at most once a second, so a flood
+            // of addresses cannot grow the map for long.
+            let now = self.started.elapsed().as_secs();
+            if self.swept_s.swap(now, Ordering::AcqRel) != now {
+                self.per_address.retain_recent();
+            }
+            if self.per_address.check_key(&ip).is_err() {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    "too many connection attempts from this address; slow down",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(1u32)));
+            }
+        }
+        if self.active.load(Ordering::Acquire) >= self.max {
+            return Err(ApiError::over_capacity("this node is full; retry later"));
+        }
+        Ok(())
+    }
+
+    /// Takes a connection slot for `identity`, whose token has been verified: refused with
+    /// 503 when the node's bucket is empty or it is full, 429 when the account already holds
+    /// its most connections.
+    pub fn admit(&self, identity: &Identity) -> Result<Permit, ApiError> {
         if self.rate.check().is_err() {
             return Err(ApiError::over_capacity(
                 "too many new connections; retry later",
             ));
         }
         let taken = self.active.fetch_add(1, Ordering::AcqRel);
-        let permit = Permit(self.active.clone());
+        let mut permit = Permit {
+            active: self.active.clone(),
+            account: None,
+        };
         if taken >= self.max {
             return Err(ApiError::over_capacity("this node is full; retry later"));
         }
+        let key = format!(
+            "{}/{}",
+            identity.tenant.as_deref().unwrap_or(""),
+            identity.user
+        );
+        let mut accounts = self.per_account.lock().expect("admission lock");
+        let held = accounts.entry(key.clone()).or_insert(0);
+        if *held >= self.max_per_account {
+            if *held == 0 {
+                accounts.remove(&key);
+            }
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                format!(
+                    "this account already has {} connections open on this node",
+                    self.max_per_account
+                ),
+            ));
+        }
+        *held += 1;
+        drop(accounts);
+        permit.account = Some((self.per_account.clone(), key));
         Ok(permit)
     }
 }
@@ -209,10 +349,15 @@ impl FromRef<HubState> for Arc<Verifier> {
     }
 }
 
-/// `/ws` and `POST /internal/publish`.
+/// `/ws`, for the public listener.
 pub fn routes(state: HubState) -> Router {
+    Router::new().route("/ws", get(upgrade)).with_state(state)
+}
+
+/// `POST /internal/publish`, for the internal listener only: it writes on channels every
+/// client trusts.
+pub fn internal_routes(state: HubState) -> Router {
     Router::new()
-        .route("/ws", get(upgrade))
         .route("/internal/publish", post(publish))
         .with_state(state)
 }
@@ -224,9 +369,15 @@ async fn upgrade(
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    // Admission comes first, before any token is verified: a flood of upgrade attempts is
-    // refused at the cost of an atomic and a token bucket, not of a signature check.
-    let permit = state.admission.admit()?;
+    // The peer's address, when the listener records it (`serve` does; a router built for a
+    // test may not).
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    // The address's own bucket comes first, before any token is verified: a flood of upgrade
+    // attempts is refused at the cost of a token bucket, not of a signature check, and does
+    // not spend the node's bucket (taken below, once the token and the upgrade are good).
+    state.admission.screen(peer)?;
     let identity = header_or_query_identity(&state.verifier, &headers, &uri)?;
     let ws = ws.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let requested = headers
@@ -256,11 +407,7 @@ async fn upgrade(
     if !requested.trim().is_empty() {
         ws = ws.protocols([codec.subprotocol()]);
     }
-    // The peer's address, when the listener records it (`serve` does; a router built for a
-    // test may not).
-    let peer = extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let permit = state.admission.admit(&identity)?;
     let ctx = state.connection.clone();
     let token = state.tracker.token();
     Ok(ws.on_upgrade(move |socket| async move {
@@ -285,25 +432,49 @@ struct Published {
     offset: u64,
 }
 
-fn publisher(identity: &Identity) -> Result<(), ApiError> {
-    if identity.has_role(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("publishing needs the admin role"))
+/// Whether `identity` may publish on `channel`: an admin, never on an inbox (results and
+/// order updates come from the server alone), and on a channel of its own tenant, as the
+/// node's [`PublishPolicy`] tells; a token without a tenant is the deployment's own operator.
+async fn may_publish(hub: &Hub, identity: &Identity, channel: &Channel) -> Result<(), ApiError> {
+    if !identity.has_role(Role::Admin) {
+        return Err(ApiError::forbidden("publishing needs the admin role"));
     }
+    if channel.kind() == ChannelKind::Inbox {
+        return Err(ApiError::forbidden(
+            "inbox channels carry what only the server writes; they cannot be published on",
+        ));
+    }
+    if identity.tenant.is_none() {
+        return Ok(());
+    }
+    let Some(policy) = hub.publish_policy() else {
+        return Err(ApiError::forbidden(format!(
+            "this node cannot tell which tenant owns {channel} (it has no database)"
+        )));
+    };
+    policy.check(identity, channel).await.map_err(|refusal| {
+        let status = match refusal.code {
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::FORBIDDEN,
+        };
+        ApiError::new(status, refusal.code, refusal.message)
+    })
 }
 
 async fn publish(
     State(state): State<HubState>,
     headers: HeaderMap,
-    uri: Uri,
     body: Result<AppJson<PublishRequest>, ApiError>,
 ) -> Result<Json<Published>, ApiError> {
-    let identity = header_or_query_identity(&state.verifier, &headers, &uri)?;
-    publisher(&identity)?;
+    // The header only: a token in a query string ends up in access logs.
+    let identity = bearer_identity(&state.verifier, &headers)?;
+    if !identity.has_role(Role::Admin) {
+        return Err(ApiError::forbidden("publishing needs the admin role"));
+    }
     let AppJson(request) = body?;
     let channel =
         Channel::parse(&request.channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    may_publish(&state.hub, &identity, &channel).await?;
     // Only what every client can decode goes out: the protocol's nesting limit applies.
     let encoded = serde_json::to_vec(&request.data).unwrap_or_default();
     if let Err(e) = Codec::Json.decode::<Value>(&encoded) {

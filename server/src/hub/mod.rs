@@ -30,7 +30,7 @@ use crate::engine::{ChannelEngine, Engine, EngineError, EnginePublication};
 use crate::metrics::METRICS;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-pub use handler::{CloseHook, Refusal, RequestHandler, Session, SubscribePolicy};
+pub use handler::{CloseHook, PublishPolicy, Refusal, RequestHandler, Session, SubscribePolicy};
 use marquee_protocol::{Channel, ChannelKind, RequestKind, StreamPosition};
 use registry::{ConnShared, Registry};
 use serde_json::Value;
@@ -95,6 +95,8 @@ struct HubInner {
     policies: RwLock<HashMap<ChannelKind, Arc<dyn SubscribePolicy>>>,
     /// Told when a connection closes.
     close_hooks: RwLock<Vec<Arc<dyn CloseHook>>>,
+    /// Who may publish through `POST /internal/publish`, when anyone can tell.
+    publishers: RwLock<Option<Arc<dyn PublishPolicy>>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -117,6 +119,7 @@ impl Hub {
                 handlers: RwLock::new(HashMap::new()),
                 policies: RwLock::new(HashMap::new()),
                 close_hooks: RwLock::new(Vec::new()),
+                publishers: RwLock::new(None),
             }),
         }
     }
@@ -166,6 +169,21 @@ impl Hub {
             .write()
             .expect("policy lock")
             .insert(kind, policy);
+    }
+
+    /// Registers who may publish through `POST /internal/publish`. Without one, only the
+    /// deployment's own operators (admin tokens without a tenant) may.
+    pub fn register_publish_policy(&self, policy: Arc<dyn PublishPolicy>) {
+        *self.inner.publishers.write().expect("publisher lock") = Some(policy);
+    }
+
+    /// The publish policy, if one was registered.
+    pub(crate) fn publish_policy(&self) -> Option<Arc<dyn PublishPolicy>> {
+        self.inner
+            .publishers
+            .read()
+            .expect("publisher lock")
+            .clone()
     }
 
     /// Registers a hook told of every connection that closes.

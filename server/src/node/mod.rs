@@ -114,6 +114,7 @@ impl Services {
         verifier: &Arc<Verifier>,
     ) -> anyhow::Result<Self> {
         let walls = crate::walls::Walls::new(db.clone());
+        hub.register_publish_policy(crate::walls::Publishers::new(walls.clone()));
         let booking = Booking::new(db.clone(), backends.queue.clone());
         booking::requests::register(&booking, hub, &walls);
         let waiting_room = WaitingRoom::new(
@@ -261,7 +262,11 @@ impl Node {
     }
 
     /// Starts the node's long-running tasks.
-    fn spawn_tasks(&mut self, stop: &CancellationToken) -> Tasks {
+    fn spawn_tasks(
+        &mut self,
+        stop: &CancellationToken,
+        internal: Option<std::net::SocketAddr>,
+    ) -> Tasks {
         let mut tasks = Tasks::default();
         let Some(services) = self.services.clone() else {
             return tasks;
@@ -277,10 +282,7 @@ impl Node {
             "outbox relay",
             outbox::relay::run(db.clone(), hub, stop_relay),
         );
-        let internal = self.internal.take();
-        let provider = services
-            .payments
-            .provider(internal.as_ref().and_then(|l| l.local_addr().ok()));
+        let provider = services.payments.provider(internal);
         match &provider {
             Some(p) if config.booking.workers > 0 => {
                 tracing::warn!(
@@ -317,17 +319,6 @@ impl Node {
         };
         tasks.spawn("admission controller", controller.run(stop.clone()));
         tasks.spawn("waiting room", room.run(stop.clone()));
-        if let Some(internal) = internal {
-            tracing::info!(addr = ?internal.local_addr().ok(), "serving payment hooks");
-            let routes = services.payments.hook_routes();
-            let stop = stop.clone();
-            tasks.spawn("internal listener", async move {
-                axum::serve(internal, routes)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-                    .map_err(anyhow::Error::from)
-            });
-        }
         tasks
     }
 
@@ -339,14 +330,15 @@ impl Node {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        use axum::serve::ListenerExt;
         let prometheus = metrics::prometheus();
         // Cancelled when the node starts draining: connections are advised to reconnect and
         // `/ready` fails.
         let draining = CancellationToken::new();
         // Cancelled once connections have drained: background tasks stop.
         let background = CancellationToken::new();
-        let mut tasks = self.spawn_tasks(&background);
+        let internal = self.internal.take();
+        let internal_addr = internal.as_ref().and_then(|l| l.local_addr().ok());
+        let mut tasks = self.spawn_tasks(&background, internal_addr);
         let tracker = TaskTracker::new();
         let hub_state = HubState {
             hub: self.hub.clone(),
@@ -358,14 +350,24 @@ impl Node {
                 shutdown: draining.clone(),
                 node_id: self.node_id.clone(),
             },
-            admission: Arc::new(Admission::new(
-                self.config.hub.max_connections,
-                self.config.hub.connect_rate,
-                self.config.hub.connect_burst,
-            )),
+            admission: Arc::new(Admission::new(self.config.hub.admission())),
             sockets: self.config.hub.sockets(),
             tracker: tracker.clone(),
         };
+        if let Some(internal) = internal {
+            // Operators' publishing, and the payment hooks when there is a database.
+            let mut routes = crate::hub::http::internal_routes(hub_state.clone());
+            if let Some(services) = &self.services {
+                routes = routes.merge(services.payments.hook_routes());
+            }
+            tracing::info!(addr = ?internal_addr, "serving the internal routes");
+            let (stop, limits) = (background.clone(), self.config.listeners.internal());
+            tasks.spawn("internal listener", async move {
+                http::serve::serve(internal, routes, limits, stop.cancelled_owned())
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
         let domains = self
             .services
             .as_ref()
@@ -386,13 +388,12 @@ impl Node {
             engine = self.hub.engine().name(),
             "serving"
         );
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server =
-            axum::serve(listener, app).with_graceful_shutdown(draining.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(http::serve::serve(
+            listener,
+            app,
+            self.config.listeners.public(),
+            draining.clone().cancelled_owned(),
+        ));
         // Whatever comes first: the shutdown asked for, or a task that ended.
         let failed = tokio::select! {
             () = shutdown => None,

@@ -286,23 +286,26 @@ async fn a_full_node_refuses_with_503_and_a_retry_after() {
 }
 
 #[tokio::test]
-async fn the_connect_rate_bucket_refuses_a_burst_with_503() {
+async fn the_connect_rate_bucket_is_spent_by_valid_upgrades_only_and_refuses_a_burst_with_503() {
     let mut config = config();
     config.hub.connect_rate = 1;
     config.hub.connect_burst = 2;
     let node = TestNode::start(config).await;
     let auth = bearer(&token("u1", &[]));
-    let mut statuses = Vec::new();
-    // Plain GETs (no upgrade headers) count against the bucket too, and are answered and
-    // closed at once, which keeps this test simple: 400 while admitted, 503 once refused.
+    // What is not a well-formed upgrade with a valid token never spends the bucket: plain
+    // GETs (400) and upgrades without a token (401), however many.
     for _ in 0..4 {
-        let response = http(node.addr, "GET", "/ws", &[("authorization", &auth)], None).await;
-        statuses.push(response.status);
-        if response.status == 503 {
-            assert_eq!(response.json()["code"], "over_capacity");
-            assert!(response.header("retry-after").is_some());
-        }
+        let plain = http(node.addr, "GET", "/ws", &[("authorization", &auth)], None).await;
+        assert_eq!(plain.status, 400, "{}", plain.body);
+        let tokenless = upgrade_request(node.addr, "/ws", &[]).await;
+        assert_eq!(tokenless.status, 401, "{}", tokenless.body);
     }
-    assert_eq!(statuses, [400, 400, 503, 503]);
+    // Valid upgrades do: two are admitted, the third is refused.
+    let _first = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
+    let _second = Raw::connect(&node.ws_url(), &token("u2", &[])).await;
+    let refused = upgrade_request(node.addr, "/ws", &[("authorization", &auth)]).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["code"], "over_capacity");
+    assert!(refused.header("retry-after").is_some());
     node.shutdown().await;
 }

@@ -32,12 +32,12 @@ async fn health_ready_and_unknown_routes() {
 
 #[tokio::test]
 async fn metrics_expose_the_hub_counters_in_prometheus_format() {
-    let node = TestNode::start(config()).await;
+    let node = TestNode::start_internal(config()).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
     raw.must_subscribe(1, "seats:m").await;
     let _refused = upgrade_request(node.addr, "/ws", &[]).await;
     let published = http(
-        node.addr,
+        node.internal.unwrap(),
         "POST",
         "/internal/publish",
         &[
@@ -72,9 +72,15 @@ async fn metrics_expose_the_hub_counters_in_prometheus_format() {
 
 #[tokio::test]
 async fn publishing_needs_an_admin_and_a_valid_body() {
-    let node = TestNode::start(config()).await;
+    let node = TestNode::start_internal(config()).await;
+    let internal = node.internal.unwrap();
     let admin = bearer(&token("op", &["admin"]));
     let buyer = bearer(&token("u1", &[]));
+    let tenant_admin = {
+        let mut c = claims("op-t", &["admin"], 3600);
+        c.tenant = Some(uuid::Uuid::now_v7().to_string());
+        bearer(&marquee_server::auth::sign_hs256(SECRET, &c))
+    };
     let json = ("content-type", "application/json");
     let body = r#"{"channel":"queue:o1","data":{"waiting":3}}"#;
     let deep = format!(
@@ -84,7 +90,7 @@ async fn publishing_needs_an_admin_and_a_valid_body() {
     );
 
     let ok = http(
-        node.addr,
+        internal,
         "POST",
         "/internal/publish",
         &[("authorization", &admin), json],
@@ -127,13 +133,90 @@ async fn publishing_needs_an_admin_and_a_valid_body() {
             r#"{"channel":"queue:o1"}"#,
             400,
         ),
+        (
+            "an inbox",
+            vec![("authorization", admin.as_str()), json],
+            r#"{"channel":"inbox:u1","data":{"result":"forged"}}"#,
+            403,
+        ),
+        (
+            "a tenant's admin on a node that cannot check tenants",
+            vec![("authorization", tenant_admin.as_str()), json],
+            body,
+            403,
+        ),
     ];
     let mut bodies = Vec::new();
     for (name, headers, body, status) in cases {
-        let r = http(node.addr, "POST", "/internal/publish", &headers, Some(body)).await;
+        let r = http(internal, "POST", "/internal/publish", &headers, Some(body)).await;
         assert_eq!(r.status, status, "{name}: {}", r.body);
         bodies.push(format!("{name}: {} {}", r.status, r.body));
     }
     insta::assert_snapshot!(bodies.join("\n"));
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn publishing_is_internal_and_within_the_admins_own_tenant(pool: sqlx::PgPool) {
+    use common::shop::{ShopSpec, node_config, shop};
+    let ours = shop(&pool, ShopSpec::default()).await;
+    let theirs = shop(&pool, ShopSpec::default()).await;
+    let node = TestNode::start_internal(node_config(&pool)).await;
+    let admin_of = |tenant: uuid::Uuid| {
+        let mut c = claims("op", &["admin"], 3600);
+        c.tenant = Some(tenant.to_string());
+        marquee_server::auth::sign_hs256(SECRET, &c)
+    };
+    let publish = |addr, token: String, channel: String| async move {
+        let auth = bearer(&token);
+        let body = format!(r#"{{"channel":"{channel}","data":{{"note":1}}}}"#);
+        http(
+            addr,
+            "POST",
+            "/internal/publish",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Some(&body),
+        )
+        .await
+    };
+    let internal = node.internal.unwrap();
+    let seats = |event: uuid::Uuid| format!("seats:{event}");
+
+    // Not on the public listener at all.
+    let public = publish(node.addr, admin_of(ours.tenant), seats(ours.event)).await;
+    assert_eq!(public.status, 404, "{}", public.body);
+    // Its own tenant's channel: published.
+    let own = publish(internal, admin_of(ours.tenant), seats(ours.event)).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    // Another tenant's, an unknown event's, or any inbox: refused, and nothing published.
+    let foreign = publish(internal, admin_of(ours.tenant), seats(theirs.event)).await;
+    assert_eq!(
+        (foreign.status, foreign.json()["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let unknown = publish(internal, admin_of(ours.tenant), seats(uuid::Uuid::now_v7())).await;
+    assert_eq!(unknown.status, 403, "{}", unknown.body);
+    let inbox = format!("inbox:{}/buyer-1", theirs.tenant);
+    let forged = publish(internal, admin_of(theirs.tenant), inbox).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    // A token in the query string is not taken.
+    let auth_in_query = http(
+        internal,
+        "POST",
+        &format!("/internal/publish?access_token={}", admin_of(ours.tenant)),
+        &[("content-type", "application/json")],
+        Some(&format!(
+            r#"{{"channel":"{}","data":{{}}}}"#,
+            seats(ours.event)
+        )),
+    )
+    .await;
+    assert_eq!(auth_in_query.status, 401, "{}", auth_in_query.body);
+    // The other tenant's channel saw nothing: its next publish is its first.
+    let theirs_first = publish(internal, admin_of(theirs.tenant), seats(theirs.event)).await;
+    assert_eq!(theirs_first.json()["offset"], 1, "{}", theirs_first.body);
     node.shutdown().await;
 }

@@ -15,6 +15,7 @@ mod cluster;
 mod connection;
 mod demo;
 mod engine_conformance;
+mod floods;
 mod http_api;
 mod layers;
 mod payments;
