@@ -27,6 +27,7 @@ pub mod inventory;
 pub mod live;
 pub mod queue;
 pub mod requests;
+pub mod retention;
 pub mod store;
 pub mod worker;
 
@@ -78,9 +79,27 @@ pub struct Args {
     /// an order's deadline up to this, and no further.
     #[arg(long, env = "MARQUEE_PAYMENT_CAP", default_value = "30m", value_parser = crate::clock::parse_duration)]
     pub payment_cap: Duration,
+
+    /// How long an acknowledged result is kept (and its request id stays idempotent) after
+    /// its acknowledgement.
+    #[arg(long, env = "MARQUEE_RESULT_RETENTION", default_value = "7d", value_parser = crate::clock::parse_duration)]
+    pub result_retention: Duration,
+
+    /// How long a result never acknowledged is kept for its buyer's inbox.
+    #[arg(long, env = "MARQUEE_UNACKNOWLEDGED_RESULT_RETENTION", default_value = "30d", value_parser = crate::clock::parse_duration)]
+    pub unacknowledged_result_retention: Duration,
 }
 
 impl Args {
+    /// How long results are kept ([`retention`]): pruned every ten minutes.
+    pub fn retention(&self) -> retention::Retention {
+        retention::Retention {
+            acknowledged: self.result_retention,
+            unacknowledged: self.unacknowledged_result_retention,
+            every: Duration::from_secs(10 * 60),
+        }
+    }
+
     /// The worker settings these arguments describe (the composition root adds what comes
     /// from elsewhere: the admission key, the provider, the slots, the ticket key).
     pub fn settings(&self) -> worker::WorkerSettings {
@@ -180,13 +199,22 @@ impl Booking {
             admission,
             accepted_at_ms: crate::clock::now_ms(),
         };
-        self.queue.enqueue(event, &envelope).await.map_err(|e| {
-            tracing::warn!(error = %e, "enqueue failed");
-            Refusal::new(
-                ErrorCode::Unavailable,
-                "the command queue is unavailable; retry",
-            )
-        })?;
+        self.queue
+            .enqueue(event, &envelope)
+            .await
+            .map_err(|e| match e {
+                queue::QueueError::Full => Refusal::new(
+                    ErrorCode::OverCapacity,
+                    "this event has too many commands waiting; retry in a moment",
+                ),
+                e => {
+                    tracing::warn!(error = %e, "enqueue failed");
+                    Refusal::new(
+                        ErrorCode::Unavailable,
+                        "the command queue is unavailable; retry",
+                    )
+                }
+            })?;
         Ok(())
     }
 

@@ -9,7 +9,11 @@
 //!   at-least-once: an entry stays pending until its owner acknowledges it after the batch that
 //!   contains it committed, and a new owner re-claims every pending entry of the event first.
 //!
-//! Entries are acknowledged and then deleted, so a stream holds only unfinished work.
+//! Entries are acknowledged and then deleted, so a stream holds only unfinished work. That
+//! work is capped: an event with [`MAX_BACKLOG`] commands not yet finished refuses the next
+//! one ([`QueueError::Full`], which buyers get as `over_capacity`) rather than grow without
+//! bound while its owner is stuck. A refusal, not `XADD MAXLEN ~` trimming: trimming would drop
+//! accepted commands nobody decided, each a result its buyer waits for forever.
 
 use fred::prelude::{SetsInterface, StreamsInterface};
 use fred::types::scripts::Script;
@@ -54,6 +58,9 @@ pub struct Entry {
     pub envelope: Envelope,
 }
 
+/// Most commands an event's queue holds unfinished (queued or delivered, not acknowledged).
+pub const MAX_BACKLOG: usize = 100_000;
+
 /// A queue operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -61,6 +68,9 @@ pub enum QueueError {
     /// Redis could not be reached or refused the command.
     #[error("command queue unavailable: {0}")]
     Unavailable(String),
+    /// The event already has [`MAX_BACKLOG`] commands unfinished.
+    #[error("the event's command queue is full")]
+    Full,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> QueueError {
@@ -80,7 +90,7 @@ impl CommandQueue {
     /// Appends a command to its event's queue. Returns the entry id.
     pub async fn enqueue(&self, event: Uuid, envelope: &Envelope) -> Result<String, QueueError> {
         match self {
-            Self::Memory(q) => Ok(q.enqueue(event, envelope.clone())),
+            Self::Memory(q) => q.enqueue(event, envelope.clone()),
             Self::Redis(q) => q.enqueue(event, envelope).await,
         }
     }
@@ -211,9 +221,28 @@ impl Reader {
 static BOOT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(rand::random);
 
 /// The in-process queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryQueue {
     inner: Mutex<MemoryInner>,
+    max_backlog: usize,
+}
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_backlog: MAX_BACKLOG,
+        }
+    }
+}
+
+impl MemoryQueue {
+    /// The queue, with another cap on each event's unfinished commands than [`MAX_BACKLOG`].
+    #[must_use]
+    pub fn with_max_backlog(mut self, max: usize) -> Self {
+        self.max_backlog = max;
+        self
+    }
 }
 
 #[derive(Debug, Default)]
@@ -248,7 +277,12 @@ impl MemoryQueue {
             .clone()
     }
 
-    fn enqueue(&self, event: Uuid, envelope: Envelope) -> String {
+    fn enqueue(&self, event: Uuid, envelope: Envelope) -> Result<String, QueueError> {
+        let queue = self.queue(event);
+        let mut entries = queue.entries.lock().expect("queue lock");
+        if entries.ready.len() + entries.pending.len() >= self.max_backlog {
+            return Err(QueueError::Full);
+        }
         let id = {
             let mut inner = self.inner.lock().expect("queue lock");
             inner.next_id += 1;
@@ -256,18 +290,13 @@ impl MemoryQueue {
             // restarted process must never reuse one (it would read as a redelivery).
             format!("m{:016x}-{}", *BOOT, inner.next_id)
         };
-        let queue = self.queue(event);
-        queue
-            .entries
-            .lock()
-            .expect("queue lock")
-            .ready
-            .push_back(Entry {
-                id: id.clone(),
-                envelope,
-            });
+        entries.ready.push_back(Entry {
+            id: id.clone(),
+            envelope,
+        });
+        drop(entries);
         queue.notify.notify_one();
-        id
+        Ok(id)
     }
 
     fn events(&self) -> Vec<Uuid> {
@@ -345,6 +374,13 @@ impl MemoryQueue {
 
 const GROUP: &str = "workers";
 
+/// Appends a command unless the stream already holds `ARGV[1]` unfinished entries (answers
+/// nil then). The stream exists: `register` created it with its group.
+const ENQUEUE_LUA: &str = r"
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+return redis.call('XADD', KEYS[1], '*', 'c', ARGV[2])
+";
+
 /// The Redis Streams queue.
 pub struct RedisQueue {
     client: fred::clients::Client,
@@ -353,6 +389,8 @@ pub struct RedisQueue {
     prefix: String,
     lease_script: Script,
     unlease_script: Script,
+    enqueue_script: Script,
+    max_backlog: usize,
     /// Events this process already registered, so enqueueing costs one round trip.
     registered: Mutex<std::collections::HashSet<Uuid>>,
 }
@@ -366,6 +404,13 @@ impl std::fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
+    /// The queue, with another cap on each event's unfinished commands than [`MAX_BACKLOG`].
+    #[must_use]
+    pub fn with_max_backlog(mut self, max: usize) -> Self {
+        self.max_backlog = max;
+        self
+    }
+
     /// Connects to Redis; keys go under `prefix` (shared with the channel engine's).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
         let client = crate::redis::client(url).await.map_err(unavailable)?;
@@ -375,6 +420,8 @@ impl RedisQueue {
             prefix: prefix.to_owned(),
             lease_script: Script::from_lua(crate::redis::LEASE_LUA),
             unlease_script: Script::from_lua(crate::redis::UNLEASE_LUA),
+            enqueue_script: Script::from_lua(ENQUEUE_LUA),
+            max_backlog: MAX_BACKLOG,
             registered: Mutex::new(std::collections::HashSet::new()),
         })
     }
@@ -423,10 +470,16 @@ impl RedisQueue {
     async fn enqueue(&self, event: Uuid, envelope: &Envelope) -> Result<String, QueueError> {
         self.register(event).await?;
         let body = serde_json::to_string(envelope).expect("an envelope always serializes");
-        self.client
-            .xadd(self.stream_key(event), true, None::<()>, "*", ("c", body))
+        let id: Option<String> = self
+            .enqueue_script
+            .evalsha_with_reload(
+                &self.client,
+                vec![self.stream_key(event)],
+                vec![self.max_backlog.to_string(), body],
+            )
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        id.ok_or(QueueError::Full)
     }
 
     async fn events(&self) -> Result<Vec<Uuid>, QueueError> {

@@ -277,6 +277,10 @@ impl Node {
             let stop = stop.clone();
             tasks.spawn("notification sender", sender.run(stop));
         }
+        tasks.spawn(
+            "result pruning",
+            booking::retention::run(db.clone(), config.booking.retention(), stop.clone()),
+        );
         let (hub, stop_relay) = (self.hub.clone(), stop.clone());
         tasks.spawn(
             "outbox relay",

@@ -977,3 +977,106 @@ async fn the_sdk_holds_through_a_dropped_connection_once_and_acknowledges_result
     client.close().await;
     node.shutdown().await;
 }
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn results_are_pruned_after_their_retention_and_not_before(pool: PgPool) {
+    use marquee_server::booking::retention::{Retention, prune};
+    let shop = common::shop::shop(&pool, common::shop::ShopSpec::default()).await;
+    // (request id, created days ago, acknowledged days ago)
+    let rows: [(&str, i32, Option<i32>); 5] = [
+        ("acked-long-ago", 40, Some(10)),
+        ("acked-recently", 40, Some(2)),
+        ("pending-ancient", 45, None),
+        ("pending-recent", 5, None),
+        ("fresh", 0, None),
+    ];
+    for (id, created, acked) in rows {
+        sqlx::query(
+            "insert into processed_request (tenant_id, user_id, request_id, event_id, command_id, result, created_at, acknowledged_at)
+             values ($1, 'ana', $2, $3, $2, '{}'::jsonb, now() - make_interval(days => $4),
+                     now() - make_interval(days => $5))",
+        )
+        .bind(shop.tenant)
+        .bind(id)
+        .bind(shop.event)
+        .bind(created)
+        .bind(acked)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let retention = Retention {
+        acknowledged: Duration::from_secs(7 * 86_400),
+        unacknowledged: Duration::from_secs(30 * 86_400),
+        every: Duration::from_secs(600),
+    };
+    assert_eq!(prune(&pool, retention).await.unwrap(), 2);
+    let left: Vec<String> =
+        sqlx::query_scalar("select request_id from processed_request order by request_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, ["acked-recently", "fresh", "pending-recent"]);
+    // Nothing more to do.
+    assert_eq!(prune(&pool, retention).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_events_command_queue_refuses_past_its_backlog_and_takes_again_once_drained() {
+    use marquee_server::booking::queue::{
+        CommandQueue, Envelope, MemoryQueue, QueueError, RedisQueue,
+    };
+    let prefix = common::unique_prefix();
+    let queues = [
+        CommandQueue::Memory(std::sync::Arc::new(
+            MemoryQueue::default().with_max_backlog(3),
+        )),
+        CommandQueue::Redis(std::sync::Arc::new(
+            RedisQueue::connect(&common::redis_url(), &prefix)
+                .await
+                .unwrap()
+                .with_max_backlog(3),
+        )),
+    ];
+    for queue in queues {
+        let event = Uuid::now_v7();
+        let envelope = |n: u32| Envelope {
+            tenant: Uuid::now_v7(),
+            user: "ana".into(),
+            inbox: "inbox:ana".into(),
+            request_id: format!("r{n}"),
+            command: Command::Release {
+                event: event.to_string(),
+                hold: Uuid::now_v7().to_string(),
+            },
+            admission: None,
+            accepted_at_ms: 0,
+        };
+        for n in 0..3 {
+            queue.enqueue(event, &envelope(n)).await.unwrap();
+        }
+        assert!(matches!(
+            queue.enqueue(event, &envelope(3)).await,
+            Err(QueueError::Full)
+        ));
+        // Delivered but unacknowledged entries still count: they are unfinished work.
+        let reader = queue.reader(event, "w1").await.unwrap();
+        let read = reader.read(10, Duration::from_millis(100)).await.unwrap();
+        assert_eq!(read.len(), 3);
+        assert!(matches!(
+            queue.enqueue(event, &envelope(4)).await,
+            Err(QueueError::Full)
+        ));
+        // Once finished, the queue takes commands again; nothing accepted was dropped.
+        let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
+        reader.ack(&ids).await.unwrap();
+        queue.enqueue(event, &envelope(5)).await.unwrap();
+        let next = reader.read(10, Duration::from_millis(100)).await.unwrap();
+        assert_eq!(
+            next.iter()
+                .map(|e| e.envelope.request_id.as_str())
+                .collect::<Vec<_>>(),
+            ["r5"]
+        );
+    }
+}
