@@ -63,6 +63,8 @@ pub struct ClientConfig {
     pub refresh_before: Duration,
     /// How long a purchase command waits for its result (across reconnects).
     pub command_timeout: Duration,
+    /// Whom `wss://` URLs trust: the webpki roots, plus private CAs added here.
+    pub tls: crate::tls::Tls,
 }
 
 impl ClientConfig {
@@ -77,6 +79,7 @@ impl ClientConfig {
             backoff_cap: Duration::from_secs(20),
             refresh_before: Duration::from_secs(60),
             command_timeout: Duration::from_secs(30),
+            tls: crate::tls::Tls::default(),
         }
     }
 
@@ -85,6 +88,13 @@ impl ClientConfig {
         let mut config = Self::new(String::new());
         config.urls = urls.into_iter().map(Into::into).collect();
         config
+    }
+
+    /// Also trusts the certificate authorities in `pem` on `wss://` URLs (a deployment's
+    /// private CA).
+    pub fn with_root_pem(mut self, pem: &[u8]) -> Result<Self, crate::ClientError> {
+        self.tls = self.tls.with_root_pem(pem)?;
+        Ok(self)
     }
 
     /// Uses MessagePack binary frames.

@@ -360,7 +360,14 @@ impl Driver {
             .read_buffer_size(16 * 1024)
             .write_buffer_size(0)
             .max_message_size(Some(16 << 20));
-        let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        // `wss://` through rustls; `ws://` URLs pass the connector by untouched.
+        let connector = self.config.tls.connector()?;
+        let attempt = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config),
+            true,
+            Some(connector),
+        );
         let (mut socket, _) = match tokio::time::timeout(self.config.connect_timeout, attempt).await
         {
             Err(_) => return Err(ClientError::Connect("timed out".into())),

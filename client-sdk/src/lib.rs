@@ -39,9 +39,11 @@ pub mod client;
 pub mod config;
 mod driver;
 pub mod event;
+pub mod tls;
 
 pub use client::{Client, Events};
 pub use config::{ClientConfig, TokenProvider};
 pub use event::{ClientError, Event, Subscribed};
 pub use marquee_protocol as protocol;
 pub use marquee_protocol::{Codec, Publication, StreamPosition};
+pub use tls::Tls;

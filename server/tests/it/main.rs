@@ -21,6 +21,7 @@ mod layers;
 mod payments;
 mod resume;
 mod schema;
+mod tls;
 mod waiting_room;
 mod waiting_room_line;
 mod walls;
