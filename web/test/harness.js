@@ -13,6 +13,9 @@
 // - `seedCatalog()`, `seedEvent()`: a tenant, a venue and live events through the admin API.
 // - `startProxy()`: a TCP relay in front of a node, so a test can cut every connection
 //   abruptly (no close frame), as a network failure would.
+// - Staff pages in Chromium (`launchStaffBrowser()`, `staffPage()`, `signedInUrl()`,
+//   `waitForText()`, `checkPageState()`: a screenshot and an axe-core check of one state,
+//   `assertPageClean()`), and `seedPrequeueEvent()`, `gateToken()` for the dashboard and gate.
 //
 // The binary is `$MARQUEE_BIN`, by default `target/debug/marquee` of this repository. Postgres
 // is `$MARQUEE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`, trust auth).
@@ -633,4 +636,236 @@ export async function startProxy(targetPort) {
       await once(server, 'close');
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting-room onsales with a pre-queue (operator dashboard and fairness tests)
+
+/**
+ * @typedef {object} PrequeueEvent
+ * @property {string} eventId
+ * @property {string} onsaleId the onsale behind the waiting room, with a pre-queue
+ * @property {string} closedOnsaleId the event's first onsale, closed (left from `seedEvent`)
+ * @property {number} startsAt when the onsale starts, unix ms: the draw
+ * @property {{ premium: string, standard: string }} categories price category ids
+ */
+
+/**
+ * An event (as `seedEvent` makes it) whose live onsale is closed and replaced by one behind the
+ * waiting room whose pre-queue is open now and which starts `startsInMs` from now. The node's
+ * admission controller moves it to `pre_queue` within 100 ms (drawing the seed and publishing
+ * its commitment) and to `live` at the start (drawing the order).
+ * @param {{ httpUrl: string }} node
+ * @param {{ tenant: string, venueId: string, name?: string, startsInMs?: number,
+ *   admissionRate?: number, activeCap?: number }} options
+ * @returns {Promise<PrequeueEvent>}
+ */
+export async function seedPrequeueEvent(node, options) {
+  const api = adminApi(node, options.tenant);
+  const seeded = await seedEvent(node, {
+    tenant: options.tenant,
+    venueId: options.venueId,
+    name: options.name ?? 'Pre-queue night',
+    requiresAdmission: true,
+  });
+  await api.patch(`/v1/admin/onsales/${seeded.onsaleId}/status`, { status: 'closed' });
+  const now = Date.now();
+  const startsAt = now + (options.startsInMs ?? 5000);
+  const onsale = await api.post(`/v1/admin/events/${seeded.eventId}/onsales`, {
+    name: 'Fair start',
+    prequeue_opens_at: new Date(now - 1000).toISOString(),
+    starts_at: new Date(startsAt).toISOString(),
+    hold_duration_seconds: 600,
+    per_user_limit: 8,
+    requires_admission: true,
+    admission_rate: options.admissionRate ?? 10,
+    active_cap: options.activeCap ?? 500,
+  });
+  return {
+    eventId: seeded.eventId,
+    onsaleId: onsale.onsale_id,
+    closedOnsaleId: seeded.onsaleId,
+    startsAt,
+    categories: seeded.categories,
+  };
+}
+
+/**
+ * A gate's token for `tenant`: role `gate`; `sub` names the gate in check-in answers.
+ * @param {string} tenant
+ * @param {string} [gate]
+ */
+export function gateToken(tenant, gate = 'gate-north') {
+  return buyerToken(gate, tenant, { roles: ['gate'] });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Staff pages in Chromium (dashboard and gate tests)
+//
+// Debian's Chromium driven by playwright-core (never a downloaded browser). playwright-core and
+// axe-core are loaded only by the tests that call these, so the SDK's suites do not need them.
+
+/** Where browser tests write their screenshots. */
+export const SCREENSHOT_DIR = path.resolve(here, 'screenshots');
+
+/**
+ * Launches headless Chromium: `$CHROMIUM_PATH`, else Debian's.
+ * @returns {Promise<import('playwright-core').Browser>}
+ */
+export async function launchStaffBrowser() {
+  const { chromium } = await import('playwright-core');
+  const { existsSync } = await import('node:fs');
+  const executablePath =
+    process.env.CHROMIUM_PATH ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
+  if (!executablePath) throw new Error('no Chromium found: install Debian\'s chromium or set CHROMIUM_PATH');
+  return chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+}
+
+/**
+ * A new page that records what a person would not see but a test should: uncaught errors and
+ * Content Security Policy refusals (`problems()`), and the page's own files (documents,
+ * scripts, styles, images, fonts) that failed to load or answered 4xx/5xx (`loadFailures()`;
+ * API calls are not counted, since a test may provoke their refusals).
+ * @param {import('playwright-core').Browser} browser
+ * @param {{ width?: number, height?: number }} [viewport]
+ */
+export async function staffPage(browser, { width = 1280, height = 1000 } = {}) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const problems = [];
+  /** @type {string[]} */
+  const loadFailures = [];
+  const files = new Set(['document', 'script', 'stylesheet', 'image', 'font']);
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400 && files.has(response.request().resourceType())) {
+      loadFailures.push(`${response.status()} ${response.url()}`);
+    }
+  });
+  page.on('requestfailed', (request) => {
+    if (files.has(request.resourceType())) loadFailures.push(`failed ${request.url()}`);
+  });
+  return { context, page, problems: () => [...problems], loadFailures: () => [...loadFailures] };
+}
+
+/**
+ * The page's URL on `node`, signed in with `token` in the fragment, as `marquee demo` links are.
+ * @param {{ httpUrl: string }} node
+ * @param {string} pathAndQuery e.g. `/admin?event=…`
+ * @param {string} token
+ */
+export function signedInUrl(node, pathAndQuery, token) {
+  return `${node.httpUrl}${pathAndQuery}#token=${token}`;
+}
+
+/**
+ * Writes a full-page screenshot to `test/screenshots/{name}.png`; returns its path.
+ * @param {import('playwright-core').Page} page
+ * @param {string} name
+ */
+export async function saveScreenshot(page, name) {
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  const file = path.join(SCREENSHOT_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/** @type {Promise<string> | null} */
+let axeScript = null;
+
+/** axe-core's script, read once per test process. */
+function axeSource() {
+  axeScript ??= (async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { createRequire } = await import('node:module');
+    return readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  })();
+  return axeScript;
+}
+
+/**
+ * Runs axe-core in the page and answers its serious and critical violations. The script is
+ * evaluated through the DevTools protocol, which the page's CSP does not govern, so the page
+ * keeps its real policy.
+ * @param {import('playwright-core').Page} page
+ * @returns {Promise<{ id: string, impact: string, help: string, nodes: string[] }[]>}
+ */
+export async function seriousA11yViolations(page) {
+  if (!(await page.evaluate(() => 'axe' in globalThis))) await page.evaluate(await axeSource());
+  return page.evaluate(async () => {
+    const axe = /** @type {any} */ (globalThis).axe;
+    const results = await axe.run(document, { resultTypes: ['violations'] });
+    return results.violations
+      .filter((/** @type {any} */ v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((/** @type {any} */ v) => ({
+        id: v.id,
+        impact: v.impact,
+        help: v.help,
+        nodes: v.nodes.map((/** @type {any} */ n) => n.target.join(' ')),
+      }));
+  });
+}
+
+/**
+ * One state of a page as a person sees it: writes its screenshot (`saveScreenshot`) and runs
+ * axe-core on it (`seriousA11yViolations`). Answers the file and the serious or critical
+ * violations, for the test to assert none.
+ * @param {import('playwright-core').Page} page
+ * @param {string} name the screenshot's name, e.g. `admin-paused`
+ * @returns {Promise<{ file: string, violations: Awaited<ReturnType<typeof seriousA11yViolations>> }>}
+ */
+export async function pageState(page, name) {
+  const file = await saveScreenshot(page, name);
+  const violations = await seriousA11yViolations(page);
+  return { file, violations };
+}
+
+/**
+ * `pageState`, failing (naming the state) when axe-core finds a serious violation.
+ * @param {import('playwright-core').Page} page
+ * @param {string} name
+ * @returns {Promise<string>} the screenshot's path
+ */
+export async function checkPageState(page, name) {
+  const { file, violations } = await pageState(page, name);
+  if (violations.length) throw new Error(`${name}: serious accessibility violations:\n${JSON.stringify(violations, null, 2)}`);
+  return file;
+}
+
+/**
+ * Fails unless a page from `staffPage` went as a person would want: no page error, no
+ * Content Security Policy refusal, none of its files missing.
+ * @param {{ problems: () => string[], loadFailures: () => string[] }} opened
+ */
+export function assertPageClean(opened) {
+  const found = [...opened.problems(), ...opened.loadFailures()];
+  if (found.length) throw new Error(`the page had problems:\n${found.join('\n')}`);
+}
+
+/**
+ * Waits until the text of the element `selector` matches `pattern`, as a person waits to read
+ * something; answers the text.
+ * @param {import('playwright-core').Page} page
+ * @param {string} selector
+ * @param {RegExp} pattern
+ * @param {number} [timeoutMs]
+ */
+export async function waitForText(page, selector, pattern, timeoutMs = 8000) {
+  let last = '';
+  try {
+    return await waitFor(
+      async () => {
+        last = (await page.locator(selector).textContent()) ?? '';
+        return pattern.test(last) ? last : null;
+      },
+      { timeoutMs, intervalMs: 50, what: `${selector} to read ${pattern}` },
+    );
+  } catch (error) {
+    throw new Error(`${/** @type {Error} */ (error).message}; it reads ${JSON.stringify(last)}`);
+  }
 }
