@@ -49,9 +49,17 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
 
-    /// Connections in the Postgres pool.
+    /// Connections in the Postgres pool that clients' requests use (catalog reads, queue
+    /// joins, scans, acknowledgements, snapshots).
     #[arg(long, env = "MARQUEE_DATABASE_POOL", default_value_t = 10)]
     pub database_pool: u32,
+
+    /// Connections in the second Postgres pool, for the node's own work: booking workers,
+    /// payment hooks, the outbox relay, the admission controller, notifications and pruning.
+    /// Kept apart so a flood of client reads never starves a batch commit or a hook, and a
+    /// slow batch never starves a client.
+    #[arg(long, env = "MARQUEE_DATABASE_WORK_POOL", default_value_t = 10)]
+    pub database_work_pool: u32,
 
     /// Time allowed for a graceful shutdown before remaining connections are dropped.
     #[arg(long, env = "MARQUEE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = crate::clock::parse_duration)]

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub payment_hooks_refused: Counter,
     /// `marquee_outbox_published_total`: outbox messages the relay published.
     pub outbox_published: Counter,
+    /// `marquee_seat_map_reads_total`: seat maps read from Postgres for snapshots (the rest
+    /// are served from the last read while the channel has not moved).
+    pub seat_map_reads: Counter,
 }
 
 /// The process-wide metric handles.
@@ -75,6 +78,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     payment_hooks: metrics::counter!("marquee_payment_hooks_total"),
     payment_hooks_refused: metrics::counter!("marquee_payment_hooks_refused_total"),
     outbox_published: metrics::counter!("marquee_outbox_published_total"),
+    seat_map_reads: metrics::counter!("marquee_seat_map_reads_total"),
 });
 
 /// Counts a refused token, by reason.

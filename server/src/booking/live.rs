@@ -16,6 +16,15 @@
 //! published. Reading the channel's position afterwards gives offset `X`; the message at `X`
 //! (if any) carries `v <= V` unless a newer batch slipped in between the two reads, in which
 //! case the provider simply reads again. Every message after `X` then carries `v > V`.
+//!
+//! # One read per version
+//!
+//! A snapshot stays true for as long as the channel has not moved past its position: nothing
+//! after it has been published. So each event's last snapshot is kept with its position, and
+//! a subscriber who comes while the channel still stands there is served it without touching
+//! Postgres; at most one read of an event's map runs at a time, and those who arrive during
+//! it take its result. A crowd subscribing at the start of an onsale costs one read of the
+//! map per published version, not one per subscriber.
 
 use crate::engine::ChannelEngine;
 use crate::engine::Engine;
@@ -28,6 +37,9 @@ use marquee_protocol::booking::{
 use marquee_protocol::{Channel, StreamPosition};
 use serde_json::Value;
 use sqlx::{PgPool, Row as _};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -36,6 +48,10 @@ pub const MAX_PENDING_RESULTS: i64 = 1000;
 
 /// How often a seat snapshot waits for the relay before giving up.
 const SNAPSHOT_ATTEMPTS: u32 = 200;
+
+/// Most events whose last snapshot a node keeps; past it, the kept ones are forgotten (and
+/// read again when next asked for). Only events that exist are kept.
+const MAX_KEPT_MAPS: usize = 4096;
 
 fn db_error(e: &sqlx::Error) -> HubError {
     HubError::Snapshot(format!("database: {e}"))
@@ -49,6 +65,102 @@ pub struct SeatSnapshots {
     /// The engine that carries the channel. Not the hub: the hub holds its providers, and a
     /// provider holding the hub would keep both (and the pool) alive forever.
     pub engine: Engine,
+    /// Each event's last snapshot, served again while the channel has not moved.
+    kept: Arc<Mutex<HashMap<Uuid, Arc<KeptMap>>>>,
+    /// Maps read from Postgres so far (what the keeping saves is the rest).
+    reads: Arc<AtomicU64>,
+}
+
+/// One event's last snapshot and the lock that makes its readers take turns.
+#[derive(Debug, Default)]
+struct KeptMap {
+    /// The snapshot and the position it is true at.
+    last: Mutex<Option<(StreamPosition, Value)>>,
+    /// Held while the map is read from Postgres, so concurrent subscribers wait for that
+    /// read instead of each making their own.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl KeptMap {
+    /// The kept snapshot, if it is true at `position`.
+    fn at(&self, position: &StreamPosition) -> Option<Value> {
+        let last = self.last.lock().expect("kept map lock");
+        last.as_ref()
+            .filter(|(at, _)| at == position)
+            .map(|(_, map)| map.clone())
+    }
+}
+
+impl SeatSnapshots {
+    /// Snapshots of the maps in `db`, positioned on `engine`'s channels.
+    pub fn new(db: PgPool, engine: Engine) -> Self {
+        Self {
+            db,
+            engine,
+            kept: Arc::default(),
+            reads: Arc::default(),
+        }
+    }
+
+    /// How many maps these snapshots have read from Postgres.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn kept(&self, event: Uuid) -> Arc<KeptMap> {
+        let mut kept = self.kept.lock().expect("kept maps lock");
+        if kept.len() >= MAX_KEPT_MAPS && !kept.contains_key(&event) {
+            kept.clear();
+        }
+        kept.entry(event).or_default().clone()
+    }
+
+    fn forget(&self, event: Uuid) {
+        self.kept.lock().expect("kept maps lock").remove(&event);
+    }
+
+    /// The channel's current position.
+    async fn position(&self, channel: &Channel) -> Result<StreamPosition, HubError> {
+        Ok(self.engine.history(channel.as_str(), None).await?.position)
+    }
+
+    /// The map read from Postgres, lined up with the channel (module docs); `None` for an
+    /// event that does not exist.
+    async fn read(
+        &self,
+        event: Uuid,
+        channel: &Channel,
+    ) -> Result<(Option<SeatSnapshot>, StreamPosition), HubError> {
+        for _ in 0..SNAPSHOT_ATTEMPTS {
+            let Some(map) = read_map(&self.db, event).await.map_err(|e| db_error(&e))? else {
+                // The relay has not published everything yet; it will shortly.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
+            let position = self.position(channel).await?;
+            let Some(map) = map else {
+                return Ok((None, position));
+            };
+            match newest_version(&self.engine, channel.as_str(), &position).await? {
+                Some(newest) if newest > map.v => continue,
+                _ => return Ok((Some(map), position)),
+            }
+        }
+        Err(HubError::Snapshot(format!(
+            "the seat map of {channel} kept moving; try again"
+        )))
+    }
+}
+
+/// The map of an event that does not exist: empty, so subscribers of a bad id see nothing.
+fn empty_map() -> Value {
+    let empty = SeatSnapshot {
+        v: 0,
+        seats: 0,
+        state: String::new(),
+        ga: Vec::new(),
+    };
+    serde_json::to_value(empty).expect("serializes")
 }
 
 /// The map's state as Postgres has it: `None` while some of the event's outbox is unpublished.
@@ -136,36 +248,30 @@ impl SnapshotProvider for SeatSnapshots {
         channel: &'a Channel,
     ) -> BoxFuture<'a, Result<(Value, StreamPosition), HubError>> {
         Box::pin(async move {
-            let event = Uuid::parse_str(channel.id()).ok();
-            for _ in 0..SNAPSHOT_ATTEMPTS {
-                let map = match event {
-                    Some(event) => read_map(&self.db, event).await.map_err(|e| db_error(&e))?,
-                    None => Some(None),
-                };
-                let Some(map) = map else {
-                    // The relay has not published everything yet; it will shortly.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                };
-                let position = self.engine.history(channel.as_str(), None).await?.position;
-                let Some(map) = map else {
-                    // No such event: an empty map, so subscribers of a bad id see nothing.
-                    let empty = SeatSnapshot {
-                        v: 0,
-                        seats: 0,
-                        state: String::new(),
-                        ga: Vec::new(),
-                    };
-                    return Ok((serde_json::to_value(empty).expect("serializes"), position));
-                };
-                match newest_version(&self.engine, channel.as_str(), &position).await? {
-                    Some(newest) if newest > map.v => continue,
-                    _ => return Ok((serde_json::to_value(map).expect("serializes"), position)),
-                }
+            let Ok(event) = Uuid::parse_str(channel.id()) else {
+                return Ok((empty_map(), self.position(channel).await?));
+            };
+            let kept = self.kept(event);
+            let position = self.position(channel).await?;
+            if let Some(map) = kept.at(&position) {
+                return Ok((map, position));
             }
-            Err(HubError::Snapshot(format!(
-                "the seat map of {channel} kept moving; try again"
-            )))
+            let _reading = kept.reading.lock().await;
+            // Whoever held the lock before may have just read what is wanted.
+            let position = self.position(channel).await?;
+            if let Some(map) = kept.at(&position) {
+                return Ok((map, position));
+            }
+            let (map, position) = self.read(event, channel).await?;
+            let Some(map) = map else {
+                self.forget(event);
+                return Ok((empty_map(), position));
+            };
+            let map = serde_json::to_value(map).expect("serializes");
+            *kept.last.lock().expect("kept map lock") = Some((position.clone(), map.clone()));
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::METRICS.seat_map_reads.increment(1);
+            Ok((map, position))
         })
     }
 }

@@ -182,6 +182,10 @@ impl Booking {
             ));
         }
         text::required("request_id", &request_id, MAX_REQUEST_ID_LEN).map_err(|e| bad_text(&e))?;
+        check_ids(&command)?;
+        if let Some(token) = &admission {
+            text::required("admission", token, MAX_ADMISSION_LEN).map_err(|e| bad_text(&e))?;
+        }
         let not_found = || Refusal::new(ErrorCode::NotFound, "no such event");
         let event = Uuid::parse_str(command.event()).map_err(|_| not_found())?;
         if self.event_tenant(event).await? != Some(tenant) {
@@ -246,6 +250,33 @@ impl Booking {
             Refusal::new(ErrorCode::Unavailable, "the booking service is unavailable; retry")
         })?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Longest admission token a command may carry, in bytes (a real one is about 300).
+pub const MAX_ADMISSION_LEN: usize = 1024;
+
+/// The ids a command names besides its event must be UUIDs. A malformed one is refused
+/// before the command is queued (so nothing a client typed reaches the queue unchecked), with
+/// the code a well-formed id that names nothing gets from the worker: to a caller, a malformed
+/// id is just an id that does not exist (the catalog's rule, and the event's just above).
+fn check_ids(command: &Command) -> Result<(), Refusal> {
+    let (field, id, code) = match command {
+        Command::HoldBestAvailable { category, .. } => {
+            ("category", category, ErrorCode::UnknownCategory)
+        }
+        Command::HoldGa { ticket_type, .. } => {
+            ("ticket_type", ticket_type, ErrorCode::UnknownTicketType)
+        }
+        Command::Release { hold, .. } | Command::Checkout { hold, .. } => {
+            ("hold", hold, ErrorCode::HoldNotFound)
+        }
+        // Seats are numbers; a command of a newer kind is the worker's to refuse.
+        _ => return Ok(()),
+    };
+    match Uuid::parse_str(id) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Refusal::new(code, format!("no such {field}: not a UUID"))),
     }
 }
 

@@ -61,10 +61,10 @@ pub(crate) fn register(booking: &Booking, hub: &Hub, walls: &Arc<Walls>) {
     hub.register_handler(RequestKind::Ack, requests);
     hub.register_snapshot(
         ChannelKind::Seats,
-        Arc::new(SeatSnapshots {
-            db: booking.db().clone(),
-            engine: hub.engine().clone(),
-        }),
+        Arc::new(SeatSnapshots::new(
+            booking.db().clone(),
+            hub.engine().clone(),
+        )),
     );
     hub.register_snapshot(
         ChannelKind::Inbox,

@@ -90,8 +90,12 @@ impl Backends {
 /// Everything a node with a database runs, built together.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// The system of record.
+    /// The system of record, as clients' requests reach it (reads, joins, scans, acks).
     pub db: PgPool,
+    /// The system of record, for the node's own work: booking workers, payment hooks, the
+    /// outbox relay, the admission controller, notifications, pruning. A pool apart, so a
+    /// flood of client reads never makes a batch commit or a hook wait for a connection.
+    pub work: PgPool,
     /// Purchase commands and acknowledgements.
     pub booking: Booking,
     /// The waiting room.
@@ -108,7 +112,7 @@ impl Services {
     /// Builds every domain on `db` and plugs them into `hub`.
     async fn build(
         config: &Config,
-        db: PgPool,
+        (db, work): (PgPool, PgPool),
         hub: &Hub,
         backends: &Backends,
         verifier: &Arc<Verifier>,
@@ -132,9 +136,10 @@ impl Services {
             key: ticket_key.clone(),
         };
         tickets::requests::register(&checkin, hub, &walls);
-        let payments = Payments::new(db.clone(), verifier.clone(), &config.payments);
+        let payments = Payments::new(&db, &work, verifier.clone(), &config.payments);
         Ok(Self {
             db,
+            work,
             booking,
             waiting_room,
             payments,
@@ -196,7 +201,9 @@ impl Node {
             Some(url) => {
                 let db = db::connect(url.expose(), config.database_pool).await?;
                 db::migrate(&db).await?;
-                Some(Services::build(&config, db, &hub, &backends, &verifier).await?)
+                let work = db::connect(url.expose(), config.database_work_pool).await?;
+                let pools = (db, work);
+                Some(Services::build(&config, pools, &hub, &backends, &verifier).await?)
             }
             None => {
                 // A relay: channels only, and only those it can let through without the
@@ -272,7 +279,8 @@ impl Node {
             return tasks;
         };
         let config = &self.config;
-        let db = services.db.clone();
+        // Everything started here is the node's own work, on the pool apart from clients'.
+        let db = services.work.clone();
         if let Some(sender) = config.notify.sender(&db) {
             let stop = stop.clone();
             tasks.spawn("notification sender", sender.run(stop));

@@ -67,6 +67,13 @@ impl HookSecrets {
                     "provider `{provider}` must be lowercase letters, digits or _"
                 ));
             }
+            if provider == crate::settlement::OPERATOR {
+                // Operators' refunds and cancellations are recorded under this name; a hook
+                // by it would pass for an operator's decision.
+                return Err(format!(
+                    "`{provider}` is reserved for operators' own actions"
+                ));
+            }
             if secret.len() < crate::secret::MIN_SECRET_LEN {
                 return Err(format!(
                     "the secret of provider `{provider}` is shorter than {} bytes",

@@ -102,8 +102,9 @@ pub struct Payments {
 }
 
 impl Payments {
-    /// The payments of a node on `db`.
-    pub fn new(db: PgPool, verifier: Arc<Verifier>, args: &Args) -> Self {
+    /// The payments of a node: operators' routes on `clients`, the hooks on `work` (the pool
+    /// workers use, so a flood of client reads never delays a provider's call).
+    pub fn new(clients: &PgPool, work: &PgPool, verifier: Arc<Verifier>, args: &Args) -> Self {
         let mut secrets = args.hook_secrets.clone();
         if secrets.of("simulated").is_none() {
             // The simulated provider runs in this process and signs with this secret, so
@@ -113,11 +114,14 @@ impl Payments {
         }
         Self {
             hooks: HookState {
-                db: db.clone(),
+                db: work.clone(),
                 secrets: Arc::new(secrets),
                 tolerance_secs: args.hook_tolerance.as_secs(),
             },
-            state: PaymentsState { db, verifier },
+            state: PaymentsState {
+                db: clients.clone(),
+                verifier,
+            },
             args: args.clone(),
         }
     }

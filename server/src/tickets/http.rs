@@ -271,9 +271,11 @@ async fn transfer(
     // A user id is what a token's `sub` may be: one that names an inbox of this tenant.
     let is_user_id = marquee_protocol::Channel::inbox(Some(&tenant.to_string()), &to).is_ok();
     if !is_user_id || to == identity.user {
-        return Err(ApiError::bad_request(
-            "to must be another user id: 1 to 128 characters from [A-Za-z0-9_.@-]",
-        ));
+        // A user id of a tenant fits its inbox's channel id: `{tenant}/{user}`.
+        let longest = marquee_protocol::channel::MAX_CHANNEL_ID_LEN - tenant.to_string().len() - 1;
+        return Err(ApiError::bad_request(format!(
+            "to must be another user id: 1 to {longest} characters from [A-Za-z0-9_.@-]"
+        )));
     }
     let db = &state.checkin.db;
     let mut tx = db.begin().await.map_err(CheckinError::Db)?;

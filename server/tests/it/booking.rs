@@ -357,14 +357,6 @@ async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
             },
             ErrorCode::HoldNotFound,
         ),
-        (
-            "garbage-hold",
-            Command::Checkout {
-                event: shop.event.to_string(),
-                hold: "not-a-uuid".into(),
-            },
-            ErrorCode::HoldNotFound,
-        ),
     ];
     for (i, (request_id, command, code)) in cases.into_iter().enumerate() {
         send(&mut raw, i as u64 + 1, request_id, command).await;
@@ -372,7 +364,8 @@ async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
         assert_eq!(r.request_id, request_id);
         assert_eq!(rejection(&r), code, "{request_id}");
     }
-    // Refused before the queue: another tenant's event, a malformed event id, a bad request id.
+    // Refused before the queue: another tenant's event, a malformed event id, a bad request id,
+    // malformed hold, category and ticket type ids (answered as ids that name nothing).
     for (id, request_id, command, code) in [
         (
             100,
@@ -390,6 +383,35 @@ async fn bad_commands_get_exact_codes_and_change_nothing(pool: PgPool) {
             ErrorCode::NotFound,
         ),
         (102, "", hold_seats(&shop, &[1]), ErrorCode::BadRequest),
+        (
+            103,
+            "garbage-hold",
+            Command::Checkout {
+                event: shop.event.to_string(),
+                hold: "not-a-uuid".into(),
+            },
+            ErrorCode::HoldNotFound,
+        ),
+        (
+            104,
+            "garbage-category",
+            Command::HoldBestAvailable {
+                event: shop.event.to_string(),
+                category: "\u{0}".repeat(10_000),
+                quantity: 1,
+            },
+            ErrorCode::UnknownCategory,
+        ),
+        (
+            105,
+            "garbage-ticket-type",
+            Command::HoldGa {
+                event: shop.event.to_string(),
+                ticket_type: "x".into(),
+                quantity: 1,
+            },
+            ErrorCode::UnknownTicketType,
+        ),
     ] {
         send_command(&mut raw, id, request_id, command).await;
         match raw.recv().await {
@@ -637,6 +659,52 @@ async fn a_seat_map_subscriber_gets_the_state_at_the_snapshot_and_every_delta_af
         (6, vec![50]),
         "the next delta follows the snapshot exactly"
     );
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_crowd_subscribing_at_once_costs_one_read_of_the_map_per_version(pool: PgPool) {
+    use marquee_server::booking::live::SeatSnapshots;
+    use marquee_server::engine::ChannelEngine as _;
+    use marquee_server::hub::SnapshotProvider as _;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut ana = connect(&node, &shop, "ana").await;
+    let channel = marquee_protocol::Channel::parse(&format!("seats:{}", shop.event)).unwrap();
+    let snapshots = SeatSnapshots::new(pool.clone(), node.hub.engine().clone());
+    for (version, seat) in [(1, 0u32), (2, 1)] {
+        send(&mut ana, 1, &format!("h{seat}"), hold_seats(&shop, &[seat])).await;
+        result(&mut ana).await;
+        // The hold's delta is published once the relay has caught up; wait for it so every
+        // subscriber below sees the same channel position.
+        let published = async {
+            while node
+                .hub
+                .engine()
+                .history(channel.as_str(), None)
+                .await
+                .unwrap()
+                .position
+                .offset
+                < version
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), published)
+            .await
+            .unwrap();
+        let crowd = (0..100).map(|_| snapshots.snapshot(&channel));
+        let maps = futures_util::future::try_join_all(crowd).await.unwrap();
+        assert!(maps.iter().all(|m| *m == maps[0]), "one snapshot for all");
+        let map: SeatSnapshot = serde_json::from_value(maps[0].0.clone()).unwrap();
+        assert_eq!(map.v, version);
+        assert_eq!(
+            snapshots.reads(),
+            version,
+            "one read of the map per published version, whatever the crowd"
+        );
+    }
     node.shutdown().await;
 }
 

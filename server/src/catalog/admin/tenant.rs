@@ -27,6 +27,11 @@ pub(crate) async fn put_tenant(
     AppJson(body): AppJson<Tenant>,
 ) -> Found<Tenant> {
     name(&body.name, "name")?;
+    if body.tenant_id.is_some_and(|id| id != admin.tenant) {
+        return Err(super::CatalogError::BadRequest(
+            "tenant_id must be the token's tenant (or left out)".into(),
+        ));
+    }
     let mut tx = s.db.begin().await?;
     sqlx::query("insert into tenant (tenant_id, name) values ($1, $2) on conflict (tenant_id) do update set name = excluded.name")
         .bind(admin.tenant)

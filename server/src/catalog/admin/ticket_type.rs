@@ -120,6 +120,21 @@ pub(crate) async fn create_ticket_type(
     }
     let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
+    if let Some(category) = body.price_category_id {
+        // The category must be this event's: one of another event would sell nothing here.
+        let ours: bool = sqlx::query_scalar(
+            "select exists (select 1 from price_category
+             where tenant_id = $1 and event_id = $2 and price_category_id = $3)",
+        )
+        .bind(admin.tenant)
+        .bind(event_id)
+        .bind(category)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !ours {
+            return Err(CatalogError::NotFound("price category"));
+        }
+    }
     super::event_currency(&mut tx, event_id, &body.currency).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into ticket_type (tenant_id, event_id, name, kind, price_category_id, price_minor, currency, min_per_order, max_per_order, ga_quota)
