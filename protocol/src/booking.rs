@@ -253,6 +253,7 @@ pub struct OrderUpdate {
 
 /// A ticket: one seat, or one general-admission entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ticket {
     /// The ticket.
     pub ticket: String,

@@ -9,25 +9,50 @@ use crate::booking::SeatIndex;
 use crate::error::ErrorCode;
 use serde::{Deserialize, Serialize};
 
-/// Longest `scan_id` accepted, in bytes.
+/// Longest `scan_id` accepted, in characters.
 pub const MAX_SCAN_ID_LEN: usize = 128;
 
-/// What a gate sends for one scan.
+/// Longest QR code text a scan may carry, in characters (a real code is about 150).
+pub const MAX_QR_LEN: usize = 1024;
+
+/// The earliest `scanned_at` taken: 2000-01-01, in unix ms. A scan may also be at most a day
+/// ahead of the server's clock.
+pub const MIN_SCANNED_AT: u64 = 946_684_800_000;
+
+/// What a gate sends for one scan. Unknown fields are refused (`bad_request`), so a misspelt
+/// one is never silently dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct Scan {
-    /// The QR code's text.
+    /// The QR code's text (at most 1,024 characters; an unreadable code is answered
+    /// `ticket_invalid`).
+    #[cfg_attr(feature = "openapi", schema(schema_with = qr_schema))]
     pub qr: String,
-    /// The gate's id for this scan (1 to 128 bytes): a scan sent again with the same id gets
-    /// the first answer and changes nothing, so gates retry safely and upload offline scans
-    /// more than once.
+    /// The gate's id for this scan (1 to 128 characters): a scan sent again with the same id
+    /// gets the first answer and changes nothing, so gates retry safely and upload offline
+    /// scans more than once.
+    #[cfg_attr(feature = "openapi", schema(schema_with = scan_id_schema))]
     pub scan_id: String,
     /// The event this gate admits to; a ticket for another event is refused `wrong_event`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Uuid))]
     pub event: Option<String>,
-    /// When an offline gate scanned it (unix ms); now when left out.
+    /// When an offline gate scanned it (unix ms, from 2000 to a day ahead of the server's
+    /// clock); now when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 946_684_800_000_u64))]
     pub scanned_at: Option<u64>,
+}
+
+#[cfg(feature = "openapi")]
+fn qr_schema() -> utoipa::openapi::Object {
+    crate::text::schema::optional(MAX_QR_LEN)
+}
+
+#[cfg(feature = "openapi")]
+fn scan_id_schema() -> utoipa::openapi::Object {
+    crate::text::schema::required(MAX_SCAN_ID_LEN)
 }
 
 /// The answer to one scan.

@@ -32,6 +32,14 @@ enum Command {
         /// A JSON file `{"onsale", "seed_sha256", "seed", "order": [...]}`; `-` reads stdin.
         file: String,
     },
+    /// Print the OpenAPI document of the public listener's routes (or, with `--internal`, of
+    /// the internal listener's) and exit: what `GET /openapi.json` serves, for client
+    /// generators and reviews without a running node.
+    Openapi {
+        /// The internal listener's document (payment hooks, publishing).
+        #[arg(long)]
+        internal: bool,
+    },
     /// Apply the database migrations and exit.
     Migrate {
         /// Postgres URL.
@@ -108,6 +116,15 @@ async fn main() -> anyhow::Result<()> {
             let pool = marquee_server::db::connect(&database_url, 1).await?;
             marquee_server::db::migrate(&pool).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi { internal } => {
+            let doc = if internal {
+                marquee_server::http::openapi::internal()
+            } else {
+                marquee_server::http::openapi::public()
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
         Command::VerifyShuffle { file } => {

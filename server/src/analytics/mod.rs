@@ -100,7 +100,8 @@ pub struct Sales {
 }
 
 /// What an event has sold and holds now (role `admin`, the event's tenant).
-#[utoipa::path(get, path = "/v1/admin/events/{event_id}/sales", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}/sales", tag = "analytics",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = Sales), (status = 401, body = marquee_protocol::ErrorBody),
         (status = 403, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn event_sales(

@@ -22,50 +22,71 @@ use utoipa::ToSchema;
 /// Most seats one map may have.
 pub const MAX_SEATS: usize = 100_000;
 
-/// A point on the map.
+/// Farthest a point may lie from the origin on either axis.
+pub const MAX_COORDINATE: f64 = 1_000_000.0;
+/// Largest distance between neighbouring seats or rows, either way.
+pub const MAX_SPACING: f64 = 1_000.0;
+
+/// A point on the map; each coordinate within ±1,000,000.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Point {
     /// Horizontal position.
+    #[schema(minimum = -1_000_000, maximum = 1_000_000)]
     pub x: f64,
     /// Vertical position (grows away from the stage).
+    #[schema(minimum = -1_000_000, maximum = 1_000_000)]
     pub y: f64,
 }
 
 /// A whole seat map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LayoutSpec {
     /// Where best-available aims (the stage centre).
     #[serde(default)]
     pub focal: Point,
-    /// Sections, in index order.
+    /// Sections, in index order: 1 to 500.
+    #[schema(min_items = 1, max_items = 500)]
     pub sections: Vec<SectionSpec>,
 }
 
 /// One section: a block of rows of seats.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SectionSpec {
     /// Section name, unique in the map.
+    #[schema(schema_with = marquee_protocol::text::schema::label)]
     pub name: String,
-    /// Row range, e.g. `A-Z` or `1-30`.
+    /// Row range, e.g. `A-Z`, `AA-AF` or `1-30` (at most 1,000 rows, first to last).
+    #[schema(
+        pattern = r"^\s*([A-Z]{1,3}|[1-9][0-9]{0,3})(\s*-\s*([A-Z]{1,3}|[1-9][0-9]{0,3}))?\s*$"
+    )]
     pub rows: String,
-    /// Seat number range in every row, e.g. `1-40`.
+    /// Seat number range in every row, e.g. `1-40` (at most 10,000 seats, first to last).
+    #[schema(pattern = r"^\s*[1-9][0-9]{0,4}(\s*-\s*[1-9][0-9]{0,4})?\s*$")]
     pub seats: String,
     /// Position of seat 1 of the first row.
     #[serde(default)]
     pub origin: Point,
-    /// Distance between neighbouring seats (default 1).
+    /// Distance between neighbouring seats, within ±1,000 (default 1).
     #[serde(default = "one")]
+    #[schema(minimum = -1_000, maximum = 1_000)]
     pub seat_spacing: f64,
-    /// Distance between rows (default 1).
+    /// Distance between rows, within ±1,000 (default 1).
     #[serde(default = "one")]
+    #[schema(minimum = -1_000, maximum = 1_000)]
     pub row_spacing: f64,
-    /// Price category per row range; every row needs one.
+    /// Price category per row range; every row needs one. At most 1,000.
+    #[schema(max_items = 1_000)]
     pub categories: Vec<CategoryRows>,
-    /// Accessible seats.
+    /// Accessible seats. At most 1,000 ranges.
     #[serde(default)]
+    #[schema(max_items = 1_000)]
     pub accessible: Vec<SeatRange>,
-    /// Seats with a restricted view.
+    /// Seats with a restricted view. At most 1,000 ranges.
     #[serde(default)]
+    #[schema(max_items = 1_000)]
     pub restricted_view: Vec<SeatRange>,
 }
 
@@ -75,20 +96,30 @@ fn one() -> f64 {
 
 /// A price category for a range of rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CategoryRows {
     /// Row range.
+    #[schema(
+        pattern = r"^\s*([A-Z]{1,3}|[1-9][0-9]{0,3})(\s*-\s*([A-Z]{1,3}|[1-9][0-9]{0,3}))?\s*$"
+    )]
     pub rows: String,
     /// Name of a price category of the event.
+    #[schema(schema_with = marquee_protocol::text::schema::name)]
     pub category: String,
 }
 
 /// Some seats of some rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SeatRange {
     /// Row range.
+    #[schema(
+        pattern = r"^\s*([A-Z]{1,3}|[1-9][0-9]{0,3})(\s*-\s*([A-Z]{1,3}|[1-9][0-9]{0,3}))?\s*$"
+    )]
     pub rows: String,
     /// Seat range (all seats when absent).
     #[serde(default)]
+    #[schema(pattern = r"^\s*[1-9][0-9]{0,4}(\s*-\s*[1-9][0-9]{0,4})?\s*$")]
     pub seats: Option<String>,
 }
 
@@ -122,9 +153,17 @@ pub struct SpecError(pub String);
 
 fn letters_to_number(s: &str) -> Option<u32> {
     s.chars().try_fold(0u32, |n, c| {
-        c.is_ascii_uppercase()
-            .then(|| n * 26 + (c as u32 - 'A' as u32 + 1))
+        if !c.is_ascii_uppercase() {
+            return None;
+        }
+        // Checked: a long run of letters must be a bad range, not an overflow.
+        n.checked_mul(26)?.checked_add(c as u32 - 'A' as u32 + 1)
     })
+}
+
+/// Whether a point lies within [`MAX_COORDINATE`] on both axes.
+fn on_map(p: Point) -> bool {
+    p.x.abs() <= MAX_COORDINATE && p.y.abs() <= MAX_COORDINATE
 }
 
 fn number_to_letters(mut n: u32) -> String {
@@ -243,6 +282,11 @@ pub fn expand(spec: &LayoutSpec) -> Result<Vec<SeatPlan>, SpecError> {
             "a seat map has at most {MAX_SECTIONS} sections"
         )));
     }
+    if !on_map(spec.focal) {
+        return Err(SpecError(format!(
+            "focal must lie within ±{MAX_COORDINATE} on both axes"
+        )));
+    }
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (s, section) in spec.sections.iter().enumerate() {
@@ -253,8 +297,17 @@ pub fn expand(spec: &LayoutSpec) -> Result<Vec<SeatPlan>, SpecError> {
         );
         if named.is_err() || !names.insert(section.name.as_str()) {
             return Err(SpecError(format!(
-                "section names must be unique, 1 to {} bytes without control characters ({:?})",
+                "section names must be unique, 1 to {} characters without control characters ({:?})",
                 marquee_protocol::text::MAX_LABEL_LEN,
+                section.name
+            )));
+        }
+        if !on_map(section.origin)
+            || section.seat_spacing.abs() > MAX_SPACING
+            || section.row_spacing.abs() > MAX_SPACING
+        {
+            return Err(SpecError(format!(
+                "section {}: origin within ±{MAX_COORDINATE} and spacings within ±{MAX_SPACING}",
                 section.name
             )));
         }
@@ -326,6 +379,7 @@ mod tests {
         assert!(rows("C-A").is_err());
         assert!(rows("a-c").is_err());
         assert!(seats("0-4").is_err());
+        assert!(rows("ZZZZZZZZ").is_err(), "too many letters is a bad range");
     }
 
     #[test]

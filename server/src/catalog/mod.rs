@@ -75,14 +75,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Conflict(m) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m)
             }
-            CatalogError::Db(e) => {
-                tracing::error!(error = %e, "catalog database error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    "internal error",
-                )
-            }
+            CatalogError::Db(e) => ApiError::from(e),
         }
     }
 }
@@ -110,41 +103,52 @@ pub(crate) fn id(raw: &str, what: &'static str) -> Result<Uuid, CatalogError> {
 /// The OpenAPI document of the catalog.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Marquee catalog API", description = "Venues, events, seat maps, ticket types and onsales; public listing and search. Errors are `{\"code\", \"message\"}` with a stable code."),
-    paths(
-        admin::put_tenant, admin::create_venue, admin::list_venues, admin::get_venue,
-        admin::create_event, admin::list_events, admin::get_event, admin::set_event_status,
-        admin::create_category, admin::list_categories, admin::create_seat_map_route,
-        admin::create_ticket_type, admin::list_ticket_types, admin::create_onsale,
-        admin::list_onsales, admin::get_onsale, admin::set_onsale_status, admin::set_onsale_admission,
-        public::search_events, public::event_detail, public::event_seats, public::availability,
+    info(
+        title = "Marquee catalog API",
+        description = "Venues, events, seat maps, ticket types and onsales; public listing and search. Errors are `{\"code\", \"message\"}` with a stable code."
     ),
-    components(schemas(marquee_protocol::ErrorBody)),
-    modifiers(&BearerAuth),
+    paths(
+        admin::put_tenant,
+        admin::create_venue,
+        admin::list_venues,
+        admin::get_venue,
+        admin::create_event,
+        admin::list_events,
+        admin::get_event,
+        admin::set_event_status,
+        admin::create_category,
+        admin::list_categories,
+        admin::create_seat_map_route,
+        admin::create_ticket_type,
+        admin::list_ticket_types,
+        admin::create_onsale,
+        admin::list_onsales,
+        admin::get_onsale,
+        admin::set_onsale_status,
+        admin::set_onsale_admission,
+        public::search_events,
+        public::event_detail,
+        public::event_seats,
+        public::availability,
+    ),
+    components(schemas(marquee_protocol::ErrorBody))
 )]
 struct ApiDoc;
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    use utoipa::openapi::{RefOr, Schema};
+    let mut doc = ApiDoc::openapi();
+    // An admission change names at least one setting. Set here because utoipa-gen 5.5 writes
+    // a `min_properties` attribute as `maxProperties`.
+    let admission = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("AdmissionChange"));
+    if let Some(RefOr::T(Schema::Object(object))) = admission {
+        object.min_properties = Some(1);
+    }
+    doc
 }
 
 /// Every catalog route, with state applied.

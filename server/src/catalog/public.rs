@@ -14,32 +14,44 @@ use uuid::Uuid;
 
 const VISIBLE: &str = "status in ('published', 'on_sale', 'sold_out')";
 
+/// Most search results one page may hold.
+pub const MAX_LIMIT: i64 = 100;
+/// Farthest a search may page.
+pub const MAX_OFFSET: i64 = 10_000;
+
 /// Search filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Full-text query over name, description and category (web search syntax).
+    #[param(schema_with = marquee_protocol::text::schema::search)]
     pub q: Option<String>,
     /// Events starting at or after (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<OffsetDateTime>,
     /// Events starting before (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<OffsetDateTime>,
     /// Exact category.
+    #[param(schema_with = marquee_protocol::text::schema::search)]
     pub category: Option<String>,
     /// Venue city (case-insensitive).
+    #[param(schema_with = marquee_protocol::text::schema::search)]
     pub city: Option<String>,
-    /// Page size (default 20, at most 100).
+    /// Page size: 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// Offset.
+    /// Results to skip: 0 to 10,000 (default 0).
+    #[param(minimum = 0, maximum = 10_000)]
     pub offset: Option<i64>,
 }
 
 /// Lists and searches a tenant's public events, soonest first.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", params(SearchQuery),
-    responses((status = 200, body = Vec<Event>), (status = 400, body = marquee_protocol::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events", tag = "storefront", params(("tenant_id" = Uuid, Path, description = "A tenant id; malformed ids are as unknown as missing ones (404)"), SearchQuery),
+    responses((status = 200, body = Vec<Event>), (status = 400, body = marquee_protocol::ErrorBody),
+        (status = 404, description = "No such tenant (or not a UUID)", body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn search_events(
     State(s): State<CatalogState>,
     Path(tenant): Path<String>,
@@ -59,11 +71,22 @@ pub(crate) async fn search_events(
             ))?;
         }
     }
-    let Ok(tenant) = Uuid::parse_str(&tenant) else {
-        return Ok(Json(Vec::new()));
-    };
-    let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    let offset = query.offset.unwrap_or(0).max(0);
+    let limit = query.limit.unwrap_or(20);
+    let offset = query.offset.unwrap_or(0);
+    if !(1..=MAX_LIMIT).contains(&limit) || !(0..=MAX_OFFSET).contains(&offset) {
+        return Err(CatalogError::BadRequest(format!(
+            "limit must be 1 to {MAX_LIMIT} and offset 0 to {MAX_OFFSET}"
+        )));
+    }
+    let tenant = super::id(&tenant, "tenant")?;
+    let known: bool =
+        sqlx::query_scalar("select exists (select 1 from tenant where tenant_id = $1)")
+            .bind(tenant)
+            .fetch_one(&s.db)
+            .await?;
+    if !known {
+        return Err(CatalogError::NotFound("tenant"));
+    }
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "select {EVENT_COLUMNS} from event e
@@ -138,7 +161,8 @@ async fn visible_event(
 }
 
 /// A public event's detail.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}", tag = "storefront",
+    params(("tenant_id" = Uuid, Path, description = "A tenant id; malformed ids are as unknown as missing ones (404)"), ("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")),
     responses((status = 200, body = EventDetail), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn event_detail(
     State(s): State<CatalogState>,
@@ -214,7 +238,8 @@ pub struct SeatInfo {
 }
 
 /// A public event's seat map.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}/seats",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}/seats", tag = "storefront",
+    params(("tenant_id" = Uuid, Path, description = "A tenant id; malformed ids are as unknown as missing ones (404)"), ("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")),
     responses((status = 200, body = SeatMap), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn event_seats(
     State(s): State<CatalogState>,
@@ -298,7 +323,8 @@ pub struct GaAvailability {
 }
 
 /// A summary of what is left, by category.
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}/availability",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/events/{event_id}/availability", tag = "storefront",
+    params(("tenant_id" = Uuid, Path, description = "A tenant id; malformed ids are as unknown as missing ones (404)"), ("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")),
     responses((status = 200, body = Availability), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub async fn availability(
     State(s): State<CatalogState>,

@@ -117,11 +117,25 @@ impl From<JsonRejection> for ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
-    /// A database failure the route did not map to a client error: 500 `internal`, its detail
-    /// logged, never sent.
+    /// A database failure the route did not map to a client error, its detail logged, never
+    /// sent: 503 `unavailable` when the database could not be reached in time (worth a
+    /// retry), 500 `internal` otherwise.
     fn from(e: sqlx::Error) -> Self {
-        Self::internal("database error", &e)
+        if transient(&e) {
+            Self::unavailable("the database", &e)
+        } else {
+            Self::internal("database error", &e)
+        }
     }
+}
+
+/// Whether a database error says the database was out of reach (no connection in time, the
+/// connection broke) rather than that the query failed.
+pub fn transient(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
 }
 
 /// A JSON body whose rejection is an [`ApiError`]. A body with U+0000 in any string (or key)
@@ -150,15 +164,56 @@ where
         .map_err(JsonRejection::from)?;
         let untyped =
             axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
-        let axum::Json(value) =
+        let axum::Json(mut value) =
             axum::Json::<serde_json::Value>::from_request(untyped, state).await?;
         if let Some(path) = nul_at(&value, &mut String::from("body")) {
             return Err(ApiError::bad_request(format!(
                 "{path} must not contain control characters"
             )));
         }
-        let axum::Json(typed) = axum::Json::<T>::from_bytes(&bytes)?;
-        Ok(AppJson(typed))
+        // JSON has one kind of number: `2.0` is the integer 2 (JSON Schema agrees), though
+        // serde reads it only into a float. Such a body is read again with them as integers.
+        let typed = if integral_floats(&mut value) {
+            let bytes = serde_json::to_vec(&value).expect("a JSON value serializes");
+            axum::Json::<T>::from_bytes(&bytes)?
+        } else {
+            axum::Json::<T>::from_bytes(&bytes)?
+        };
+        Ok(AppJson(typed.0))
+    }
+}
+
+/// Reads a JSON body as `T`, taking whole-number floats (`2.0`) where integers are wanted, as
+/// [`AppJson`] does, for routes that read their body themselves (a signed hook reads the exact
+/// bytes first).
+pub fn read_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    integral_floats(&mut value);
+    serde_json::from_value(value)
+}
+
+/// Turns every float in `value` that is a whole number within `i64` into an integer;
+/// whether it found one.
+fn integral_floats(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().expect("a float");
+            // i64::MAX as f64 rounds up to 2^63, which no i64 holds: keep the bound exclusive.
+            if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 {
+                *value = Value::from(f as i64);
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |found, item| integral_floats(item) | found),
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |found, item| integral_floats(item) | found),
+        _ => false,
     }
 }
 
@@ -227,6 +282,17 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_floats_become_integers_and_others_stay() {
+        let mut body = serde_json::json!({"a": 240.0, "b": [1.5, -3.0], "c": 7, "d": 1e300});
+        assert!(integral_floats(&mut body));
+        assert_eq!(
+            body,
+            serde_json::json!({"a": 240, "b": [1.5, -3], "c": 7, "d": 1e300})
+        );
+        assert!(!integral_floats(&mut serde_json::json!({"a": 1, "b": 0.5})));
+    }
 
     #[test]
     fn a_nul_anywhere_in_a_body_is_found_with_its_path() {

@@ -6,6 +6,7 @@
 //!   mapping every route uses (a leaf: it imports nothing of the server but metrics).
 //! - [`extract`]: who is calling: bearer tokens, [`Caller`](extract::Caller) and
 //!   [`Admin`](extract::Admin).
+//! - [`openapi`]: the OpenAPI documents of both listeners, composed from every domain's.
 //! - [`serve`]: a listener served with connection caps and header, body and idle deadlines.
 //! - [`web`]: the buyer app, the dashboard and the gate scanner, embedded in the binary.
 //!
@@ -13,6 +14,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod serve;
 pub mod web;
 
@@ -65,18 +67,26 @@ pub(crate) fn router(
         .layer(tower_http::compression::CompressionLayer::new())
 }
 
-/// The OpenAPI document of every public route, composed from each domain's.
+/// The OpenAPI document of every public route ([`openapi::public`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = crate::catalog::openapi();
-    doc.merge(crate::payments::openapi());
-    doc.merge(crate::waiting_room::http::openapi());
-    doc.merge(crate::analytics::openapi());
-    doc
+    openapi::public()
 }
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json` on the public listener.
 pub(crate) fn openapi_routes() -> Router {
-    Router::new().route("/openapi.json", get(|| async { Json(openapi()) }))
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+/// `GET /openapi.json` on the internal listener: its own document.
+pub(crate) fn internal_openapi_routes() -> Router {
+    Router::new().route("/openapi.json", get(|| async { Json(openapi::internal()) }))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "probes",
+    responses((status = 200, description = "The OpenAPI document of this listener", body = Object)))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
 }
 
 /// The web pages and their files ([`web`]) for what no route took; the JSON 404 otherwise.
@@ -91,12 +101,18 @@ async fn pages_or_not_found(
     }
 }
 
-#[derive(Serialize)]
+/// A probe's answer.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Status {
+    /// `ok` (alive) or `ready`.
     status: &'static str,
+    /// The channel engine: `memory` or `redis`.
     engine: &'static str,
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "probes",
+    responses((status = 200, description = "Alive", body = Status)))]
 async fn health(State(probes): State<Probes>) -> Json<Status> {
     Json(Status {
         status: "ok",
@@ -104,6 +120,9 @@ async fn health(State(probes): State<Probes>) -> Json<Status> {
     })
 }
 
+/// Readiness: the channel engine is reachable and the node is not draining (503 otherwise).
+#[utoipa::path(get, path = "/ready", tag = "probes",
+    responses((status = 200, description = "Ready for traffic", body = Status)))]
 async fn ready(State(probes): State<Probes>) -> Result<Json<Status>, ApiError> {
     use axum::http::StatusCode;
     use marquee_protocol::ErrorCode;
@@ -128,6 +147,9 @@ async fn ready(State(probes): State<Probes>) -> Result<Json<Status>, ApiError> {
     }))
 }
 
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn render_metrics(State(probes): State<Probes>) -> impl IntoResponse {
     if let Some(rss) = crate::metrics::resident_memory_bytes() {
         ::metrics::gauge!("process_resident_memory_bytes").set(rss as f64);

@@ -349,6 +349,29 @@ impl FromRef<HubState> for Arc<Verifier> {
     }
 }
 
+/// The OpenAPI document of `/ws`: only its HTTP side, the upgrade and its refusals (the
+/// protocol spoken after it is docs/protocol.md).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upgrade))]
+struct WsDoc;
+
+/// The OpenAPI document of `/ws`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    WsDoc::openapi()
+}
+
+/// The OpenAPI document of `POST /internal/publish`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(publish))]
+struct PublishDoc;
+
+/// The OpenAPI document of `POST /internal/publish`.
+pub fn internal_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    PublishDoc::openapi()
+}
+
 /// `/ws`, for the public listener.
 pub fn routes(state: HubState) -> Router {
     Router::new().route("/ws", get(upgrade)).with_state(state)
@@ -362,6 +385,18 @@ pub fn internal_routes(state: HubState) -> Router {
         .with_state(state)
 }
 
+/// Opens the realtime connection: a WebSocket upgrade (RFC 6455) with a token in
+/// `Authorization: Bearer` or, for browsers, the `access_token` query parameter, and the
+/// sub-protocol `marquee.v1.json` or `marquee.v1.msgpack`. Refused before the upgrade, in this
+/// order: the address's connect rate (429), the token (401), the upgrade itself or the
+/// sub-protocol (400), the node's connect rate or capacity (503, with `Retry-After`), the
+/// account's connection cap (429).
+#[utoipa::path(get, path = "/ws", tag = "realtime", security(("bearer" = [])),
+    params(("access_token" = Option<String>, Query, description = "The token, for browsers that cannot set headers on an upgrade")),
+    responses((status = 101, description = "Switching protocols: the WebSocket is open"),
+        (status = 400, description = "Not a WebSocket upgrade, or no supported sub-protocol", body = marquee_protocol::ErrorBody),
+        (status = 429, description = "Too many upgrades from this address, or too many connections of this account", body = marquee_protocol::ErrorBody),
+        (status = 503, description = "The node is at its connect rate or capacity (`over_capacity`, with Retry-After)", body = marquee_protocol::ErrorBody)))]
 async fn upgrade(
     State(state): State<HubState>,
     extensions: axum::http::Extensions,
@@ -418,17 +453,25 @@ async fn upgrade(
 }
 
 /// Body of `POST /internal/publish`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PublishRequest {
+    /// A channel of the caller's tenant (`seats:`, `queue:`, `admin:` or `gate:`; never an
+    /// inbox).
+    #[schema(pattern = r"^(seats|queue|admin|gate):[A-Za-z0-9_.@/-]{1,128}$")]
     channel: String,
+    /// What to publish: any JSON the protocol's nesting limit allows.
     data: Value,
 }
 
 /// Reply of `POST /internal/publish`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Published {
+    /// The channel.
     channel: String,
+    /// The channel's epoch.
     epoch: String,
+    /// The message's offset in it.
     offset: u64,
 }
 
@@ -461,6 +504,11 @@ async fn may_publish(hub: &Hub, identity: &Identity, channel: &Channel) -> Resul
     })
 }
 
+/// Publishes a message on a channel of the caller's tenant (role `admin`, bearer header only).
+#[utoipa::path(post, path = "/internal/publish", tag = "publishing", security(("bearer" = [])),
+    request_body = PublishRequest,
+    responses((status = 200, body = Published),
+        (status = 403, description = "Not an admin, an inbox, or a channel of another tenant (or one this node cannot check)", body = marquee_protocol::ErrorBody)))]
 async fn publish(
     State(state): State<HubState>,
     headers: HeaderMap,

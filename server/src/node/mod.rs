@@ -368,7 +368,8 @@ impl Node {
         };
         if let Some(internal) = internal {
             // Operators' publishing, and the payment hooks when there is a database.
-            let mut routes = crate::hub::http::internal_routes(hub_state.clone());
+            let mut routes = crate::hub::http::internal_routes(hub_state.clone())
+                .merge(http::internal_openapi_routes());
             if let Some(services) = &self.services {
                 routes = routes.merge(services.payments.hook_routes());
             }

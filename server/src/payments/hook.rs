@@ -99,29 +99,54 @@ impl HookSecrets {
     }
 }
 
+/// Longest provider event id or payment reference, in characters.
+pub const MAX_REFERENCE_LEN: usize = 255;
+
 /// The body of a hook call: one provider event about one order's payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HookEvent {
     /// The provider's id for this event: the deduplication key.
+    #[schema(schema_with = reference_schema)]
     pub id: String,
-    /// What happened.
+    /// What happened: `payment.succeeded`, `payment.failed`, `payment.processing` or
+    /// `payment.refunded`.
     #[serde(rename = "type")]
+    #[schema(schema_with = kind_schema)]
     pub kind: PaymentEventKind,
     /// The Marquee order the payment is for (the provider got it when the payment was made).
     pub order: Uuid,
     /// The provider's reference for the payment.
+    #[schema(schema_with = reference_schema)]
     pub payment: String,
     /// Amount in minor units, when the event carries one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub amount_minor: Option<i64>,
     /// ISO 4217 currency of `amount_minor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
 }
 
+fn reference_schema() -> utoipa::openapi::Object {
+    marquee_protocol::text::schema::required(MAX_REFERENCE_LEN)
+}
+
+fn kind_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some([
+            "payment.succeeded",
+            "payment.failed",
+            "payment.processing",
+            "payment.refunded",
+        ]))
+        .build()
+}
+
 /// The answer to an accepted call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HookReceipt {
     /// Always true: the event is recorded.
     pub received: bool,
@@ -138,6 +163,17 @@ pub struct HookState {
     pub secrets: Arc<HookSecrets>,
     /// How far a signed timestamp may be from now, in seconds.
     pub tolerance_secs: u64,
+}
+
+/// The OpenAPI document of the hook.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(receive))]
+struct ApiDoc;
+
+/// The OpenAPI document of the hook.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    ApiDoc::openapi()
 }
 
 /// The internal listener's routes.
@@ -161,6 +197,19 @@ fn unavailable(e: &sqlx::Error) -> ApiError {
     )
 }
 
+/// A payment provider reports what became of a payment, signed with the provider's secret in
+/// `Marquee-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` (docs/payments.md).
+/// The provider's event id is the deduplication key: a duplicate is acknowledged, changes
+/// nothing and says `duplicate: true`. Checked in this order: provider (404), size (413),
+/// signature (400 `signature_missing`, `signature_invalid`, `signature_expired`), body (400),
+/// order (404).
+#[utoipa::path(post, path = "/hooks/payments/{provider}", tag = "hooks",
+    params(("provider" = String, Path, description = "A configured provider's name")),
+    request_body = HookEvent,
+    responses((status = 200, body = HookReceipt),
+        (status = 400, description = "No, a bad or an expired signature, or a body that is not a payment event", body = marquee_protocol::ErrorBody),
+        (status = 404, description = "No such provider, or no such order", body = marquee_protocol::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = marquee_protocol::ErrorBody)))]
 async fn receive(
     State(state): State<HookState>,
     Path(provider): Path<String>,
@@ -198,7 +247,7 @@ async fn receive(
         crate::metrics::METRICS.payment_hooks_refused.increment(1);
         bad(e.code(), e.to_string())
     })?;
-    let event: HookEvent = serde_json::from_slice(&body)
+    let event: HookEvent = crate::http::error::read_json(&body)
         .map_err(|e| bad(ErrorCode::BadRequest, format!("not a payment event: {e}")))?;
     if event.kind == PaymentEventKind::Cancelled {
         return Err(bad(
@@ -207,7 +256,7 @@ async fn receive(
         ));
     }
     for (field, value) in [("id", &event.id), ("payment", &event.payment)] {
-        marquee_protocol::text::required(field, value, 255)
+        marquee_protocol::text::required(field, value, MAX_REFERENCE_LEN)
             .map_err(|e| bad(ErrorCode::BadRequest, e.to_string()))?;
     }
     if event.amount_minor.is_some_and(|a| a < 0) {

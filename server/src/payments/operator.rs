@@ -121,7 +121,8 @@ async fn request(
 
 /// Refunds a paid order: its tickets stop working, its seats go back on sale, the provider
 /// gives the money back.
-#[utoipa::path(post, path = "/v1/admin/orders/{order_id}/refund", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/orders/{order_id}/refund", tag = "orders",
+    params(("order_id" = Uuid, Path, description = "An order id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = OrderChangeRequested), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn refund_order(
     State(state): State<PaymentsState>,
@@ -133,7 +134,8 @@ pub(crate) async fn refund_order(
 
 /// Cancels an order awaiting payment or paid: its seats go back on sale; a paid one's tickets
 /// stop working and its money goes back.
-#[utoipa::path(post, path = "/v1/admin/orders/{order_id}/cancel", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/orders/{order_id}/cancel", tag = "orders",
+    params(("order_id" = Uuid, Path, description = "An order id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = OrderChangeRequested), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn cancel_order(
     State(state): State<PaymentsState>,

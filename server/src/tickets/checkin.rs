@@ -20,7 +20,9 @@
 use crate::clock::now_ms;
 use crate::outbox;
 use crate::ticket_code::TicketKey;
-use marquee_protocol::checkin::{MAX_SCAN_ID_LEN, Scan, ScanNotice, ScanOutcome, ScanResult};
+use marquee_protocol::checkin::{
+    MAX_QR_LEN, MAX_SCAN_ID_LEN, MIN_SCANNED_AT, Scan, ScanNotice, ScanOutcome, ScanResult,
+};
 use marquee_protocol::{Channel, ChannelKind, ErrorCode, text};
 use serde_json::value::to_raw_value;
 use sqlx::{PgPool, Row as _};
@@ -88,12 +90,12 @@ impl Checkin {
     pub fn check(scan: &Scan) -> Result<Option<Uuid>, CheckinError> {
         let bad = |e: text::TextError| CheckinError::BadRequest(e.to_string());
         text::required("scan_id", &scan.scan_id, MAX_SCAN_ID_LEN).map_err(bad)?;
-        text::optional("qr", &scan.qr, 1024).map_err(bad)?;
+        text::optional("qr", &scan.qr, MAX_QR_LEN).map_err(bad)?;
         // From 2000 on, and no more than a day ahead of this node's clock.
         let latest = now_ms() + 24 * 3600 * 1000;
         if scan
             .scanned_at
-            .is_some_and(|at| !(946_684_800_000..=latest).contains(&at))
+            .is_some_and(|at| !(MIN_SCANNED_AT..=latest).contains(&at))
         {
             return Err(CheckinError::BadRequest(
                 "scanned_at must be unix milliseconds, not in the future".into(),

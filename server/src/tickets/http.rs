@@ -40,6 +40,17 @@ pub struct TicketsState {
     pub notify: bool,
 }
 
+/// The OpenAPI document of the ticket routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(my_tickets, ticket_qr, public_key, checkin, checkin_batch, transfer))]
+struct ApiDoc;
+
+/// The OpenAPI document of the ticket routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    ApiDoc::openapi()
+}
+
 /// The ticket routes.
 pub(crate) fn router(state: TicketsState) -> Router {
     Router::new()
@@ -78,12 +89,15 @@ impl From<CheckinError> for ApiError {
 }
 
 /// The caller's tickets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MyTickets {
     /// Valid tickets, oldest first, each with its current code.
     pub tickets: Vec<Ticket>,
 }
 
+/// The caller's valid tickets, each with its current code (403 for a token without a tenant).
+#[utoipa::path(get, path = "/v1/me/tickets", tag = "tickets", security(("bearer" = [])),
+    responses((status = 200, body = MyTickets)))]
 async fn my_tickets(
     State(state): State<TicketsState>,
     headers: HeaderMap,
@@ -122,6 +136,10 @@ async fn my_tickets(
 
 /// One of the caller's valid tickets' code as a QR image (SVG), rendered here with the `qrcode`
 /// crate so no page draws codes by hand. A page fetches it with its bearer token and shows it.
+#[utoipa::path(get, path = "/v1/me/tickets/{ticket_id}/qr.svg", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_id" = Uuid, Path, description = "One of the caller's valid tickets")),
+    responses((status = 200, description = "The code as an SVG image", content_type = "image/svg+xml", body = String),
+        (status = 404, description = "No such valid ticket of the caller's (or not a UUID)", body = marquee_protocol::ErrorBody)))]
 async fn ticket_qr(
     State(state): State<TicketsState>,
     headers: HeaderMap,
@@ -171,7 +189,7 @@ pub fn qr_svg(text: &str) -> String {
 }
 
 /// The key gates check codes with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKey {
     /// Always `Ed25519`.
     pub algorithm: String,
@@ -181,6 +199,9 @@ pub struct PublicKey {
     pub format: String,
 }
 
+/// The Ed25519 public key gates verify ticket codes with, offline.
+#[utoipa::path(get, path = "/v1/tickets/public-key", tag = "tickets",
+    responses((status = 200, body = PublicKey)))]
 async fn public_key(State(state): State<TicketsState>) -> Json<PublicKey> {
     Json(PublicKey {
         algorithm: "Ed25519".into(),
@@ -189,6 +210,12 @@ async fn public_key(State(state): State<TicketsState>) -> Json<PublicKey> {
     })
 }
 
+/// One scan by a gate (role `gate`): admitted, already checked in, or rejected. A scan sent
+/// again with its `scan_id` gets its first answer; the id with another code is 409.
+#[utoipa::path(post, path = "/v1/checkin", tag = "check-in", security(("bearer" = [])),
+    request_body = Scan,
+    responses((status = 200, body = ScanResult),
+        (status = 409, description = "The scan_id was used before for another code or gate", body = marquee_protocol::ErrorBody)))]
 async fn checkin(
     State(state): State<TicketsState>,
     headers: HeaderMap,
@@ -201,19 +228,27 @@ async fn checkin(
 }
 
 /// Scans an offline gate kept.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ScanBatch {
-    /// The scans, in the order they were made.
+    /// The scans, in the order they were made (at most 1,000).
+    #[schema(max_items = 1000)]
     pub scans: Vec<Scan>,
 }
 
 /// The answers to a batch, in its order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScanResults {
     /// One per scan.
     pub results: Vec<ScanResult>,
 }
 
+/// Up to 1,000 scans an offline gate kept, each answered as if sent alone, in order. Every
+/// scan is checked before any is applied: a malformed one refuses the batch unchanged.
+#[utoipa::path(post, path = "/v1/checkin/batch", tag = "check-in", security(("bearer" = [])),
+    request_body = ScanBatch,
+    responses((status = 200, body = ScanResults),
+        (status = 409, description = "A scan_id was used before for another code or gate; the scans before it in the batch stand", body = marquee_protocol::ErrorBody)))]
 async fn checkin_batch(
     State(state): State<TicketsState>,
     headers: HeaderMap,
@@ -240,14 +275,17 @@ async fn checkin_batch(
 }
 
 /// A transfer: the account to give the ticket to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TransferRequest {
-    /// The new holder's user id (`sub`), in the caller's tenant.
+    /// The new holder's user id (`sub`), in the caller's tenant: 1 to 91 characters from
+    /// `[A-Za-z0-9_.@-]`, and not the caller.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,91}$")]
     pub to: String,
 }
 
 /// A done transfer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transferred {
     /// The ticket.
     pub ticket: String,
@@ -257,6 +295,14 @@ pub struct Transferred {
     pub version: u32,
 }
 
+/// Gives one of the caller's valid tickets to another account of the tenant. Its version goes
+/// up, so every code signed before stops working at the gates.
+#[utoipa::path(post, path = "/v1/me/tickets/{ticket_id}/transfer", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_id" = Uuid, Path, description = "One of the caller's tickets")),
+    request_body = TransferRequest,
+    responses((status = 200, body = Transferred),
+        (status = 404, description = "No such ticket of the caller's (or not a UUID)", body = marquee_protocol::ErrorBody),
+        (status = 409, description = "The ticket was cancelled, refunded or checked in already", body = marquee_protocol::ErrorBody)))]
 async fn transfer(
     State(state): State<TicketsState>,
     headers: HeaderMap,

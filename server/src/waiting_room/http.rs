@@ -50,7 +50,8 @@ pub struct DrawRecord {
 
 /// The pre-queue draw of an onsale of a visible event: `404 not_found` until the pre-queue
 /// opens (there is no commitment before).
-#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw",
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/onsales/{onsale_id}/draw", tag = "waiting room",
+    params(("tenant_id" = Uuid, Path, description = "A tenant id; malformed ids are as unknown as missing ones (404)"), ("onsale_id" = Uuid, Path, description = "An onsale id; malformed ids are as unknown as missing ones (404)")),
     responses((status = 200, body = DrawRecord), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn onsale_draw(
     State(db): State<PgPool>,

@@ -4,7 +4,9 @@
 
 use crate::common;
 
-use common::shop::{Shop, ShopSpec, checkout, node_config, order_update, shop};
+use common::shop::{
+    Shop, ShopSpec, admin_token, checkout, node_config, order_update, paying, shop, staff_token,
+};
 use common::{Raw, SECRET, TestNode, claims, http, redis_config, unique_prefix};
 use marquee_protocol::booking::{OrderStatus, Ticket};
 use marquee_protocol::checkin::{Scan, ScanNotice, ScanOutcome, ScanResult};
@@ -16,27 +18,6 @@ use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// A node whose simulated provider pays every order 50 ms after checkout.
-fn paying(mut config: marquee_server::Config) -> marquee_server::Config {
-    config.payments.simulated_delay = Duration::from_millis(50);
-    config.payments.simulated_outcomes = "succeeded=1".parse().unwrap();
-    config
-}
-
-fn gate_token(shop: &Shop, gate: &str) -> String {
-    let mut c = claims(gate, &["gate"], 3600);
-    c.tenant = Some(shop.tenant.to_string());
-    sign_hs256(SECRET, &c)
-}
-
-/// `user` buys `seats`; their tickets.
-async fn buy(node: &TestNode, shop: &Shop, user: &str, seats: &[u32]) -> Vec<Ticket> {
-    let (mut raw, _) = checkout(node, shop, user, seats).await;
-    let update = order_update(&mut raw).await;
-    assert_eq!(update.status, OrderStatus::Paid, "{update:?}");
-    update.tickets
-}
-
 fn scan(qr: &str, scan_id: &str, event: Option<Uuid>) -> Scan {
     Scan {
         qr: qr.to_owned(),
@@ -44,6 +25,15 @@ fn scan(qr: &str, scan_id: &str, event: Option<Uuid>) -> Scan {
         event: event.map(|e| e.to_string()),
         scanned_at: None,
     }
+}
+
+fn gate_token(shop: &Shop, gate: &str) -> String {
+    staff_token(shop, gate, "gate")
+}
+
+/// `user` buys `seats`; their tickets.
+async fn buy(node: &TestNode, shop: &Shop, user: &str, seats: &[u32]) -> Vec<Ticket> {
+    common::shop::buy(node, shop, user, seats).await.1
 }
 
 /// Sends `checkin.scan` and returns the `checkin.result` (skipping gate-channel publications).
@@ -336,12 +326,6 @@ async fn http_gates_scan_and_upload_offline_batches_idempotently(pool: PgPool) {
     let mut own = Raw::connect(&node.ws_url(), &gate).await;
     own.must_subscribe(1, &format!("gate:{}", shop.event)).await;
     node.shutdown().await;
-}
-
-fn admin_token(shop: &Shop) -> String {
-    let mut c = claims("operator-1", &["admin"], 3600);
-    c.tenant = Some(shop.tenant.to_string());
-    sign_hs256(SECRET, &c)
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]

@@ -13,6 +13,7 @@ mod catalog;
 mod checkin;
 mod cluster;
 mod connection;
+mod contract;
 mod demo;
 mod engine_conformance;
 mod floods;

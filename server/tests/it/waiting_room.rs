@@ -3,12 +3,11 @@
 
 use crate::common;
 
-use common::shop::{Shop, ShopSpec, buyer_signed, node_config, shop};
-use common::{Raw, SECRET, TestNode, claims, http};
+use common::shop::{Shop, ShopSpec, admin_token, buyer_signed, node_config, shop};
+use common::{Raw, SECRET, TestNode, http};
 use marquee_protocol::booking::{Command, InboxMessage, Outcome};
 use marquee_protocol::queue::{PlaceState, QueueEvent, QueueStatus, StatusReason};
 use marquee_protocol::{ClientMessage, ErrorCode, ServerMessage};
-use marquee_server::auth::sign_hs256;
 use marquee_server::secret::Secret;
 use marquee_server::waiting_room::shuffle::{self, PublishedOrder};
 use sqlx::PgPool;
@@ -44,12 +43,6 @@ async fn gate(pool: &PgPool, shop: &Shop, status: &str, rate: f64, cap: i32) -> 
 
 async fn connect(node: &TestNode, shop: &Shop, user: &str) -> Raw {
     Raw::connect(&node.ws_url(), &buyer_signed(SECRET, shop.tenant, user)).await
-}
-
-fn admin_token(shop: &Shop) -> String {
-    let mut c = claims("operator-1", &["admin"], 3600);
-    c.tenant = Some(shop.tenant.to_string());
-    sign_hs256(SECRET, &c)
 }
 
 /// Joins and returns the place's status (panics on an error reply).

@@ -15,12 +15,16 @@ use uuid::Uuid;
 
 /// A new price category.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewCategory {
     /// Name, unique in the event (the layout spec refers to it).
+    #[schema(schema_with = marquee_protocol::text::schema::name)]
     pub name: String,
-    /// Price in minor units.
+    /// Price in minor units (0 to 10^12).
+    #[schema(schema_with = super::price_schema)]
     pub price_minor: i64,
-    /// ISO 4217 currency.
+    /// ISO 4217 currency, the event's one.
+    #[schema(schema_with = super::currency_schema)]
     pub currency: String,
 }
 
@@ -38,7 +42,8 @@ pub struct Category {
 }
 
 /// Adds a price category to an event.
-#[utoipa::path(post, path = "/v1/admin/events/{event_id}/price-categories", request_body = NewCategory, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/price-categories", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), request_body = NewCategory, security(("bearer" = [])),
     responses((status = 201, body = Category), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn create_category(
     State(s): State<CatalogState>,
@@ -48,11 +53,7 @@ pub(crate) async fn create_category(
 ) -> Created<Category> {
     name(&body.name, "name")?;
     currency(&body.currency)?;
-    if body.price_minor < 0 {
-        return Err(CatalogError::BadRequest(
-            "price_minor must not be negative".into(),
-        ));
-    }
+    super::price(body.price_minor)?;
     let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     super::event_currency(&mut tx, event_id, &body.currency).await?;
@@ -89,7 +90,8 @@ pub(crate) async fn create_category(
 }
 
 /// An event's price categories.
-#[utoipa::path(get, path = "/v1/admin/events/{event_id}/price-categories", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}/price-categories", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = Vec<Category>), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn list_categories(
     State(s): State<CatalogState>,

@@ -1,7 +1,7 @@
 //! Events: `/v1/admin/events`, created as drafts and moved along their statuses.
 
 use super::{
-    Admin, AppJson, CatalogError, CatalogState, Created, Found, StatusChange, audit, created,
+    Admin, AppJson, CatalogError, CatalogState, Created, EventStatusChange, Found, audit, created,
     ensure_tenant, event_sources, field, label, name, own_row, own_rows, transition,
 };
 use crate::catalog::on_constraint;
@@ -16,16 +16,20 @@ use uuid::Uuid;
 
 /// A new event (created as a draft).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// The venue.
     pub venue_id: Uuid,
     /// Name.
+    #[schema(schema_with = marquee_protocol::text::schema::name)]
     pub name: String,
-    /// Description (searched).
+    /// Description (searched); may span lines.
     #[serde(default)]
+    #[schema(schema_with = marquee_protocol::text::schema::text)]
     pub description: String,
     /// Category, e.g. `concert` (searched and filtered).
     #[serde(default)]
+    #[schema(schema_with = marquee_protocol::text::schema::optional_label)]
     pub category: String,
     /// Start (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
@@ -62,6 +66,10 @@ pub struct Event {
     pub status: String,
 }
 
+/// The refusal of an event whose `venue_id` names no venue of the caller's tenant. A 400, not a
+/// 404: the route exists; an id inside the body is part of a request that cannot be served.
+const UNKNOWN_VENUE: &str = "venue_id names no venue of this tenant";
+
 pub(crate) const EVENT_COLUMNS: &str =
     "event_id, venue_id, name, description, category, starts_at, ends_at, status::text as status";
 
@@ -79,7 +87,7 @@ pub(crate) fn event(r: &sqlx::postgres::PgRow) -> Event {
 }
 
 /// Creates an event (a draft).
-#[utoipa::path(post, path = "/v1/admin/events", request_body = NewEvent, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/events", tag = "catalog", request_body = NewEvent, security(("bearer" = [])),
     responses((status = 201, body = Event), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn create_event(
     State(s): State<CatalogState>,
@@ -117,7 +125,7 @@ pub(crate) async fn create_event(
         on_constraint(
             e,
             &[("event_venue_same_tenant", || {
-                CatalogError::NotFound("venue")
+                CatalogError::BadRequest(UNKNOWN_VENUE.into())
             })],
         )
     })?;
@@ -127,7 +135,7 @@ pub(crate) async fn create_event(
 }
 
 /// The tenant's events, soonest first.
-#[utoipa::path(get, path = "/v1/admin/events", security(("bearer" = [])), responses((status = 200, body = Vec<Event>)))]
+#[utoipa::path(get, path = "/v1/admin/events", tag = "catalog", security(("bearer" = [])), responses((status = 200, body = Vec<Event>)))]
 pub(crate) async fn list_events(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Event>> {
     own_rows(
         &s.db,
@@ -141,7 +149,8 @@ pub(crate) async fn list_events(State(s): State<CatalogState>, admin: Admin) -> 
 }
 
 /// One event.
-#[utoipa::path(get, path = "/v1/admin/events/{event_id}", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = Event), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn get_event(
     State(s): State<CatalogState>,
@@ -152,13 +161,14 @@ pub(crate) async fn get_event(
 }
 
 /// Moves an event along draft → published → on_sale → sold_out, or to cancelled.
-#[utoipa::path(patch, path = "/v1/admin/events/{event_id}/status", request_body = StatusChange, security(("bearer" = [])),
+#[utoipa::path(patch, path = "/v1/admin/events/{event_id}/status", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), request_body = EventStatusChange, security(("bearer" = [])),
     responses((status = 200, body = Event), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn set_event_status(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
-    AppJson(body): AppJson<StatusChange>,
+    AppJson(body): AppJson<EventStatusChange>,
 ) -> Found<Event> {
     let mut tx = s.db.begin().await?;
     let event = transition(&mut tx, &admin, "event", &raw, &body.status, event_sources).await?;

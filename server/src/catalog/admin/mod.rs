@@ -201,11 +201,91 @@ pub(crate) async fn own_rows<T>(
     Ok(Json(rows.iter().map(read).collect()))
 }
 
-/// A status change.
+/// An optional field that, when present, must hold a value: `null` is refused like any other
+/// wrong type (`#[serde(default, deserialize_with = "given")]`), so the documented schema
+/// (`nullable: false`) and the server agree.
+pub(crate) fn given<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Most an amount in minor units may be (10 billion in major units of a two-decimal currency):
+/// an order's total adds up prices and must never overflow.
+pub const MAX_PRICE_MINOR: i64 = 1_000_000_000_000;
+
+/// Most of one ticket type one order may take, and most general-admission tickets a type may
+/// have.
+pub const MAX_PER_ORDER: i32 = 1_000;
+/// See [`MAX_PER_ORDER`].
+pub const MAX_GA_QUOTA: i32 = 1_000_000;
+
+/// An event's status change.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct StatusChange {
-    /// The new status.
+#[serde(deny_unknown_fields)]
+pub struct EventStatusChange {
+    /// The new status: `published`, `on_sale`, `sold_out` or `cancelled` (`draft` is only
+    /// where events start).
+    #[schema(schema_with = settable_event_status)]
     pub status: String,
+}
+
+/// An onsale's status change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnsaleStatusChange {
+    /// The new status: `pre_queue`, `live`, `paused`, `sold_out` or `closed` (`scheduled` is
+    /// only where onsales start).
+    #[schema(schema_with = settable_onsale_status)]
+    pub status: String,
+}
+
+fn string_enum(values: &[&'static str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn settable_event_status() -> utoipa::openapi::Object {
+    string_enum(&["published", "on_sale", "sold_out", "cancelled"])
+}
+
+fn settable_onsale_status() -> utoipa::openapi::Object {
+    string_enum(&["pre_queue", "live", "paused", "sold_out", "closed"])
+}
+
+/// A price in minor units, for schemas: 0 to [`MAX_PRICE_MINOR`].
+pub(crate) fn price_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Int64,
+        )))
+        .minimum(Some(0))
+        .maximum(Some(MAX_PRICE_MINOR))
+        .build()
+}
+
+/// An ISO 4217 code, for schemas.
+pub(crate) fn currency_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some("^[A-Z]{3}$"))
+        .build()
+}
+
+/// A price in minor units from a client: 0 to [`MAX_PRICE_MINOR`].
+pub(crate) fn price(value: i64) -> Result<(), CatalogError> {
+    if (0..=MAX_PRICE_MINOR).contains(&value) {
+        Ok(())
+    } else {
+        Err(CatalogError::BadRequest(format!(
+            "price_minor must be 0 to {MAX_PRICE_MINOR}"
+        )))
+    }
 }
 
 /// The statuses an event may move to `to` from.

@@ -2,7 +2,7 @@
 //! their statuses and live admission settings, announced on `admin:` and `queue:` channels.
 
 use super::{
-    Admin, AppJson, CatalogError, CatalogState, Created, Found, StatusChange, audit, created,
+    Admin, AppJson, CatalogError, CatalogState, Created, Found, OnsaleStatusChange, audit, created,
     onsale_sources, own_event, own_row, transition,
 };
 use crate::catalog::id;
@@ -17,9 +17,11 @@ use uuid::Uuid;
 
 /// A new onsale.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewOnsale {
     /// Name, e.g. `General sale`.
     #[serde(default)]
+    #[schema(schema_with = onsale_name)]
     pub name: String,
     /// Opens (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
@@ -29,11 +31,13 @@ pub struct NewOnsale {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ends_at: Option<OffsetDateTime>,
-    /// How long a hold lasts, in seconds (default 600).
+    /// How long a hold lasts, in seconds: 1 to 86,400 (default 600).
     #[serde(default = "ten_minutes")]
+    #[schema(minimum = 1, maximum = 86_400)]
     pub hold_duration_seconds: i64,
-    /// Most seats or tickets one buyer may hold or own for the event (default 8).
+    /// Most seats or tickets one buyer may hold or own for the event: 1 to 1,000 (default 8).
     #[serde(default = "eight")]
+    #[schema(minimum = 1, maximum = 1_000)]
     pub per_user_limit: i32,
     /// Whether purchase commands need a waiting-room admission (default true).
     #[serde(default = "yes")]
@@ -42,12 +46,32 @@ pub struct NewOnsale {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub prequeue_opens_at: Option<OffsetDateTime>,
-    /// Admissions per second (default 10).
+    /// Admissions per second: above 0, at most 100,000 (default 10).
     #[serde(default = "ten_f")]
+    #[schema(exclusive_minimum = 0, maximum = 100_000)]
     pub admission_rate: f64,
-    /// Most active shoppers at once (default 500).
+    /// Most active shoppers at once: 1 to 1,000,000 (default 500).
     #[serde(default = "five_hundred")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub active_cap: i32,
+}
+
+/// Most admissions a second an onsale may be set to.
+pub const MAX_ADMISSION_RATE: f64 = 100_000.0;
+/// Most active shoppers an onsale may be set to.
+pub const MAX_ACTIVE_CAP: i32 = 1_000_000;
+/// Longest hold, in seconds (a day).
+pub const MAX_HOLD_SECONDS: i64 = 86_400;
+/// Most seats or tickets per buyer an onsale may allow.
+pub const MAX_PER_USER: i32 = 1_000;
+
+fn onsale_name() -> utoipa::openapi::Object {
+    marquee_protocol::text::schema::optional(marquee_protocol::text::MAX_NAME_LEN)
+}
+
+/// Whether an admission rate is one an onsale takes: finite, above 0, at most the maximum.
+fn rate_ok(rate: f64) -> bool {
+    rate.is_finite() && rate > 0.0 && rate <= MAX_ADMISSION_RATE
 }
 
 fn ten_minutes() -> i64 {
@@ -117,7 +141,8 @@ pub(crate) fn onsale(r: &sqlx::postgres::PgRow) -> Onsale {
 }
 
 /// Adds an onsale to an event (status `scheduled`).
-#[utoipa::path(post, path = "/v1/admin/events/{event_id}/onsales", request_body = NewOnsale, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/onsales", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), request_body = NewOnsale, security(("bearer" = [])),
     responses((status = 201, body = Onsale), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn create_onsale(
     State(s): State<CatalogState>,
@@ -130,16 +155,16 @@ pub(crate) async fn create_onsale(
         &body.name,
         marquee_protocol::text::MAX_NAME_LEN,
     ))?;
-    if body.hold_duration_seconds <= 0
-        || body.per_user_limit <= 0
-        || body.active_cap <= 0
-        || body.admission_rate.is_nan()
-        || body.admission_rate <= 0.0
+    if !(1..=MAX_HOLD_SECONDS).contains(&body.hold_duration_seconds)
+        || !(1..=MAX_PER_USER).contains(&body.per_user_limit)
+        || !(1..=MAX_ACTIVE_CAP).contains(&body.active_cap)
+        || !rate_ok(body.admission_rate)
     {
-        return Err(CatalogError::BadRequest(
-            "hold_duration_seconds, per_user_limit, admission_rate and active_cap must be positive"
-                .into(),
-        ));
+        return Err(CatalogError::BadRequest(format!(
+            "need 1 <= hold_duration_seconds <= {MAX_HOLD_SECONDS}, 1 <= per_user_limit <= \
+             {MAX_PER_USER}, 0 < admission_rate <= {MAX_ADMISSION_RATE} and 1 <= active_cap <= \
+             {MAX_ACTIVE_CAP}"
+        )));
     }
     if body.ends_at.is_some_and(|end| end <= body.starts_at)
         || body.prequeue_opens_at.is_some_and(|p| p > body.starts_at)
@@ -174,7 +199,8 @@ pub(crate) async fn create_onsale(
 }
 
 /// An event's onsales.
-#[utoipa::path(get, path = "/v1/admin/events/{event_id}/onsales", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}/onsales", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = Vec<Onsale>), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn list_onsales(
     State(s): State<CatalogState>,
@@ -193,7 +219,8 @@ pub(crate) async fn list_onsales(
 }
 
 /// One onsale.
-#[utoipa::path(get, path = "/v1/admin/onsales/{onsale_id}", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/onsales/{onsale_id}", tag = "catalog",
+    params(("onsale_id" = Uuid, Path, description = "An onsale id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = Onsale), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn get_onsale(
     State(s): State<CatalogState>,
@@ -204,13 +231,14 @@ pub(crate) async fn get_onsale(
 }
 
 /// Moves an onsale along scheduled → pre_queue → live ⇄ paused → sold_out / closed.
-#[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/status", request_body = StatusChange, security(("bearer" = [])),
+#[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/status", tag = "catalog",
+    params(("onsale_id" = Uuid, Path, description = "An onsale id; malformed ids are as unknown as missing ones (404)")), request_body = OnsaleStatusChange, security(("bearer" = [])),
     responses((status = 200, body = Onsale), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn set_onsale_status(
     State(s): State<CatalogState>,
     admin: Admin,
     Path(raw): Path<String>,
-    AppJson(body): AppJson<StatusChange>,
+    AppJson(body): AppJson<OnsaleStatusChange>,
 ) -> Found<Onsale> {
     let mut tx = s.db.begin().await?;
     if matches!(body.status.as_str(), "pre_queue" | "live") {
@@ -255,21 +283,24 @@ async fn selling_event(
     }
 }
 
-/// Live admission settings; either may be left out.
+/// Live admission settings: at least one of the two.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionChange {
-    /// Admissions per second (positive).
-    #[serde(default)]
+    /// Admissions per second: above 0, at most 100,000.
+    #[serde(default, deserialize_with = "super::given")]
+    #[schema(exclusive_minimum = 0, maximum = 100_000, nullable = false)]
     pub admission_rate: Option<f64>,
-    /// Most active shoppers at once (positive).
-    #[serde(default)]
+    /// Most active shoppers at once: 1 to 1,000,000.
+    #[serde(default, deserialize_with = "super::given")]
+    #[schema(minimum = 1, maximum = 1_000_000, nullable = false)]
     pub active_cap: Option<i32>,
 }
 
 /// Changes an onsale's admission rate or active-shopper cap, live: the admission controller
 /// applies it within a second. Audited, and announced on `admin:{onsale}` and `queue:{onsale}`.
-#[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/admission", request_body = AdmissionChange, security(("bearer" = [])),
+#[utoipa::path(patch, path = "/v1/admin/onsales/{onsale_id}/admission", tag = "catalog",
+    params(("onsale_id" = Uuid, Path, description = "An onsale id; malformed ids are as unknown as missing ones (404)")), request_body = AdmissionChange, security(("bearer" = [])),
     responses((status = 200, body = Onsale), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn set_onsale_admission(
     State(s): State<CatalogState>,
@@ -278,13 +309,14 @@ pub(crate) async fn set_onsale_admission(
     AppJson(body): AppJson<AdmissionChange>,
 ) -> Found<Onsale> {
     let onsale_id = id(&raw, "onsale")?;
-    let rate_ok = body
-        .admission_rate
-        .is_none_or(|r| r.is_finite() && r > 0.0 && r <= 100_000.0);
-    if !rate_ok || body.active_cap.is_some_and(|c| c <= 0) {
-        return Err(CatalogError::BadRequest(
-            "admission_rate must be in (0, 100000] and active_cap positive".into(),
-        ));
+    if !body.admission_rate.is_none_or(rate_ok)
+        || body
+            .active_cap
+            .is_some_and(|c| !(1..=MAX_ACTIVE_CAP).contains(&c))
+    {
+        return Err(CatalogError::BadRequest(format!(
+            "admission_rate must be in (0, {MAX_ADMISSION_RATE}] and active_cap in 1..={MAX_ACTIVE_CAP}"
+        )));
     }
     if body.admission_rate.is_none() && body.active_cap.is_none() {
         return Err(CatalogError::BadRequest(

@@ -103,7 +103,8 @@ pub(crate) async fn create_seat_map(
 }
 
 /// Creates an event's seat map from a compact layout spec (see the `layout` module docs).
-#[utoipa::path(post, path = "/v1/admin/events/{event_id}/seat-map", request_body = LayoutSpec, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/seat-map", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), request_body = LayoutSpec, security(("bearer" = [])),
     responses((status = 201, body = SeatMapCreated), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn create_seat_map_route(
     State(s): State<CatalogState>,

@@ -10,16 +10,18 @@ use uuid::Uuid;
 
 /// The caller's tenant.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Tenant {
-    /// The tenant id (the token's `tenant` claim).
+    /// The tenant id (the token's `tenant` claim); if given, it must be that one.
     #[serde(default)]
     pub tenant_id: Option<Uuid>,
     /// Display name.
+    #[schema(schema_with = marquee_protocol::text::schema::name)]
     pub name: String,
 }
 
 /// Creates or renames the caller's own tenant.
-#[utoipa::path(put, path = "/v1/admin/tenant", request_body = Tenant, security(("bearer" = [])),
+#[utoipa::path(put, path = "/v1/admin/tenant", tag = "catalog", request_body = Tenant, security(("bearer" = [])),
     responses((status = 200, body = Tenant), (status = 400, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn put_tenant(
     State(s): State<CatalogState>,

@@ -14,27 +14,48 @@ use uuid::Uuid;
 
 /// A new ticket type.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewTicketType {
     /// Name, unique in the event.
+    #[schema(schema_with = marquee_protocol::text::schema::name)]
     pub name: String,
-    /// `seated` or `general_admission`.
+    /// `seated` (with a `price_category_id`, no `ga_quota`) or `general_admission` (with a
+    /// `ga_quota`, no `price_category_id`).
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
-    /// For seated tickets: the price category whose seats it sells.
+    /// For seated tickets: the price category whose seats it sells (one of this event's).
     #[serde(default)]
     pub price_category_id: Option<Uuid>,
-    /// Price in minor units.
+    /// Price in minor units (0 to 10^12).
+    #[schema(schema_with = super::price_schema)]
     pub price_minor: i64,
-    /// ISO 4217 currency.
+    /// ISO 4217 currency, the event's one.
+    #[schema(schema_with = super::currency_schema)]
     pub currency: String,
-    /// Smallest quantity per order.
+    /// Smallest quantity per order: 1 to 1,000 (default 1).
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 1_000)]
     pub min_per_order: i32,
-    /// Largest quantity per order.
+    /// Largest quantity per order: `min_per_order` to 1,000 (default 10).
     #[serde(default = "ten")]
+    #[schema(minimum = 1, maximum = 1_000)]
     pub max_per_order: i32,
-    /// For general admission: how many exist.
+    /// For general admission: how many exist, 1 to 1,000,000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub ga_quota: Option<i32>,
+}
+
+/// The refusal of a ticket type whose `price_category_id` names no category of its event. A
+/// 400, not a 404: the event exists; an id inside the body is part of a request that cannot
+/// be served.
+const UNKNOWN_CATEGORY: &str = "price_category_id names no price category of this event";
+
+fn kind_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["seated", "general_admission"]))
+        .build()
 }
 
 fn one() -> i32 {
@@ -85,7 +106,8 @@ pub(crate) fn ticket_type(r: &sqlx::postgres::PgRow) -> TicketType {
 }
 
 /// Adds a ticket type to an event.
-#[utoipa::path(post, path = "/v1/admin/events/{event_id}/ticket-types", request_body = NewTicketType, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/ticket-types", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), request_body = NewTicketType, security(("bearer" = [])),
     responses((status = 201, body = TicketType), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody), (status = 409, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn create_ticket_type(
     State(s): State<CatalogState>,
@@ -102,9 +124,9 @@ pub(crate) async fn create_ticket_type(
                 "a seated ticket type needs a price_category_id and no ga_quota".into(),
             ));
         }
-        ("general_admission", None, Some(q)) if q > 0 => {}
+        ("general_admission", None, Some(q)) if (1..=super::MAX_GA_QUOTA).contains(&q) => {}
         ("general_admission", _, _) => return Err(CatalogError::BadRequest(
-            "a general_admission ticket type needs a positive ga_quota and no price_category_id"
+            "a general_admission ticket type needs a ga_quota of 1 to 1000000 and no price_category_id"
                 .into(),
         )),
         _ => {
@@ -113,10 +135,15 @@ pub(crate) async fn create_ticket_type(
             ));
         }
     }
-    if body.price_minor < 0 || body.min_per_order < 1 || body.max_per_order < body.min_per_order {
-        return Err(CatalogError::BadRequest(
-            "price_minor must not be negative and 1 <= min_per_order <= max_per_order".into(),
-        ));
+    super::price(body.price_minor)?;
+    if body.min_per_order < 1
+        || body.max_per_order < body.min_per_order
+        || body.max_per_order > super::MAX_PER_ORDER
+    {
+        return Err(CatalogError::BadRequest(format!(
+            "need 1 <= min_per_order <= max_per_order <= {}",
+            super::MAX_PER_ORDER
+        )));
     }
     let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
@@ -132,7 +159,7 @@ pub(crate) async fn create_ticket_type(
         .fetch_one(&mut *tx)
         .await?;
         if !ours {
-            return Err(CatalogError::NotFound("price category"));
+            return Err(CatalogError::BadRequest(UNKNOWN_CATEGORY.into()));
         }
     }
     super::event_currency(&mut tx, event_id, &body.currency).await?;
@@ -155,7 +182,7 @@ pub(crate) async fn create_ticket_type(
     .map_err(|e| {
         on_constraint(e, &[
             ("ticket_type_name_per_event", || CatalogError::Conflict("the event already has a ticket type of that name".into())),
-            ("ticket_type_category_same_tenant", || CatalogError::NotFound("price category")),
+            ("ticket_type_category_same_tenant", || CatalogError::BadRequest(UNKNOWN_CATEGORY.into())),
         ])
     })?;
     let t = ticket_type(&row);
@@ -164,7 +191,8 @@ pub(crate) async fn create_ticket_type(
 }
 
 /// An event's ticket types.
-#[utoipa::path(get, path = "/v1/admin/events/{event_id}/ticket-types", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}/ticket-types", tag = "catalog",
+    params(("event_id" = Uuid, Path, description = "An event id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = Vec<TicketType>), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn list_ticket_types(
     State(s): State<CatalogState>,

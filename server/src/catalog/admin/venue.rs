@@ -14,17 +14,29 @@ use uuid::Uuid;
 
 /// A new venue.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewVenue {
     /// Name.
+    #[schema(schema_with = marquee_protocol::text::schema::name)]
     pub name: String,
     /// City (the public search filters by it).
+    #[schema(schema_with = marquee_protocol::text::schema::label)]
     pub city: String,
     /// Street address.
     #[serde(default)]
+    #[schema(schema_with = address_schema)]
     pub address: String,
-    /// IANA time zone, e.g. `Europe/Lisbon`.
+    /// IANA time zone, e.g. `Europe/Lisbon` (default `UTC`).
     #[serde(default = "utc")]
+    #[schema(schema_with = marquee_protocol::text::schema::label)]
     pub timezone: String,
+}
+
+/// Longest street address, in characters.
+const MAX_ADDRESS_LEN: usize = 500;
+
+fn address_schema() -> utoipa::openapi::Object {
+    marquee_protocol::text::schema::optional(MAX_ADDRESS_LEN)
 }
 
 fn utc() -> String {
@@ -59,7 +71,7 @@ fn venue(r: &sqlx::postgres::PgRow) -> Venue {
 }
 
 /// Creates a venue.
-#[utoipa::path(post, path = "/v1/admin/venues", request_body = NewVenue, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/venues", tag = "catalog", request_body = NewVenue, security(("bearer" = [])),
     responses((status = 201, body = Venue), (status = 400, body = marquee_protocol::ErrorBody), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn create_venue(
     State(s): State<CatalogState>,
@@ -68,11 +80,7 @@ pub(crate) async fn create_venue(
 ) -> Created<Venue> {
     name(&body.name, "name")?;
     label(&body.city, "city", true)?;
-    field(text::optional(
-        "address",
-        &body.address,
-        text::MAX_LABEL_LEN * 5,
-    ))?;
+    field(text::optional("address", &body.address, MAX_ADDRESS_LEN))?;
     label(&body.timezone, "timezone", true)?;
     let mut tx = s.db.begin().await?;
     ensure_tenant(&mut tx, &admin).await?;
@@ -93,7 +101,7 @@ pub(crate) async fn create_venue(
 }
 
 /// The tenant's venues.
-#[utoipa::path(get, path = "/v1/admin/venues", security(("bearer" = [])), responses((status = 200, body = Vec<Venue>)))]
+#[utoipa::path(get, path = "/v1/admin/venues", tag = "catalog", security(("bearer" = [])), responses((status = 200, body = Vec<Venue>)))]
 pub(crate) async fn list_venues(State(s): State<CatalogState>, admin: Admin) -> Found<Vec<Venue>> {
     own_rows(
         &s.db,
@@ -107,7 +115,8 @@ pub(crate) async fn list_venues(State(s): State<CatalogState>, admin: Admin) -> 
 }
 
 /// One venue.
-#[utoipa::path(get, path = "/v1/admin/venues/{venue_id}", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/venues/{venue_id}", tag = "catalog",
+    params(("venue_id" = Uuid, Path, description = "A venue id; malformed ids are as unknown as missing ones (404)")), security(("bearer" = [])),
     responses((status = 200, body = Venue), (status = 404, body = marquee_protocol::ErrorBody)))]
 pub(crate) async fn get_venue(
     State(s): State<CatalogState>,

@@ -251,3 +251,39 @@ pub async fn order_update(raw: &mut Raw) -> OrderUpdate {
         other => panic!("expected an order update, got {other:?}"),
     }
 }
+
+/// A staff token of `shop`'s tenant: `user` with the one role `role` (`admin`, `gate`).
+pub fn staff_token(shop: &Shop, user: &str, role: &str) -> String {
+    let mut c = claims(user, &[role], 3600);
+    c.tenant = Some(shop.tenant.to_string());
+    sign_hs256(SECRET, &c)
+}
+
+/// The operator of `shop`'s tenant.
+pub fn admin_token(shop: &Shop) -> String {
+    staff_token(shop, "operator-1", "admin")
+}
+
+/// A node configuration whose simulated provider pays every order 50 ms after checkout.
+pub fn paying(mut config: marquee_server::Config) -> marquee_server::Config {
+    config.payments.simulated_delay = Duration::from_millis(50);
+    config.payments.simulated_outcomes = "succeeded=1".parse().unwrap();
+    config
+}
+
+/// `user` buys `seats` on a [`paying`] node: their order and tickets.
+pub async fn buy(
+    node: &TestNode,
+    shop: &Shop,
+    user: &str,
+    seats: &[u32],
+) -> (Uuid, Vec<marquee_protocol::booking::Ticket>) {
+    let (mut raw, order) = checkout(node, shop, user, seats).await;
+    let update = order_update(&mut raw).await;
+    assert_eq!(
+        update.status,
+        marquee_protocol::booking::OrderStatus::Paid,
+        "{update:?}"
+    );
+    (order, update.tickets)
+}
