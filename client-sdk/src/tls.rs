@@ -33,7 +33,8 @@ impl Tls {
     }
 
     /// The connector for `tokio-tungstenite`: plain `ws://` URLs pass through it untouched.
-    pub(crate) fn connector(&self) -> Result<Connector, ClientError> {
+    /// Public so other clients of the protocol (the load generator) trust what the SDK trusts.
+    pub fn connector(&self) -> Result<Connector, ClientError> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in &self.private_roots {

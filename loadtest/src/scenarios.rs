@@ -4,7 +4,7 @@
 
 use crate::report::{Latency, Report, Series, percentile_curve};
 use crate::servers::{Cluster, Setup};
-use crate::wire::{Publisher, Target};
+use crate::wire::{Publisher, Target, WireTls};
 use crate::worker::{Mode, Spec, Workers};
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -44,12 +44,41 @@ pub struct Common {
     /// Name the run in reports (default: the scenario's name), e.g. `fanout-latency`.
     #[arg(long)]
     pub label: Option<String>,
+    /// Connect to the `--url` nodes over `wss://`, through the TLS a deployment terminates in
+    /// front of them (docs/operations.md), so tokens never travel in the clear.
+    #[arg(long, requires = "url")]
+    pub tls: bool,
+    /// The name the nodes' certificate is checked against (with `--tls`).
+    #[arg(long, default_value = "localhost", requires = "tls")]
+    pub tls_name: String,
+    /// A PEM file of certificate authorities to trust besides the webpki roots (a private CA),
+    /// with `--tls`.
+    #[arg(long, requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Common {
     /// The scenario name reports carry.
     pub fn scenario(&self, default: &str) -> String {
         self.label.clone().unwrap_or_else(|| default.to_owned())
+    }
+
+    /// How workers reach the nodes over TLS, when `--tls` is given.
+    pub fn tls(&self) -> anyhow::Result<Option<WireTls>> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let ca_pem = match &self.ca {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Some(WireTls {
+            server_name: self.tls_name.clone(),
+            ca_pem,
+        }))
     }
 }
 
@@ -102,6 +131,7 @@ fn worker_specs(
     total: usize,
     channels: &[String],
     mode: Mode,
+    tls: Option<&WireTls>,
 ) -> Vec<Spec> {
     let nodes: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr).collect();
     let sources = sources(total, nodes.len());
@@ -120,6 +150,7 @@ fn worker_specs(
             channels: channels.to_vec(),
             mode,
             concurrency: 256,
+            tls: tls.cloned(),
         });
         first += count;
     }
@@ -185,7 +216,14 @@ pub async fn connections(
     let channels: Vec<String> = (0..args.channels.max(1))
         .map(|i| format!("seats:lt-{i}"))
         .collect();
-    let specs = worker_specs(target, &cluster, args.connections, &channels, Mode::Hold);
+    let specs = worker_specs(
+        target,
+        &cluster,
+        args.connections,
+        &channels,
+        Mode::Hold,
+        common.tls()?.as_ref(),
+    );
     let workers = Workers::spawn(&specs)?;
     let (connected, rate) =
         connect_phase(&workers, args.connections, Duration::from_secs(180)).await;
@@ -290,6 +328,7 @@ pub async fn fanout(target: Target, args: &FanoutArgs, common: &Common) -> anyho
         args.subscribers,
         std::slice::from_ref(&channel),
         Mode::Receive,
+        common.tls()?.as_ref(),
     );
     let workers = Workers::spawn(&specs)?;
     let (connected, rate) =

@@ -14,11 +14,11 @@ use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// Which server the load runs against.
 #[derive(
@@ -59,10 +59,31 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// How a worker reaches nodes behind TLS: the name their certificate carries and any private
+/// CA to trust (the SDK's trust: webpki roots plus these).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WireTls {
+    /// The name the certificate is checked against (and sent as SNI).
+    pub server_name: String,
+    /// PEM of extra certificate authorities.
+    pub ca_pem: Option<String>,
+}
+
+impl WireTls {
+    /// The connector, built once per worker process.
+    pub fn connector(&self) -> anyhow::Result<Connector> {
+        let mut tls = marquee_client::Tls::default();
+        if let Some(pem) = &self.ca_pem {
+            tls = tls.with_root_pem(pem.as_bytes())?;
+        }
+        Ok(tls.connector()?)
+    }
+}
+
 /// One subscribed client connection.
 #[derive(Debug)]
 pub struct Conn {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     target: Target,
     channel: String,
     /// Marquee: the last position seen, to resume after a `resync`.
@@ -90,18 +111,26 @@ async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStre
 }
 
 impl Conn {
-    /// Connects, authenticates (Marquee) or handshakes (Engine.IO), and subscribes.
+    /// Connects, authenticates (Marquee) or handshakes (Engine.IO), and subscribes; over TLS
+    /// (`wss://`, checked against `tls`'s name) when given one.
     pub async fn open(
         target: Target,
         addr: SocketAddr,
         source: Option<IpAddr>,
         token: &str,
         channel: &str,
+        tls: Option<&(Connector, String)>,
     ) -> anyhow::Result<Self> {
         let stream = tcp(addr, source).await?;
+        let (scheme, host) = match tls {
+            Some((_, name)) => ("wss", format!("{name}:{}", addr.port())),
+            None => ("ws", addr.to_string()),
+        };
         let url = match target {
-            Target::Marquee => format!("ws://{addr}/ws"),
-            Target::Socketio => format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
+            Target::Marquee => format!("{scheme}://{host}/ws"),
+            Target::Socketio => {
+                format!("{scheme}://{host}/socket.io/?EIO=4&transport=websocket")
+            }
         };
         let mut request = url.into_client_request()?;
         if target == Target::Marquee {
@@ -114,10 +143,16 @@ impl Conn {
                 HeaderValue::from_static(Codec::JSON_PROTOCOL),
             );
         }
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()))
-                .await
-                .context("websocket handshake")?;
+        let connector = tls.map(|(c, _)| c.clone());
+        let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
+            request,
+            stream,
+            Some(ws_config()),
+            // Without one, a `ws://` URL leaves the stream plain.
+            Some(connector.unwrap_or(Connector::Plain)),
+        )
+        .await
+        .context("websocket handshake")?;
         let mut conn = Self {
             ws,
             target,

@@ -52,6 +52,9 @@ pub struct Spec {
     pub mode: Mode,
     /// Connection attempts in flight at once.
     pub concurrency: usize,
+    /// `wss://` to the nodes, when they are behind TLS.
+    #[serde(default)]
+    pub tls: Option<crate::wire::WireTls>,
 }
 
 /// A line a worker writes.
@@ -155,6 +158,12 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
             spec.count
         );
     }
+    // One TLS connector for every connection of this worker.
+    let tls = match &spec.tls {
+        Some(t) => Some((t.connector()?, t.server_name.clone())),
+        None => None,
+    };
+    let tls = Arc::new(tls);
     let shared = Arc::new(Shared::default());
     let histogram = Arc::new(Mutex::new(new_histogram()));
     let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
@@ -167,7 +176,19 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
         let histogram = histogram.clone();
         let gate = gate.clone();
         let stop = stop_rx.clone();
-        tasks.spawn(async move { connection(i, &spec, &shared, &histogram, &gate, stop).await });
+        let tls = tls.clone();
+        tasks.spawn(async move {
+            connection(
+                i,
+                &spec,
+                &shared,
+                &histogram,
+                &gate,
+                stop,
+                tls.as_ref().as_ref(),
+            )
+            .await
+        });
     }
 
     let mut stdout = tokio::io::stdout();
@@ -228,6 +249,7 @@ async fn connection(
     histogram: &Mutex<Histogram<u64>>,
     gate: &Semaphore,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    tls: Option<&(tokio_tungstenite::Connector, String)>,
 ) {
     let node = spec.nodes[i % spec.nodes.len()];
     let source = (!spec.sources.is_empty()).then(|| spec.sources[i % spec.sources.len()]);
@@ -238,7 +260,7 @@ async fn connection(
         let _permit = gate.acquire().await.expect("semaphore open");
         let mut attempt = 0;
         loop {
-            match Conn::open(spec.target, node, source, &token, channel).await {
+            match Conn::open(spec.target, node, source, &token, channel, tls).await {
                 Ok(conn) => break conn,
                 Err(e) if attempt >= 4 => {
                     tracing::debug!(error = %e, "connection failed");

@@ -107,3 +107,95 @@ fn resume_moves_clients_off_a_killed_node_without_loss_or_duplicates() {
     assert_eq!(r["reordered"], 0);
     assert!(r["resume_s"].as_f64().is_some());
 }
+
+#[path = "../../server/tests/it/common/tls_proxy.rs"]
+mod tls_proxy;
+
+/// Runs the load generator on a blocking thread (the test's runtime serves the node).
+async fn run_blocking(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_marquee-loadtest"))
+            .args(&args)
+            .output()
+            .expect("the load generator runs")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_reach_nodes_behind_tls_and_refuse_one_they_cannot_verify() {
+    const SECRET: &str = "loadtest-tls-secret-0123456789-0123456789";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node_addr = listener.local_addr().unwrap();
+    let node = marquee_server::Node::build(marquee_server::Config::with_secret(SECRET))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(node.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let (proxy, proxy_task) = tls_proxy::tls_proxy(node_addr).await;
+    let dir = std::env::temp_dir().join(format!("lt-tls-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, tls_proxy::CA).unwrap();
+    let json = dir.join("report.json");
+    let args = |trust: bool| {
+        let mut args: Vec<String> = [
+            "connections",
+            "--connections",
+            "20",
+            "--hold",
+            "1s",
+            "--tls",
+            "--secret",
+            SECRET,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push("--url".into());
+        args.push(proxy.to_string());
+        args.push("--json".into());
+        args.push(json.display().to_string());
+        if trust {
+            args.push("--ca".into());
+            args.push(ca.display().to_string());
+        }
+        args
+    };
+    let output = run_blocking(args(true)).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        reports[0]["connections"], 20,
+        "every connection over wss://"
+    );
+    assert_eq!(reports[0]["connect_failures"], 0);
+
+    // Without the private CA the proxy's certificate is not trusted: nothing connects.
+    std::fs::remove_file(&json).unwrap();
+    let output = run_blocking(args(false)).await;
+    let reports: Vec<Value> = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let connected = reports
+        .first()
+        .map_or(0, |r| r["connections"].as_u64().unwrap_or(0));
+    assert_eq!(
+        connected,
+        0,
+        "no connection to a server it cannot verify: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    proxy_task.abort();
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}

@@ -70,8 +70,7 @@ pub(crate) async fn onsale_draw(
     .bind(tenant)
     .bind(onsale)
     .fetch_optional(&db)
-    .await
-    .map_err(|e| ApiError::internal("draw record: database error", &e))?;
+    .await?;
     let (seed, order) = row.ok_or_else(not_found)?;
     let seed: shuffle::Seed = seed.as_slice().try_into().map_err(|_| not_found())?;
     let revealed = order.is_some();

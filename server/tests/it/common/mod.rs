@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod shop;
+pub mod tls_proxy;
 
 use futures_util::{SinkExt, StreamExt};
 use marquee_protocol::{ClientMessage, Codec, Frame, ServerMessage};
