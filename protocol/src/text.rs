@@ -55,6 +55,20 @@ impl fmt::Display for TextError {
 
 impl std::error::Error for TextError {}
 
+/// Most characters of a client's text an error message quotes back.
+pub const QUOTED_LEN: usize = 40;
+
+/// A client's text as an error message quotes it: Rust-escaped (so control characters show as
+/// escapes, never raw), in quotes, cut at [`QUOTED_LEN`] characters with `…`. A refusal names
+/// what was wrong without sending a client its own 10 KiB back.
+pub fn quoted(value: &str) -> String {
+    let mut cut: String = value.chars().take(QUOTED_LEN).collect();
+    if cut.len() < value.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
 fn control(c: char, multiline: bool) -> bool {
     c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'))
 }
@@ -200,5 +214,13 @@ mod tests {
             required("city", "東京東京", 4).is_ok(),
             "lengths count characters, not bytes"
         );
+    }
+
+    #[test]
+    fn quoted_text_is_escaped_and_cut() {
+        assert_eq!(quoted("a\u{0}b"), r#""a\0b""#);
+        let long = quoted(&"x".repeat(10_000));
+        assert_eq!(long.chars().count(), QUOTED_LEN + 3, "{long}");
+        assert!(long.ends_with("…\""));
     }
 }

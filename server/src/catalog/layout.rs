@@ -180,7 +180,8 @@ fn number_to_letters(mut n: u32) -> String {
 pub fn rows(range: &str) -> Result<Vec<String>, SpecError> {
     let bad = || {
         SpecError(format!(
-            "bad row range {range:?}: use e.g. A-Z, AA-AF or 1-30"
+            "bad row range {}: use e.g. A-Z, AA-AF or 1-30",
+            marquee_protocol::text::quoted(range)
         ))
     };
     let (from, to) = range.split_once('-').unwrap_or((range, range));
@@ -202,7 +203,12 @@ pub fn rows(range: &str) -> Result<Vec<String>, SpecError> {
 
 /// Expands a seat range (`1-40` or one number).
 pub fn seats(range: &str) -> Result<Vec<i32>, SpecError> {
-    let bad = || SpecError(format!("bad seat range {range:?}: use e.g. 1-40"));
+    let bad = || {
+        SpecError(format!(
+            "bad seat range {}: use e.g. 1-40",
+            marquee_protocol::text::quoted(range)
+        ))
+    };
     let (from, to) = range.split_once('-').unwrap_or((range, range));
     let a: i32 = from.trim().parse().map_err(|_| bad())?;
     let b: i32 = to.trim().parse().map_err(|_| bad())?;
@@ -297,9 +303,9 @@ pub fn expand(spec: &LayoutSpec) -> Result<Vec<SeatPlan>, SpecError> {
         );
         if named.is_err() || !names.insert(section.name.as_str()) {
             return Err(SpecError(format!(
-                "section names must be unique, 1 to {} characters without control characters ({:?})",
+                "section names must be unique, 1 to {} characters without control characters ({})",
                 marquee_protocol::text::MAX_LABEL_LEN,
-                section.name
+                marquee_protocol::text::quoted(&section.name)
             )));
         }
         if !on_map(section.origin)

@@ -408,6 +408,15 @@ where
                 return Box::pin(self.subscribe(id, &channel, since)).await;
             }
             ClientMessage::Unsubscribe { id, channel } => {
+                if let Err(e) = Channel::parse(&channel) {
+                    // Checked like a subscribe's name, so no client text that is not a channel
+                    // name is ever echoed back or logged.
+                    return Ok(Some(ServerMessage::error(
+                        Some(id),
+                        ErrorCode::BadRequest,
+                        e.to_string(),
+                    )));
+                }
                 if self.subs.remove(channel.as_str()).is_some() {
                     self.ctx.hub.unsubscribe(self.shared.id, &channel);
                     Hub::count_subscriptions(-1.0);

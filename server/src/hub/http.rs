@@ -476,8 +476,9 @@ struct Published {
 }
 
 /// Whether `identity` may publish on `channel`: an admin, never on an inbox (results and
-/// order updates come from the server alone), and on a channel of its own tenant, as the
-/// node's [`PublishPolicy`] tells; a token without a tenant is the deployment's own operator.
+/// order updates come from the server alone); a tenant's admin, never on a live seat map (the
+/// booking engine's versioned stream) and only on a channel of its own tenant, as the node's
+/// [`PublishPolicy`] tells. A token without a tenant is the deployment's own operator.
 async fn may_publish(hub: &Hub, identity: &Identity, channel: &Channel) -> Result<(), ApiError> {
     if !identity.has_role(Role::Admin) {
         return Err(ApiError::forbidden("publishing needs the admin role"));
@@ -489,6 +490,13 @@ async fn may_publish(hub: &Hub, identity: &Identity, channel: &Channel) -> Resul
     }
     if identity.tenant.is_none() {
         return Ok(());
+    }
+    if channel.kind() == ChannelKind::Seats {
+        // The live seat map is the booking engine's versioned stream: a message written into
+        // it from outside (a made-up `v`) would break every later snapshot of the map.
+        return Err(ApiError::forbidden(
+            "seats channels carry the booking engine's own versioned deltas; they cannot be published on",
+        ));
     }
     let Some(policy) = hub.publish_policy() else {
         return Err(ApiError::forbidden(format!(
@@ -508,7 +516,7 @@ async fn may_publish(hub: &Hub, identity: &Identity, channel: &Channel) -> Resul
 #[utoipa::path(post, path = "/internal/publish", tag = "publishing", security(("bearer" = [])),
     request_body = PublishRequest,
     responses((status = 200, body = Published),
-        (status = 403, description = "Not an admin, an inbox, or a channel of another tenant (or one this node cannot check)", body = marquee_protocol::ErrorBody)))]
+        (status = 403, description = "Not an admin, an inbox, a live seat map (for a tenant's admin), or a channel of another tenant (or one this node cannot check)", body = marquee_protocol::ErrorBody)))]
 async fn publish(
     State(state): State<HubState>,
     headers: HeaderMap,

@@ -511,27 +511,21 @@ async fn the_admin_api_needs_a_token_with_the_admin_role_and_a_tenant(pool: PgPo
 
 /// Every route string in the server's source (`.route("/path", …)`), read from the files.
 fn routes_in_source() -> Vec<String> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                for (i, _) in text.match_indices(".route(") {
-                    let rest = text[i + ".route(".len()..].trim_start();
-                    if let Some(rest) = rest.strip_prefix('"') {
-                        out.push(rest[..rest.find('"').unwrap()].to_owned());
-                    }
-                }
+    let mut files = Vec::new();
+    crate::layers::rust_files(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, _) in text.match_indices(".route(") {
+            let rest = text[i + ".route(".len()..].trim_start();
+            if let Some(rest) = rest.strip_prefix('"') {
+                out.push(rest[..rest.find('"').unwrap()].to_owned());
             }
         }
     }
-    let mut out = Vec::new();
-    walk(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut out,
-    );
     out
 }
 

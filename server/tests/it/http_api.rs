@@ -5,6 +5,7 @@ use crate::common;
 
 use common::*;
 use marquee_protocol::ServerMessage;
+use marquee_server::engine::ChannelEngine as _;
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -183,22 +184,46 @@ async fn publishing_is_internal_and_within_the_admins_own_tenant(pool: sqlx::PgP
         .await
     };
     let internal = node.internal.unwrap();
+    let onsale_of = |event: uuid::Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>("select onsale_id from onsale where event_id = $1")
+                .bind(event)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (our_onsale, their_onsale) = (onsale_of(ours.event).await, onsale_of(theirs.event).await);
+    let queue = |onsale: uuid::Uuid| format!("queue:{onsale}");
     let seats = |event: uuid::Uuid| format!("seats:{event}");
 
     // Not on the public listener at all.
-    let public = publish(node.addr, admin_of(ours.tenant), seats(ours.event)).await;
+    let public = publish(node.addr, admin_of(ours.tenant), queue(our_onsale)).await;
     assert_eq!(public.status, 404, "{}", public.body);
     // Its own tenant's channel: published.
-    let own = publish(internal, admin_of(ours.tenant), seats(ours.event)).await;
+    let own = publish(internal, admin_of(ours.tenant), queue(our_onsale)).await;
     assert_eq!(own.status, 200, "{}", own.body);
-    // Another tenant's, an unknown event's, or any inbox: refused, and nothing published.
-    let foreign = publish(internal, admin_of(ours.tenant), seats(theirs.event)).await;
+    // Another tenant's, an unknown onsale's, its own live seat map (the booking engine's
+    // versioned stream), or any inbox: refused, and nothing published.
+    let foreign = publish(internal, admin_of(ours.tenant), queue(their_onsale)).await;
     assert_eq!(
         (foreign.status, foreign.json()["code"].as_str()),
         (403, Some("forbidden"))
     );
-    let unknown = publish(internal, admin_of(ours.tenant), seats(uuid::Uuid::now_v7())).await;
+    let unknown = publish(internal, admin_of(ours.tenant), queue(uuid::Uuid::now_v7())).await;
     assert_eq!(unknown.status, 403, "{}", unknown.body);
+    let map = publish(internal, admin_of(ours.tenant), seats(ours.event)).await;
+    assert_eq!(map.status, 403, "{}", map.body);
+    let offset = node
+        .hub
+        .engine()
+        .history(&seats(ours.event), None)
+        .await
+        .unwrap()
+        .position
+        .offset;
+    assert_eq!(offset, 0, "nothing reached the seat map");
     let inbox = format!("inbox:{}/buyer-1", theirs.tenant);
     let forged = publish(internal, admin_of(theirs.tenant), inbox).await;
     assert_eq!(forged.status, 403, "{}", forged.body);
@@ -210,13 +235,13 @@ async fn publishing_is_internal_and_within_the_admins_own_tenant(pool: sqlx::PgP
         &[("content-type", "application/json")],
         Some(&format!(
             r#"{{"channel":"{}","data":{{}}}}"#,
-            seats(ours.event)
+            queue(our_onsale)
         )),
     )
     .await;
     assert_eq!(auth_in_query.status, 401, "{}", auth_in_query.body);
     // The other tenant's channel saw nothing: its next publish is its first.
-    let theirs_first = publish(internal, admin_of(theirs.tenant), seats(theirs.event)).await;
+    let theirs_first = publish(internal, admin_of(theirs.tenant), queue(their_onsale)).await;
     assert_eq!(theirs_first.json()["offset"], 1, "{}", theirs_first.body);
     node.shutdown().await;
 }

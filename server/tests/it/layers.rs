@@ -275,7 +275,8 @@ fn find_word(s: &str, word: &str) -> Option<usize> {
     None
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.rs` file under `dir` (other test modules read the server's source too).
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable directory") {
         let path = entry.expect("entry").path();
         if path.is_dir() {
@@ -447,4 +448,27 @@ fn the_import_reader_sees_use_trees_super_and_inline_paths_but_not_comments() {
     .map(String::from)
     .collect();
     assert_eq!(found, expected);
+}
+
+#[test]
+fn every_setting_is_listed_in_env_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("../.env.example")).unwrap();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, _) in text.match_indices("env = \"") {
+            let name = &text[i + 7..];
+            let name = &name[..name.find('"').unwrap()];
+            seen += 1;
+            if !example.contains(&format!("{name}=")) {
+                missing.push(name.to_owned());
+            }
+        }
+    }
+    assert!(seen > 50, "the settings were read ({seen})");
+    assert!(missing.is_empty(), ".env.example lacks {missing:?}");
 }

@@ -17,6 +17,7 @@ mod contract;
 mod demo;
 mod engine_conformance;
 mod floods;
+mod hostile;
 mod http_api;
 mod layers;
 mod payments;

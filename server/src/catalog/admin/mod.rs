@@ -120,7 +120,8 @@ pub(crate) fn currency(value: &str) -> Result<(), CatalogError> {
         Ok(())
     } else {
         Err(CatalogError::BadRequest(format!(
-            "currency {value:?} is not an ISO 4217 code such as EUR"
+            "currency {} is not an ISO 4217 code such as EUR",
+            text::quoted(value)
         )))
     }
 }
@@ -323,7 +324,10 @@ pub(crate) async fn transition(
 ) -> Result<Uuid, CatalogError> {
     let row_id = id(raw, table)?;
     let from = sources(to).ok_or_else(|| {
-        CatalogError::BadRequest(format!("{to:?} is not an {table} status one can set"))
+        CatalogError::BadRequest(format!(
+            "{} is not an {table} status one can set",
+            text::quoted(to)
+        ))
     })?;
     let current: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "select status::text from {table} where tenant_id = $1 and {table}_id = $2 for update"

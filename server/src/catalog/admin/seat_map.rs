@@ -43,8 +43,8 @@ pub(crate) async fn create_seat_map(
             .collect();
     if let Some(unknown) = plan.iter().find(|s| !known.contains_key(&s.category)) {
         return Err(CatalogError::BadRequest(format!(
-            "no price category named {:?} on this event",
-            unknown.category
+            "no price category named {} on this event",
+            marquee_protocol::text::quoted(&unknown.category)
         )));
     }
     let seat_map_id: Uuid = sqlx::query_scalar(
