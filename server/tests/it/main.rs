@@ -22,6 +22,7 @@ mod http_api;
 mod layers;
 mod payments;
 mod resume;
+mod rules;
 mod schema;
 mod tls;
 mod waiting_room;

@@ -133,6 +133,12 @@ pub(crate) async fn event_currency(
     event: Uuid,
     currency: &str,
 ) -> Result<(), CatalogError> {
+    // The event's row is locked first, so two prices in two currencies created at once are
+    // decided one after the other.
+    sqlx::query("select 1 from event where event_id = $1 for update")
+        .bind(event)
+        .execute(&mut *conn)
+        .await?;
     let existing: Option<String> = sqlx::query_scalar(
         "select currency::text from price_category where event_id = $1
          union select currency::text from ticket_type where event_id = $1 limit 1",
