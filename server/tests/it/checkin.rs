@@ -7,7 +7,7 @@ use crate::common;
 use common::shop::{
     Shop, ShopSpec, admin_token, checkout, node_config, order_update, paying, shop, staff_token,
 };
-use common::{Raw, SECRET, TestNode, claims, http, redis_config, unique_prefix};
+use common::{Raw, SECRET, TestNode, claims, redis_config, unique_prefix};
 use marquee_protocol::booking::{OrderStatus, Ticket};
 use marquee_protocol::checkin::{Scan, ScanNotice, ScanOutcome, ScanResult};
 use marquee_protocol::{ClientMessage, ErrorCode, ServerMessage};
@@ -164,32 +164,11 @@ async fn two_gates_on_two_nodes_scanning_one_ticket_at_once_admit_it_exactly_onc
 }
 
 async fn post(node: &TestNode, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let response = http(
-        node.addr,
-        "POST",
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        Some(&body.to_string()),
-    )
-    .await;
-    (
-        response.status,
-        serde_json::from_str(&response.body).unwrap_or(Value::Null),
-    )
+    common::call_json(node.addr, Some(token), "POST", path, Some(body)).await
 }
 
 async fn get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, Value) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-    let response = http(node.addr, "GET", path, &headers, None).await;
-    (
-        response.status,
-        serde_json::from_str(&response.body).unwrap_or(Value::Null),
-    )
+    common::call_json(node.addr, token, "GET", path, None).await
 }
 
 fn status_of(result: &Value) -> (&str, Option<&str>) {

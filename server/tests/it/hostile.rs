@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::shop::{ShopSpec, admin_token, buyer_signed, node_config, shop, staff_token};
-use common::{Raw, SECRET, TestNode, http};
+use common::{Raw, SECRET, TestNode};
 use marquee_protocol::{Codec, ErrorCode, ServerMessage};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -272,7 +272,7 @@ async fn every_string_a_socket_sends_is_refused_with_its_code_and_changes_nothin
     node.shutdown().await;
 }
 
-/// Sends one HTTP request with the admin's or another token; status and JSON body.
+/// Sends one HTTP request with `token`; status and JSON body.
 async fn call(
     node: &TestNode,
     token: &str,
@@ -280,23 +280,7 @@ async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let text = body.map(Value::to_string);
-    let response = http(
-        node.addr,
-        method,
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        text.as_deref(),
-    )
-    .await;
-    (
-        response.status,
-        serde_json::from_str(&response.body).unwrap_or(Value::Null),
-    )
+    common::call_json(node.addr, Some(token), method, path, body).await
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]

@@ -7,7 +7,7 @@ use crate::common;
 use common::shop::{
     ShopSpec, admin_token, buy, hold_ga, node_config, paying, result, send, shop, staff_token,
 };
-use common::{Raw, SECRET, TestNode, claims, http};
+use common::{Raw, SECRET, TestNode, claims};
 use marquee_protocol::ErrorCode;
 use marquee_protocol::booking::Outcome;
 use serde_json::{Value, json};
@@ -15,22 +15,7 @@ use sqlx::PgPool;
 use std::time::Duration;
 
 async fn call(node: &TestNode, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let response = http(
-        node.addr,
-        method,
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        Some(&body.to_string()),
-    )
-    .await;
-    (
-        response.status,
-        serde_json::from_str(&response.body).unwrap_or(Value::Null),
-    )
+    common::call_json(node.addr, Some(token), method, path, Some(&body)).await
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]

@@ -340,6 +340,28 @@ pub async fn http(
     }
 }
 
+/// A JSON API call as a client makes one: the bearer token (if any), a JSON body (if any);
+/// the status and the JSON answer (`null` when the answer is not JSON).
+pub async fn call_json(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth));
+    }
+    let text = body.map(serde_json::Value::to_string);
+    let response = http(addr, method, path, &headers, text.as_deref()).await;
+    (
+        response.status,
+        serde_json::from_str(&response.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
