@@ -55,6 +55,12 @@ pub struct Metrics {
     /// `marquee_seat_map_reads_total`: seat maps read from Postgres for snapshots (the rest
     /// are served from the last read while the channel has not moved).
     pub seat_map_reads: Counter,
+    /// `marquee_commands_set_apart_total`: commands (and payment events) that could not be
+    /// committed and were answered alone with a rejection (or marked unapplicable).
+    pub commands_set_apart: Counter,
+    /// `marquee_dead_letters_total`: queue entries no transaction could take, set apart in
+    /// `dead_letter`.
+    pub dead_letters: Counter,
 }
 
 /// The process-wide metric handles.
@@ -79,6 +85,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     payment_hooks_refused: metrics::counter!("marquee_payment_hooks_refused_total"),
     outbox_published: metrics::counter!("marquee_outbox_published_total"),
     seat_map_reads: metrics::counter!("marquee_seat_map_reads_total"),
+    commands_set_apart: metrics::counter!("marquee_commands_set_apart_total"),
+    dead_letters: metrics::counter!("marquee_dead_letters_total"),
 });
 
 /// Counts a refused token, by reason.

@@ -75,6 +75,11 @@ pub struct Args {
     #[arg(long, env = "MARQUEE_CRASH_AFTER_COMMIT", hide = true)]
     pub crash_after_commit: bool,
 
+    /// Fault injection for tests: panic while deciding the command with this request id, as
+    /// a bug in the engine would.
+    #[arg(long, env = "MARQUEE_PANIC_ON_REQUEST", hide = true)]
+    pub panic_on_request: Option<String>,
+
     /// How long after checkout a payment may still be processing: `processing` events extend
     /// an order's deadline up to this, and no further.
     #[arg(long, env = "MARQUEE_PAYMENT_CAP", default_value = "30m", value_parser = crate::clock::parse_duration)]
@@ -108,6 +113,7 @@ impl Args {
             lease_ttl: self.lease_ttl.max(Duration::from_millis(300)),
             sweep_max: self.sweep_max.max(1),
             crash_after_commit: self.crash_after_commit,
+            panic_on_request: self.panic_on_request.clone(),
             payment_cap: self.payment_cap,
             ..Default::default()
         }

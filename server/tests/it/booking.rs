@@ -1148,3 +1148,109 @@ async fn an_events_command_queue_refuses_past_its_backlog_and_takes_again_once_d
         );
     }
 }
+
+/// One bad input never stops anyone else: among a thousand good commands, one that Postgres
+/// refuses outright (a request id with U+0000, as a queue entry from before the edge checked
+/// it could hold) and one whose deciding panics (a fault switch standing for a bug). Both are
+/// set apart, every other command commits in its batch, and the owner carries on.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_poisoned_and_a_panicking_command_among_a_thousand_are_set_apart_and_the_rest_commit(
+    pool: PgPool,
+) {
+    use marquee_protocol::booking::InboxMessage;
+    use marquee_server::booking::queue::{CommandQueue, Envelope};
+    use marquee_server::booking::worker::{Worker, WorkerSettings};
+    let shop = shop(
+        &pool,
+        ShopSpec {
+            ga_quota: 10_000,
+            ..ShopSpec::default()
+        },
+    )
+    .await;
+    let queue = CommandQueue::Memory(std::sync::Arc::default());
+    let envelope = |user: &str, request_id: &str| Envelope {
+        tenant: shop.tenant,
+        user: user.to_owned(),
+        inbox: format!("inbox:{}/{user}", shop.tenant),
+        request_id: request_id.to_owned(),
+        command: hold_ga(&shop, 1),
+        admission: None,
+        accepted_at_ms: marquee_server::clock::now_ms(),
+    };
+    for i in 0..1000 {
+        if i == 250 {
+            queue
+                .enqueue(shop.event, &envelope("bea", "boom"))
+                .await
+                .unwrap();
+        }
+        if i == 500 {
+            let poison = envelope("mallory", "poison\u{0}");
+            queue.enqueue(shop.event, &poison).await.unwrap();
+        }
+        let user = format!("buyer-{i}");
+        queue
+            .enqueue(shop.event, &envelope(&user, "r"))
+            .await
+            .unwrap();
+    }
+    let worker = Worker {
+        id: "w-1".into(),
+        db: pool.clone(),
+        queue,
+        settings: WorkerSettings {
+            panic_on_request: Some("boom".into()),
+            ..WorkerSettings::default()
+        },
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    let done = async {
+        loop {
+            let stored = count(&pool, "select count(*) from processed_request").await;
+            let apart = count(&pool, "select count(*) from dead_letter").await;
+            if stored == 1001 && apart == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), done)
+        .await
+        .expect("every command answered or set apart within a minute");
+    let results: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("select user_id, result from processed_request")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut held = 0;
+    for (user, result) in results {
+        let InboxMessage::Result(r) = serde_json::from_value(result).unwrap() else {
+            panic!("a command result")
+        };
+        if user == "bea" {
+            assert_eq!(rejection(&r), ErrorCode::Internal, "the panicking command");
+        } else {
+            assert!(matches!(r.outcome, Outcome::Held { .. }), "{user}: {r:?}");
+            held += 1;
+        }
+    }
+    assert_eq!(held, 1000, "every good command took effect");
+    assert_eq!(
+        count(&pool, "select coalesce(sum(ga_held), 0) from ticket_type").await,
+        1000
+    );
+    let envelope: Vec<u8> = sqlx::query_scalar("select envelope from dead_letter")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let envelope: Envelope = serde_json::from_slice(&envelope).unwrap();
+    assert_eq!(
+        (envelope.user.as_str(), envelope.request_id.as_str()),
+        ("mallory", "poison\u{0}"),
+        "the poison is kept as it came"
+    );
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}

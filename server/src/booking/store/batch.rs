@@ -16,6 +16,34 @@ pub enum CommitError {
     Db(#[from] sqlx::Error),
 }
 
+impl CommitError {
+    /// Whether the batch itself is at fault: Postgres refused what it holds (a value no
+    /// column takes, a constraint it breaks), so committing it again would fail again, and
+    /// the entry that makes it fail must be found and set apart. Not when the database was
+    /// out of reach, busy or shutting down, nor when another owner moved on: those pass.
+    pub fn is_the_batchs_fault(&self) -> bool {
+        match self {
+            Self::Fenced => false,
+            Self::Db(e) => refused_for_its_data(e),
+        }
+    }
+}
+
+/// Whether Postgres refused a statement for the data it carried (so the same data fails
+/// again), rather than for being out of reach, busy or shutting down.
+pub fn refused_for_its_data(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // SQLSTATE classes: 22 data exception (U+0000 in text, a value out of range),
+            // 23 integrity constraint violation, 42 a statement the data made invalid, 54 a
+            // program limit exceeded.
+            matches!(code.get(..2), Some("22" | "23" | "42" | "54"))
+        }),
+        sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => true,
+        _ => false,
+    }
+}
+
 /// A processed request to record: its idempotency key and its result.
 #[derive(Debug, Clone)]
 pub struct Processed {

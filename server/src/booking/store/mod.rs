@@ -17,7 +17,8 @@ pub mod batch;
 pub mod load;
 pub mod write;
 
-pub use batch::{Batch, CommitError, Processed, order_status};
+pub use batch::{Batch, CommitError, Processed, order_status, refused_for_its_data};
 pub use load::{UnappliedPayment, load};
 pub(crate) use load::{load_onsales, processed, unapplied_payments};
 pub use write::commit;
+pub(crate) use write::{dead_letter, payment_unapplicable};

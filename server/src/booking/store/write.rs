@@ -642,3 +642,43 @@ async fn commit_orders(
     }
     Ok(())
 }
+
+/// Sets a queue entry no transaction can take apart in `dead_letter`, byte for byte (see
+/// the owner's docs: Postgres refused even its rejection).
+pub(crate) async fn dead_letter(
+    db: &PgPool,
+    event: Uuid,
+    entry: &crate::booking::queue::Entry,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let envelope = serde_json::to_vec(&entry.envelope).expect("an envelope serializes");
+    sqlx::query(
+        "insert into dead_letter (event_id, command_id, envelope, reason) values ($1, $2, $3, $4)",
+    )
+    .bind(event)
+    .bind(entry.id.replace('\0', "\u{fffd}"))
+    .bind(envelope)
+    .bind(reason.replace('\0', "\u{fffd}"))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks a payment event that cannot be applied as applied with the outcome `unapplicable`,
+/// so no owner reads it again.
+pub(crate) async fn payment_unapplicable(
+    db: &PgPool,
+    event: Uuid,
+    payment: &super::UnappliedPayment,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update payment_event set applied_at = now(), outcome = 'unapplicable', updated_at = now()
+         where provider = $1 and provider_event_id = $2 and event_id = $3 and applied_at is null",
+    )
+    .bind(&payment.provider)
+    .bind(&payment.event_id)
+    .bind(event)
+    .execute(db)
+    .await?;
+    Ok(())
+}

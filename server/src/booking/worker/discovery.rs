@@ -40,14 +40,28 @@ impl Worker {
         ));
         let mut owners: JoinSet<Uuid> = JoinSet::new();
         let mut owned: HashMap<Uuid, CancellationToken> = HashMap::new();
+        // Which event each owner task holds, so a task that panics still gives its event up.
+        let mut tasks: HashMap<tokio::task::Id, Uuid> = HashMap::new();
         let mut tick = tokio::time::interval(self.settings.discover_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
-                Some(done) = owners.join_next() => {
-                    if let Ok(event) = done {
+                Some(done) = owners.join_next_with_id() => {
+                    let id = match &done {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    if let Some(event) = tasks.remove(&id) {
                         owned.remove(&event);
+                        if let Err(e) = done {
+                            // Its lease is given up at once, so this or another worker owns the
+                            // event again within a discovery tick, not a lease TTL.
+                            tracing::error!(%event, error = %e, "an event owner panicked; giving the event up");
+                            if let Err(e) = self.queue.unlease(event, &self.id).await {
+                                tracing::warn!(%event, error = %e, "unlease failed");
+                            }
+                        }
                     }
                 }
                 _ = tick.tick() => {
@@ -68,12 +82,13 @@ impl Worker {
                                 owned.insert(event, stop.clone());
                                 let worker = self.clone();
                                 let news = news.clone();
-                                owners.spawn(async move {
+                                let task = owners.spawn(async move {
                                     if let Err(e) = worker.own(event, &news, stop).await {
                                         tracing::warn!(%event, error = format!("{e:#}"), "event owner stopped");
                                     }
                                     event
                                 });
+                                tasks.insert(task.id(), event);
                             }
                             Ok(false) => {}
                             Err(e) => tracing::warn!(%event, error = %e, "lease failed"),

@@ -1,5 +1,15 @@
 //! The owner of one event: decides its commands, payment events and expiries in memory and
 //! commits them in pipelined batches.
+//!
+//! # One bad input never stops anyone else
+//!
+//! A batch that Postgres refuses for what it holds (not for a lost lease or a database out of
+//! reach), or whose deciding panics, is split: its halves are decided and committed on their
+//! own, from a fresh load of the event, until the one entry (or payment event) that cannot be
+//! committed is found. That entry alone is answered with a rejection (`internal`, durable like
+//! any result); a payment event alone is marked applied with the outcome `unapplicable`; an
+//! entry that not even its rejection can be written for (Postgres refuses its very request id)
+//! is set apart in `dead_letter`. Everything else in the batch commits.
 
 use super::effects::{
     ProviderCall, ack, call_providers, committed_metrics, crash_if_injected, hand_back_slots,
@@ -14,12 +24,15 @@ use crate::metrics::METRICS;
 use crate::settlement::PaymentRequest;
 use crate::ticket_code::TicketClaim;
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use marquee_protocol::booking::{
     CommandResult, InboxMessage, OrderStatus, OrderUpdate, Outcome, Ticket,
 };
 use marquee_protocol::{Channel, ChannelKind, ErrorCode};
 use serde_json::value::{RawValue, to_raw_value};
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The owner of one event: its inventory and how to commit it.
@@ -42,8 +55,9 @@ struct InFlight {
     /// The requests it decided: a retry of one in the next batch gets this result (it is not
     /// in `processed_request` until the commit).
     requests: HashMap<RequestKey, Decided>,
-    /// The payment events it applies: not to be read again while it commits.
-    payments: HashSet<(String, String)>,
+    /// The payment events it applies: not to be read again while it commits, and decided
+    /// again (or set apart) if it does not commit.
+    payments: Vec<UnappliedPayment>,
     /// Payment provider calls to make once it commits.
     calls: Vec<ProviderCall>,
     commit: tokio::task::JoinHandle<Result<i64, CommitError>>,
@@ -60,6 +74,42 @@ struct Decision {
     /// Payment provider calls to make once it commits.
     calls: Vec<ProviderCall>,
 }
+
+/// Why an attempt to decide and commit a batch failed, and so what to do next.
+enum Failure {
+    /// Another owner committed since this one loaded the event: reload and decide again.
+    Fenced,
+    /// The database was out of reach or busy: the same batch may commit later.
+    Passing(anyhow::Error),
+    /// The batch itself cannot be committed, or deciding it panicked: find its culprit.
+    Fault(String),
+}
+
+/// A batch that committed, and what is owed now that it did.
+struct Committed {
+    decided: usize,
+    requests: HashMap<RequestKey, Decided>,
+    calls: Vec<ProviderCall>,
+}
+
+/// What a panic carried, as text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// Whether deciding failed because Postgres refused a lookup for what an entry holds.
+fn data_fault(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<sqlx::Error>()
+        .is_some_and(store::refused_for_its_data)
+}
+
+/// Tries that pass before the owner gives the event up (another worker, or this one later,
+/// takes it again): a lost lease, or a database out of reach.
+const PASSING_TRIES: u32 = 5;
 
 /// A request's idempotency key: `(user, request id)`.
 pub(super) type RequestKey = (String, String);
@@ -98,7 +148,12 @@ impl Owner {
     ) -> anyhow::Result<Vec<UnappliedPayment>> {
         let mut payments = store::unapplied_payments(&worker.db, self.inventory.event, 256).await?;
         if let Some(in_flight) = &self.in_flight {
-            payments.retain(|p| !in_flight.payments.contains(&p.key()));
+            let applying: HashSet<_> = in_flight
+                .payments
+                .iter()
+                .map(UnappliedPayment::key)
+                .collect();
+            payments.retain(|p| !applying.contains(&p.key()));
         }
         Ok(payments)
     }
@@ -121,23 +176,49 @@ impl Owner {
             // Idle: finish the batch in flight so its entries are acknowledged promptly.
             return match self.settle(worker, reader).await? {
                 None => Ok(()),
-                Some(failed) => self.commit_now(worker, reader, failed).await,
+                Some((failed, applying)) => self.commit_now(worker, reader, failed, applying).await,
             };
         }
         let in_flight = self.in_flight.take();
         let previous = in_flight.as_ref().map(|f| &f.requests);
-        let decision = self.decide(worker, &entries, previous, &payments).await;
+        let decision = AssertUnwindSafe(self.decide(worker, &entries, previous, &payments))
+            .catch_unwind()
+            .await;
         self.in_flight = in_flight;
+        let decision = match decision.map_err(|panic| Failure::Fault(panic_text(&*panic))) {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(e)) if !data_fault(&e) => return Err(e),
+            failed => {
+                // Deciding panicked part way (the memory may be half changed), or a lookup
+                // was refused for what an entry holds. The batch in flight was decided
+                // before, so it stands; then everything is decided again from Postgres, one
+                // part at a time, until the culprit is found.
+                let why = match failed {
+                    Err(Failure::Fault(why)) => why,
+                    Ok(Err(e)) => format!("{e:#}"),
+                    _ => unreachable!("the other cases returned above"),
+                };
+                tracing::error!(event = %self.inventory.event, error = why,
+                    "deciding a batch failed for what it holds; finding the command that did it");
+                let (mut again, mut applying) =
+                    self.settle(worker, reader).await?.unwrap_or_default();
+                *self = Self::load(worker, self.inventory.event).await?;
+                again.extend(entries);
+                applying.extend(payments);
+                return self.commit_now(worker, reader, again, applying).await;
+            }
+        };
         let Decision {
             batch,
             decided,
             requests,
             calls,
-        } = decision?;
-        if let Some(mut failed) = self.settle(worker, reader).await? {
+        } = decision;
+        if let Some((mut failed, mut applying)) = self.settle(worker, reader).await? {
             // This batch was decided on top of one that did not commit: decide both again.
             failed.extend(entries);
-            return self.commit_now(worker, reader, failed).await;
+            applying.extend(payments);
+            return self.commit_now(worker, reader, failed, applying).await;
         }
         if batch.is_empty() {
             // Nothing but redeliveries of committed entries.
@@ -157,7 +238,7 @@ impl Owner {
             decided,
             requests,
             calls,
-            payments: payments.iter().map(UnappliedPayment::key).collect(),
+            payments,
             commit: tokio::spawn(async move {
                 store::commit(&db, tenant, event, version, &actor, &batch).await
             }),
@@ -166,12 +247,13 @@ impl Owner {
     }
 
     /// Waits for the batch in flight, if any: acknowledges its entries if it committed;
-    /// otherwise reloads the event from Postgres and returns the entries to decide again.
+    /// otherwise reloads the event from Postgres and returns the entries and payment events
+    /// to decide again.
     pub(super) async fn settle(
         &mut self,
         worker: &Worker,
         reader: &Reader,
-    ) -> anyhow::Result<Option<Vec<Entry>>> {
+    ) -> anyhow::Result<Option<(Vec<Entry>, Vec<UnappliedPayment>)>> {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(None);
         };
@@ -182,71 +264,236 @@ impl Owner {
         match committed {
             Ok(version) => {
                 debug_assert_eq!(version, self.inventory.version, "decided on this version");
-                committed_metrics(&in_flight.entries, in_flight.decided);
-                crash_if_injected(worker);
-                ack(reader, &in_flight.entries).await?;
-                hand_back_slots(worker, finished(&in_flight.requests)).await;
-                call_providers(worker, in_flight.calls);
+                self.finish(
+                    worker,
+                    reader,
+                    &in_flight.entries,
+                    Committed {
+                        decided: in_flight.decided,
+                        requests: in_flight.requests,
+                        calls: in_flight.calls,
+                    },
+                )
+                .await?;
                 Ok(None)
             }
             Err(e) => {
                 let fenced = matches!(e, CommitError::Fenced);
                 tracing::warn!(event = %self.inventory.event, error = %e, fenced, "batch failed; reloading the event");
                 *self = Self::load(worker, self.inventory.event).await?;
-                Ok(Some(in_flight.entries))
+                Ok(Some((in_flight.entries, in_flight.payments)))
             }
         }
     }
 
-    /// Decides and commits `entries` without pipelining, retrying from a fresh load of the
-    /// event if a commit fails, then acknowledges them.
+    /// What a committed batch owes: its metrics, its entries acknowledged, admission slots
+    /// handed back and payment providers called.
+    async fn finish(
+        &self,
+        worker: &Worker,
+        reader: &Reader,
+        entries: &[Entry],
+        done: Committed,
+    ) -> anyhow::Result<()> {
+        committed_metrics(entries, done.decided);
+        crash_if_injected(worker);
+        ack(reader, entries).await?;
+        hand_back_slots(worker, finished(&done.requests)).await;
+        call_providers(worker, done.calls);
+        Ok(())
+    }
+
+    /// Decides and commits `entries` and `payments` without pipelining (module docs): a part
+    /// that fails for what it holds is split until its culprit is found and set apart; a lost
+    /// lease or a database out of reach is tried again from a fresh load, a few times, before
+    /// the event is given up.
     async fn commit_now(
         &mut self,
         worker: &Worker,
         reader: &Reader,
         entries: Vec<Entry>,
+        payments: Vec<UnappliedPayment>,
     ) -> anyhow::Result<()> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            // Payment events of a failed batch are read again with the next step.
-            let Decision {
-                batch,
-                decided,
-                requests,
-                calls,
-            } = self.decide(worker, &entries, None, &[]).await?;
-            if batch.is_empty() {
-                break;
-            }
-            match store::commit(
-                &worker.db,
-                self.inventory.tenant,
-                self.inventory.event,
-                self.inventory.version,
-                &worker.id,
-                &batch,
-            )
-            .await
-            {
-                Ok(version) => {
-                    self.inventory.version = version;
-                    committed_metrics(&entries, decided);
-                    crash_if_injected(worker);
+        let mut parts = vec![(entries, payments)];
+        let mut passing = 0;
+        while let Some((entries, payments)) = parts.pop() {
+            let failure = match self.attempt(worker, &entries, &payments).await {
+                Ok(Some(done)) => {
+                    self.finish(worker, reader, &entries, done).await?;
+                    continue;
+                }
+                Ok(None) => {
+                    // Nothing but redeliveries of committed entries.
                     ack(reader, &entries).await?;
-                    hand_back_slots(worker, finished(&requests)).await;
-                    call_providers(worker, calls);
-                    return Ok(());
+                    continue;
                 }
-                Err(e) if attempts < 3 => {
-                    let fenced = matches!(e, CommitError::Fenced);
-                    tracing::warn!(event = %self.inventory.event, error = %e, fenced, "batch failed; reloading the event");
-                    *self = Self::load(worker, self.inventory.event).await?;
+                Err(failure) => failure,
+            };
+            *self = Self::load(worker, self.inventory.event).await?;
+            match failure {
+                Failure::Fenced | Failure::Passing(_) if passing + 1 < PASSING_TRIES => {
+                    passing += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << passing)).await;
+                    parts.push((entries, payments));
                 }
-                Err(e) => return Err(e).context("committing a booking batch"),
+                Failure::Fenced => anyhow::bail!("the event's inventory kept moving on"),
+                Failure::Passing(e) => return Err(e.context("committing a booking batch")),
+                Failure::Fault(why) => {
+                    tracing::warn!(event = %self.inventory.event, entries = entries.len(),
+                        payments = payments.len(), error = %why, "a batch cannot be committed; splitting it");
+                    match (entries.len(), payments.len()) {
+                        (0, 0) => {
+                            anyhow::bail!("the event's own expiries cannot be committed: {why}")
+                        }
+                        (1, 0) => self.set_apart(worker, reader, &entries[0], &why).await?,
+                        (0, 1) => self.set_payment_apart(worker, &payments[0], &why).await?,
+                        (_, 0) => {
+                            let mut first = entries;
+                            let second = first.split_off(first.len() / 2);
+                            parts.push((second, Vec::new()));
+                            parts.push((first, Vec::new()));
+                        }
+                        (n, _) => {
+                            // Each payment event on its own, after the commands (if any).
+                            parts.extend(payments.into_iter().rev().map(|p| (Vec::new(), vec![p])));
+                            if n > 0 {
+                                parts.push((entries, Vec::new()));
+                            }
+                        }
+                    }
+                }
             }
         }
-        ack(reader, &entries).await
+        Ok(())
+    }
+
+    /// Decides and commits one part, without pipelining.
+    async fn attempt(
+        &mut self,
+        worker: &Worker,
+        entries: &[Entry],
+        payments: &[UnappliedPayment],
+    ) -> Result<Option<Committed>, Failure> {
+        let decision = AssertUnwindSafe(self.decide(worker, entries, None, payments))
+            .catch_unwind()
+            .await;
+        let Decision {
+            batch,
+            decided,
+            requests,
+            calls,
+        } = match decision {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(e)) if data_fault(&e) => return Err(Failure::Fault(format!("{e:#}"))),
+            Ok(Err(e)) => return Err(Failure::Passing(e)),
+            Err(panic) => {
+                return Err(Failure::Fault(format!(
+                    "deciding panicked: {}",
+                    panic_text(&*panic)
+                )));
+            }
+        };
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let inv = &self.inventory;
+        match store::commit(
+            &worker.db,
+            inv.tenant,
+            inv.event,
+            inv.version,
+            &worker.id,
+            &batch,
+        )
+        .await
+        {
+            Ok(version) => {
+                self.inventory.version = version;
+                Ok(Some(Committed {
+                    decided,
+                    requests,
+                    calls,
+                }))
+            }
+            Err(e) if e.is_the_batchs_fault() => Err(Failure::Fault(e.to_string())),
+            Err(CommitError::Fenced) => Err(Failure::Fenced),
+            Err(e) => Err(Failure::Passing(e.into())),
+        }
+    }
+
+    /// Answers one entry that cannot be committed with a rejection of its own, durable like
+    /// any result, and acknowledges it. If Postgres refuses even that (the entry's request id
+    /// or user holds what no text column takes), the entry goes to `dead_letter`, byte for
+    /// byte, and is acknowledged: it can stop nothing else.
+    async fn set_apart(
+        &mut self,
+        worker: &Worker,
+        reader: &Reader,
+        entry: &Entry,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        METRICS.commands_set_apart.increment(1);
+        let envelope = &entry.envelope;
+        let result = to_raw_value(&InboxMessage::Result(CommandResult {
+            request_id: envelope.request_id.clone(),
+            event: self.inventory.event.to_string(),
+            command: envelope.command.kind().to_owned(),
+            outcome: Outcome::rejected(
+                ErrorCode::Internal,
+                "this command could not be carried out; it changed nothing",
+            ),
+        }))
+        .expect("a result always serializes");
+        let batch = Batch {
+            processed: vec![Processed {
+                user: envelope.user.clone(),
+                request_id: envelope.request_id.clone(),
+                command_id: entry.id.clone(),
+                result: result.clone(),
+            }],
+            messages: vec![crate::outbox::message(&envelope.inbox, &result)],
+            ..Batch::default()
+        };
+        let inv = &self.inventory;
+        match store::commit(
+            &worker.db,
+            inv.tenant,
+            inv.event,
+            inv.version,
+            &worker.id,
+            &batch,
+        )
+        .await
+        {
+            Ok(_) => {
+                tracing::warn!(event = %inv.event, command = %entry.id, error = %why,
+                    "a command that could not be committed was answered with a rejection");
+            }
+            Err(e) if e.is_the_batchs_fault() => {
+                store::dead_letter(&worker.db, inv.event, entry, why).await?;
+                METRICS.dead_letters.increment(1);
+                tracing::error!(event = %inv.event, command = %entry.id, error = %why,
+                    "a command no transaction can take was set apart in dead_letter");
+            }
+            Err(e) => return Err(e).context("answering a command that cannot be committed"),
+        }
+        ack(reader, std::slice::from_ref(entry)).await
+    }
+
+    /// Marks one payment event that cannot be applied as applied, with the outcome
+    /// `unapplicable`, so it is not read again; operators find it by that outcome.
+    async fn set_payment_apart(
+        &mut self,
+        worker: &Worker,
+        payment: &UnappliedPayment,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        METRICS.commands_set_apart.increment(1);
+        store::payment_unapplicable(&worker.db, self.inventory.event, payment).await?;
+        tracing::error!(event = %self.inventory.event, provider = %payment.provider,
+            payment_event = %payment.event_id, error = %why,
+            "a payment event that cannot be applied was set apart");
+        Ok(())
     }
 
     /// Decides every entry and due expiry; returns the batch, how many commands took effect or
@@ -296,6 +543,9 @@ impl Owner {
                 .as_deref()
                 .zip(worker.settings.admission.as_ref())
                 .and_then(|(token, key)| key.verify(token));
+            if worker.settings.panic_on_request.as_deref() == Some(envelope.request_id.as_str()) {
+                panic!("fault injection: deciding {} panics", envelope.request_id);
+            }
             let outcome = if envelope.tenant != inv.tenant
                 || !inbox_matches(&envelope.inbox, inv.tenant, &envelope.user)
             {

@@ -22,6 +22,8 @@ pub struct WorkerSettings {
     /// Fault injection for tests: abort the process right after the first commit, before
     /// acknowledging its entries.
     pub crash_after_commit: bool,
+    /// Fault injection for tests: panic while deciding the command with this request id.
+    pub panic_on_request: Option<String>,
     /// Checks waiting-room admissions. Without it, no admission is genuine: onsales that
     /// require one refuse every command.
     pub admission: Option<AdmissionKey>,
@@ -49,6 +51,7 @@ impl Default for WorkerSettings {
             sweep_max: 10_000,
             discover_every: Duration::from_millis(250),
             crash_after_commit: false,
+            panic_on_request: None,
             admission: None,
             slots: None,
             ticket_key: None,
