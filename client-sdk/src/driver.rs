@@ -107,6 +107,10 @@ struct Sub {
     automatic: bool,
     /// Application calls waiting for the reply.
     waiters: Vec<SubscribeReply>,
+    /// When to try again an automatic resubscribe the server could not serve (`unavailable`).
+    retry_at: Option<Instant>,
+    /// What spaces those tries, kept until one succeeds.
+    backoff: Option<Backoff>,
 }
 
 /// How a session ended.
@@ -453,6 +457,8 @@ impl Driver {
         let mut refresh_at = self.refresh_deadline(welcome.expires_at);
         let mut advised: Option<Duration> = None;
         loop {
+            // The soonest automatic resubscribe waiting to be tried again.
+            let next_retry = self.subs.values().filter_map(|s| s.retry_at).min();
             tokio::select! {
                 command = self.commands.recv() => {
                     let step = match command {
@@ -499,6 +505,20 @@ impl Driver {
                     };
                     if let Err(end) = step {
                         return end;
+                    }
+                }
+                () = sleep_until(next_retry.unwrap_or(refresh_at)), if next_retry.is_some() => {
+                    let now = Instant::now();
+                    let due: Vec<String> = self
+                        .subs
+                        .iter()
+                        .filter(|(_, s)| s.retry_at.is_some_and(|at| at <= now))
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    for channel in due {
+                        if let Err(end) = self.send_subscribe(&mut socket, &channel).await {
+                            return end;
+                        }
                     }
                 }
                 () = sleep_until(refresh_at) => {
@@ -588,6 +608,8 @@ impl Driver {
                     return Ok(());
                 };
                 sub.in_flight = false;
+                sub.retry_at = None;
+                sub.backoff = None;
                 sub.position = Some(position.clone());
                 let subscribed = Subscribed {
                     channel,
@@ -613,6 +635,21 @@ impl Driver {
                         let _ = reply.send(Err(ClientError::Server { code, message }));
                     }
                     Some(Pending::Subscribe { channel }) => {
+                        let (base, cap) = (self.config.backoff_base, self.config.backoff_cap);
+                        if let Some(sub) = self.subs.get_mut(&channel)
+                            && sub.automatic
+                            && code == ErrorCode::Unavailable
+                        {
+                            // The server could not serve it now (its engine or database is out
+                            // of reach): a channel the application still wants is tried again
+                            // later, never given up.
+                            sub.in_flight = false;
+                            let backoff =
+                                sub.backoff.get_or_insert_with(|| Backoff::new(base, cap));
+                            sub.retry_at = Some(Instant::now() + backoff.next_delay());
+                            tracing::debug!(%channel, "resubscribe unavailable; trying again later");
+                            return Ok(());
+                        }
                         if let Some(mut sub) = self.subs.remove(&channel) {
                             let error = ClientError::Server {
                                 code,
@@ -694,6 +731,7 @@ impl Driver {
             return Ok(());
         };
         sub.in_flight = true;
+        sub.retry_at = None;
         sub.automatic = sub.waiters.is_empty();
         let message = ClientMessage::Subscribe {
             id,

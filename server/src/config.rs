@@ -125,6 +125,11 @@ pub struct WorkerConfig {
     #[arg(long, env = "MARQUEE_WORKER_ID")]
     pub worker_id: Option<String>,
 
+    /// Address of the worker's probe listener: `/health` and `/metrics` (Prometheus). Give
+    /// each worker on one machine its own port (`:0` picks a free one).
+    #[arg(long, env = "MARQUEE_WORKER_LISTEN", default_value = "127.0.0.1:9091")]
+    pub listen: SocketAddr,
+
     /// Booking settings (`--workers` is ignored: one process is one worker).
     #[command(flatten)]
     pub booking: booking::Args,

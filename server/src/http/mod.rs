@@ -151,11 +151,41 @@ async fn ready(State(probes): State<Probes>) -> Result<Json<Status>, ApiError> {
 #[utoipa::path(get, path = "/metrics", tag = "probes",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn render_metrics(State(probes): State<Probes>) -> impl IntoResponse {
+    metrics_text(&probes.prometheus)
+}
+
+/// The process's metrics in Prometheus's text format, its resident memory read just now.
+fn metrics_text(prometheus: &PrometheusHandle) -> impl IntoResponse + use<> {
     if let Some(rss) = crate::metrics::resident_memory_bytes() {
         ::metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        probes.prometheus.render(),
+        prometheus.render(),
     )
+}
+
+/// The probes of a process without a hub (`marquee worker`): `/health` (alive) and
+/// `/metrics`; anything else is the JSON 404.
+pub(crate) fn worker_routes(engine: &'static str) -> Router {
+    let prometheus = crate::metrics::prometheus();
+    Router::new()
+        .route(
+            "/health",
+            get(move || async move {
+                Json(Status {
+                    status: "ok",
+                    engine,
+                })
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let prometheus = prometheus.clone();
+                async move { metrics_text(&prometheus) }
+            }),
+        )
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
 }

@@ -49,6 +49,26 @@ pub async fn run_worker(
     tracing::info!(worker = %worker.id, "booking worker started");
     let stop = CancellationToken::new();
     let mut tasks = Tasks::default();
+    let probes = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the probe listener {} (--listen)", config.listen))?;
+    tracing::info!(addr = ?probes.local_addr().ok(), "serving /health and /metrics");
+    let limits = crate::http::serve::ListenerLimits {
+        max_connections: 64,
+        header_timeout: std::time::Duration::from_secs(10),
+        body_timeout: std::time::Duration::from_secs(10),
+    };
+    let serving = stop.clone();
+    tasks.spawn("probe listener", async move {
+        crate::http::serve::serve(
+            probes,
+            crate::http::worker_routes("redis"),
+            limits,
+            serving.cancelled_owned(),
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    });
     if let Some(sender) = config.notify.sender(&db) {
         tasks.spawn("notification sender", sender.run(stop.clone()));
     }

@@ -864,6 +864,7 @@ fn worker_process(pool: &PgPool, prefix: &str, name: &str, crash: bool) -> std::
         .env("REDIS_URL", common::redis_url())
         .env("MARQUEE_REDIS_PREFIX", prefix)
         .env("MARQUEE_WORKER_ID", name)
+        .env("MARQUEE_WORKER_LISTEN", "127.0.0.1:0")
         .env("MARQUEE_LEASE_TTL", "1s")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -1253,4 +1254,53 @@ async fn a_poisoned_and_a_panicking_command_among_a_thousand_are_set_apart_and_t
     );
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_worker_process_serves_its_health_and_metrics(pool: PgPool) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_marquee"))
+        .arg("worker")
+        .env("DATABASE_URL", database_url(&pool))
+        .env("REDIS_URL", common::redis_url())
+        .env("MARQUEE_REDIS_PREFIX", common::unique_prefix())
+        .env("MARQUEE_WORKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), up)
+        .await
+        .expect("the worker listens");
+    let health = common::http(addr, "GET", "/health", &[], None).await;
+    assert_eq!(
+        (health.status, health.json()["status"].clone()),
+        (200, serde_json::json!("ok"))
+    );
+    let metrics = common::http(addr, "GET", "/metrics", &[], None).await;
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "marquee_commands_total",
+        "marquee_booking_batch_size",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            metrics.body.contains(name),
+            "{name} missing from:\n{}",
+            metrics.body
+        );
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
 }

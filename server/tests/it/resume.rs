@@ -361,3 +361,47 @@ async fn an_unsubscribed_channel_stays_unsubscribed_across_a_reconnect() {
     client.close().await;
     node.shutdown().await;
 }
+
+/// An automatic resubscribe the server cannot serve (here: the node it reconnected to cannot
+/// read the catalog) is tried again with backoff until it can, never given up.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn the_sdk_tries_an_unavailable_resubscribe_again_until_it_is_served(pool: sqlx::PgPool) {
+    use common::shop::{ShopSpec, buyer_signed, node_config, shop};
+    let shop = shop(&pool, ShopSpec::default()).await;
+    // Node a advises its clients to come back at once when it shuts down.
+    let mut drains_fast = node_config(&pool);
+    drains_fast.hub.reconnect_spread = Duration::from_millis(10);
+    let a = TestNode::start(drains_fast).await;
+    let b = TestNode::start(node_config(&pool)).await;
+    let mut config = ClientConfig::with_urls([a.ws_url(), b.ws_url()]);
+    config.backoff_base = Duration::from_millis(20);
+    config.backoff_cap = Duration::from_millis(200);
+    let token = buyer_signed(SECRET, shop.tenant, "ana");
+    let (client, mut events) = Client::connect(config, TokenProvider::fixed(token))
+        .await
+        .unwrap();
+    let channel = format!("seats:{}", shop.event);
+    client.subscribe(&channel).await.unwrap();
+    assert!(!next_subscribed(&mut events, &channel).await.automatic);
+    // The catalog goes out of reach: node b, which has never looked this event up, cannot.
+    sqlx::query("alter table event rename to event_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+    a.shutdown().await;
+    // The client is on b now, and its resubscribe is answered `unavailable`, again and again.
+    let meanwhile = tokio::time::timeout(
+        Duration::from_millis(800),
+        next_subscribed(&mut events, &channel),
+    )
+    .await;
+    assert!(meanwhile.is_err(), "not served while the catalog is away");
+    sqlx::query("alter table event_away rename to event")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let again = next_subscribed(&mut events, &channel).await;
+    assert!(again.automatic, "resubscribed by the client itself");
+    drop(client);
+    b.shutdown().await;
+}
