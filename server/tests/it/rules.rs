@@ -228,3 +228,40 @@ async fn a_node_refuses_short_secrets_and_takes_no_money_unless_told() {
         marquee_server::payments::ProviderKind::None
     );
 }
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_ticket_type_added_during_a_live_onsale_sells_within_a_second(pool: PgPool) {
+    let node = TestNode::start(node_config(&pool)).await;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    // The event's owner is running, its inventory in memory.
+    let mut ana = common::shop::connect(&node, &shop, "ana").await;
+    send(&mut ana, 1, "first", hold_ga(&shop, 1)).await;
+    assert!(matches!(
+        result(&mut ana).await.outcome,
+        Outcome::Held { .. }
+    ));
+    let (status, added) = call(
+        &node,
+        &admin_token(&shop),
+        "POST",
+        &format!("/v1/admin/events/{}/ticket-types", shop.event),
+        json!({"name": "Late release", "kind": "general_admission", "ga_quota": 10,
+               "price_minor": 1500, "currency": "EUR"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    let late = added["ticket_type_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hold = marquee_protocol::booking::Command::HoldGa {
+        event: shop.event.to_string(),
+        ticket_type: late,
+        quantity: 2,
+    };
+    send(&mut ana, 2, "late", hold).await;
+    let outcome = result(&mut ana).await.outcome;
+    assert!(
+        matches!(outcome, Outcome::Held { .. }),
+        "the running owner sells what was added: {outcome:?}"
+    );
+    node.shutdown().await;
+}

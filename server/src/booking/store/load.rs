@@ -281,6 +281,19 @@ pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::E
     Ok(Some(inventory))
 }
 
+/// The event's catalog version: it moves when what the event sells changes (a price category,
+/// a ticket type or the seat map added), and the owner then loads the event again.
+pub(crate) async fn catalog_version(
+    conn: &mut PgConnection,
+    event: Uuid,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select catalog_version from event where event_id = $1")
+        .bind(event)
+        .fetch_optional(conn)
+        .await
+        .map(Option::unwrap_or_default)
+}
+
 /// The event's onsales (re-read periodically by the owner, since operators change them).
 pub(crate) async fn load_onsales(
     conn: &mut PgConnection,

@@ -19,6 +19,6 @@ pub mod write;
 
 pub use batch::{Batch, CommitError, Processed, order_status, refused_for_its_data};
 pub use load::{UnappliedPayment, load};
-pub(crate) use load::{load_onsales, processed, unapplied_payments};
+pub(crate) use load::{catalog_version, load_onsales, processed, unapplied_payments};
 pub use write::commit;
 pub(crate) use write::{dead_letter, payment_unapplicable};

@@ -123,6 +123,7 @@ impl Worker {
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let reader = self.queue.reader(event, &self.id).await?;
+        let mut catalog = store::catalog_version(&mut *self.db.acquire().await?, event).await?;
         let mut owner = Owner::load(self, event).await?;
         tracing::info!(%event, worker = %self.id, version = owner.inventory.version, "owning event");
         let mut pending = reader.claim_pending().await?;
@@ -150,6 +151,19 @@ impl Worker {
             if now >= refresh_at {
                 let mut conn = self.db.acquire().await?;
                 owner.inventory.onsales = store::load_onsales(&mut conn, event).await?;
+                let latest = store::catalog_version(&mut conn, event).await?;
+                drop(conn);
+                if latest != catalog {
+                    // What the event sells changed: finish the batch in flight, then load the
+                    // event again (the version read first, so a change during the load is
+                    // seen at the next look).
+                    tracing::info!(%event, "the event's catalog changed; loading it again");
+                    if let Some((failed, _)) = owner.settle(self, &reader).await? {
+                        pending.extend(failed);
+                    }
+                    catalog = latest;
+                    owner = Owner::load(self, event).await?;
+                }
                 refresh_at = now + Duration::from_secs(1);
                 // A notification may have been lost while the listener reconnected.
                 look_for_payments = true;

@@ -77,6 +77,7 @@ pub(crate) async fn create_category(
         json!({"event": event_id, "name": body.name}),
     )
     .await?;
+    super::catalog_changed(&mut tx, event_id).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,

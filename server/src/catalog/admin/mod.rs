@@ -154,6 +154,20 @@ pub(crate) async fn event_currency(
     }
 }
 
+/// Tells the event's owner that what the event sells changed (a price category, a ticket type
+/// or the seat map added): it loads the event again within a second, in the middle of an
+/// onsale too.
+pub(crate) async fn catalog_changed(
+    conn: &mut PgConnection,
+    event: Uuid,
+) -> Result<(), CatalogError> {
+    sqlx::query("update event set catalog_version = catalog_version + 1 where event_id = $1")
+        .bind(event)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Records a created row in the audit trail, commits, and answers 201 with the row.
 pub(crate) async fn created<T>(
     mut tx: Transaction<'static, Postgres>,

@@ -115,6 +115,7 @@ pub(crate) async fn create_seat_map_route(
     let mut tx = s.db.begin().await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     let created = create_seat_map(&mut tx, admin.tenant, event_id, &spec).await?;
+    super::catalog_changed(&mut tx, event_id).await?;
     audit(
         &mut tx,
         &admin,

@@ -187,6 +187,7 @@ pub(crate) async fn create_ticket_type(
     })?;
     let t = ticket_type(&row);
     let detail = json!({"event": event_id, "name": t.name});
+    super::catalog_changed(&mut tx, event_id).await?;
     created(tx, &admin, "ticket_type", t.ticket_type_id, detail, t).await
 }
 
