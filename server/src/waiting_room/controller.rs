@@ -291,8 +291,9 @@ impl Controller {
             line_status = "live".to_owned();
         }
         if status != line_status {
-            if status == "pre_queue" && m.settings.seed.is_none() {
-                // Set by an operator by hand: the seed is drawn now.
+            if status == "pre_queue" {
+                // Set by an operator by hand: the seed (drawn with the change, or now, if it
+                // was set some other way) is committed to and its commitment published.
                 self.open_pre_queue(onsale, m).await?;
             }
             self.line.set_status(onsale, &status).await?;

@@ -916,3 +916,49 @@ async fn checking_out_or_releasing_hands_the_admission_slot_to_the_next_buyer(po
     status_until(&mut cy, Duration::from_secs(5), admitted).await;
     node.shutdown().await;
 }
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn an_operator_opening_the_pre_queue_publishes_its_commitment_at_once(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "scheduled", 2.0, 100).await;
+    sqlx::query("update onsale set starts_at = now() + interval '1 hour' where onsale_id = $1")
+        .bind(onsale)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let node = TestNode::start(config(&pool, Duration::from_secs(120))).await;
+    let mut watcher = connect(&node, &shop, "watcher").await;
+    watcher.must_subscribe(1, &format!("queue:{onsale}")).await;
+    let admin = admin_token(&shop);
+    let (status, _) = common::call_json(
+        node.addr,
+        Some(&admin),
+        "PATCH",
+        &format!("/v1/admin/onsales/{onsale}/status"),
+        Some(&serde_json::json!({"status": "pre_queue"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The very next request finds the commitment: it was drawn with the change.
+    let path = format!("/v1/tenants/{}/onsales/{onsale}/draw", shop.tenant);
+    let (status, record) = common::call_json(node.addr, None, "GET", &path, None).await;
+    assert_eq!(status, 200, "{record}");
+    let commitment = record["seed_sha256"].as_str().unwrap().to_owned();
+    assert!(
+        record.get("seed").is_none(),
+        "the seed stays secret until the start"
+    );
+    // And the one the controller publishes on the queue channel is the same.
+    let published = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), watcher.recv())
+            .await
+            .expect("the commitment is published");
+        if let ServerMessage::Pub(p) = msg
+            && let Ok(QueueEvent::Commitment { seed_sha256 }) = serde_json::from_value(p.data)
+        {
+            break seed_sha256;
+        }
+    };
+    assert_eq!(published, commitment);
+    node.shutdown().await;
+}

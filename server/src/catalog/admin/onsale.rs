@@ -253,6 +253,19 @@ pub(crate) async fn set_onsale_status(
         onsale_sources,
     )
     .await?;
+    if body.status == "pre_queue" {
+        // The pre-queue's seed is drawn with the change, so its commitment is on the public
+        // draw record the moment the pre-queue opens (the admission controller publishes it
+        // and keeps this seed).
+        let seed: [u8; 32] = rand::random();
+        sqlx::query(
+            "update onsale set shuffle_seed = coalesce(shuffle_seed, $2) where onsale_id = $1",
+        )
+        .bind(onsale)
+        .bind(&seed[..])
+        .execute(&mut *tx)
+        .await?;
+    }
     announce(&mut tx, &admin, onsale).await?;
     tx.commit().await?;
     get_onsale(State(s), admin, Path(raw)).await
