@@ -785,6 +785,15 @@ impl WaitingRoom {
                 return;
             };
             entry.samples.push_back((now, view.admitted_total));
+            // Admissions that ended early (a checkout or release handed the slot back, on any
+            // node) show as fewer running than admitted: when that count moves, the records
+            // of this node's admitted buyers are read again, so each whose place ended is told.
+            let ended = |v: &LineView| v.admitted_total.saturating_sub(v.active);
+            let ended_moved = entry
+                .last_view
+                .as_ref()
+                .is_some_and(|v| ended(v) != ended(&view));
+            let wall = now_ms();
             while entry
                 .samples
                 .front()
@@ -797,6 +806,7 @@ impl WaitingRoom {
                 .iter_mut()
                 .filter(|(_, b)| {
                     b.refresh
+                        || (ended_moved && b.place.admitted_until_ms.is_some_and(|u| u > wall))
                         || (b.place.admitted_until_ms.is_none()
                             && ((b.place.seq == 0 && view.drawn)
                                 || (b.place.seq > 0

@@ -886,6 +886,12 @@ async fn checking_out_or_releasing_hands_the_admission_slot_to_the_next_buyer(po
     let mut ana = connect(&node, &shop, "ana").await;
     join(&mut ana, 1, onsale).await;
     let ana_token = admitted_token(status_until(&mut ana, Duration::from_secs(5), admitted).await);
+    // A second tab of Ana's, attached to her place, that only watches its status.
+    let mut ana_tab = connect(&node, &shop, "ana").await;
+    assert_eq!(
+        join(&mut ana_tab, 1, onsale).await.state,
+        PlaceState::Admitted
+    );
     let mut bob = connect(&node, &shop, "bob").await;
     assert_eq!(
         join(&mut bob, 1, onsale).await.state,
@@ -906,6 +912,14 @@ async fn checking_out_or_releasing_hands_the_admission_slot_to_the_next_buyer(po
     )
     .await;
     assert!(matches!(released, Outcome::Released { .. }), "{released:?}");
+    // Every connection on her place is told it ended, long before her admission would.
+    let ended = |s: &QueueStatus| s.state == PlaceState::Ended;
+    let told = status_until(&mut ana_tab, Duration::from_secs(5), ended).await;
+    assert_eq!(
+        told.last().unwrap().reason,
+        Some(StatusReason::AdmissionEnded),
+        "{told:?}"
+    );
     let bob_token = admitted_token(status_until(&mut bob, Duration::from_secs(5), admitted).await);
     // Bob checks out: his slot goes to Cy.
     let mut cy = connect(&node, &shop, "cy").await;
