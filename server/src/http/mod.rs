@@ -155,7 +155,7 @@ async fn render_metrics(State(probes): State<Probes>) -> impl IntoResponse {
 }
 
 /// The process's metrics in Prometheus's text format, its resident memory read just now.
-fn metrics_text(prometheus: &PrometheusHandle) -> impl IntoResponse + use<> {
+fn metrics_text(prometheus: &PrometheusHandle) -> axum::response::Response {
     if let Some(rss) = crate::metrics::resident_memory_bytes() {
         ::metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
     }
@@ -163,6 +163,7 @@ fn metrics_text(prometheus: &PrometheusHandle) -> impl IntoResponse + use<> {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus.render(),
     )
+        .into_response()
 }
 
 /// The probes of a process without a hub (`marquee worker`): `/health` (alive) and
