@@ -367,6 +367,20 @@ impl Owner {
         Ok(())
     }
 
+    /// Commits `batch` on the version this owner's memory is at.
+    async fn commit(&self, worker: &Worker, batch: &Batch) -> Result<i64, CommitError> {
+        let inv = &self.inventory;
+        store::commit(
+            &worker.db,
+            inv.tenant,
+            inv.event,
+            inv.version,
+            &worker.id,
+            batch,
+        )
+        .await
+    }
+
     /// Decides and commits one part, without pipelining.
     async fn attempt(
         &mut self,
@@ -396,17 +410,7 @@ impl Owner {
         if batch.is_empty() {
             return Ok(None);
         }
-        let inv = &self.inventory;
-        match store::commit(
-            &worker.db,
-            inv.tenant,
-            inv.event,
-            inv.version,
-            &worker.id,
-            &batch,
-        )
-        .await
-        {
+        match self.commit(worker, &batch).await {
             Ok(version) => {
                 self.inventory.version = version;
                 Ok(Some(Committed {
@@ -454,25 +458,15 @@ impl Owner {
             messages: vec![crate::outbox::message(&envelope.inbox, &result)],
             ..Batch::default()
         };
-        let inv = &self.inventory;
-        match store::commit(
-            &worker.db,
-            inv.tenant,
-            inv.event,
-            inv.version,
-            &worker.id,
-            &batch,
-        )
-        .await
-        {
+        match self.commit(worker, &batch).await {
             Ok(_) => {
-                tracing::warn!(event = %inv.event, command = %entry.id, error = %why,
+                tracing::warn!(event = %self.inventory.event, command = %entry.id, error = %why,
                     "a command that could not be committed was answered with a rejection");
             }
             Err(e) if e.is_the_batchs_fault() => {
-                store::dead_letter(&worker.db, inv.event, entry, why).await?;
+                store::dead_letter(&worker.db, self.inventory.event, entry, why).await?;
                 METRICS.dead_letters.increment(1);
-                tracing::error!(event = %inv.event, command = %entry.id, error = %why,
+                tracing::error!(event = %self.inventory.event, command = %entry.id, error = %why,
                     "a command no transaction can take was set apart in dead_letter");
             }
             Err(e) => return Err(e).context("answering a command that cannot be committed"),
