@@ -123,19 +123,30 @@ impl Simulated {
         }
     }
 
-    /// Reports `events` for one payment, one after another, `delay` apart.
-    fn report(&self, order: Uuid, payment_ref: String, events: &'static [&'static str]) {
+    /// Reports `events` for one payment, one after another, `delay` apart, each with the
+    /// amount taken (as a real provider's events carry it).
+    fn report(
+        &self,
+        order: Uuid,
+        payment_ref: String,
+        amount: Option<(i64, String)>,
+        events: &'static [&'static str],
+    ) {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             for kind in events {
                 tokio::time::sleep(inner.delay).await;
-                let body = json!({
+                let mut body = json!({
                     "id": format!("evt_{}", Uuid::now_v7().simple()),
                     "type": kind,
                     "order": order,
                     "payment": payment_ref,
-                })
-                .to_string();
+                });
+                if let Some((amount, currency)) = &amount {
+                    body["amount_minor"] = json!(amount);
+                    body["currency"] = json!(currency);
+                }
+                let body = body.to_string();
                 inner.deliver(Bytes::from(body)).await;
             }
         });
@@ -189,6 +200,7 @@ impl PaymentProvider for Simulated {
             self.report(
                 request.order,
                 payment_ref.clone(),
+                Some((request.amount_minor, request.currency.clone())),
                 draw(self.inner.mix, rand::random()),
             );
             Ok(payment_ref)
@@ -201,7 +213,7 @@ impl PaymentProvider for Simulated {
         payment_ref: &'a str,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
-            self.report(order, payment_ref.to_owned(), &["payment.refunded"]);
+            self.report(order, payment_ref.to_owned(), None, &["payment.refunded"]);
             Ok(())
         })
     }

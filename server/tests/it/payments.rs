@@ -245,9 +245,28 @@ async fn a_duplicate_event_is_acknowledged_and_changes_nothing(pool: PgPool) {
     node.shutdown().await;
 }
 
-/// The provider reports `kind` for `order` as event `id`; the hook's status and `duplicate`.
-async fn report(node: &TestNode, id: &str, kind: &str, order: Uuid) -> (u16, Option<bool>) {
-    let body = event(id, kind, order);
+/// Reports a payment event of `order` to the node's hook as provider `acme` would: a success
+/// carries the order's amount and currency, as the hook requires.
+async fn report(
+    pool: &PgPool,
+    node: &TestNode,
+    id: &str,
+    kind: &str,
+    order: Uuid,
+) -> (u16, Option<bool>) {
+    let mut body: Value = serde_json::from_str(&event(id, kind, order)).unwrap();
+    if kind == "payment.succeeded" {
+        let (total, currency): (i64, String) = sqlx::query_as(
+            "select total_minor, currency::text from ticket_order where ticket_order_id = $1",
+        )
+        .bind(order)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        body["amount_minor"] = json!(total);
+        body["currency"] = json!(currency);
+    }
+    let body = body.to_string();
     let signature = sign(NEW.as_bytes(), now_secs(), body.as_bytes());
     let (status, json) = post(node, "acme", Some(&signature), &body).await;
     (status, json["duplicate"].as_bool())
@@ -303,7 +322,7 @@ async fn a_paid_order_gets_signed_tickets_in_the_same_transaction_and_on_the_inb
         }
     ));
     assert_eq!(
-        report(&node, "evt_1", "payment.succeeded", order).await,
+        report(&pool, &node, "evt_1", "payment.succeeded", order).await,
         (200, Some(false))
     );
     let update = order_update(&mut raw).await;
@@ -354,26 +373,26 @@ async fn events_only_move_an_order_forward_and_a_refund_returns_its_seats(pool: 
     let shop = shop(&pool, ShopSpec::default()).await;
     let (mut raw, order) = checkout(&node, &shop, "alice", &[10, 11]).await;
     assert_eq!(
-        report(&node, "evt_1", "payment.succeeded", order).await,
+        report(&pool, &node, "evt_1", "payment.succeeded", order).await,
         (200, Some(false))
     );
     assert_eq!(order_update(&mut raw).await.status, OrderStatus::Paid);
     // The provider repeats itself, then reports a failure and a processing after success.
     assert_eq!(
-        report(&node, "evt_1", "payment.succeeded", order).await,
+        report(&pool, &node, "evt_1", "payment.succeeded", order).await,
         (200, Some(true))
     );
     assert_eq!(
-        report(&node, "evt_2", "payment.failed", order).await,
+        report(&pool, &node, "evt_2", "payment.failed", order).await,
         (200, Some(false))
     );
     assert_eq!(
-        report(&node, "evt_3", "payment.processing", order).await,
+        report(&pool, &node, "evt_3", "payment.processing", order).await,
         (200, Some(false))
     );
     // Then a refund, which ends the order and gives its seats back.
     assert_eq!(
-        report(&node, "evt_4", "payment.refunded", order).await,
+        report(&pool, &node, "evt_4", "payment.refunded", order).await,
         (200, Some(false))
     );
     let update = order_update(&mut raw).await;
@@ -416,7 +435,7 @@ async fn a_failed_payment_puts_the_seats_back_on_sale_at_once(pool: PgPool) {
         Outcome::Rejected { .. }
     ));
     assert_eq!(
-        report(&node, "evt_1", "payment.failed", order).await,
+        report(&pool, &node, "evt_1", "payment.failed", order).await,
         (200, Some(false))
     );
     assert_eq!(order_update(&mut raw).await.status, OrderStatus::Failed);
@@ -428,7 +447,7 @@ async fn a_failed_payment_puts_the_seats_back_on_sale_at_once(pool: PgPool) {
     ));
     // A success after the failure finds the seat taken: the money goes back.
     assert_eq!(
-        report(&node, "evt_2", "payment.succeeded", order).await,
+        report(&pool, &node, "evt_2", "payment.succeeded", order).await,
         (200, Some(false))
     );
     let update = order_update(&mut raw).await;
@@ -467,7 +486,7 @@ async fn processing_extends_the_deadline_up_to_the_cap_and_then_the_order_expire
     };
     let first_due = due().await;
     assert_eq!(
-        report(&node, "evt_1", "payment.processing", order).await,
+        report(&pool, &node, "evt_1", "payment.processing", order).await,
         (200, Some(false))
     );
     let update = order_update(&mut raw).await;
@@ -483,7 +502,7 @@ async fn processing_extends_the_deadline_up_to_the_cap_and_then_the_order_expire
     // 2.5 s later another processing: now + 3 s would pass the cap, so it stops at the cap.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        report(&node, "evt_2", "payment.processing", order).await,
+        report(&pool, &node, "evt_2", "payment.processing", order).await,
         (200, Some(false))
     );
     let capped = order_update(&mut raw).await.payment_due_at.unwrap();
@@ -494,7 +513,7 @@ async fn processing_extends_the_deadline_up_to_the_cap_and_then_the_order_expire
     );
     // A third changes nothing: the cap is reached.
     assert_eq!(
-        report(&node, "evt_3", "payment.processing", order).await,
+        report(&pool, &node, "evt_3", "payment.processing", order).await,
         (200, Some(false))
     );
     // Then the deadline passes: the order expires and its seats go back on sale.
@@ -538,7 +557,7 @@ async fn a_late_payment_gets_the_same_seats_when_free_and_a_refund_when_not(pool
     ));
 
     assert_eq!(
-        report(&node, "evt_a", "payment.succeeded", free_order).await,
+        report(&pool, &node, "evt_a", "payment.succeeded", free_order).await,
         (200, Some(false))
     );
     let update = order_update(&mut alice).await;
@@ -547,7 +566,7 @@ async fn a_late_payment_gets_the_same_seats_when_free_and_a_refund_when_not(pool
         (OrderStatus::Paid, Some(OrderReason::LatePaymentAccepted), 2)
     );
     assert_eq!(
-        report(&node, "evt_b", "payment.succeeded", taken_order).await,
+        report(&pool, &node, "evt_b", "payment.succeeded", taken_order).await,
         (200, Some(false))
     );
     let update = order_update(&mut bob).await;
@@ -650,7 +669,7 @@ async fn a_paid_general_admission_order_gets_one_ticket_per_entry(pool: PgPool) 
     };
     let order: Uuid = order.parse().unwrap();
     assert_eq!(
-        report(&node, "evt_1", "payment.succeeded", order).await,
+        report(&pool, &node, "evt_1", "payment.succeeded", order).await,
         (200, Some(false))
     );
     let update = order_update(&mut raw).await;
@@ -673,7 +692,7 @@ async fn a_paid_general_admission_order_gets_one_ticket_per_entry(pool: PgPool) 
     assert_eq!((sold, tickets), (3, 3));
     // A refund gives the three back to the quota.
     assert_eq!(
-        report(&node, "evt_2", "payment.refunded", order).await,
+        report(&pool, &node, "evt_2", "payment.refunded", order).await,
         (200, Some(false))
     );
     assert_eq!(order_update(&mut raw).await.status, OrderStatus::Refunded);
@@ -683,5 +702,59 @@ async fn a_paid_general_admission_order_gets_one_ticket_per_entry(pool: PgPool) 
         .await
         .unwrap();
     assert_eq!(sold, 0);
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_success_pays_only_the_orders_exact_amount_in_its_currency(pool: PgPool) {
+    let node = node(&pool).await;
+    let order = order(&pool).await; // 10,000 EUR
+    let signed = |body: &Value| {
+        let body = body.to_string();
+        (sign(NEW.as_bytes(), now_secs(), body.as_bytes()), body)
+    };
+    let cheap = json!({"id": "evt_cheap", "type": "payment.succeeded", "order": order,
+                       "payment": "pay_1", "amount_minor": 1});
+    let unpriced = json!({"id": "evt_unpriced", "type": "payment.succeeded", "order": order,
+                          "payment": "pay_2"});
+    let dollars = json!({"id": "evt_usd", "type": "payment.succeeded", "order": order,
+                         "payment": "pay_3", "amount_minor": 10000, "currency": "USD"});
+    for body in [&cheap, &unpriced, &dollars] {
+        let (signature, body) = signed(body);
+        let (status, _) = post(&node, "acme", Some(&signature), &body).await;
+        assert_eq!(status, 200, "recorded, to be decided by the order's owner");
+    }
+    let decided = async {
+        loop {
+            let all = outcomes(&pool).await;
+            if all.len() == 3 && all.iter().all(|(_, o)| o.is_some()) {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let all = tokio::time::timeout(Duration::from_secs(10), decided)
+        .await
+        .unwrap();
+    for (id, outcome) in &all {
+        assert_eq!(
+            outcome.as_deref(),
+            Some("refunded_wrong_amount"),
+            "{id} paid nothing and its money goes back"
+        );
+    }
+    assert_eq!(order_status(&pool, order).await, "pending_payment");
+    assert_eq!(
+        report(&pool, &node, "evt_exact", "payment.succeeded", order).await,
+        (200, Some(false))
+    );
+    let paid = async {
+        while order_status(&pool, order).await != "paid" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), paid)
+        .await
+        .unwrap();
     node.shutdown().await;
 }

@@ -263,6 +263,8 @@ pub struct OrderRecord {
     pub total_minor: i64,
     /// In this currency.
     pub currency: String,
+    /// The onsale it was bought in (its hold's), whose per-buyer limit a late payment keeps.
+    pub onsale: Option<Uuid>,
 }
 
 /// A payment event to apply (or an operator's change, under provider

@@ -187,17 +187,19 @@ impl Inventory {
         let pending = self.pending.contains_key(&order.id);
         let kind = event.kind;
         let this_payment = || Some((event.provider.to_owned(), event.payment_ref.to_owned()));
-        let wrong_amount = event.amount.is_some_and(|(amount, currency)| {
+        let from_operator = event.provider == OPERATOR;
+        // A success pays only what the order costs, in its currency, and must say so: one
+        // with another amount, another currency or no amount at all pays nothing, and the
+        // money it reports goes back.
+        let wrong_amount = event.amount.is_none_or(|(amount, currency)| {
             amount != order.total_minor || currency != order.currency
         });
-        if kind == K::Succeeded && wrong_amount {
-            // Not what the order costs: the order is not paid, and the money goes back.
+        if kind == K::Succeeded && !from_operator && wrong_amount {
             return PaymentDecision {
                 refund: this_payment(),
                 ..PaymentDecision::ignored("refunded_wrong_amount")
             };
         }
-        let from_operator = event.provider == OPERATOR;
         let same_payment = order
             .paid_with
             .as_ref()
@@ -341,14 +343,27 @@ impl Inventory {
                 .and_then(|t| t.ga)
                 .is_some_and(|c| c.quota.saturating_sub(c.held + c.sold) >= q)
         });
-        if !(seats_free && ga_free) {
+        // The buyer's seats and tickets meanwhile count against the onsale's per-buyer
+        // limit: a late payment that would pass it is refunded too.
+        let count = seats.len() as u32 + ga.map_or(0, |(_, q)| q);
+        let limit = order
+            .onsale
+            .and_then(|o| self.onsales.iter().find(|s| s.id == o))
+            .map(|o| o.per_user_limit);
+        let owned = self.per_user.get(&order.user).copied().unwrap_or(0);
+        let over_limit = limit.is_some_and(|limit| owned + count > limit);
+        if !(seats_free && ga_free) || over_limit {
             return PaymentDecision {
                 outcome: "late_payment_refunded",
                 change: Some(Change::OrderEnded {
                     order: order.id,
                     user: order.user.clone(),
                     to: OrderStatus::Refunded,
-                    reason: Some("late_payment_seats_taken"),
+                    reason: Some(if over_limit {
+                        "late_payment_over_limit"
+                    } else {
+                        "late_payment_seats_taken"
+                    }),
                     freed: false,
                     ga: None,
                     void_tickets: false,
@@ -480,15 +495,21 @@ mod tests {
             paid_with: None,
             total_minor,
             currency,
+            onsale: inv.onsales.first().map(|o| o.id),
         }
     }
 
-    fn event<'a>(kind: PaymentEventKind, payment_ref: &'a str) -> PaymentEvent<'a> {
+    /// A provider's event about `record`'s payment, reporting its exact amount.
+    fn event<'a>(
+        record: &'a OrderRecord,
+        kind: PaymentEventKind,
+        payment_ref: &'a str,
+    ) -> PaymentEvent<'a> {
         PaymentEvent {
             kind,
             provider: "acme",
             payment_ref,
-            amount: None,
+            amount: Some((record.total_minor, record.currency.as_str())),
         }
     }
 
@@ -501,13 +522,17 @@ mod tests {
         let mut inv = small_event();
         // Both events were read with the order still awaiting payment.
         let record = checked_out(&mut inv, "u", &[0, 1]);
-        let failed = apply(&mut inv, &record, event(PaymentEventKind::Failed, "pay_1"));
+        let failed = apply(
+            &mut inv,
+            &record,
+            event(&record, PaymentEventKind::Failed, "pay_1"),
+        );
         assert_eq!(failed.outcome, "failed");
         assert_eq!(inv.state[0], SeatState::Free);
         let retried = apply(
             &mut inv,
             &record,
-            event(PaymentEventKind::Succeeded, "pay_2"),
+            event(&record, PaymentEventKind::Succeeded, "pay_2"),
         );
         assert_eq!(
             retried.outcome, "late_payment_accepted",
@@ -517,12 +542,12 @@ mod tests {
         // Two operator actions on the paid order: the second finds it ended.
         let refund = PaymentEvent {
             provider: OPERATOR,
-            ..event(PaymentEventKind::Refunded, "none")
+            ..event(&record, PaymentEventKind::Refunded, "none")
         };
         assert_eq!(apply(&mut inv, &record, refund).outcome, "refunded");
         let cancel = PaymentEvent {
             provider: OPERATOR,
-            ..event(PaymentEventKind::Cancelled, "none")
+            ..event(&record, PaymentEventKind::Cancelled, "none")
         };
         assert_eq!(
             apply(&mut inv, &record, cancel).outcome,
@@ -542,10 +567,36 @@ mod tests {
         let late = apply(
             &mut inv,
             &record,
-            event(PaymentEventKind::Succeeded, "pay_1"),
+            event(&record, PaymentEventKind::Succeeded, "pay_1"),
         );
         assert_eq!(late.outcome, "late_payment_accepted");
         assert_eq!(inv.state[7], SeatState::Sold);
+    }
+
+    #[test]
+    fn a_late_payment_that_would_pass_the_per_buyer_limit_is_refunded() {
+        let mut inv = small_event();
+        inv.onsales[0].per_user_limit = 3;
+        let record = checked_out(&mut inv, "u", &[7, 8]);
+        let due = inv.next_order_due().expect("a deadline");
+        inv.expire_orders(due, 10, &mut DeltaBuilder::default());
+        // Meanwhile the buyer bought two other seats: with the late two they would own four.
+        checked_out(&mut inv, "u", &[1, 2]);
+        let late = apply(
+            &mut inv,
+            &record,
+            event(&record, PaymentEventKind::Succeeded, "pay_1"),
+        );
+        assert_eq!(
+            (late.outcome, late.refund.is_some()),
+            ("late_payment_refunded", true)
+        );
+        assert_eq!(
+            inv.state[7],
+            SeatState::Free,
+            "the late seats were not sold"
+        );
+        assert_eq!(inv.per_user.get("u"), Some(&2));
     }
 
     #[test]
@@ -555,13 +606,13 @@ mod tests {
         let paid = apply(
             &mut inv,
             &record,
-            event(PaymentEventKind::Succeeded, "pay_1"),
+            event(&record, PaymentEventKind::Succeeded, "pay_1"),
         );
         assert_eq!(paid.outcome, "paid");
         let twice = apply(
             &mut inv,
             &record,
-            event(PaymentEventKind::Succeeded, "pay_2"),
+            event(&record, PaymentEventKind::Succeeded, "pay_2"),
         );
         assert_eq!(
             (twice.outcome, twice.refund),
@@ -573,7 +624,7 @@ mod tests {
         let other = apply(
             &mut inv,
             &record,
-            event(PaymentEventKind::Refunded, "pay_2"),
+            event(&record, PaymentEventKind::Refunded, "pay_2"),
         );
         assert_eq!(other.outcome, "ignored_other_payment");
         assert_eq!(
@@ -584,7 +635,7 @@ mod tests {
         let refunded = apply(
             &mut inv,
             &record,
-            event(PaymentEventKind::Refunded, "pay_1"),
+            event(&record, PaymentEventKind::Refunded, "pay_1"),
         );
         assert_eq!((refunded.outcome, refunded.refund), ("refunded", None));
         assert_eq!(inv.state[3], SeatState::Free);
@@ -596,7 +647,7 @@ mod tests {
         let record = checked_out(&mut inv, "u", &[5]);
         let short = PaymentEvent {
             amount: Some((record.total_minor - 1, record.currency.as_str())),
-            ..event(PaymentEventKind::Succeeded, "pay_1")
+            ..event(&record, PaymentEventKind::Succeeded, "pay_1")
         };
         let decision = apply(&mut inv, &record, short);
         assert_eq!(
@@ -613,8 +664,25 @@ mod tests {
         );
         let exact = PaymentEvent {
             amount: Some((record.total_minor, record.currency.as_str())),
-            ..event(PaymentEventKind::Succeeded, "pay_2")
+            ..event(&record, PaymentEventKind::Succeeded, "pay_2")
         };
+        let unpriced = PaymentEvent {
+            amount: None,
+            ..event(&record, PaymentEventKind::Succeeded, "pay_3")
+        };
+        assert_eq!(
+            apply(&mut inv, &record, unpriced).outcome,
+            "refunded_wrong_amount",
+            "a success that names no amount pays nothing"
+        );
+        let foreign = PaymentEvent {
+            amount: Some((record.total_minor, "USD")),
+            ..event(&record, PaymentEventKind::Succeeded, "pay_4")
+        };
+        assert_eq!(
+            apply(&mut inv, &record, foreign).outcome,
+            "refunded_wrong_amount"
+        );
         assert_eq!(apply(&mut inv, &record, exact).outcome, "paid");
     }
 }

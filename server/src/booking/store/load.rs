@@ -401,8 +401,9 @@ pub(crate) async fn unapplied_payments(
                 p.amount_minor, p.currency::text as paid_currency,
                 o.ticket_order_id, o.user_id, o.status::text as status,
                 o.payment_provider, o.payment_ref as paid_ref, o.total_minor,
-                o.currency::text as currency
+                o.currency::text as currency, h.onsale_id
          from payment_event p join ticket_order o on o.ticket_order_id = p.ticket_order_id
+         left join hold h on h.hold_id = o.hold_id
          where p.event_id = $1 and p.applied_at is null
          order by p.created_at, p.provider_event_id limit $2",
     )
@@ -460,6 +461,7 @@ pub(crate) async fn unapplied_payments(
                         .zip(r.get::<Option<String>, _>("paid_ref")),
                     total_minor: r.get("total_minor"),
                     currency: r.get("currency"),
+                    onsale: r.get("onsale_id"),
                 },
             }
         })
