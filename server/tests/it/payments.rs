@@ -758,3 +758,57 @@ async fn a_success_pays_only_the_orders_exact_amount_in_its_currency(pool: PgPoo
         .unwrap();
     node.shutdown().await;
 }
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn only_the_payment_the_checkout_started_pays_the_order(pool: PgPool) {
+    let mut config = node_config(&pool);
+    config.payments.hook_secrets =
+        HookSecrets::parse(&format!("acme:{NEW}")).expect("a valid secret");
+    // The simulated provider takes a second to pay, so acme's event comes first.
+    config.payments.simulated_delay = Duration::from_secs(1);
+    config.payments.simulated_outcomes = "succeeded=1".parse().unwrap();
+    let node = TestNode::start_internal(config).await;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let (mut raw, order) = checkout(&node, &shop, "ana", &[3]).await;
+    let started = async {
+        loop {
+            let row: (Option<String>, Option<String>) = sqlx::query_as(
+                "select checkout_provider, checkout_payment_ref from ticket_order where ticket_order_id = $1",
+            )
+            .bind(order)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if row.1.is_some() {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (provider, reference) = tokio::time::timeout(Duration::from_secs(5), started)
+        .await
+        .unwrap();
+    assert_eq!(provider.as_deref(), Some("simulated"));
+    assert!(reference.unwrap().starts_with("sim_"));
+    // Another configured provider reports a success of the right amount: not the payment the
+    // checkout started, so it pays nothing and goes back.
+    assert_eq!(
+        report(&pool, &node, "evt_acme", "payment.succeeded", order).await,
+        (200, Some(false))
+    );
+    // Then the started payment succeeds and pays the order.
+    assert_eq!(order_update(&mut raw).await.status, OrderStatus::Paid);
+    let outcomes: Vec<(String, Option<String>)> =
+        sqlx::query_as("select provider, outcome from payment_event order by created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("acme".into(), Some("refunded_unstarted_payment".into())),
+            ("simulated".into(), Some("paid".into())),
+        ]
+    );
+    node.shutdown().await;
+}

@@ -265,6 +265,9 @@ pub struct OrderRecord {
     pub currency: String,
     /// The onsale it was bought in (its hold's), whose per-buyer limit a late payment keeps.
     pub onsale: Option<Uuid>,
+    /// The payment its checkout started: the provider, and the reference once the provider
+    /// gave it. `None` for orders whose payment is started elsewhere (no provider configured).
+    pub started: Option<(String, Option<String>)>,
 }
 
 /// A payment event to apply (or an operator's change, under provider

@@ -200,6 +200,24 @@ impl Inventory {
                 ..PaymentDecision::ignored("refunded_wrong_amount")
             };
         }
+        // Only the payment the checkout started speaks for the order: another provider's, or
+        // (once the provider's reference is known) another payment's event. Money it reports
+        // goes back; anything else of it changes nothing.
+        let unstarted = !from_operator
+            && order.started.as_ref().is_some_and(|(provider, reference)| {
+                provider != event.provider
+                    || reference.as_deref().is_some_and(|r| r != event.payment_ref)
+            });
+        if unstarted && order.status != S::Paid {
+            return if kind == K::Succeeded {
+                PaymentDecision {
+                    refund: this_payment(),
+                    ..PaymentDecision::ignored("refunded_unstarted_payment")
+                }
+            } else {
+                PaymentDecision::ignored("ignored_other_payment")
+            };
+        }
         let same_payment = order
             .paid_with
             .as_ref()
@@ -496,6 +514,7 @@ mod tests {
             total_minor,
             currency,
             onsale: inv.onsales.first().map(|o| o.id),
+            started: None,
         }
     }
 
@@ -597,6 +616,42 @@ mod tests {
             "the late seats were not sold"
         );
         assert_eq!(inv.per_user.get("u"), Some(&2));
+    }
+
+    #[test]
+    fn only_the_payment_the_checkout_started_speaks_for_the_order() {
+        let mut inv = small_event();
+        let mut record = checked_out(&mut inv, "u", &[4]);
+        record.started = Some(("acme".into(), Some("pay_1".into())));
+        let other_provider = PaymentEvent {
+            provider: "other",
+            ..event(&record, PaymentEventKind::Succeeded, "pay_1")
+        };
+        let decision = apply(&mut inv, &record, other_provider);
+        assert_eq!(
+            (decision.outcome, decision.refund),
+            (
+                "refunded_unstarted_payment",
+                Some(("other".into(), "pay_1".into()))
+            )
+        );
+        let other_payment = event(&record, PaymentEventKind::Succeeded, "pay_2");
+        assert_eq!(
+            apply(&mut inv, &record, other_payment).outcome,
+            "refunded_unstarted_payment"
+        );
+        let failed_elsewhere = event(&record, PaymentEventKind::Failed, "pay_2");
+        assert_eq!(
+            apply(&mut inv, &record, failed_elsewhere).outcome,
+            "ignored_other_payment"
+        );
+        assert!(
+            inv.pending.contains_key(&record.id),
+            "still awaiting payment"
+        );
+        assert_ne!(inv.state[4], SeatState::Free, "its seat is kept");
+        let started = event(&record, PaymentEventKind::Succeeded, "pay_1");
+        assert_eq!(apply(&mut inv, &record, started).outcome, "paid");
     }
 
     #[test]

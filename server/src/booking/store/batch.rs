@@ -72,6 +72,8 @@ pub struct Batch {
     pub payments: Vec<(String, String, &'static str)>,
     /// Write notifications for the orders it pays, refunds or cancels.
     pub notify: bool,
+    /// The payment provider its checkouts start payments with, recorded on their orders.
+    pub checkout_provider: Option<String>,
 }
 
 impl Batch {

@@ -401,7 +401,8 @@ pub(crate) async fn unapplied_payments(
                 p.amount_minor, p.currency::text as paid_currency,
                 o.ticket_order_id, o.user_id, o.status::text as status,
                 o.payment_provider, o.payment_ref as paid_ref, o.total_minor,
-                o.currency::text as currency, h.onsale_id
+                o.currency::text as currency, h.onsale_id,
+                o.checkout_provider, o.checkout_payment_ref
          from payment_event p join ticket_order o on o.ticket_order_id = p.ticket_order_id
          left join hold h on h.hold_id = o.hold_id
          where p.event_id = $1 and p.applied_at is null
@@ -462,6 +463,9 @@ pub(crate) async fn unapplied_payments(
                     total_minor: r.get("total_minor"),
                     currency: r.get("currency"),
                     onsale: r.get("onsale_id"),
+                    started: r
+                        .get::<Option<String>, _>("checkout_provider")
+                        .map(|p| (p, r.get("checkout_payment_ref"))),
                 },
             }
         })

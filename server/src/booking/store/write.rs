@@ -24,7 +24,14 @@ pub async fn commit(
     fence(&mut tx, event, version, bump).await?;
     insert_holds(&mut tx, tenant, event, &c).await?;
     end_holds(&mut tx, event, &c).await?;
-    insert_orders(&mut tx, tenant, event, &c).await?;
+    insert_orders(
+        &mut tx,
+        tenant,
+        event,
+        &c,
+        batch.checkout_provider.as_deref(),
+    )
+    .await?;
     free_seats(&mut tx, event, &c).await?;
     count_ga(&mut tx, event, &c).await?;
     record_processed(&mut tx, tenant, event, &batch.processed).await?;
@@ -153,11 +160,12 @@ async fn insert_orders(
     tenant: Uuid,
     event: Uuid,
     c: &Columns,
+    provider: Option<&str>,
 ) -> Result<(), CommitError> {
     if !c.order_id.is_empty() {
         sqlx::query(
-            "insert into ticket_order (ticket_order_id, tenant_id, event_id, user_id, hold_id, total_minor, currency, payment_due_at)
-             select o, $1, $2, u, h, t, c, to_timestamp(d / 1000.0)
+            "insert into ticket_order (ticket_order_id, tenant_id, event_id, user_id, hold_id, total_minor, currency, payment_due_at, checkout_provider)
+             select o, $1, $2, u, h, t, c, to_timestamp(d / 1000.0), $9
              from unnest($3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::text[], $8::int8[]) as x(o, h, u, t, c, d)",
         )
         .bind(tenant)
@@ -168,6 +176,7 @@ async fn insert_orders(
         .bind(&c.order_total)
         .bind(&c.order_currency)
         .bind(&c.order_due)
+        .bind(provider)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

@@ -47,14 +47,29 @@ pub(super) fn call_providers(worker: &Worker, calls: Vec<ProviderCall>) {
     if calls.is_empty() {
         return;
     }
+    let db = worker.db.clone();
     tokio::spawn(async move {
         for call in calls {
             match call {
-                ProviderCall::Create(request) => {
-                    if let Err(e) = provider.create(&request).await {
+                ProviderCall::Create(request) => match provider.create(&request).await {
+                    Ok(reference) => {
+                        // The payment the checkout started: its events must name it.
+                        let recorded = sqlx::query(
+                            "update ticket_order set checkout_payment_ref = $2, updated_at = now()
+                             where ticket_order_id = $1 and checkout_payment_ref is null",
+                        )
+                        .bind(request.order)
+                        .bind(&reference)
+                        .execute(&db)
+                        .await;
+                        if let Err(e) = recorded {
+                            tracing::warn!(order = %request.order, error = %e, "cannot record the payment reference");
+                        }
+                    }
+                    Err(e) => {
                         tracing::warn!(order = %request.order, error = %e, "cannot start a payment");
                     }
-                }
+                },
                 ProviderCall::Refund {
                     provider: name,
                     order,

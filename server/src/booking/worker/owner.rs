@@ -508,6 +508,11 @@ impl Owner {
         let stored = store::processed(&worker.db, inv.tenant, &keys).await?;
         let mut batch = Batch {
             notify: worker.settings.notify,
+            checkout_provider: worker
+                .settings
+                .provider
+                .as_ref()
+                .map(|p| p.name().to_owned()),
             ..Batch::default()
         };
         let mut delta = DeltaBuilder::default();
