@@ -188,6 +188,17 @@ impl Inventory {
         let kind = event.kind;
         let this_payment = || Some((event.provider.to_owned(), event.payment_ref.to_owned()));
         let from_operator = event.provider == OPERATOR;
+        let same_payment = order
+            .paid_with
+            .as_ref()
+            .is_some_and(|(provider, reference)| {
+                provider == event.provider && reference == event.payment_ref
+            });
+        if order.status == S::Paid && same_payment && kind == K::Succeeded {
+            // The payment that paid the order, reported again (another event id for it): it
+            // changes nothing, whatever amount it names.
+            return PaymentDecision::ignored("ignored_already_paid");
+        }
         // A success pays only what the order costs, in its currency, and must say so: one
         // with another amount, another currency or no amount at all pays nothing, and the
         // money it reports goes back.
@@ -218,12 +229,6 @@ impl Inventory {
                 PaymentDecision::ignored("ignored_other_payment")
             };
         }
-        let same_payment = order
-            .paid_with
-            .as_ref()
-            .is_some_and(|(provider, reference)| {
-                provider == event.provider && reference == event.payment_ref
-            });
         match (order.status, kind) {
             (S::PendingPayment, _) if !pending => {
                 // Postgres says pending but this owner does not know it: only possible if the
@@ -652,6 +657,35 @@ mod tests {
         assert_ne!(inv.state[4], SeatState::Free, "its seat is kept");
         let started = event(&record, PaymentEventKind::Succeeded, "pay_1");
         assert_eq!(apply(&mut inv, &record, started).outcome, "paid");
+    }
+
+    #[test]
+    fn the_paying_payment_reported_again_changes_nothing_whatever_its_amount() {
+        let mut inv = small_event();
+        let record = checked_out(&mut inv, "u", &[6]);
+        assert_eq!(
+            apply(
+                &mut inv,
+                &record,
+                event(&record, PaymentEventKind::Succeeded, "pay_1")
+            )
+            .outcome,
+            "paid"
+        );
+        let paid = OrderRecord {
+            status: OrderStatus::Paid,
+            paid_with: Some(("acme".into(), "pay_1".into())),
+            ..record.clone()
+        };
+        let again = PaymentEvent {
+            amount: None,
+            ..event(&paid, PaymentEventKind::Succeeded, "pay_1")
+        };
+        let decision = apply(&mut inv, &paid, again);
+        assert_eq!(
+            (decision.outcome, decision.refund),
+            ("ignored_already_paid", None)
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ impl Worker {
         let mut owned: HashMap<Uuid, CancellationToken> = HashMap::new();
         // Which event each owner task holds, so a task that panics still gives its event up.
         let mut tasks: HashMap<tokio::task::Id, Uuid> = HashMap::new();
+        // Events whose owner panicked: not taken again by this worker before the instant, the
+        // pause doubling with each panic (up to 30 s), so a fault that repeats is not a loop.
+        let mut panicked: HashMap<Uuid, (tokio::time::Instant, u32)> = HashMap::new();
         let mut tick = tokio::time::interval(self.settings.discover_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -58,6 +61,9 @@ impl Worker {
                             // Its lease is given up at once, so this or another worker owns the
                             // event again within a discovery tick, not a lease TTL.
                             tracing::error!(%event, error = %e, "an event owner panicked; giving the event up");
+                            let times = panicked.get(&event).map_or(0, |(_, n)| *n) + 1;
+                            let pause = Duration::from_millis(250 << times.min(7)).min(Duration::from_secs(30));
+                            panicked.insert(event, (tokio::time::Instant::now() + pause, times));
                             if let Err(e) = self.queue.unlease(event, &self.id).await {
                                 tracing::warn!(%event, error = %e, "unlease failed");
                             }
@@ -72,8 +78,12 @@ impl Worker {
                             continue;
                         }
                     };
+                    let now = tokio::time::Instant::now();
+                    panicked.retain(|_, (until, _)| now.duration_since(*until) < Duration::from_secs(300));
                     for event in events {
-                        if owned.contains_key(&event) {
+                        if owned.contains_key(&event)
+                            || panicked.get(&event).is_some_and(|(until, _)| *until > now)
+                        {
                             continue;
                         }
                         match self.queue.lease(event, &self.id, self.settings.lease_ttl).await {

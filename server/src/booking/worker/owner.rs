@@ -111,6 +111,9 @@ fn data_fault(e: &anyhow::Error) -> bool {
 /// takes it again): a lost lease, or a database out of reach.
 const PASSING_TRIES: u32 = 5;
 
+/// A payment event's key: `(provider, provider's event id)`.
+type PaymentKey = (String, String);
+
 /// A request's idempotency key: `(user, request id)`.
 pub(super) type RequestKey = (String, String);
 
@@ -314,9 +317,16 @@ impl Owner {
         entries: Vec<Entry>,
         payments: Vec<UnappliedPayment>,
     ) -> anyhow::Result<()> {
-        let mut parts = vec![(entries, payments)];
+        // Payment events are carried by key and read again before each part: a reload forgets
+        // what this owner changed of their orders, so the records read before would be stale.
+        let keys = payments.iter().map(UnappliedPayment::key).collect();
+        let mut parts: Vec<(Vec<Entry>, Vec<PaymentKey>)> = vec![(entries, keys)];
         let mut passing = 0;
-        while let Some((entries, payments)) = parts.pop() {
+        // Whether the due expiries were tried on their own: they are decided in every part, so
+        // a fault of theirs must be told from a command's before any command is blamed.
+        let mut expiries_tried = false;
+        while let Some((entries, keys)) = parts.pop() {
+            let payments = self.payments_by_key(worker, &keys).await?;
             let failure = match self.attempt(worker, &entries, &payments).await {
                 Ok(Some(done)) => {
                     self.finish(worker, reader, &entries, done).await?;
@@ -334,7 +344,13 @@ impl Owner {
                 Failure::Fenced | Failure::Passing(_) if passing + 1 < PASSING_TRIES => {
                     passing += 1;
                     tokio::time::sleep(Duration::from_millis(100 << passing)).await;
-                    parts.push((entries, payments));
+                    parts.push((entries, keys));
+                }
+                Failure::Fault(_) if !(expiries_tried || entries.is_empty() && keys.is_empty()) => {
+                    // First the expiries alone (then this part again, and split if need be).
+                    expiries_tried = true;
+                    parts.push((entries, keys));
+                    parts.push((Vec::new(), Vec::new()));
                 }
                 Failure::Fenced => anyhow::bail!("the event's inventory kept moving on"),
                 Failure::Passing(e) => return Err(e.context("committing a booking batch")),
@@ -355,7 +371,8 @@ impl Owner {
                         }
                         (n, _) => {
                             // Each payment event on its own, after the commands (if any).
-                            parts.extend(payments.into_iter().rev().map(|p| (Vec::new(), vec![p])));
+                            parts
+                                .extend(payments.iter().rev().map(|p| (Vec::new(), vec![p.key()])));
                             if n > 0 {
                                 parts.push((entries, Vec::new()));
                             }
@@ -365,6 +382,21 @@ impl Owner {
             }
         }
         Ok(())
+    }
+
+    /// The payment events of `keys` not applied yet, as Postgres has them and their orders now
+    /// (those applied meanwhile are gone).
+    async fn payments_by_key(
+        &self,
+        worker: &Worker,
+        keys: &[PaymentKey],
+    ) -> anyhow::Result<Vec<UnappliedPayment>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut payments = self.unapplied_payments(worker).await?;
+        payments.retain(|p| keys.contains(&p.key()));
+        Ok(payments)
     }
 
     /// Commits `batch` on the version this owner's memory is at.
