@@ -119,7 +119,8 @@ pub struct HookEvent {
     /// The provider's reference for the payment.
     #[schema(schema_with = reference_schema)]
     pub payment: String,
-    /// Amount in minor units, when the event carries one.
+    /// Amount in minor units. Optional on the wire, but a `payment.succeeded` without the
+    /// order's exact amount and currency pays nothing and is refunded (docs/payments.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0)]
     pub amount_minor: Option<i64>,
