@@ -252,6 +252,7 @@ async fn owner_throughput(n: i32, batch_max: usize) -> anyhow::Result<f64> {
                 discover_every: Duration::from_millis(10),
                 ..WorkerSettings::default()
             },
+            effects_due: Default::default(),
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let started = Instant::now();

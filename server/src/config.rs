@@ -145,6 +145,10 @@ pub struct WorkerConfig {
     /// Notifications.
     #[command(flatten)]
     pub notify: notify::Args,
+
+    /// Payments: the provider this worker starts payments and refunds with.
+    #[command(flatten)]
+    pub payments: payments::Args,
 }
 
 impl Config {

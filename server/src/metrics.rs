@@ -89,6 +89,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     dead_letters: metrics::counter!("marquee_dead_letters_total"),
 });
 
+/// Counts an owed effect's attempt (`marquee_effects_total`), by kind (`payment.start`,
+/// `payment.refund`, `slot.finish`) and outcome (`done`, `moot`, `retried`, `given_up`).
+pub(crate) fn effect(kind: &str, outcome: &'static str) {
+    let kind = match kind {
+        "payment.start" => "payment.start",
+        "payment.refund" => "payment.refund",
+        "slot.finish" => "slot.finish",
+        _ => "unknown",
+    };
+    metrics::counter!("marquee_effects_total", "kind" => kind, "outcome" => outcome).increment(1);
+}
+
 /// Counts a refused token, by reason.
 pub(crate) fn auth_failure(reason: &'static str) {
     metrics::counter!("marquee_auth_failures_total", "reason" => reason).increment(1);

@@ -85,11 +85,6 @@ pub struct Sender {
     pub http: Outgoing,
 }
 
-/// The pause before attempt `attempts + 1`.
-fn backoff(attempts: i32) -> Duration {
-    Duration::from_secs(1u64 << attempts.clamp(0, 10) as u64).min(Duration::from_secs(600))
-}
-
 impl Sender {
     /// A sender with a 10 s timeout per call.
     pub fn new(db: PgPool, url: String, secret: Secret) -> Self {
@@ -191,7 +186,7 @@ impl Sender {
                     )
                     .bind(id)
                     .bind(&error)
-                    .bind(backoff(attempts).as_secs_f64())
+                    .bind(crate::outgoing::retry_pause(attempts).as_secs_f64())
                     .bind(give_up)
                     .execute(&self.db)
                     .await?;
@@ -199,19 +194,5 @@ impl Sender {
             }
         }
         Ok(tried)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_exponentially_up_to_ten_minutes() {
-        let pauses: Vec<u64> = (1..=12).map(|a| backoff(a).as_secs()).collect();
-        assert_eq!(
-            pauses,
-            vec![2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600, 600]
-        );
     }
 }

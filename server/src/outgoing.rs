@@ -25,6 +25,12 @@ pub enum OutgoingError {
     Timeout(Duration),
 }
 
+/// The pause before attempt `attempts + 1` of a call owed and retried until it succeeds
+/// (notifications, payment calls): 2 s, 4 s, 8 s, … at most 10 minutes apart.
+pub fn retry_pause(attempts: i32) -> Duration {
+    Duration::from_secs(1u64 << attempts.clamp(0, 10) as u64).min(Duration::from_secs(600))
+}
+
 /// A pooled HTTP/1 client with a per-call timeout. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
@@ -60,5 +66,19 @@ impl Outgoing {
             .map_err(|_| OutgoingError::Timeout(self.timeout))?
             .map_err(|e| OutgoingError::Call(e.to_string()))?;
         Ok(response.status().as_u16())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_ten_minutes() {
+        let pauses: Vec<u64> = (1..=12).map(|a| retry_pause(a).as_secs()).collect();
+        assert_eq!(
+            pauses,
+            vec![2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600, 600]
+        );
     }
 }

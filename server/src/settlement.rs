@@ -50,6 +50,9 @@ pub struct PaymentRequest {
     pub amount_minor: i64,
     /// ISO 4217 currency.
     pub currency: String,
+    /// The same for every attempt to start this order's payment: a provider that is asked
+    /// again with it answers the first attempt's payment instead of starting another.
+    pub idempotency_key: String,
 }
 
 /// A provider call failed.
@@ -68,10 +71,12 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
         request: &'a PaymentRequest,
     ) -> BoxFuture<'a, Result<String, ProviderError>>;
 
-    /// Gives a payment's money back.
+    /// Gives a payment's money back. `idempotency_key` is the same for every attempt to
+    /// refund this payment: a provider asked again with it refunds nothing more.
     fn refund<'a>(
         &'a self,
         order: Uuid,
         payment_ref: &'a str,
+        idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<(), ProviderError>>;
 }

@@ -75,6 +75,11 @@ pub struct Args {
     #[arg(long, env = "MARQUEE_CRASH_AFTER_COMMIT", hide = true)]
     pub crash_after_commit: bool,
 
+    /// Fault injection for tests: abort right after the first call an owed effect makes (a
+    /// payment started, a refund, a slot handed back), before marking it done.
+    #[arg(long, env = "MARQUEE_CRASH_AFTER_CALL", hide = true)]
+    pub crash_after_call: bool,
+
     /// Fault injection for tests: panic while deciding the command with this request id, as
     /// a bug in the engine would.
     #[arg(long, env = "MARQUEE_PANIC_ON_REQUEST", hide = true)]
@@ -113,6 +118,7 @@ impl Args {
             lease_ttl: self.lease_ttl.max(Duration::from_millis(300)),
             sweep_max: self.sweep_max.max(1),
             crash_after_commit: self.crash_after_commit,
+            crash_after_call: self.crash_after_call,
             panic_on_request: self.panic_on_request.clone(),
             payment_cap: self.payment_cap,
             ..Default::default()

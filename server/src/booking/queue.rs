@@ -167,6 +167,8 @@ pub enum Reader {
         queue: Arc<RedisQueue>,
         /// This reader's connection.
         client: fred::clients::Client,
+        /// The event.
+        event: Uuid,
         /// The event's stream key.
         key: String,
         /// Consumer name (the worker).
@@ -183,9 +185,16 @@ impl Reader {
             Self::Redis {
                 queue,
                 client,
+                event,
                 key,
                 consumer,
-            } => queue.claim_pending(client, key, consumer).await,
+            } => match queue.claim_pending(client, key, consumer).await {
+                Err(QueueError::Unavailable(e)) if e.contains("NOGROUP") => {
+                    queue.recreate(*event).await?;
+                    queue.claim_pending(client, key, consumer).await
+                }
+                claimed => claimed,
+            },
         }
     }
 
@@ -194,11 +203,18 @@ impl Reader {
         match self {
             Self::Memory { queue, event } => Ok(queue.read(*event, max, wait).await),
             Self::Redis {
+                queue,
                 client,
+                event,
                 key,
                 consumer,
-                ..
-            } => RedisQueue::read(client, key, consumer, max, wait).await,
+            } => match RedisQueue::read(client, key, consumer, max, wait).await {
+                Err(QueueError::Unavailable(e)) if e.contains("NOGROUP") => {
+                    queue.recreate(*event).await?;
+                    Ok(Vec::new())
+                }
+                read => read,
+            },
         }
     }
 
@@ -376,9 +392,17 @@ const GROUP: &str = "workers";
 
 /// Appends a command unless the stream already holds `ARGV[1]` unfinished entries (answers
 /// nil then). The stream exists: `register` created it with its group.
+/// Appends a command unless the event's backlog is full. A stream that does not exist (Redis
+/// lost it: a flush, a restart without persistence, a failover) is created again with its
+/// group first, and the answer says so (`{id, 1}`), so the caller registers the event again.
 const ENQUEUE_LUA: &str = r"
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[3], '$', 'MKSTREAM')
+  created = 1
+end
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
-return redis.call('XADD', KEYS[1], '*', 'c', ARGV[2])
+return {redis.call('XADD', KEYS[1], '*', 'c', ARGV[2]), created}
 ";
 
 /// The Redis Streams queue.
@@ -391,7 +415,8 @@ pub struct RedisQueue {
     unlease_script: Script,
     enqueue_script: Script,
     max_backlog: usize,
-    /// Events this process already registered, so enqueueing costs one round trip.
+    /// Events this process already registered, so enqueueing costs one round trip (the
+    /// enqueue script says when Redis forgot one).
     registered: Mutex<std::collections::HashSet<Uuid>>,
 }
 
@@ -438,7 +463,8 @@ impl RedisQueue {
         format!("{}:lease:{{{event}}}", self.prefix)
     }
 
-    async fn register(&self, event: Uuid) -> Result<(), QueueError> {
+    /// Registers `event` unless this process did already (the enqueue path).
+    async fn register_once(&self, event: Uuid) -> Result<(), QueueError> {
         if self
             .registered
             .lock()
@@ -447,14 +473,13 @@ impl RedisQueue {
         {
             return Ok(());
         }
-        let key = self.stream_key(event);
-        // MKSTREAM creates the stream with the group; BUSYGROUP means it exists already.
-        let created: Result<(), _> = self.client.xgroup_create(&key, GROUP, "$", true).await;
-        if let Err(e) = created
-            && !e.details().contains("BUSYGROUP")
-        {
-            return Err(unavailable(e));
-        }
+        self.register(event).await
+    }
+
+    /// Creates the event's stream and group unless they exist, and lists the event among
+    /// those workers own. Asks Redis every time: Redis may have lost them since.
+    async fn register(&self, event: Uuid) -> Result<(), QueueError> {
+        self.create_group(event, "$").await?;
         let () = self
             .client
             .sadd(self.events_key(), event.to_string())
@@ -467,19 +492,47 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Creates the event's stream (if need be) and its group, reading from `from` (`$`: what
+    /// comes next; `0`: everything the stream holds).
+    async fn create_group(&self, event: Uuid, from: &str) -> Result<(), QueueError> {
+        let key = self.stream_key(event);
+        // MKSTREAM creates the stream with the group; BUSYGROUP means it exists already.
+        let created: Result<(), _> = self.client.xgroup_create(&key, GROUP, from, true).await;
+        if let Err(e) = created
+            && !e.details().contains("BUSYGROUP")
+        {
+            return Err(unavailable(e));
+        }
+        Ok(())
+    }
+
+    /// A reader found the event's group gone (Redis lost it): create it again over whatever
+    /// the stream holds, and register the event again.
+    async fn recreate(&self, event: Uuid) -> Result<(), QueueError> {
+        tracing::warn!(%event, "the command stream's group is gone (Redis lost it); creating it again");
+        self.create_group(event, "0").await?;
+        self.register(event).await
+    }
+
     async fn enqueue(&self, event: Uuid, envelope: &Envelope) -> Result<String, QueueError> {
-        self.register(event).await?;
+        self.register_once(event).await?;
         let body = serde_json::to_string(envelope).expect("an envelope always serializes");
-        let id: Option<String> = self
+        let added: Option<(String, i64)> = self
             .enqueue_script
             .evalsha_with_reload(
                 &self.client,
                 vec![self.stream_key(event)],
-                vec![self.max_backlog.to_string(), body],
+                vec![self.max_backlog.to_string(), body, GROUP.to_owned()],
             )
             .await
             .map_err(unavailable)?;
-        id.ok_or(QueueError::Full)
+        let (id, created) = added.ok_or(QueueError::Full)?;
+        if created == 1 {
+            // Redis had lost the stream: workers must find the event again.
+            tracing::warn!(%event, "the command stream was gone (Redis lost it); created it again");
+            self.register(event).await?;
+        }
+        Ok(id)
     }
 
     async fn events(&self) -> Result<Vec<Uuid>, QueueError> {
@@ -526,6 +579,7 @@ impl RedisQueue {
         Ok(Reader::Redis {
             queue: self.clone(),
             client,
+            event,
             key: self.stream_key(event),
             consumer: worker.to_owned(),
         })

@@ -316,6 +316,7 @@ impl Node {
                 db: db.clone(),
                 queue: self.backends.queue.clone(),
                 settings,
+                effects_due: Default::default(),
             };
             tasks.spawn("booking worker", worker.run(stop.clone()));
         }

@@ -35,6 +35,7 @@ pub async fn run_worker(
     settings.admission = config.admission.key();
     settings.notify = config.notify.enabled();
     settings.slots = Some(Arc::new(line));
+    settings.provider = config.payments.worker_provider()?;
     settings.ticket_key =
         Some(crate::ticket_code::signing_key(&db, config.tickets.ticket_key.as_ref()).await?);
     let worker = booking::worker::Worker {
@@ -45,6 +46,7 @@ pub async fn run_worker(
         db: db.clone(),
         queue,
         settings,
+        effects_due: Default::default(),
     };
     tracing::info!(worker = %worker.id, "booking worker started");
     let stop = CancellationToken::new();

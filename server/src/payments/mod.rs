@@ -66,6 +66,42 @@ pub struct Args {
         default_value = "succeeded=8,failed=1,processing=1"
     )]
     pub simulated_outcomes: provider::OutcomeMix,
+
+    /// Where the simulated provider reports payments: the full URL of a hub node's
+    /// `/hooks/payments/simulated` on its internal listener. Unset: the node's own internal
+    /// listener. A `marquee worker` process has none, so it needs this (and the nodes'
+    /// `simulated` secret in `--hook-secrets`) to start payments.
+    #[arg(long, env = "MARQUEE_SIMULATED_HOOK_URL")]
+    pub simulated_hook_url: Option<String>,
+}
+
+impl Args {
+    /// The provider a `marquee worker` process starts payments and refunds with: the
+    /// simulated one when asked for, reporting to `--simulated-hook-url` and signing with the
+    /// newest `simulated` hook secret, which the nodes must share (a worker cannot make one
+    /// up: no node would know it).
+    pub fn worker_provider(&self) -> anyhow::Result<Option<Arc<dyn PaymentProvider>>> {
+        if self.provider != ProviderKind::Simulated {
+            return Ok(None);
+        }
+        let url = self.simulated_hook_url.clone().ok_or_else(|| {
+            anyhow::anyhow!("a worker with MARQUEE_PAYMENT_PROVIDER=simulated needs MARQUEE_SIMULATED_HOOK_URL (a node's internal /hooks/payments/simulated)")
+        })?;
+        let secret = self
+            .hook_secrets
+            .of("simulated")
+            .and_then(|s| s.last())
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("a worker with MARQUEE_PAYMENT_PROVIDER=simulated needs the nodes' `simulated:` secret in MARQUEE_PAYMENT_HOOK_SECRETS")
+            })?;
+        Ok(Some(Arc::new(provider::Simulated::new(
+            url,
+            secret,
+            self.simulated_delay,
+            self.simulated_outcomes,
+        ))))
+    }
 }
 
 /// The payment providers Marquee can start payments with.
@@ -134,13 +170,19 @@ impl Payments {
         if self.args.provider != ProviderKind::Simulated {
             return None;
         }
-        let mut addr = internal?;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
+        let url = match &self.args.simulated_hook_url {
+            Some(url) => url.clone(),
+            None => {
+                let mut addr = internal?;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}/hooks/payments/simulated")
+            }
+        };
         let secret = self.hooks.secrets.of("simulated")?.last()?.clone();
         Some(Arc::new(provider::Simulated::new(
-            format!("http://{addr}/hooks/payments/simulated"),
+            url,
             secret,
             self.args.simulated_delay,
             self.args.simulated_outcomes,

@@ -7,6 +7,11 @@
 //! [`Simulated`] is the built-in provider for development, the demo and tests: it calls the
 //! hook itself after a delay, with a configurable mix of outcomes, signed exactly as a real
 //! provider signs.
+//!
+//! Like a real provider it is idempotent per key: everything it makes of a call (the payment
+//! reference, the outcome, the ids of the events it reports) is derived from the call's
+//! idempotency key, so a call made again after a crash reports the very same events, which the
+//! hook records once.
 
 use crate::outgoing::Outgoing;
 use crate::secret::Secret;
@@ -89,6 +94,12 @@ fn draw(mix: OutcomeMix, roll: u32) -> &'static [&'static str] {
     }
 }
 
+/// The SHA-256 of an idempotency key: what the simulated provider makes of a call.
+fn digest(key: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(key.as_bytes()).into()
+}
+
 /// The built-in simulated provider: every payment is reported to the hook after `delay`, with
 /// an outcome drawn from `mix`, in calls signed with `secret`.
 #[derive(Debug, Clone)]
@@ -124,20 +135,22 @@ impl Simulated {
     }
 
     /// Reports `events` for one payment, one after another, `delay` apart, each with the
-    /// amount taken (as a real provider's events carry it).
+    /// amount taken (as a real provider's events carry it). Event ids are `key` and the
+    /// event's place, so reporting the same call again reports the same events.
     fn report(
         &self,
         order: Uuid,
         payment_ref: String,
         amount: Option<(i64, String)>,
         events: &'static [&'static str],
+        key: [u8; 32],
     ) {
         let inner = self.inner.clone();
         tokio::spawn(async move {
-            for kind in events {
+            for (i, kind) in events.iter().enumerate() {
                 tokio::time::sleep(inner.delay).await;
                 let mut body = json!({
-                    "id": format!("evt_{}", Uuid::now_v7().simple()),
+                    "id": format!("evt_{}_{i}", hex::encode(&key[..12])),
                     "type": kind,
                     "order": order,
                     "payment": payment_ref,
@@ -196,12 +209,15 @@ impl PaymentProvider for Simulated {
         request: &'a PaymentRequest,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
         Box::pin(async move {
-            let payment_ref = format!("sim_{}", Uuid::now_v7().simple());
+            let key = digest(&request.idempotency_key);
+            let payment_ref = format!("sim_{}", hex::encode(&key[..16]));
+            let roll = u32::from_be_bytes([key[28], key[29], key[30], key[31]]);
             self.report(
                 request.order,
                 payment_ref.clone(),
                 Some((request.amount_minor, request.currency.clone())),
-                draw(self.inner.mix, rand::random()),
+                draw(self.inner.mix, roll),
+                key,
             );
             Ok(payment_ref)
         })
@@ -211,9 +227,16 @@ impl PaymentProvider for Simulated {
         &'a self,
         order: Uuid,
         payment_ref: &'a str,
+        idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
-            self.report(order, payment_ref.to_owned(), None, &["payment.refunded"]);
+            self.report(
+                order,
+                payment_ref.to_owned(),
+                None,
+                &["payment.refunded"],
+                digest(idempotency_key),
+            );
             Ok(())
         })
     }

@@ -1204,6 +1204,7 @@ async fn a_poisoned_and_a_panicking_command_among_a_thousand_are_set_apart_and_t
             panic_on_request: Some("boom".into()),
             ..WorkerSettings::default()
         },
+        effects_due: Default::default(),
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(worker.run(stop.clone()));

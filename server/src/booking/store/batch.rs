@@ -75,6 +75,23 @@ pub struct Batch {
     pub notify: bool,
     /// The payment provider its checkouts start payments with, recorded on their orders.
     pub checkout_provider: Option<String>,
+    /// Side effects it makes owed, carried out by the effect relay once it commits.
+    pub effects: Vec<Effect>,
+}
+
+/// A side effect a batch makes owed beyond Postgres (a row of the `effect` table): written in
+/// the batch's transaction, carried out by the effect relay
+/// ([`crate::booking::worker::effects`]) and marked done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// `payment.start`, `payment.refund` or `slot.finish`.
+    pub kind: &'static str,
+    /// The provider called (payment kinds only).
+    pub provider: Option<String>,
+    /// Given to the provider with the call; the same effect is never written twice.
+    pub idempotency_key: String,
+    /// What the call needs, as JSON.
+    pub data: serde_json::Value,
 }
 
 impl Batch {
@@ -84,6 +101,7 @@ impl Batch {
             && self.processed.is_empty()
             && self.messages.is_empty()
             && self.payments.is_empty()
+            && self.effects.is_empty()
     }
 }
 

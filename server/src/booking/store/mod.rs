@@ -17,7 +17,7 @@ pub mod batch;
 pub mod load;
 pub mod write;
 
-pub use batch::{Batch, CommitError, Processed, order_status, refused_for_its_data};
+pub use batch::{Batch, CommitError, Effect, Processed, order_status, refused_for_its_data};
 pub use load::{UnappliedPayment, load};
 pub(crate) use load::{catalog_version, load_onsales, processed, unapplied_payments};
 pub use write::commit;

@@ -37,6 +37,7 @@ pub async fn commit(
     record_processed(&mut tx, tenant, event, &batch.processed).await?;
     commit_orders(&mut tx, tenant, event, &batch.changes, batch.notify).await?;
     mark_payments_applied(&mut tx, event, &batch.payments).await?;
+    write_effects(&mut tx, tenant, event, &batch.effects).await?;
     let version = version + bump;
     write_outbox_and_audit(
         &mut tx,
@@ -50,6 +51,38 @@ pub async fn commit(
     .await?;
     tx.commit().await?;
     Ok(version)
+}
+
+/// The side effects the batch makes owed, for the effect relay. A key written before (the
+/// same refund owed by a second report of one payment) is owed once.
+async fn write_effects(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    event: Uuid,
+    effects: &[super::Effect],
+) -> Result<(), CommitError> {
+    if effects.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = effects.iter().map(|e| e.kind).collect();
+    let providers: Vec<Option<&str>> = effects.iter().map(|e| e.provider.as_deref()).collect();
+    let keys: Vec<&str> = effects.iter().map(|e| e.idempotency_key.as_str()).collect();
+    let data: Vec<String> = effects.iter().map(|e| e.data.to_string()).collect();
+    sqlx::query(
+        "insert into effect (tenant_id, event_id, kind, provider, idempotency_key, data)
+         select $1, $2, k, p, i, d::json
+         from unnest($3::text[], $4::text[], $5::text[], $6::text[]) as x(k, p, i, d)
+         on conflict (idempotency_key) do nothing",
+    )
+    .bind(tenant)
+    .bind(event)
+    .bind(&kinds)
+    .bind(&providers)
+    .bind(&keys)
+    .bind(&data)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The owner's fence: the event's inventory version must still be the one the owner loaded;

@@ -1,7 +1,7 @@
 //! Lease discovery: a worker finds the events that need an owner (queued commands, open holds,
 //! orders awaiting payment, payment news), leases each it can, and runs an owner for it.
 
-use super::effects::{PaymentNews, listen_for_payments};
+use super::effects::{PaymentNews, listen_for_payments, relay};
 use super::owner::Owner;
 use super::settings::{Worker, now_ms};
 use crate::booking::store;
@@ -12,25 +12,18 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// How often a worker looks in Postgres for events that need an owner (see
+/// `register_from_postgres`).
+const REDISCOVER_EVERY: Duration = Duration::from_secs(2);
+
 impl Worker {
     /// Runs until `cancel`: owns every event it can lease, one task per event.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        // Events with active holds or orders awaiting payment need an owner even if no
-        // command arrives: their holds and orders expire. So do events with payment events not
-        // applied yet.
-        let with_holds: Vec<Uuid> = sqlx::query_scalar(
-            "select event_id from hold where status = 'active'
-             union select event_id from ticket_order where status = 'pending_payment'
-             union select event_id from payment_event where applied_at is null",
-        )
-        .fetch_all(&self.db)
-        .await
-        .context("listing events with active holds")?;
-        for event in with_holds {
-            if let Err(e) = self.queue.register(event).await {
-                tracing::warn!(%event, error = %e, "cannot register event for its holds");
-            }
-        }
+        self.register_from_postgres()
+            .await
+            .context("listing events with active holds")?;
+        let mut rediscover_at = tokio::time::Instant::now() + REDISCOVER_EVERY;
+        let relaying = tokio::spawn(relay(self.clone(), cancel.clone()));
         let news = PaymentNews::default();
         let listening = tokio::spawn(listen_for_payments(
             self.db.clone(),
@@ -71,6 +64,12 @@ impl Worker {
                     }
                 }
                 _ = tick.tick() => {
+                    if tokio::time::Instant::now() >= rediscover_at {
+                        if let Err(e) = self.register_from_postgres().await {
+                            tracing::warn!(error = %e, "cannot list events with active holds");
+                        }
+                        rediscover_at = tokio::time::Instant::now() + REDISCOVER_EVERY;
+                    }
                     let events = match self.queue.events().await {
                         Ok(events) => events,
                         Err(e) => {
@@ -109,6 +108,28 @@ impl Worker {
         }
         while owners.join_next().await.is_some() {}
         listening.abort();
+        let _ = relaying.await;
+        Ok(())
+    }
+
+    /// Registers every event that needs an owner by what Postgres holds, even if no command
+    /// arrives: events with active holds or orders awaiting payment (they expire), and events
+    /// with payment events not applied yet. At start, and every [`REDISCOVER_EVERY`] after,
+    /// so events the command queue forgot (Redis flushed, restarted, failed over) are found
+    /// again.
+    async fn register_from_postgres(&self) -> Result<(), sqlx::Error> {
+        let events: Vec<Uuid> = sqlx::query_scalar(
+            "select event_id from hold where status = 'active'
+             union select event_id from ticket_order where status = 'pending_payment'
+             union select event_id from payment_event where applied_at is null",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        for event in events {
+            if let Err(e) = self.queue.register(event).await {
+                tracing::warn!(%event, error = %e, "cannot register event for its holds");
+            }
+        }
         Ok(())
     }
 

@@ -1,89 +1,266 @@
 //! What a committed batch owes the world beyond Postgres: the queue entries acknowledged, the
-//! admission slots handed back, the payment providers called, and the metrics; and the payment
-//! news that wakes owners.
+//! metrics, and its side effects (payments started, refunds, admission slots handed back),
+//! which the batch wrote to the `effect` table and [`relay`] carries out; and the payment news
+//! that wakes owners.
+//!
+//! # Effects happen late, never twice, never not at all
+//!
+//! An effect is owed exactly when the batch that makes it owed commits: it is a row that
+//! batch wrote ([`crate::booking::store::Effect`]). The relay claims it, makes the call, and
+//! marks it done. A crash before the call leaves it due, so another relay (or this one,
+//! restarted) makes the call later. A crash after the call but before marking it done makes the
+//! call again with the same idempotency key, which a provider answers with the first call's
+//! result instead of acting twice (one payment per order, one refund per payment). Handing a
+//! slot back twice is harmless (the second finds no admission).
 
 use super::settings::Worker;
 use crate::booking::queue::{CommandQueue, Entry, Reader};
 use crate::metrics::METRICS;
-use crate::settlement::{PAYMENTS_NOTIFY, PaymentRequest};
-use sqlx::PgPool;
+use crate::settlement::{PAYMENTS_NOTIFY, PaymentProvider, PaymentRequest};
+use sqlx::{PgPool, Row as _};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// A call to a payment provider, made once the batch that needs it has committed.
-#[derive(Debug, Clone)]
-pub(super) enum ProviderCall {
-    /// Start the payment of an order just checked out.
-    Create(PaymentRequest),
-    /// Give back a late payment whose seats were sold.
-    Refund {
-        provider: String,
-        order: Uuid,
-        payment_ref: String,
-    },
+/// Attempts before an effect is given up (left with its error for an operator).
+pub const MAX_ATTEMPTS: i32 = 15;
+
+/// How long a claimed effect is left to its relay before another may try it: longer than a
+/// claimed batch can take (each call gives up after [`CALL_TIMEOUT`]), short enough that an
+/// effect whose relay died is tried again within seconds.
+const CLAIM: Duration = Duration::from_secs(15);
+
+/// How long one call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most effects claimed at once.
+const BATCH: i64 = 16;
+
+/// An effect a relay claimed.
+struct Claimed {
+    id: i64,
+    kind: String,
+    provider: Option<String>,
+    key: String,
+    data: serde_json::Value,
+    attempts: i32,
 }
 
-/// Makes the provider calls of a committed batch, in the background. Best effort: an order
-/// whose payment could not be started expires unpaid; a refund that fails is logged (its
-/// payment event's outcome says `late_payment_refunded` for operators).
-pub(super) fn call_providers(worker: &Worker, calls: Vec<ProviderCall>) {
-    let Some(provider) = worker.settings.provider.clone() else {
-        for call in calls {
-            if let ProviderCall::Refund {
-                provider,
-                order,
-                payment_ref,
-            } = call
-            {
-                tracing::error!(%order, %provider, payment = %payment_ref,
-                    "a refund is owed but this process has no payment provider: refund it by hand");
+/// How an effect went.
+enum Done {
+    /// Carried out; what it answered (a payment reference), if anything.
+    Called(Option<String>),
+    /// Nothing needed doing any more (the order is no longer awaiting payment).
+    Moot(&'static str),
+}
+
+/// The effect relay: carries out the effects committed batches wrote ([`Effect`]), until
+/// `cancel`. Each worker runs one; effects are claimed with `for update skip locked` and their
+/// next attempt moved forward before the call, so two relays never run one at once, and one
+/// whose relay died is tried again after [`CLAIM`]. Woken at once by this worker's owners
+/// after a commit that owes effects, and every 250 ms for everyone else's.
+pub(super) async fn relay(worker: Worker, cancel: CancellationToken) {
+    while !cancel.is_cancelled() {
+        let tried = match carry_out_due(&worker).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "effects: database unavailable");
+                0
             }
+        };
+        if tried as i64 == BATCH {
+            continue;
         }
-        return;
-    };
-    if calls.is_empty() {
-        return;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = worker.effects_due.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
     }
-    let db = worker.db.clone();
-    tokio::spawn(async move {
-        for call in calls {
-            match call {
-                ProviderCall::Create(request) => match provider.create(&request).await {
-                    Ok(reference) => {
-                        // The payment the checkout started: its events must name it.
-                        let recorded = sqlx::query(
-                            "update ticket_order set checkout_payment_ref = $2, updated_at = now()
-                             where ticket_order_id = $1 and checkout_payment_ref is null",
-                        )
-                        .bind(request.order)
-                        .bind(&reference)
-                        .execute(&db)
-                        .await;
-                        if let Err(e) = recorded {
-                            tracing::warn!(order = %request.order, error = %e, "cannot record the payment reference");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(order = %request.order, error = %e, "cannot start a payment");
-                    }
-                },
-                ProviderCall::Refund {
-                    provider: name,
-                    order,
-                    payment_ref,
-                } => {
-                    if name != provider.name() {
-                        tracing::error!(%order, provider = %name, "no client for this provider: refund it by hand");
-                    } else if let Err(e) = provider.refund(order, &payment_ref).await {
-                        tracing::error!(%order, error = %e, "refund failed: refund it by hand");
-                    }
+}
+
+/// Claims and carries out the effects due now that this worker can carry out; how many.
+async fn carry_out_due(worker: &Worker) -> Result<usize, sqlx::Error> {
+    let provider = worker
+        .settings
+        .provider
+        .as_ref()
+        .map(|p| p.name().to_owned());
+    let rows = sqlx::query(
+        "update effect set attempts = attempts + 1,
+                next_attempt_at = now() + make_interval(secs => $1)
+         where effect_id in (
+             select effect_id from effect
+             where done_at is null and failed_at is null and next_attempt_at <= now()
+               and (provider = $3 or (kind = 'slot.finish' and $4))
+             order by effect_id limit $2
+             for update skip locked
+         )
+         returning effect_id, kind, provider, idempotency_key, data::text as data, attempts",
+    )
+    .bind(CLAIM.as_secs_f64())
+    .bind(BATCH)
+    .bind(provider)
+    .bind(worker.settings.slots.is_some())
+    .fetch_all(&worker.db)
+    .await?;
+    let tried = rows.len();
+    for row in rows {
+        let effect = Claimed {
+            id: row.get("effect_id"),
+            kind: row.get("kind"),
+            provider: row.get("provider"),
+            key: row.get("idempotency_key"),
+            data: serde_json::from_str(row.get("data")).unwrap_or_default(),
+            attempts: row.get("attempts"),
+        };
+        let outcome = match tokio::time::timeout(CALL_TIMEOUT, carry_out(worker, &effect)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+        };
+        match outcome {
+            Ok(done) => {
+                crash_after_call_if_injected(worker);
+                mark_done(&worker.db, &effect, done).await?;
+            }
+            Err(error) => {
+                crate::metrics::effect(&effect.kind, "retried");
+                let give_up = effect.attempts >= MAX_ATTEMPTS;
+                if give_up {
+                    crate::metrics::effect(&effect.kind, "given_up");
+                    tracing::error!(effect = effect.id, kind = %effect.kind, %error,
+                        "an owed effect was given up after {MAX_ATTEMPTS} attempts: finish it by hand");
+                } else {
+                    tracing::warn!(effect = effect.id, kind = %effect.kind, attempts = effect.attempts,
+                        %error, "an owed effect failed; trying again later");
                 }
+                sqlx::query(
+                    "update effect set last_error = $2,
+                            next_attempt_at = now() + make_interval(secs => $3),
+                            failed_at = case when $4 then now() end
+                     where effect_id = $1",
+                )
+                .bind(effect.id)
+                .bind(&error)
+                .bind(crate::outgoing::retry_pause(effect.attempts).as_secs_f64())
+                .bind(give_up)
+                .execute(&worker.db)
+                .await?;
             }
         }
-    });
+    }
+    Ok(tried)
+}
+
+/// Makes one effect's call.
+async fn carry_out(worker: &Worker, effect: &Claimed) -> Result<Done, String> {
+    let text = |field: &str| effect.data[field].as_str().unwrap_or_default().to_owned();
+    let uuid = |field: &str| {
+        Uuid::parse_str(effect.data[field].as_str().unwrap_or_default())
+            .map_err(|_| format!("effect {} names no {field}", effect.id))
+    };
+    match effect.kind.as_str() {
+        "payment.start" => {
+            let provider = provider_for(worker, effect)?;
+            let order = uuid("order")?;
+            let pending: Option<bool> = sqlx::query_scalar(
+                "select status = 'pending_payment' from ticket_order where ticket_order_id = $1",
+            )
+            .bind(order)
+            .fetch_optional(&worker.db)
+            .await
+            .map_err(|e| e.to_string())?;
+            if pending != Some(true) {
+                // Expired or cancelled before its payment could start: no payment is owed.
+                return Ok(Done::Moot("the order no longer awaits payment"));
+            }
+            let request = PaymentRequest {
+                order,
+                user: text("user"),
+                amount_minor: effect.data["amount_minor"].as_i64().unwrap_or_default(),
+                currency: text("currency"),
+                idempotency_key: effect.key.clone(),
+            };
+            let reference = provider.create(&request).await.map_err(|e| e.to_string())?;
+            Ok(Done::Called(Some(reference)))
+        }
+        "payment.refund" => {
+            let provider = provider_for(worker, effect)?;
+            provider
+                .refund(uuid("order")?, &text("payment_ref"), &effect.key)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Done::Called(None))
+        }
+        "slot.finish" => {
+            let slots = worker
+                .settings
+                .slots
+                .as_ref()
+                .ok_or("this worker has no waiting room")?;
+            slots.finish(uuid("onsale")?, &text("user")).await?;
+            Ok(Done::Called(None))
+        }
+        other => Err(format!("unknown effect kind `{other}`")),
+    }
+}
+
+/// This worker's provider, if it is the one the effect calls.
+fn provider_for<'w>(
+    worker: &'w Worker,
+    effect: &Claimed,
+) -> Result<&'w dyn PaymentProvider, String> {
+    worker
+        .settings
+        .provider
+        .as_deref()
+        .filter(|p| Some(p.name()) == effect.provider.as_deref())
+        .ok_or_else(|| {
+            format!(
+                "this worker has no client for provider {:?}",
+                effect.provider
+            )
+        })
+}
+
+/// Marks an effect done; a payment started records its reference on the order in the same
+/// transaction (its events must name it).
+async fn mark_done(db: &PgPool, effect: &Claimed, done: Done) -> Result<(), sqlx::Error> {
+    let (result, outcome) = match &done {
+        Done::Called(reference) => (reference.as_deref(), "done"),
+        Done::Moot(why) => (Some(*why), "moot"),
+    };
+    let mut tx = db.begin().await?;
+    if let (Done::Called(Some(reference)), "payment.start") = (&done, effect.kind.as_str()) {
+        sqlx::query(
+            "update ticket_order set checkout_payment_ref = $2, updated_at = now()
+             where ticket_order_id = $1::text::uuid and checkout_payment_ref is null",
+        )
+        .bind(effect.data["order"].as_str().unwrap_or_default())
+        .bind(reference)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "update effect set done_at = now(), result = $2, last_error = null where effect_id = $1",
+    )
+    .bind(effect.id)
+    .bind(result)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    crate::metrics::effect(&effect.kind, outcome);
+    Ok(())
+}
+
+/// Fault injection for tests: dies after a call, before marking its effect done.
+fn crash_after_call_if_injected(worker: &Worker) {
+    if worker.settings.crash_after_call {
+        tracing::error!("fault injection: aborting after an effect's call, before marking it done");
+        std::process::abort();
+    }
 }
 
 /// Events whose payment events were recorded since their owner last looked, as the payment
@@ -135,23 +312,6 @@ pub(super) async fn listen_for_payments(
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-        }
-    }
-}
-
-/// Hands back the admission slots of the buyers in a committed batch who checked out or
-/// released (`(user, onsale)` pairs). Best effort: if the line cannot be reached, the slot comes back when the
-/// admission expires instead.
-pub(super) async fn hand_back_slots<'a>(
-    worker: &Worker,
-    finished: impl Iterator<Item = (&'a str, Uuid)>,
-) {
-    let Some(slots) = &worker.settings.slots else {
-        return;
-    };
-    for (user, onsale) in finished {
-        if let Err(e) = slots.finish(onsale, user).await {
-            tracing::warn!(%onsale, error = %e, "cannot hand an admission slot back");
         }
     }
 }

@@ -11,17 +11,14 @@
 //! entry that not even its rejection can be written for (Postgres refuses its very request id)
 //! is set apart in `dead_letter`. Everything else in the batch commits.
 
-use super::effects::{
-    ProviderCall, ack, call_providers, committed_metrics, crash_if_injected, hand_back_slots,
-};
+use super::effects::{ack, committed_metrics, crash_if_injected};
 use super::settings::{Worker, now_ms};
 use crate::booking::inventory::{
     Change, DeltaBuilder, Inventory, OrderNews, PaymentEvent, Request,
 };
 use crate::booking::queue::{Entry, Reader};
-use crate::booking::store::{self, Batch, CommitError, Processed, UnappliedPayment};
+use crate::booking::store::{self, Batch, CommitError, Effect, Processed, UnappliedPayment};
 use crate::metrics::METRICS;
-use crate::settlement::PaymentRequest;
 use crate::ticket_code::TicketClaim;
 use anyhow::Context as _;
 use futures_util::FutureExt as _;
@@ -50,16 +47,14 @@ pub(super) struct Owner {
 /// A batch being committed.
 struct InFlight {
     entries: Vec<Entry>,
-    /// Commands that took effect or were rejected (for the metrics).
-    decided: usize,
+    /// What it decided, for once it commits.
+    decided: Committed,
     /// The requests it decided: a retry of one in the next batch gets this result (it is not
     /// in `processed_request` until the commit).
     requests: HashMap<RequestKey, Decided>,
     /// The payment events it applies: not to be read again while it commits, and decided
     /// again (or set apart) if it does not commit.
     payments: Vec<UnappliedPayment>,
-    /// Payment provider calls to make once it commits.
-    calls: Vec<ProviderCall>,
     commit: tokio::task::JoinHandle<Result<i64, CommitError>>,
 }
 
@@ -71,8 +66,6 @@ struct Decision {
     decided: usize,
     /// The requests it decided.
     requests: HashMap<RequestKey, Decided>,
-    /// Payment provider calls to make once it commits.
-    calls: Vec<ProviderCall>,
 }
 
 /// Why an attempt to decide and commit a batch failed, and so what to do next.
@@ -85,11 +78,12 @@ enum Failure {
     Fault(String),
 }
 
-/// A batch that committed, and what is owed now that it did.
+/// A batch that committed.
 struct Committed {
+    /// Commands that took effect or were rejected (for the metrics).
     decided: usize,
-    requests: HashMap<RequestKey, Decided>,
-    calls: Vec<ProviderCall>,
+    /// Whether it wrote effects for the relay.
+    effects: bool,
 }
 
 /// What a panic carried, as text.
@@ -120,17 +114,8 @@ pub(super) type RequestKey = (String, String);
 /// The stored or decided result of a request.
 #[derive(Clone)]
 pub(super) struct Decided {
-    /// The onsale whose admission slot this request handed back (checkout or release).
-    pub(super) finished: Option<Uuid>,
     inbox: String,
     result: Box<RawValue>,
-}
-
-/// The buyers of `requests` who finished shopping, with the onsale whose slot they hand back.
-fn finished(requests: &HashMap<RequestKey, Decided>) -> impl Iterator<Item = (&str, Uuid)> {
-    requests
-        .iter()
-        .filter_map(|((user, _), decided)| Some((user.as_str(), decided.finished?)))
 }
 
 impl Owner {
@@ -215,7 +200,6 @@ impl Owner {
             batch,
             decided,
             requests,
-            calls,
         } = decision;
         if let Some((mut failed, mut applying)) = self.settle(worker, reader).await? {
             // This batch was decided on top of one that did not commit: decide both again.
@@ -238,9 +222,11 @@ impl Owner {
         self.inventory.version = version + i64::from(batch.bump);
         self.in_flight = Some(InFlight {
             entries,
-            decided,
+            decided: Committed {
+                decided,
+                effects: !batch.effects.is_empty(),
+            },
             requests,
-            calls,
             payments,
             commit: tokio::spawn(async move {
                 store::commit(&db, tenant, event, version, &actor, &batch).await
@@ -267,17 +253,8 @@ impl Owner {
         match committed {
             Ok(version) => {
                 debug_assert_eq!(version, self.inventory.version, "decided on this version");
-                self.finish(
-                    worker,
-                    reader,
-                    &in_flight.entries,
-                    Committed {
-                        decided: in_flight.decided,
-                        requests: in_flight.requests,
-                        calls: in_flight.calls,
-                    },
-                )
-                .await?;
+                self.finish(worker, reader, &in_flight.entries, in_flight.decided)
+                    .await?;
                 Ok(None)
             }
             Err(e) => {
@@ -289,8 +266,8 @@ impl Owner {
         }
     }
 
-    /// What a committed batch owes: its metrics, its entries acknowledged, admission slots
-    /// handed back and payment providers called.
+    /// What a committed batch owes: its metrics, the effect relay woken for its effects (they
+    /// are durable already), and its entries acknowledged.
     async fn finish(
         &self,
         worker: &Worker,
@@ -300,10 +277,10 @@ impl Owner {
     ) -> anyhow::Result<()> {
         committed_metrics(entries, done.decided);
         crash_if_injected(worker);
-        ack(reader, entries).await?;
-        hand_back_slots(worker, finished(&done.requests)).await;
-        call_providers(worker, done.calls);
-        Ok(())
+        if done.effects {
+            worker.effects_due.notify_one();
+        }
+        ack(reader, entries).await
     }
 
     /// Decides and commits `entries` and `payments` without pipelining (module docs): a part
@@ -423,12 +400,7 @@ impl Owner {
         let decision = AssertUnwindSafe(self.decide(worker, entries, None, payments))
             .catch_unwind()
             .await;
-        let Decision {
-            batch,
-            decided,
-            requests,
-            calls,
-        } = match decision {
+        let Decision { batch, decided, .. } = match decision {
             Ok(Ok(decision)) => decision,
             Ok(Err(e)) if data_fault(&e) => return Err(Failure::Fault(format!("{e:#}"))),
             Ok(Err(e)) => return Err(Failure::Passing(e)),
@@ -447,8 +419,7 @@ impl Owner {
                 self.inventory.version = version;
                 Ok(Some(Committed {
                     decided,
-                    requests,
-                    calls,
+                    effects: !batch.effects.is_empty(),
                 }))
             }
             Err(e) if e.is_the_batchs_fault() => Err(Failure::Fault(e.to_string())),
@@ -594,13 +565,20 @@ impl Owner {
                 batch.changes.extend(change);
                 outcome
             };
-            // Done shopping: the admission's slot goes back once this commits.
-            let finished = match (&outcome, &admission) {
-                (Outcome::CheckedOut { .. } | Outcome::Released { .. }, Some(pass)) => {
-                    Some(pass.onsale)
-                }
-                _ => None,
-            };
+            // Done shopping: the admission's slot is owed back once this commits.
+            if let (Outcome::CheckedOut { .. } | Outcome::Released { .. }, Some(pass), Some(_)) =
+                (&outcome, &admission, &worker.settings.slots)
+            {
+                batch.effects.push(Effect {
+                    kind: "slot.finish",
+                    provider: None,
+                    idempotency_key: format!(
+                        "slot.finish:{}:{}:{}",
+                        inv.tenant, envelope.user, envelope.request_id
+                    ),
+                    data: serde_json::json!({"onsale": pass.onsale, "user": envelope.user}),
+                });
+            }
             let result = to_raw_value(&InboxMessage::Result(CommandResult {
                 request_id: envelope.request_id.clone(),
                 event: inv.event.to_string(),
@@ -620,13 +598,11 @@ impl Owner {
                 Decided {
                     inbox: envelope.inbox.clone(),
                     result,
-                    finished,
                 },
             );
             decided += 1;
         }
         let mut news = Vec::new();
-        let mut calls = Vec::new();
         let cap_ms = worker.settings.payment_cap.as_millis() as i64;
         for payment in payments {
             let decision = inv.apply_payment(
@@ -644,10 +620,13 @@ impl Owner {
             tracing::info!(event = %inv.event, order = %payment.order.id, provider = %payment.provider,
                 payment_event = %payment.event_id, outcome = decision.outcome, "payment event applied");
             if let Some((provider, payment_ref)) = decision.refund {
-                calls.push(ProviderCall::Refund {
-                    provider,
-                    order: payment.order.id,
-                    payment_ref,
+                // One refund per payment, however often it is reported. A provider no worker
+                // has a client for leaves its refund owed in `effect`, for an operator.
+                batch.effects.push(Effect {
+                    kind: "payment.refund",
+                    idempotency_key: format!("payment.refund:{provider}:{payment_ref}"),
+                    data: serde_json::json!({"order": payment.order.id, "payment_ref": payment_ref}),
+                    provider: Some(provider),
                 });
             }
             batch.changes.extend(decision.change);
@@ -689,19 +668,25 @@ impl Owner {
                 ..
             } = change
             {
-                calls.push(ProviderCall::Create(PaymentRequest {
-                    order: *order,
-                    user: user.clone(),
-                    amount_minor: *total_minor,
-                    currency: currency.clone(),
-                }));
+                if let Some(provider) = &batch.checkout_provider {
+                    batch.effects.push(Effect {
+                        kind: "payment.start",
+                        provider: Some(provider.clone()),
+                        idempotency_key: format!("payment.start:{order}"),
+                        data: serde_json::json!({
+                            "order": order,
+                            "user": user,
+                            "amount_minor": total_minor,
+                            "currency": currency,
+                        }),
+                    });
+                }
             }
         }
         Ok(Decision {
             batch,
             decided,
             requests: seen,
-            calls,
         })
     }
 }

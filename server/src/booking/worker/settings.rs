@@ -22,6 +22,9 @@ pub struct WorkerSettings {
     /// Fault injection for tests: abort the process right after the first commit, before
     /// acknowledging its entries.
     pub crash_after_commit: bool,
+    /// Fault injection for tests: abort the process right after the first call an effect
+    /// makes (a payment started, a refund, a slot handed back), before marking it done.
+    pub crash_after_call: bool,
     /// Fault injection for tests: panic while deciding the command with this request id.
     pub panic_on_request: Option<String>,
     /// Checks waiting-room admissions. Without it, no admission is genuine: onsales that
@@ -51,6 +54,7 @@ impl Default for WorkerSettings {
             sweep_max: 10_000,
             discover_every: Duration::from_millis(250),
             crash_after_commit: false,
+            crash_after_call: false,
             panic_on_request: None,
             admission: None,
             slots: None,
@@ -73,6 +77,8 @@ pub struct Worker {
     pub queue: CommandQueue,
     /// Settings.
     pub settings: WorkerSettings,
+    /// Wakes this worker's effect relay: an owner committed effects.
+    pub effects_due: Arc<tokio::sync::Notify>,
 }
 
 /// Unix time in milliseconds, as the inventory counts it.
