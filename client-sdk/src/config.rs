@@ -63,6 +63,12 @@ pub struct ClientConfig {
     pub refresh_before: Duration,
     /// How long a purchase command waits for its result (across reconnects).
     pub command_timeout: Duration,
+    /// How long a command waits for its result before it is sent again under the same request
+    /// id (then twice as long, up to a minute): a queue that lost it (Redis lost its data) is
+    /// given it again, and one that has it answers the first result. Commands without a
+    /// result are also sent again at once after a reconnect, after the inbox is resynced, and
+    /// (after a pause) when the server answers `unavailable`.
+    pub command_resend: Duration,
     /// Whom `wss://` URLs trust: the webpki roots, plus private CAs added here.
     pub tls: crate::tls::Tls,
 }
@@ -79,6 +85,7 @@ impl ClientConfig {
             backoff_cap: Duration::from_secs(20),
             refresh_before: Duration::from_secs(60),
             command_timeout: Duration::from_secs(30),
+            command_resend: Duration::from_secs(10),
             tls: crate::tls::Tls::default(),
         }
     }

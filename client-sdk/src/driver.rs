@@ -79,6 +79,10 @@ struct Open {
     command: Purchase,
     admission: Option<String>,
     waiters: Vec<ResultReply>,
+    /// When to send it again if its result has still not arrived.
+    resend_at: Option<Instant>,
+    /// How long after a send that is (doubling from `command_resend`, up to a minute).
+    resend_after: Duration,
 }
 
 /// A request awaiting its reply.
@@ -175,10 +179,12 @@ impl Driver {
 
     /// Sends a command (again) under a fresh request id of the connection.
     async fn send_command(&mut self, socket: &mut Socket, request_id: &str) -> Result<(), End> {
-        let Some(open) = self.open.get(request_id) else {
+        let id = self.next_id();
+        let Some(open) = self.open.get_mut(request_id) else {
             return Ok(());
         };
-        let id = self.next_id();
+        open.resend_at = Some(Instant::now() + open.resend_after);
+        open.resend_after = (open.resend_after * 2).min(Duration::from_secs(60));
         let message = ClientMessage::Command {
             id,
             request_id: request_id.to_owned(),
@@ -315,9 +321,16 @@ impl Driver {
                     }
                     Some(Command::Submit { request_id, command, admission, reply }) => {
                         // Sent with the other open commands once the next connection is up.
+                        let resend_after = self.config.command_resend;
                         self.open
                             .entry(request_id)
-                            .or_insert_with(|| Open { command, admission, waiters: Vec::new() })
+                            .or_insert_with(|| Open {
+                                command,
+                                admission,
+                                waiters: Vec::new(),
+                                resend_at: None,
+                                resend_after,
+                            })
                             .waiters
                             .push(reply);
                     }
@@ -457,8 +470,14 @@ impl Driver {
         let mut refresh_at = self.refresh_deadline(welcome.expires_at);
         let mut advised: Option<Duration> = None;
         loop {
-            // The soonest automatic resubscribe waiting to be tried again.
-            let next_retry = self.subs.values().filter_map(|s| s.retry_at).min();
+            // The soonest automatic resubscribe waiting to be tried again, or command to be
+            // sent again.
+            let next_retry = self
+                .subs
+                .values()
+                .filter_map(|s| s.retry_at)
+                .chain(self.open.values().filter_map(|o| o.resend_at))
+                .min();
             tokio::select! {
                 command = self.commands.recv() => {
                     let step = match command {
@@ -485,7 +504,8 @@ impl Driver {
                                     Ok(())
                                 }
                                 None => {
-                                    self.open.insert(request_id.clone(), Open { command, admission, waiters: vec![reply] });
+                                    let resend_after = self.config.command_resend;
+                                    self.open.insert(request_id.clone(), Open { command, admission, waiters: vec![reply], resend_at: None, resend_after });
                                     self.send_command(&mut socket, &request_id).await
                                 }
                             }
@@ -517,6 +537,18 @@ impl Driver {
                         .collect();
                     for channel in due {
                         if let Err(end) = self.send_subscribe(&mut socket, &channel).await {
+                            return end;
+                        }
+                    }
+                    let due: Vec<String> = self
+                        .open
+                        .iter()
+                        .filter(|(_, o)| o.resend_at.is_some_and(|at| at <= now))
+                        .map(|(r, _)| r.clone())
+                        .collect();
+                    for request_id in due {
+                        tracing::debug!(%request_id, "no result yet; sending the command again");
+                        if let Err(end) = self.send_command(&mut socket, &request_id).await {
                             return end;
                         }
                     }
@@ -621,13 +653,25 @@ impl Driver {
                 for waiter in sub.waiters.drain(..) {
                     let _ = waiter.send(Ok(subscribed.clone()));
                 }
-                let results = if self.inbox.as_deref() == Some(subscribed.channel.as_str()) {
+                let inbox = self.inbox.as_deref() == Some(subscribed.channel.as_str());
+                let results = if inbox {
                     Self::snapshot_results(subscribed.snapshot.as_ref())
                 } else {
                     Vec::new()
                 };
+                let resynced = inbox && !subscribed.recovered;
                 self.emit(Event::Subscribed(subscribed)).await;
-                self.on_results(socket, results).await
+                self.on_results(socket, results).await?;
+                if resynced {
+                    // The inbox could not be resumed (the server lost its history): whatever
+                    // happened to the commands still without a result, the queue may have lost
+                    // them too. Sent again under their request ids, each takes effect once.
+                    let open: Vec<String> = self.open.keys().cloned().collect();
+                    for request_id in open {
+                        self.send_command(socket, &request_id).await?;
+                    }
+                }
+                Ok(())
             }
             ServerMessage::Error { id, code, message } => {
                 match id.and_then(|id| self.pending.remove(&id)) {
@@ -660,6 +704,15 @@ impl Driver {
                             }
                         }
                         self.emit(Event::Error { code, message }).await;
+                    }
+                    Some(Pending::Command { request_id }) if code == ErrorCode::Unavailable => {
+                        // The server could not queue it now (its queue or database is out of
+                        // reach): sent again after a pause (an eighth of its resend interval, which
+                        // doubles with each send), until its timeout.
+                        if let Some(open) = self.open.get_mut(&request_id) {
+                            open.resend_at = Some(Instant::now() + open.resend_after / 8);
+                        }
+                        tracing::debug!(%request_id, "command unavailable; sending it again later");
                     }
                     Some(Pending::Command { request_id }) => {
                         if let Some(open) = self.open.remove(&request_id) {

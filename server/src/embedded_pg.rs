@@ -102,30 +102,69 @@ impl EmbeddedPostgres {
         if !status.success() {
             bail!("initdb failed in {}", data.display());
         }
-        let child = pg
-            .command(&bin.join("postgres"))
+        pg.launch().await?;
+        Ok(pg)
+    }
+
+    /// Starts the server on the cluster and waits until it takes connections.
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let child = self
+            .command(&self.bin.join("postgres"))
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.join("data"))
             .arg("-p")
-            .arg(pg.port.to_string())
+            .arg(self.port.to_string())
             .arg("-k")
-            .arg(&pg.dir)
+            .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting postgres")?;
-        pg.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", pg.port))
+        self.child = Some(child);
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
-                return Ok(pg);
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        bail!("the private PostgreSQL did not start on port {}", pg.port)
+        bail!("the private PostgreSQL did not start on port {}", self.port)
+    }
+
+    /// Stops the server the way a crash or a failover does (`pg_ctl stop -m immediate`: every
+    /// connection is cut, nothing is shut down cleanly) and starts it again on the same port
+    /// and data, recovering from its write-ahead log. For fault tests and the load test's
+    /// fault mode.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop("immediate");
+        self.launch().await
+    }
+
+    /// Stops the server (`mode`: `fast` or `immediate`) and waits for it to exit.
+    fn stop(&mut self, mode: &str) {
+        if let Some(mut child) = self.child.take() {
+            // The child may be `runuser`, which does not pass signals on; pg_ctl stops the
+            // server itself, and `runuser` exits with it.
+            let _ = self
+                .command(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", mode, "-w", "-t", "10", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn command(&self, program: &Path) -> Command {
@@ -152,26 +191,7 @@ impl EmbeddedPostgres {
 
 impl Drop for EmbeddedPostgres {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // The child may be `runuser`, which does not pass signals on; pg_ctl stops the
-            // server itself (fast shutdown), and `runuser` exits with it.
-            let _ = self
-                .command(&self.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(self.dir.join("data"))
-                .args(["-m", "fast", "-w", "-t", "10", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            for _ in 0..100 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop("fast");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -275,4 +275,27 @@ mod tests {
             assert!(bad.parse::<OutcomeMix>().is_err(), "{bad:?}");
         }
     }
+
+    #[tokio::test]
+    async fn the_same_idempotency_key_starts_the_same_payment() {
+        let provider = Simulated::new(
+            "http://127.0.0.1:9/hooks/payments/simulated".into(),
+            Secret::new("s".repeat(32)),
+            Duration::from_secs(3600),
+            OutcomeMix::default(),
+        );
+        let request = |key: &str| PaymentRequest {
+            order: Uuid::nil(),
+            user: "ana".into(),
+            amount_minor: 100,
+            currency: "EUR".into(),
+            idempotency_key: key.into(),
+        };
+        let first = provider.create(&request("payment.start:a")).await.unwrap();
+        let again = provider.create(&request("payment.start:a")).await.unwrap();
+        let other = provider.create(&request("payment.start:b")).await.unwrap();
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        assert!(first.starts_with("sim_") && first.len() == 36, "{first}");
+    }
 }

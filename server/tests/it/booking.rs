@@ -856,23 +856,20 @@ async fn two_owners_of_one_event_never_sell_a_seat_twice(pool: PgPool) {
 }
 
 /// A `marquee worker` process on the test database and Redis prefix.
-fn worker_process(pool: &PgPool, prefix: &str, name: &str, crash: bool) -> std::process::Child {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marquee"));
-    command
-        .arg("worker")
-        .env("DATABASE_URL", database_url(pool))
-        .env("REDIS_URL", common::redis_url())
-        .env("MARQUEE_REDIS_PREFIX", prefix)
-        .env("MARQUEE_WORKER_ID", name)
-        .env("MARQUEE_WORKER_LISTEN", "127.0.0.1:0")
-        .env("MARQUEE_LEASE_TTL", "1s")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if crash {
-        command.env("MARQUEE_CRASH_AFTER_COMMIT", "true");
-    }
-    command.spawn().expect("the marquee binary runs")
+fn worker_process(
+    pool: &PgPool,
+    prefix: &str,
+    name: &str,
+    crash: bool,
+) -> common::processes::Process {
+    let switch = [("MARQUEE_CRASH_AFTER_COMMIT", "true".to_owned())];
+    common::processes::worker_process(
+        &database_url(pool),
+        &common::redis_url(),
+        prefix,
+        name,
+        if crash { &switch } else { &[] },
+    )
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]

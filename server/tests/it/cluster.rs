@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use common::processes::{PrivateRedis, free_port};
 use common::*;
 use marquee_client::{Client, ClientConfig, Event, Events, TokenProvider};
 use marquee_protocol::message::ResyncReason;
@@ -12,15 +13,6 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// A free loopback port (bound and released; a tiny race the tests can live with).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `marquee serve` process, killed (SIGKILL) when dropped.
 struct NodeProcess {
@@ -228,69 +220,6 @@ async fn the_sdk_follows_the_reconnect_advice_of_a_draining_node() {
     }
     client.close().await;
     b.shutdown().await;
-}
-
-/// A private Redis on its own port, so restarting it disturbs no other test.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    async fn start() -> Self {
-        let mut redis = Self {
-            port: free_port(),
-            child: None,
-        };
-        redis.launch().await;
-        redis
-    }
-
-    async fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("private redis did not start");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod connection;
 mod contract;
 mod demo;
 mod engine_conformance;
+mod faults;
 mod floods;
 mod hostile;
 mod http_api;

@@ -659,16 +659,17 @@ impl Owner {
             batch.messages.push(delta_message(inv, &delta));
         }
         batch.messages.extend(results);
-        for change in &batch.changes {
-            if let Change::Checkout {
-                order,
-                user,
-                total_minor,
-                currency,
-                ..
-            } = change
-            {
-                if let Some(provider) = &batch.checkout_provider {
+        // Each checkout owes its payment's start, once this commits.
+        if let Some(provider) = &batch.checkout_provider {
+            for change in &batch.changes {
+                if let Change::Checkout {
+                    order,
+                    user,
+                    total_minor,
+                    currency,
+                    ..
+                } = change
+                {
                     batch.effects.push(Effect {
                         kind: "payment.start",
                         provider: Some(provider.clone()),

@@ -1,6 +1,7 @@
 //! Shared test harness: real nodes on port 0, real Redis, real sockets.
 #![allow(dead_code)]
 
+pub mod processes;
 pub mod shop;
 pub mod tls_proxy;
 
