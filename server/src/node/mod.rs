@@ -67,7 +67,7 @@ impl Backends {
                     history, registry,
                 ))),
                 queue: CommandQueue::Memory(Arc::default()),
-                line: Line::Memory(Arc::default()),
+                line: Line::memory(Arc::default()),
             });
         };
         let engine = engine::redis::RedisEngine::connect(url, prefix, history, registry)
@@ -82,7 +82,7 @@ impl Backends {
         Ok(Self {
             engine: Engine::Redis(Arc::new(engine)),
             queue: CommandQueue::Redis(Arc::new(queue)),
-            line: Line::Redis(Arc::new(line)),
+            line: Line::redis(Arc::new(line)),
         })
     }
 }

@@ -26,7 +26,7 @@ pub async fn run_worker(
             .await
             .context("connecting the command queue to Redis")?,
     ));
-    let line = Line::Redis(Arc::new(
+    let line = Line::redis(Arc::new(
         RedisLine::connect(url, &config.redis_prefix)
             .await
             .context("connecting to the waiting room's Redis")?,

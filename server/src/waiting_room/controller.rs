@@ -6,6 +6,8 @@
 //!   pre-queue, drawing its order with the seed, publishing the seed and the order);
 //! - mirrors the status operators set (paused, live, closed, sold out) into the line;
 //! - ends places whose grace period, show-up window or admission ran out;
+//! - once a second, detaches the connections of nodes whose heartbeat ran out (they died), so
+//!   places attached only there start their grace period;
 //! - checks the event's inventory and stops admission the moment nothing is left to sell (and
 //!   resumes it when seats come back);
 //! - admits from the front of the line at the configured rate, smoothly: a token bucket that
@@ -112,6 +114,14 @@ impl Controller {
             }
             let now = Instant::now();
             let publish_counts = last_settings.is_none_or(|t| now - t >= SETTINGS_EVERY);
+            // Nodes that died with buyers attached, looked up once a second.
+            let mut dead = Vec::new();
+            if publish_counts {
+                match self.line.dead_nodes(now_ms()).await {
+                    Ok(nodes) => dead = nodes,
+                    Err(e) => tracing::warn!(error = %e, "cannot list dead nodes"),
+                }
+            }
             if publish_counts {
                 last_settings = Some(now);
                 match self.load().await {
@@ -137,7 +147,7 @@ impl Controller {
                 }
             }
             for (id, managed) in &mut onsales {
-                if let Err(e) = self.step(*id, managed, now, publish_counts).await {
+                if let Err(e) = self.step(*id, managed, now, publish_counts, &dead).await {
                     tracing::warn!(onsale = %id, error = format!("{e:#}"), "admission tick failed");
                 }
             }
@@ -187,6 +197,7 @@ impl Controller {
         m: &mut Managed,
         now: Instant,
         publish_counts: bool,
+        dead: &[String],
     ) -> anyhow::Result<()> {
         if m.last_lease.is_none_or(|t| now - t >= SETTINGS_EVERY) || !m.leased {
             m.leased = self.line.lease(onsale, &self.id, LEASE_TTL).await?;
@@ -198,6 +209,17 @@ impl Controller {
         self.follow_schedule(onsale, m).await?;
         let wall = now_ms();
         self.line.expire(onsale, wall, EXPIRE_MAX).await?;
+        for node in dead {
+            // Its connections never closed: their places start their grace period now.
+            let lost = self
+                .line
+                .detach_node(onsale, node, wall, self.timing.grace)
+                .await?;
+            if lost > 0 {
+                tracing::warn!(%onsale, node, places = lost,
+                    "a node stopped; places attached only there start their grace period");
+            }
+        }
         let mut view = self.line.view(onsale, 0).await?;
         if m.last_inventory.is_none_or(|t| now - t >= INVENTORY_EVERY)
             && matches!(view.status.as_str(), "live" | "paused")

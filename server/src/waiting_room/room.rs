@@ -40,6 +40,10 @@ pub(crate) const TICK: Duration = Duration::from_millis(250);
 /// less) instead of slipping to the fifth whenever a tick runs a millisecond early.
 pub(crate) const POSITION_TICKS: u64 = 4;
 
+/// How long a node's heartbeat holds: a node silent this long is dead, and its buyers' places
+/// start their grace period within a second more.
+pub(crate) const NODE_TTL: Duration = Duration::from_secs(3);
+
 /// What a node needs to serve the waiting room. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WaitingRoom {
@@ -741,12 +745,26 @@ impl WaitingRoom {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pruned = Instant::now();
+        // Whether this node said it is alive before (its first heartbeat finds it unknown).
+        let mut beaten = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
             self.inner.ticks.fetch_add(1, Ordering::Relaxed);
+            match self.inner.line.heartbeat(now_ms(), NODE_TTL).await {
+                Ok(alive) if alive || !beaten => beaten = true,
+                Ok(_) => {
+                    // Silent so long it may have been taken for dead (its attachments
+                    // detached): a new presence id, and every connection attached again.
+                    self.inner.line.renew_presence();
+                    self.attach_again().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot say this node is alive to the waiting room");
+                }
+            }
             if pruned.elapsed() >= Duration::from_secs(60) {
                 // Rate-limit state of accounts and addresses that went quiet.
                 pruned = Instant::now();
@@ -769,6 +787,46 @@ impl WaitingRoom {
                 match self.inner.line.view(onsale, upto).await {
                     Ok(view) => self.refresh(onsale, view).await,
                     Err(e) => tracing::warn!(error = %e, %onsale, "cannot read the line"),
+                }
+            }
+        }
+    }
+
+    /// Attaches every local connection to its place again, under the node's new presence id,
+    /// after it was silent so long that controllers may have detached its connections as a
+    /// dead node's. A place that ended meanwhile is not taken again.
+    async fn attach_again(&self) {
+        let joins: Vec<(Uuid, String, usize)> = {
+            let local = self.inner.local.lock().expect("local lock");
+            local
+                .iter()
+                .flat_map(|(onsale, l)| {
+                    l.buyers
+                        .iter()
+                        .map(|(user, b)| (*onsale, user.clone(), b.conns.len()))
+                })
+                .collect()
+        };
+        if !joins.is_empty() {
+            tracing::warn!(
+                buyers = joins.len(),
+                "this node was silent too long; attaching its connections to their places again"
+            );
+        }
+        for (onsale, user, conns) in joins {
+            for _ in 0..conns {
+                // Only a place that still exists (a join would take a new one).
+                match self.inner.line.place(onsale, &user).await {
+                    Ok(Some(_)) => {
+                        if let Err(e) = self.inner.line.join(onsale, &user, None).await {
+                            tracing::warn!(error = %e, %onsale, "cannot attach again");
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %onsale, "cannot attach again");
+                        break;
+                    }
                 }
             }
         }

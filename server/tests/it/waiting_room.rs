@@ -88,9 +88,10 @@ async fn status_until(
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     loop {
-        let msg = tokio::time::timeout_at(deadline, raw.recv())
+        let msg = raw
+            .recv_within(deadline.saturating_duration_since(Instant::now()))
             .await
-            .unwrap_or_else(|_| panic!("no such status within {within:?}; saw {seen:?}"));
+            .unwrap_or_else(|| panic!("no such status within {within:?}; saw {seen:?}"));
         if let ServerMessage::QueueStatus(status) = msg {
             let stop = done(&status);
             seen.push(status);
@@ -510,6 +511,79 @@ async fn one_place_per_account_across_two_nodes_kept_through_the_grace_period(po
     assert_ne!(fresh.place, gone.place);
     assert_eq!(fresh.position, Some(2));
     a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_killed_nodes_buyers_keep_their_places_and_admissions_or_start_their_grace(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "live", 20.0, 1).await;
+    let prefix = common::unique_prefix();
+    let mut c = config(&pool, Duration::from_secs(2));
+    c.redis_url = Some(Secret::new(common::redis_url()));
+    c.redis_prefix = prefix.clone();
+    let b = TestNode::start(c).await;
+    // Node a is a process of its own, killed (SIGKILL) with buyers on it: its connections
+    // never detach, and only its missing heartbeat tells the cluster.
+    let (mut a_process, a_addr) = common::processes::node_process(&[
+        ("DATABASE_URL", common::shop::database_url(&pool)),
+        ("REDIS_URL", common::redis_url()),
+        ("MARQUEE_REDIS_PREFIX", prefix.clone()),
+        ("MARQUEE_JWT_SECRET", SECRET.to_owned()),
+        ("MARQUEE_ADMISSION_SECRET", ADMISSION_SECRET.to_owned()),
+        ("MARQUEE_QUEUE_GRACE", "2s".to_owned()),
+        ("MARQUEE_WORKERS", "0".to_owned()),
+    ])
+    .await;
+    let on_a = |user: &'static str| {
+        let token = buyer_signed(SECRET, shop.tenant, user);
+        async move { Raw::connect(&format!("ws://{a_addr}/ws"), &token).await }
+    };
+    // The first is admitted (a cap of one); the others wait behind it.
+    let mut shopper = on_a("shopper").await;
+    let mut status = join(&mut shopper, 1, onsale).await;
+    if !admitted(&status) {
+        status = status_until(&mut shopper, Duration::from_secs(10), admitted)
+            .await
+            .pop()
+            .unwrap();
+    }
+    let grant = status.admission.clone().unwrap();
+    let mut stays = on_a("stays").await;
+    let kept = join(&mut stays, 1, onsale).await;
+    let mut gone = on_a("gone").await;
+    join(&mut gone, 1, onsale).await;
+    let mut third = connect(&b, &shop, "third").await;
+    let before = join(&mut third, 1, onsale).await;
+    assert_eq!(
+        (kept.position, before.position),
+        (Some(1), Some(3)),
+        "{kept:?} {before:?}"
+    );
+    common::processes::kill(&mut a_process);
+    drop((shopper, stays, gone));
+    // Two of them come back on node b at once: the same place, the same admission.
+    let mut stays = connect(&b, &shop, "stays").await;
+    let again = join(&mut stays, 1, onsale).await;
+    assert_eq!((&again.place, again.position), (&kept.place, Some(1)));
+    let mut shopper = connect(&b, &shop, "shopper").await;
+    let back = join(&mut shopper, 1, onsale).await;
+    assert_eq!(back.state, PlaceState::Admitted, "{back:?}");
+    hold_one(&mut shopper, &shop, 7, &grant.token).await;
+    // The one who never comes back: node a's heartbeat runs out (3 s), the controller
+    // detaches its connections, and after the grace period (2 s) the place is gone; the
+    // buyer behind moves up, on a push.
+    let seen = status_until(&mut third, Duration::from_secs(15), |s| {
+        s.position == Some(2)
+    })
+    .await;
+    assert_never_backwards(&seen);
+    let after = join(&mut stays, 2, onsale).await;
+    assert_eq!(
+        (&after.place, after.position),
+        (&kept.place, Some(1)),
+        "stays kept its place"
+    );
     b.shutdown().await;
 }
 

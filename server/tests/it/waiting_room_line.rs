@@ -14,11 +14,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 async fn memory() -> Line {
-    Line::Memory(Arc::new(MemoryLine::default()))
+    Line::memory(Arc::new(MemoryLine::default()))
 }
 
 async fn redis() -> Line {
-    Line::Redis(Arc::new(
+    Line::redis(Arc::new(
         RedisLine::connect(&common::redis_url(), &common::unique_prefix())
             .await
             .expect("Redis reachable"),
@@ -515,6 +515,55 @@ async fn a_batch_of_joins_is_answered_in_order_like_single_joins(line: Line) {
     );
 }
 
+async fn a_dead_nodes_connections_are_detached_and_its_buyers_grace_starts(line: Line) {
+    let onsale = live(&line).await;
+    let (a, b) = (line.on_node("node-a"), line.on_node("node-b"));
+    let ttl = Duration::from_secs(3);
+    let grace = timing().grace;
+    a.heartbeat(T0, ttl).await.unwrap();
+    b.heartbeat(T0, ttl).await.unwrap();
+    // u1 has a tab on each node, u2 and u3 on node a only.
+    a.join(onsale, "u1", None).await.unwrap();
+    b.join(onsale, "u1", None).await.unwrap();
+    a.join(onsale, "u2", None).await.unwrap();
+    a.join(onsale, "u3", None).await.unwrap();
+    a.set_status(onsale, "live").await.unwrap();
+    // Node b lives on; node a stops beating.
+    assert!(b.heartbeat(T0 + 2_000, ttl).await.unwrap(), "b was alive");
+    assert!(line.dead_nodes(T0 + 2_000).await.unwrap().is_empty());
+    assert_eq!(
+        line.dead_nodes(T0 + 4_000).await.unwrap(),
+        ["node-a".to_owned()]
+    );
+    let lost = line
+        .detach_node(onsale, "node-a", T0 + 4_000, grace)
+        .await
+        .unwrap();
+    assert_eq!(lost, 2, "u2 and u3 lost their last connection; u1 kept b's");
+    assert_eq!(
+        line.detach_node(onsale, "node-a", T0 + 5_000, grace)
+            .await
+            .unwrap(),
+        0,
+        "once only"
+    );
+    let mut ended = line
+        .expire(onsale, T0 + 4_000 + 120_000, 100)
+        .await
+        .unwrap();
+    ended.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        ended,
+        [
+            ("u2".to_owned(), Ending::GraceExpired),
+            ("u3".to_owned(), Ending::GraceExpired)
+        ]
+    );
+    assert!(line.place(onsale, "u1").await.unwrap().is_some());
+    // A node silent past its heartbeat hears so when it beats again.
+    assert!(!a.heartbeat(T0 + 6_000, ttl).await.unwrap());
+}
+
 macro_rules! conformance {
     ($line:ident) => {
         mod $line {
@@ -542,6 +591,7 @@ macro_rules! conformance {
             case!(an_account_is_recorded_in_at_most_its_cap_of_queues);
             case!(a_staged_purchase_is_handed_out_once_at_admission);
             case!(a_batch_of_joins_is_answered_in_order_like_single_joins);
+            case!(a_dead_nodes_connections_are_detached_and_its_buyers_grace_starts);
         }
     };
 }

@@ -22,6 +22,17 @@
 //! drops to zero the place is kept for a grace period. A detach names the place it attached
 //! to, so a stale connection of an ended place never touches a newer one.
 //!
+//! # Node presence
+//!
+//! Each node also records which places its connections are attached to, per node (a count per
+//! place id), and says it is alive with a heartbeat ([`Line::heartbeat`]) every tick. A node
+//! that dies never detaches its connections, so the admission controller of each onsale asks
+//! for the nodes whose heartbeat ran out ([`Line::dead_nodes`]) and detaches everything they
+//! had attached ([`Line::detach_node`]): a place whose last connection was on the dead node
+//! starts its grace period within seconds, as if its buyer had closed the tab, and one with a
+//! connection on another node keeps it. A node's presence id is unique per process, so a node
+//! restarted under the same name is a new node.
+//!
 //! Time is passed in (unix milliseconds), never read inside, so both implementations behave
 //! identically and tests control the clock.
 
@@ -176,13 +187,28 @@ impl Default for Timing {
     }
 }
 
-/// Every onsale's line.
+/// Every onsale's line, as one node sees it: the node whose connections this handle attaches
+/// to places (see "Node presence" in the module docs).
 #[derive(Debug, Clone)]
-pub enum Line {
+pub struct Line {
+    backend: Backend,
+    /// The node's presence id, shared by the clones of this handle (see
+    /// [`Line::renew_presence`]).
+    node: Arc<Mutex<Arc<str>>>,
+}
+
+/// Where the line lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
     /// In-process.
     Memory(Arc<MemoryLine>),
     /// Redis, with Lua scripts.
     Redis(Arc<RedisLine>),
+}
+
+/// A new random node presence id.
+fn random_node_id() -> Arc<str> {
+    format!("node-{:016x}", rand::random::<u64>()).into()
 }
 
 /// A new random place id.
@@ -191,6 +217,100 @@ pub(crate) fn new_place_id() -> String {
 }
 
 impl Line {
+    /// The line in process memory, seen from a node with a random presence id.
+    pub fn memory(line: Arc<MemoryLine>) -> Self {
+        Self::new(Backend::Memory(line))
+    }
+
+    /// The line in Redis, seen from a node with a random presence id.
+    pub fn redis(line: Arc<RedisLine>) -> Self {
+        Self::new(Backend::Redis(line))
+    }
+
+    fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            node: Arc::new(Mutex::new(random_node_id())),
+        }
+    }
+
+    /// The same line seen from node `node` (a presence id: unique per process, so a node
+    /// that restarts never takes over its dead self's attachments).
+    #[must_use]
+    pub fn on_node(&self, node: &str) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            node: Arc::new(Mutex::new(node.into())),
+        }
+    }
+
+    /// The presence id of the node this handle attaches connections for.
+    pub fn node(&self) -> Arc<str> {
+        self.node.lock().expect("node lock").clone()
+    }
+
+    /// Gives this node (every clone of the handle) a new presence id: after it was silent so
+    /// long that it may have been taken for dead, it is a new node, and attaches its
+    /// connections again under the new id. Whatever the old id had attached is detached
+    /// once, by the controllers, as a dead node's.
+    pub fn renew_presence(&self) {
+        *self.node.lock().expect("node lock") = random_node_id();
+    }
+
+    /// Says this node is alive until `now_ms + ttl`. Nodes call it every tick; one that stops
+    /// (it died) is found by [`Line::dead_nodes`] once its time is up. Returns whether the
+    /// node was known to be alive until now: `false` on its first heartbeat, and when it had
+    /// been silent too long (its attachments may have been detached as a dead node's: it
+    /// attaches its connections again).
+    pub async fn heartbeat(&self, now_ms: u64, ttl: Duration) -> Result<bool, LineError> {
+        let until = now_ms + ttl.as_millis() as u64;
+        let before = match &self.backend {
+            Backend::Memory(m) => m
+                .nodes
+                .lock()
+                .expect("nodes lock")
+                .insert(self.node().to_string(), until),
+            Backend::Redis(r) => r.heartbeat(&self.node(), until, now_ms).await?,
+        };
+        Ok(before.is_some_and(|b| b > now_ms))
+    }
+
+    /// Nodes whose heartbeat ran out by `now_ms` (for an hour after; by then every
+    /// controller has detached them).
+    pub async fn dead_nodes(&self, now_ms: u64) -> Result<Vec<String>, LineError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                let mut nodes = m.nodes.lock().expect("nodes lock");
+                nodes.retain(|_, until| *until + DEAD_NODE_MEMORY_MS > now_ms);
+                let mut dead: Vec<String> = nodes
+                    .iter()
+                    .filter(|(_, until)| **until <= now_ms)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                dead.sort();
+                Ok(dead)
+            }
+            Backend::Redis(r) => r.dead_nodes(now_ms).await,
+        }
+    }
+
+    /// Detaches every connection dead node `node` had attached to places of `onsale`, as if
+    /// each had closed at `now_ms`: places left with none start their grace period. Returns
+    /// how many places lost their last connection. Idempotent.
+    pub async fn detach_node(
+        &self,
+        onsale: Uuid,
+        node: &str,
+        now_ms: u64,
+        grace: Duration,
+    ) -> Result<u64, LineError> {
+        let deadline = now_ms + grace.as_millis() as u64;
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.detach_node(node, deadline))),
+            Backend::Redis(r) => r.detach_node(onsale, node, deadline).await,
+        }
+    }
+
     /// Takes a place for `user`, or attaches to the one they have. `attached` is the place
     /// this connection is already attached to (so attaching twice counts once).
     pub async fn join(
@@ -217,14 +337,15 @@ impl Line {
             .iter()
             .map(|(user, attached)| (*user, new_place_id(), *attached))
             .collect();
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| {
+        let node = self.node();
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| {
                 joins
                     .iter()
-                    .map(|(user, id, attached)| l.join(user, id, *attached))
+                    .map(|(user, id, attached)| l.join(user, id, *attached, &node))
                     .collect()
             })),
-            Self::Redis(r) => r.join_many(onsale, &joins).await,
+            Backend::Redis(r) => r.join_many(onsale, &joins, &node).await,
         }
     }
 
@@ -239,60 +360,61 @@ impl Line {
         grace: Duration,
     ) -> Result<(), LineError> {
         let deadline = now_ms + grace.as_millis() as u64;
-        match self {
-            Self::Memory(m) => {
-                m.with(onsale, |l| l.detach(user, place, deadline));
+        let node = self.node();
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.with(onsale, |l| l.detach(user, place, deadline, &node));
                 Ok(())
             }
-            Self::Redis(r) => r.detach(onsale, user, place, deadline).await,
+            Backend::Redis(r) => r.detach(onsale, user, place, deadline, &node).await,
         }
     }
 
     /// Gives a place up at once. Returns whether there was one.
     pub async fn leave(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.drop_place(user))),
-            Self::Redis(r) => r.leave(onsale, user).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.drop_place(user))),
+            Backend::Redis(r) => r.leave(onsale, user).await,
         }
     }
 
     /// Stages a purchase for a waiting place, replacing one staged before. Returns whether
     /// the buyer has a waiting place to stage it on.
     pub async fn stage(&self, onsale: Uuid, user: &str, intent: &str) -> Result<bool, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.stage(user, intent))),
-            Self::Redis(r) => r.stage(onsale, user, intent).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.stage(user, intent))),
+            Backend::Redis(r) => r.stage(onsale, user, intent).await,
         }
     }
 
     /// The admission of `user` is over (checkout done, hold released): the slot comes back.
     pub async fn finish(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.finish(user))),
-            Self::Redis(r) => r.finish(onsale, user).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.finish(user))),
+            Backend::Redis(r) => r.finish(onsale, user).await,
         }
     }
 
     /// Mirrors the onsale's status (from Postgres) into the line. Use
     /// [`Line::close_pre_queue`] to go live from `scheduled` or `pre_queue`.
     pub async fn set_status(&self, onsale: Uuid, status: &str) -> Result<(), LineError> {
-        match self {
-            Self::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 m.with(onsale, |l| l.status = status.to_owned());
                 Ok(())
             }
-            Self::Redis(r) => r.set_status(onsale, status).await,
+            Backend::Redis(r) => r.set_status(onsale, status).await,
         }
     }
 
     /// Marks the event's inventory exhausted (admission waits) or back.
     pub async fn set_exhausted(&self, onsale: Uuid, exhausted: bool) -> Result<(), LineError> {
-        match self {
-            Self::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 m.with(onsale, |l| l.exhausted = exhausted);
                 Ok(())
             }
-            Self::Redis(r) => r.set_exhausted(onsale, exhausted).await,
+            Backend::Redis(r) => r.set_exhausted(onsale, exhausted).await,
         }
     }
 
@@ -301,21 +423,21 @@ impl Line {
     /// a controller that takes over from a dead one simply calls it again. A line already
     /// live or paused (set directly) reserves nothing; admission still waits for the draw.
     pub async fn close_pre_queue(&self, onsale: Uuid) -> Result<Vec<String>, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, LineState::close_pre_queue)),
-            Self::Redis(r) => r.close_pre_queue(onsale).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, LineState::close_pre_queue)),
+            Backend::Redis(r) => r.close_pre_queue(onsale).await,
         }
     }
 
     /// Hands the reserved sequences to the pre-queue places in `order` (sequence `i + 1` to
     /// `order[i]`). A place that left meanwhile leaves its sequence as a gap. Once only.
     pub async fn draw(&self, onsale: Uuid, order: &[String]) -> Result<(), LineError> {
-        match self {
-            Self::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 m.with(onsale, |l| l.draw(order));
                 Ok(())
             }
-            Self::Redis(r) => r.draw(onsale, order).await,
+            Backend::Redis(r) => r.draw(onsale, order).await,
         }
     }
 
@@ -334,9 +456,9 @@ impl Line {
         }
         let until = now_ms + timing.admission_ttl.as_millis() as u64;
         let show = now_ms + timing.show_window.as_millis() as u64;
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.admit(max, cap, until, show))),
-            Self::Redis(r) => r.admit(onsale, max, cap, until, show).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.admit(max, cap, until, show))),
+            Backend::Redis(r) => r.admit(onsale, max, cap, until, show).await,
         }
     }
 
@@ -348,25 +470,25 @@ impl Line {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<(String, Ending)>, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.expire(now_ms, limit))),
-            Self::Redis(r) => r.expire(onsale, now_ms, limit).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.expire(now_ms, limit))),
+            Backend::Redis(r) => r.expire(onsale, now_ms, limit).await,
         }
     }
 
     /// The line's counters and the gone sequences up to `upto`.
     pub async fn view(&self, onsale: Uuid, upto: u64) -> Result<LineView, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.view(upto))),
-            Self::Redis(r) => r.view(onsale, upto).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.view(upto))),
+            Backend::Redis(r) => r.view(onsale, upto).await,
         }
     }
 
     /// A buyer's place, if they have one.
     pub async fn place(&self, onsale: Uuid, user: &str) -> Result<Option<Place>, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.with(onsale, |l| l.place(user))),
-            Self::Redis(r) => r.place(onsale, user).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.place(user))),
+            Backend::Redis(r) => r.place(onsale, user).await,
         }
     }
 
@@ -379,8 +501,8 @@ impl Line {
         cap: usize,
         now_ms: u64,
     ) -> Result<bool, LineError> {
-        match self {
-            Self::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 let mut accounts = m.accounts.lock().expect("accounts lock");
                 let queues = accounts.entry(account.to_owned()).or_default();
                 if queues.contains_key(&onsale) || queues.len() < cap {
@@ -390,14 +512,14 @@ impl Line {
                     Ok(false)
                 }
             }
-            Self::Redis(r) => r.enter(account, onsale, cap, now_ms).await,
+            Backend::Redis(r) => r.enter(account, onsale, cap, now_ms).await,
         }
     }
 
     /// The queues `account` was recorded in, with when.
     pub async fn queues(&self, account: &str) -> Result<Vec<(Uuid, u64)>, LineError> {
-        match self {
-            Self::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 let accounts = m.accounts.lock().expect("accounts lock");
                 let mut queues: Vec<(Uuid, u64)> = accounts
                     .get(account)
@@ -406,14 +528,14 @@ impl Line {
                 queues.sort_by_key(|(o, t)| (*t, *o));
                 Ok(queues)
             }
-            Self::Redis(r) => r.queues(account).await,
+            Backend::Redis(r) => r.queues(account).await,
         }
     }
 
     /// Forgets that `account` waits in `onsale`.
     pub async fn exit(&self, account: &str, onsale: Uuid) -> Result<(), LineError> {
-        match self {
-            Self::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 let mut accounts = m.accounts.lock().expect("accounts lock");
                 if let Some(queues) = accounts.get_mut(account) {
                     queues.remove(&onsale);
@@ -423,7 +545,7 @@ impl Line {
                 }
                 Ok(())
             }
-            Self::Redis(r) => r.exit(account, onsale).await,
+            Backend::Redis(r) => r.exit(account, onsale).await,
         }
     }
 
@@ -434,17 +556,22 @@ impl Line {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, LineError> {
-        match self {
-            Self::Memory(m) => Ok(m.lease(onsale, holder, ttl)),
-            Self::Redis(r) => r.lease(onsale, holder, ttl).await,
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.lease(onsale, holder, ttl)),
+            Backend::Redis(r) => r.lease(onsale, holder, ttl).await,
         }
     }
 }
+
+/// How long a dead node stays listed by [`Line::dead_nodes`].
+const DEAD_NODE_MEMORY_MS: u64 = 3_600_000;
 
 /// The in-process line.
 #[derive(Debug, Default)]
 pub struct MemoryLine {
     onsales: Mutex<HashMap<Uuid, LineState>>,
+    /// Node presence id → alive until (unix ms).
+    nodes: Mutex<HashMap<String, u64>>,
     /// Account → the queues it waits in, with when it entered each.
     accounts: Mutex<HashMap<String, HashMap<Uuid, u64>>>,
     leases: Mutex<HashMap<Uuid, (String, std::time::Instant)>>,
@@ -484,6 +611,8 @@ struct LineState {
     line: BTreeMap<u64, String>,
     /// user → attached connections.
     presence: HashMap<String, i64>,
+    /// node → place id → connections of that node attached to it.
+    by_node: HashMap<String, HashMap<String, i64>>,
     /// user → grace deadline.
     absent: HashMap<String, u64>,
     gone: BTreeSet<u64>,
@@ -510,6 +639,7 @@ impl Default for LineState {
             pre: HashSet::new(),
             line: BTreeMap::new(),
             presence: HashMap::new(),
+            by_node: HashMap::new(),
             absent: HashMap::new(),
             gone: BTreeSet::new(),
             admitted: HashMap::new(),
@@ -534,10 +664,21 @@ impl LineState {
         })
     }
 
-    fn join(&mut self, user: &str, new_id: &str, attached: Option<&str>) -> Joined {
+    /// Counts one more connection of `node` on place `id`.
+    fn attach_on(&mut self, node: &str, id: &str) {
+        *self
+            .by_node
+            .entry(node.to_owned())
+            .or_default()
+            .entry(id.to_owned())
+            .or_default() += 1;
+    }
+
+    fn join(&mut self, user: &str, new_id: &str, attached: Option<&str>, node: &str) -> Joined {
         if let Some(place) = self.place(user) {
             if attached != Some(place.id.as_str()) {
                 *self.presence.entry(user.to_owned()).or_default() += 1;
+                self.attach_on(node, &place.id);
             }
             self.absent.remove(user);
             self.no_show.remove(user);
@@ -557,6 +698,7 @@ impl LineState {
             self.last_seq
         };
         self.owners.insert(new_id.to_owned(), user.to_owned());
+        self.attach_on(node, new_id);
         self.places
             .insert(user.to_owned(), (new_id.to_owned(), seq));
         self.presence.insert(user.to_owned(), 1);
@@ -567,19 +709,52 @@ impl LineState {
         })
     }
 
-    fn detach(&mut self, user: &str, place: &str, deadline: u64) {
+    fn detach(&mut self, user: &str, place: &str, deadline: u64, node: &str) {
+        if let Some(counts) = self.by_node.get_mut(node) {
+            if let Some(n) = counts.get_mut(place) {
+                *n -= 1;
+                if *n <= 0 {
+                    counts.remove(place);
+                }
+            }
+            if counts.is_empty() {
+                self.by_node.remove(node);
+            }
+        }
+        self.lose_connections(user, place, 1, deadline);
+    }
+
+    /// `n` connections attached to `place` of `user` went away: when none is left, a waiting
+    /// place starts its grace period.
+    fn lose_connections(&mut self, user: &str, place: &str, n: i64, deadline: u64) -> bool {
         if self.places.get(user).is_none_or(|(id, _)| id != place) {
-            return;
+            return false;
         }
         let count = self.presence.entry(user.to_owned()).or_default();
-        *count -= 1;
+        *count -= n;
         if *count > 0 {
-            return;
+            return false;
         }
         self.presence.remove(user);
         if !self.admitted.contains_key(user) {
             self.absent.insert(user.to_owned(), deadline);
         }
+        true
+    }
+
+    fn detach_node(&mut self, node: &str, deadline: u64) -> u64 {
+        let Some(counts) = self.by_node.remove(node) else {
+            return 0;
+        };
+        let mut lost = 0;
+        for (place, n) in counts {
+            if let Some(user) = self.owners.get(&place).cloned()
+                && self.lose_connections(&user, &place, n, deadline)
+            {
+                lost += 1;
+            }
+        }
+        lost
     }
 
     /// Ends a place, whatever its state. Returns whether there was one.

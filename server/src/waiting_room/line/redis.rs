@@ -18,6 +18,8 @@
 //! | `P:wr:{o}:meta` | hash | `cursor`, `admitted`, `exhausted`, `reserved`, `drawn` |
 //! | `P:wr:{o}:intents` | hash | user → purchase staged while waiting |
 //! | `P:wr:{o}:lease` | string | the controller holding the onsale |
+//! | `P:wr:{o}:node:{n}` | hash | place id → connections of node `n` attached to it |
+//! | `P:wr:nodes` | sorted set | node presence ids, by when their heartbeat runs out |
 //! | `P:wr:account:{a}` | sorted set | the onsales account `a` waits in, by when it entered |
 //!
 //! The scripts are the memory implementation's methods, step for step
@@ -79,6 +81,8 @@ end
 
 const JOIN: &str = r"
 -- ARGV holds (user, new place id, attached place id) triples: one call joins a whole batch.
+-- The last key is the joining node's attachments.
+local k_node = KEYS[#KEYS]
 local status = redis.call('GET', k_status) or 'scheduled'
 local open = status == 'pre_queue' or status == 'live' or status == 'paused'
 local out = {}
@@ -86,7 +90,11 @@ for i = 1, #ARGV, 3 do
   local user, id, attached = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local cur = redis.call('HGET', k_places, user)
   if cur then
-    if string.match(cur, '^(.*):') ~= attached then redis.call('HINCRBY', k_presence, user, 1) end
+    local cur_id = string.match(cur, '^(.*):')
+    if cur_id ~= attached then
+      redis.call('HINCRBY', k_presence, user, 1)
+      redis.call('HINCRBY', k_node, cur_id, 1)
+    end
     redis.call('ZREM', k_absent, user)
     redis.call('ZREM', k_noshow, user)
     out[#out + 1] = 'attached'
@@ -108,6 +116,7 @@ for i = 1, #ARGV, 3 do
     redis.call('HSET', k_owners, id, user)
     redis.call('HSET', k_places, user, place)
     redis.call('HSET', k_presence, user, 1)
+    redis.call('HINCRBY', k_node, id, 1)
     out[#out + 1] = 'new'
     out[#out + 1] = place
     out[#out + 1] = ''
@@ -117,7 +126,10 @@ return out
 ";
 
 const DETACH: &str = r"
+-- The last key is the detaching node's attachments.
+local k_node = KEYS[#KEYS]
 local user = ARGV[1]
+if redis.call('HINCRBY', k_node, ARGV[2], -1) <= 0 then redis.call('HDEL', k_node, ARGV[2]) end
 local cur = redis.call('HGET', k_places, user)
 if not cur or string.match(cur, '^(.*):') ~= ARGV[2] then return 0 end
 if redis.call('HINCRBY', k_presence, user, -1) > 0 then return 0 end
@@ -126,6 +138,29 @@ if not redis.call('ZSCORE', k_admitted, user) then
   redis.call('ZADD', k_absent, ARGV[3], user)
 end
 return 1
+";
+
+/// Detaches every connection a dead node had attached (the last key holds them).
+const DETACH_NODE: &str = r"
+local k_node = KEYS[#KEYS]
+local lost = 0
+local all = redis.call('HGETALL', k_node)
+for i = 1, #all, 2 do
+  local id, n = all[i], tonumber(all[i + 1])
+  local user = redis.call('HGET', k_owners, id)
+  local cur = user and redis.call('HGET', k_places, user)
+  if cur and string.match(cur, '^(.*):') == id then
+    if redis.call('HINCRBY', k_presence, user, -n) <= 0 then
+      redis.call('HDEL', k_presence, user)
+      if not redis.call('ZSCORE', k_admitted, user) then
+        redis.call('ZADD', k_absent, ARGV[1], user)
+      end
+      lost = lost + 1
+    end
+  end
+end
+redis.call('DEL', k_node)
+return lost
 ";
 
 const LEAVE: &str = r"
@@ -267,6 +302,7 @@ pub struct RedisLine {
     prefix: String,
     join: Script,
     detach: Script,
+    detach_node: Script,
     leave: Script,
     finish: Script,
     close_pre_queue: Script,
@@ -327,6 +363,7 @@ impl RedisLine {
             prefix: prefix.to_owned(),
             join: script(JOIN),
             detach: script(DETACH),
+            detach_node: script(DETACH_NODE),
             leave: with_drop(LEAVE),
             finish: with_drop(FINISH),
             close_pre_queue: script(CLOSE_PRE_QUEUE),
@@ -364,6 +401,86 @@ impl RedisLine {
             .map_err(unavailable)
     }
 
+    /// Runs a script that also takes node `node`'s attachments in `onsale` (its last key).
+    async fn run_on_node(
+        &self,
+        script: &Script,
+        onsale: Uuid,
+        node: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, LineError> {
+        let mut keys = self.keys(onsale);
+        keys.push(self.key(onsale, &format!("node:{node}")));
+        script
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(unavailable)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:wr:nodes", self.prefix)
+    }
+
+    /// Records `node` alive until `until`; when it was alive until before.
+    pub(crate) async fn heartbeat(
+        &self,
+        node: &str,
+        until: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>, LineError> {
+        let key = self.nodes_key();
+        let pipeline = self.client.pipeline();
+        let () = pipeline.zscore(&key, node).await.map_err(unavailable)?;
+        let () = pipeline
+            .zadd(&key, None, None, false, false, (until as f64, node))
+            .await
+            .map_err(unavailable)?;
+        let () = pipeline
+            .zremrangebyscore(
+                &key,
+                f64::NEG_INFINITY,
+                now_ms.saturating_sub(super::DEAD_NODE_MEMORY_MS) as f64,
+            )
+            .await
+            .map_err(unavailable)?;
+        let replies: Vec<Value> = pipeline.all().await.map_err(unavailable)?;
+        match replies.first() {
+            Some(Value::Null) | None => Ok(None),
+            Some(Value::Double(d)) => Ok(Some(*d as u64)),
+            Some(other) => Ok(Some(number(other)?)),
+        }
+    }
+
+    pub(crate) async fn dead_nodes(&self, now_ms: u64) -> Result<Vec<String>, LineError> {
+        self.client
+            .zrangebyscore(
+                self.nodes_key(),
+                f64::NEG_INFINITY,
+                now_ms as f64,
+                false,
+                None,
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn detach_node(
+        &self,
+        onsale: Uuid,
+        node: &str,
+        deadline: u64,
+    ) -> Result<u64, LineError> {
+        let lost = self
+            .run_on_node(
+                &self.detach_node,
+                onsale,
+                node,
+                vec![(deadline as i64).into()],
+            )
+            .await?;
+        number(&lost)
+    }
+
     async fn run_list(
         &self,
         script: &Script,
@@ -381,6 +498,7 @@ impl RedisLine {
         &self,
         onsale: Uuid,
         joins: &[(&str, String, Option<&str>)],
+        node: &str,
     ) -> Result<Vec<Joined>, LineError> {
         let args = joins
             .iter()
@@ -392,7 +510,11 @@ impl RedisLine {
                 ]
             })
             .collect();
-        let reply = self.run_list(&self.join, onsale, args).await?;
+        let reply = match self.run_on_node(&self.join, onsale, node, args).await? {
+            Value::Array(values) => values,
+            Value::Null => Vec::new(),
+            other => return Err(corrupt(other)),
+        };
         if reply.len() != joins.len() * 3 {
             return Err(corrupt(reply));
         }
@@ -423,9 +545,12 @@ impl RedisLine {
         user: &str,
         place: &str,
         deadline: u64,
+        node: &str,
     ) -> Result<(), LineError> {
         let args = vec![user.into(), place.into(), (deadline as i64).into()];
-        self.run(&self.detach, onsale, args).await.map(drop)
+        self.run_on_node(&self.detach, onsale, node, args)
+            .await
+            .map(drop)
     }
 
     pub(crate) async fn leave(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {

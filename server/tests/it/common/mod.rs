@@ -201,10 +201,18 @@ impl Raw {
 
     /// The next protocol message (skipping pings), within 5 s.
     pub async fn recv(&mut self) -> ServerMessage {
+        self.recv_within(Duration::from_secs(5))
+            .await
+            .expect("a message within 5 s")
+    }
+
+    /// The next protocol message (skipping pings), if one comes within `within`.
+    pub async fn recv_within(&mut self, within: Duration) -> Option<ServerMessage> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(5), self.socket.next())
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .expect("a message within 5 s")
+                .ok()?
                 .expect("socket open")
                 .expect("no socket error");
             let bytes = match &frame {
@@ -214,7 +222,7 @@ impl Raw {
                 Message::Close(c) => panic!("unexpected close {c:?}"),
                 Message::Frame(_) => continue,
             };
-            return self.codec.decode(&bytes).expect("decodable server message");
+            return Some(self.codec.decode(&bytes).expect("decodable server message"));
         }
     }
 

@@ -62,6 +62,33 @@ pub fn worker_process(
     Process(command.spawn().expect("the marquee binary runs"))
 }
 
+/// A `marquee serve` process with the environment `env` (database, Redis, secrets), listening
+/// on a free loopback port: the process and its address, once `/ready` answers 200.
+pub async fn node_process(env: &[(&str, String)]) -> (Process, std::net::SocketAddr) {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marquee"));
+    command
+        .arg("serve")
+        .env("MARQUEE_LISTEN", addr.to_string())
+        .env("MARQUEE_INTERNAL_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let process = Process(command.spawn().expect("the marquee binary runs"));
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && super::http(addr, "GET", "/ready", &[], None).await.status == 200
+        {
+            return (process, addr);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the node process did not become ready");
+}
+
 /// Waits for a process that is meant to abort (a fault switch) and checks that it did.
 pub async fn aborted(mut child: Process) {
     let status = tokio::task::spawn_blocking(move || child.0.wait())
