@@ -72,11 +72,17 @@ pub trait Purchases: Send + Sync + std::fmt::Debug + 'static {
     fn submit(&self, purchase: StagedPurchase) -> BoxFuture<'_, Result<(), String>>;
 }
 
-/// What booking asks of the waiting room: the admission slot of a buyer who finished shopping
-/// goes to the next buyer.
+/// What booking asks of the waiting room: whether an admission still stands, and the
+/// admission slot of a buyer who finished shopping goes to the next buyer.
 pub trait Slots: Send + Sync + std::fmt::Debug + 'static {
     /// Ends `user`'s admission to `onsale`, handing its slot on.
     fn finish<'a>(&'a self, onsale: Uuid, user: &'a str) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Whether `user` is admitted to `onsale` now: a genuine admission token outlives its
+    /// place when the buyer checked out, released, left the queue or was expired, and is
+    /// refused from then on.
+    fn is_admitted<'a>(&'a self, onsale: Uuid, user: &'a str)
+    -> BoxFuture<'a, Result<bool, String>>;
 }
 
 /// The audience of every admission token.

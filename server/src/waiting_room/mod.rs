@@ -91,4 +91,15 @@ impl crate::admission::Slots for line::Line {
                 .map_err(|e| e.to_string())
         })
     }
+
+    fn is_admitted<'a>(
+        &'a self,
+        onsale: Uuid,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let place = self.place(onsale, user).await.map_err(|e| e.to_string())?;
+            Ok(place.is_some_and(|p| p.admitted_until_ms.is_some()))
+        })
+    }
 }

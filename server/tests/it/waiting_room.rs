@@ -995,6 +995,22 @@ async fn checking_out_or_releasing_hands_the_admission_slot_to_the_next_buyer(po
         "{told:?}"
     );
     let bob_token = admitted_token(status_until(&mut bob, Duration::from_secs(5), admitted).await);
+    // Her admission token is still genuine and unexpired, but her place ended: it admits her
+    // to nothing more.
+    let again = command_outcome(
+        &mut ana,
+        4,
+        Command::HoldSeats {
+            event: event.clone(),
+            seats: vec![5],
+        },
+        &ana_token,
+    )
+    .await;
+    assert!(
+        matches!(&again, Outcome::Rejected { code, .. } if *code == ErrorCode::AdmissionRequired),
+        "{again:?}"
+    );
     // Bob checks out: his slot goes to Cy.
     let mut cy = connect(&node, &shop, "cy").await;
     assert_eq!(join(&mut cy, 1, onsale).await.state, PlaceState::Waiting);

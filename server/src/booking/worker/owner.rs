@@ -509,6 +509,7 @@ impl Owner {
             .map(|e| (e.envelope.user.clone(), e.envelope.request_id.clone()))
             .collect();
         let stored = store::processed(&worker.db, inv.tenant, &keys).await?;
+        let ended = ended_admissions(worker, entries).await;
         let mut batch = Batch {
             notify: worker.settings.notify,
             checkout_provider: worker
@@ -544,7 +545,10 @@ impl Owner {
                 .admission
                 .as_deref()
                 .zip(worker.settings.admission.as_ref())
-                .and_then(|(token, key)| key.verify(token));
+                .and_then(|(token, key)| key.verify(token))
+                // A genuine token whose place ended (checked out, released, left, expired)
+                // admits nobody any more.
+                .filter(|pass| !ended.contains(&(pass.onsale, pass.user.clone())));
             if worker.settings.panic_on_request.as_deref() == Some(envelope.request_id.as_str()) {
                 panic!("fault injection: deciding {} panics", envelope.request_id);
             }
@@ -690,6 +694,38 @@ impl Owner {
             requests: seen,
         })
     }
+}
+
+/// The admissions of `entries`' holds whose places have ended, as `(onsale, user)`: asked of
+/// the waiting room, all at once. If it cannot answer, every admission stands (its token is
+/// signed and short-lived; refusing every buyer for a moment's outage would be worse).
+async fn ended_admissions(worker: &Worker, entries: &[Entry]) -> HashSet<(Uuid, String)> {
+    let (Some(slots), Some(key)) = (&worker.settings.slots, &worker.settings.admission) else {
+        return HashSet::new();
+    };
+    let passes: HashSet<(Uuid, String)> = entries
+        .iter()
+        .filter(|e| e.envelope.command.kind().starts_with("hold"))
+        .filter_map(|e| key.verify(e.envelope.admission.as_deref()?))
+        .map(|pass| (pass.onsale, pass.user))
+        .collect();
+    let asks = passes.into_iter().map(|(onsale, user)| async move {
+        let admitted = slots.is_admitted(onsale, &user).await;
+        (onsale, user, admitted)
+    });
+    let mut ended = HashSet::new();
+    for (onsale, user, admitted) in futures_util::future::join_all(asks).await {
+        match admitted {
+            Ok(false) => {
+                ended.insert((onsale, user));
+            }
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(%onsale, error = %e, "cannot ask the waiting room whether an admission stands");
+            }
+        }
+    }
+    ended
 }
 
 /// The durable record and the inbox message of an order update: stored like a command's result
