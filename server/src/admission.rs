@@ -81,8 +81,11 @@ pub trait Slots: Send + Sync + std::fmt::Debug + 'static {
     /// Whether `user` is admitted to `onsale` now: a genuine admission token outlives its
     /// place when the buyer checked out, released, left the queue or was expired, and is
     /// refused from then on.
-    fn is_admitted<'a>(&'a self, onsale: Uuid, user: &'a str)
-    -> BoxFuture<'a, Result<bool, String>>;
+    fn is_admitted<'a>(
+        &'a self,
+        onsale: Uuid,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>>;
 }
 
 /// The audience of every admission token.

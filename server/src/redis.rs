@@ -6,14 +6,19 @@
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
 use std::time::Duration;
 
-/// A connected Redis client for request/reply work: it reconnects with backoff and gives up on
-/// a connection attempt after 5 s.
+/// A connected Redis client for request/reply work: it reconnects with backoff, gives up on a
+/// connection attempt after 5 s, and on a command after 5 s (a Redis that stopped answering,
+/// paused or partitioned away, fails the calls waiting on it instead of hanging them: a worker
+/// then leaves its batch unacknowledged for whoever owns the event next).
 pub async fn client(url: &str) -> Result<fred::clients::Client, fred::error::Error> {
     let config = Config::from_url(url)?;
     let client = Builder::from_config(config)
         .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(5);
+        })
+        .with_performance_config(|c| {
+            c.default_command_timeout = Duration::from_secs(5);
         })
         .build()?;
     client.init().await?;

@@ -263,6 +263,12 @@ async fn only_the_buyers_own_live_admission_to_this_onsale_lets_a_command_throug
             "a session token",
             Some(buyer_signed(secret, shop.tenant, "ana")),
         ),
+        // Genuine, hers, unexpired, but she has no admitted place in the line (never had, or
+        // it ended).
+        (
+            "without an admitted place",
+            Some(key.issue(shop.tenant, "ana", onsale, later)),
+        ),
     ];
     for (i, (case, admission)) in refused.into_iter().enumerate() {
         raw.send(&ClientMessage::Command {
@@ -277,11 +283,28 @@ async fn only_the_buyers_own_live_admission_to_this_onsale_lets_a_command_throug
     }
     assert_eq!(count(&pool, "select count(*) from hold").await, 0);
     assert_eq!(count(&pool, "select count(*) from seat_claim").await, 0);
+    // Ana queues and is admitted: the admission she is given lets her hold.
+    raw.send(&ClientMessage::QueueJoin {
+        id: 99,
+        onsale: onsale.to_string(),
+        intent: None,
+    })
+    .await;
+    let token = loop {
+        match raw.recv().await {
+            ServerMessage::QueueJoined { status, .. } | ServerMessage::QueueStatus(status)
+                if status.admission.is_some() =>
+            {
+                break status.admission.unwrap().token;
+            }
+            _ => {}
+        }
+    };
     raw.send(&ClientMessage::Command {
         id: 100,
         request_id: "admitted".into(),
         command: hold_seats(&shop, &[0]),
-        admission: Some(key.issue(shop.tenant, "ana", onsale, later)),
+        admission: Some(token),
     })
     .await;
     let r = result(&mut raw).await;

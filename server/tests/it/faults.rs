@@ -337,6 +337,101 @@ async fn redis_losing_every_key_mid_onsale_loses_no_command_and_refuses_none(poo
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn an_acknowledgement_failing_after_a_commit_delivers_the_result_exactly_once(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let redis = PrivateRedis::start().await;
+    let prefix = "paused";
+    let mut config = node_config(&pool);
+    config.redis_url = Some(Secret::new(redis.url()));
+    config.redis_prefix = prefix.to_owned();
+    config.booking.workers = 0;
+    let node = TestNode::start(config).await;
+    let db = database_url(&pool);
+    let _worker = worker_process(&db, &redis.url(), prefix, "w", &[]);
+    let mut raw = connect(&node, &shop, "ana").await;
+    send(&mut raw, 1, "warm", hold_seats(&shop, &[1])).await;
+    held(&result(&mut raw).await);
+    // The event's row is locked, so the next batch's commit waits; Redis stops answering
+    // meanwhile, so once the commit goes through, its acknowledgement fails.
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("select 1 from event where event_id = $1 for update")
+        .bind(shop.event)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    send(&mut raw, 2, "once", hold_seats(&shop, &[2])).await;
+    let waiting = async {
+        loop {
+            let blocked: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity
+                 where wait_event_type = 'Lock' and query like 'update event set inventory_version%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if blocked > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the worker's commit waits on the lock");
+    redis.pause();
+    lock.commit().await.unwrap();
+    // The commit lands; XACK (and the lease) time out after 5 s; then Redis answers again.
+    let committed = async {
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from processed_request where request_id = 'once'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if n == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), committed)
+        .await
+        .expect("the batch commits while Redis is paused");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    redis.resume();
+    // The entry is delivered again, found decided, and acknowledged: one result, one hold.
+    let first = result(&mut raw).await;
+    assert_eq!(first.request_id, "once");
+    held(&first);
+    let again = tokio::time::timeout(Duration::from_secs(3), result(&mut raw)).await;
+    assert!(again.is_err(), "a second result arrived: {again:?}");
+    let holds: i64 = sqlx::query_scalar("select count(*) from hold where status = 'active'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(holds, 2);
+    let client =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis.url()).unwrap())
+            .build()
+            .unwrap();
+    {
+        use fred::prelude::{ClientLike as _, StreamsInterface as _};
+        client.init().await.unwrap();
+        let stream = format!("{prefix}:cmd:{{{}}}", shop.event);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while client.xlen::<u64, _>(&stream).await.unwrap() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the entry is acknowledged"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn redis_restarted_empty_mid_onsale_loses_no_command(pool: PgPool) {
     let shop = shop(&pool, ShopSpec::default()).await;
     let mut redis = PrivateRedis::start().await;

@@ -152,6 +152,23 @@ impl PrivateRedis {
         panic!("private redis did not start");
     }
 
+    /// Stops the server from answering (SIGSTOP): connections stay open and every command
+    /// waits, as behind a network partition or a long pause.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server answer again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the server (SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
