@@ -236,6 +236,76 @@ async fn a_worker_killed_between_payment_call_and_marking_it_done_pays_once(pool
     node.shutdown().await;
 }
 
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_worker_killed_between_refund_call_and_marking_it_done_refunds_once(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let prefix = common::unique_prefix();
+    let node = hub_only(&pool, &prefix).await;
+    let (db, redis) = (database_url(&pool), common::redis_url());
+    let env = paying_worker(&node);
+    let mut first = worker_process(&db, &redis, &prefix, "first", &env);
+    let mut raw = connect(&node, &shop, "ana").await;
+    let order = hold_and_checkout(&mut raw, &shop, &[6]).await;
+    paid_once(&pool, &mut raw, order, Duration::from_secs(10)).await;
+    kill(&mut first);
+    // An operator refunds the paid order; the doomed worker applies it, asks the provider for
+    // the refund and dies before marking the call done.
+    let doomed = worker_process(
+        &db,
+        &redis,
+        &prefix,
+        "doomed",
+        &with(env.clone(), "MARQUEE_CRASH_AFTER_CALL"),
+    );
+    let (status, body) = common::call_json(
+        node.addr,
+        Some(&common::shop::admin_token(&shop)),
+        "POST",
+        &format!("/v1/admin/orders/{order}/refund"),
+        Some(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    aborted(doomed).await;
+    let refund = |pool: PgPool| async move {
+        sqlx::query_as::<_, (i32, bool)>(
+            "select attempts, done_at is not null from effect
+             where kind = 'payment.refund' and data->>'order' = $1::text",
+        )
+        .bind(order)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(refund(pool.clone()).await, (1, false), "asked, not marked done");
+    // The heir asks again with the same key once the claim lapses: the provider reports one
+    // refund, whichever call it came from.
+    let _heir = worker_process(&db, &redis, &prefix, "heir", &env);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while refund(pool.clone()).await != (2, true) {
+        assert!(tokio::time::Instant::now() < deadline, "the refund is asked again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let reported: i64 = sqlx::query_scalar(
+        "select count(*) from payment_event
+         where ticket_order_id = $1 and provider = 'simulated' and kind = 'refunded'",
+    )
+    .bind(order)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(reported, 1, "one refund reported by the provider");
+    let status: String =
+        sqlx::query_scalar("select status::text from ticket_order where ticket_order_id = $1")
+            .bind(order)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "refunded");
+    node.shutdown().await;
+}
+
 /// A buyer on the SDK who sends commands again on their own (after 2 s without a result).
 async fn sdk_buyer(url: String, shop: &Shop, user: &str) -> Client {
     let mut config = ClientConfig::new(url);
