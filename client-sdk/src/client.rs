@@ -99,6 +99,44 @@ impl Client {
         }
     }
 
+    /// Joins an onsale's waiting room (`queue.join`): the place's status. The client joins
+    /// again by itself after every reconnect (attaching to the same place, on any node), until
+    /// [`Client::leave_queue`]. Later statuses arrive as [`Event::QueueStatus`]; the admission
+    /// to send with commands is the `admission` of an `admitted` one.
+    pub async fn join_queue(
+        &self,
+        onsale: &str,
+    ) -> Result<marquee_protocol::queue::QueueStatus, ClientError> {
+        let reply = self
+            .request(|id| ClientMessage::QueueJoin {
+                id,
+                onsale: onsale.to_owned(),
+                intent: None,
+            })
+            .await?;
+        match reply {
+            ServerMessage::QueueJoined { status, .. } => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Gives the place in an onsale's waiting room up at once (`queue.leave`).
+    pub async fn leave_queue(
+        &self,
+        onsale: &str,
+    ) -> Result<marquee_protocol::queue::QueueStatus, ClientError> {
+        let reply = self
+            .request(|id| ClientMessage::QueueLeave {
+                id,
+                onsale: onsale.to_owned(),
+            })
+            .await?;
+        match reply {
+            ServerMessage::QueueJoined { status, .. } => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Subscribes to a channel. The client keeps it subscribed across reconnects, resuming from
     /// the last message it delivered.
     pub async fn subscribe(&self, channel: &str) -> Result<Subscribed, ClientError> {
@@ -242,5 +280,13 @@ impl Client {
     /// Closes the connection (code 1000) and stops reconnecting.
     pub async fn close(&self) {
         let _ = self.tx.send(Command::Close).await;
+    }
+}
+
+/// A reply of the wrong kind (a server that does not speak the protocol).
+fn unexpected(reply: ServerMessage) -> ClientError {
+    ClientError::Server {
+        code: marquee_protocol::ErrorCode::Internal,
+        message: format!("unexpected reply: {reply:?}"),
     }
 }

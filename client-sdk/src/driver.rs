@@ -98,6 +98,8 @@ enum Pending {
     },
     /// An acknowledgement of these results; once answered they need no resending.
     Ack(Vec<String>),
+    /// The automatic `queue.join` after a reconnect: its reply is an event.
+    Rejoin,
 }
 
 /// A channel the application wants.
@@ -148,6 +150,9 @@ pub(crate) struct Driver {
     /// Results delivered but not yet acknowledged by the server: sent again on every new
     /// session, since an acknowledgement lost with a connection is otherwise never repeated.
     unacked: HashSet<String>,
+    /// Onsales whose waiting room the application joined (and did not leave): joined again
+    /// after every reconnect, attaching to the same place.
+    queues: HashSet<String>,
 }
 
 impl Driver {
@@ -174,6 +179,7 @@ impl Driver {
             delivered: VecDeque::new(),
             delivered_set: HashSet::new(),
             unacked: HashSet::new(),
+            queues: HashSet::new(),
         }
     }
 
@@ -466,6 +472,19 @@ impl Driver {
                 return end;
             }
         }
+        let queues: Vec<String> = self.queues.iter().cloned().collect();
+        for onsale in queues {
+            let id = self.next_id();
+            self.pending.insert(id, Pending::Rejoin);
+            let join = ClientMessage::QueueJoin {
+                id,
+                onsale,
+                intent: None,
+            };
+            if let Err(end) = self.send(&mut socket, &join).await {
+                return end;
+            }
+        }
 
         let mut refresh_at = self.refresh_deadline(welcome.expires_at);
         let mut advised: Option<Duration> = None;
@@ -490,9 +509,18 @@ impl Driver {
                             return End::Stop;
                         }
                         Some(Command::Request { message, reply }) => {
-                            if let ClientMessage::Unsubscribe { channel, .. } = &message {
-                                // Not wanted any more: never resubscribed after a reconnect.
-                                self.subs.remove(channel);
+                            match &message {
+                                ClientMessage::Unsubscribe { channel, .. } => {
+                                    // Not wanted any more: never resubscribed after a reconnect.
+                                    self.subs.remove(channel);
+                                }
+                                ClientMessage::QueueJoin { onsale, .. } => {
+                                    self.queues.insert(onsale.clone());
+                                }
+                                ClientMessage::QueueLeave { onsale, .. } => {
+                                    self.queues.remove(onsale);
+                                }
+                                _ => {}
                             }
                             self.pending.insert(message.id(), Pending::Request(reply));
                             self.send(&mut socket, &message).await
@@ -722,16 +750,25 @@ impl Driver {
                             }
                         }
                     }
-                    Some(Pending::Refresh | Pending::Ack(_)) | None => {
+                    Some(Pending::Refresh | Pending::Ack(_) | Pending::Rejoin) | None => {
                         self.emit(Event::Error { code, message }).await;
                     }
                 }
+                Ok(())
+            }
+            ServerMessage::QueueStatus(status) => {
+                self.emit(Event::QueueStatus(status)).await;
                 Ok(())
             }
             other => {
                 match other.reply_to().and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Request(reply)) => {
                         let _ = reply.send(Ok(other));
+                    }
+                    Some(Pending::Rejoin) => {
+                        if let ServerMessage::QueueJoined { status, .. } = other {
+                            self.emit(Event::QueueStatus(status)).await;
+                        }
                     }
                     Some(Pending::Ack(request_ids)) => {
                         for request_id in &request_ids {

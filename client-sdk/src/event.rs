@@ -91,6 +91,10 @@ pub enum Event {
         /// When the next attempt starts.
         reconnect_in: Option<Duration>,
     },
+    /// A waiting-room status: pushed by the server as the place moves (position, admission,
+    /// end), and the answer to the automatic `queue.join` the client sends for every queue it
+    /// joined after each reconnect (it attaches to the same place).
+    QueueStatus(marquee_protocol::queue::QueueStatus),
     /// A server error not tied to a pending request (or an automatic resubscribe that failed).
     Error {
         /// Stable code.

@@ -277,13 +277,20 @@ async fn a_worker_killed_between_refund_call_and_marking_it_done_refunds_once(po
         .await
         .unwrap()
     };
-    assert_eq!(refund(pool.clone()).await, (1, false), "asked, not marked done");
+    assert_eq!(
+        refund(pool.clone()).await,
+        (1, false),
+        "asked, not marked done"
+    );
     // The heir asks again with the same key once the claim lapses: the provider reports one
     // refund, whichever call it came from.
     let _heir = worker_process(&db, &redis, &prefix, "heir", &env);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while refund(pool.clone()).await != (2, true) {
-        assert!(tokio::time::Instant::now() < deadline, "the refund is asked again");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refund is asked again"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -588,6 +588,45 @@ async fn a_killed_nodes_buyers_keep_their_places_and_admissions_or_start_their_g
 }
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn the_sdk_joins_a_queue_and_keeps_its_place_across_a_reconnect(pool: PgPool) {
+    use marquee_client::{Client, ClientConfig, Event, TokenProvider};
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "paused", 5.0, 100).await;
+    let node = TestNode::start(config(&pool, Duration::from_secs(120))).await;
+    let mut first = connect(&node, &shop, "first").await;
+    join(&mut first, 1, onsale).await;
+    let relay = common::Relay::start(node.addr).await;
+    let (client, mut events) = Client::connect(
+        ClientConfig::new(relay.ws_url()),
+        TokenProvider::fixed(buyer_signed(SECRET, shop.tenant, "ana")),
+    )
+    .await
+    .unwrap();
+    let joined = client.join_queue(&onsale.to_string()).await.unwrap();
+    assert_eq!(
+        (joined.state, joined.position),
+        (PlaceState::Waiting, Some(2))
+    );
+    // The network drops: the client reconnects and joins again by itself, attaching to the
+    // same place.
+    relay.cut();
+    let again = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(Event::QueueStatus(status)) = events.next().await {
+                return status;
+            }
+        }
+    })
+    .await
+    .expect("a status after the reconnect");
+    assert_eq!((&again.place, again.position), (&joined.place, Some(2)));
+    let left = client.leave_queue(&onsale.to_string()).await.unwrap();
+    assert_eq!(left.state, PlaceState::Ended);
+    client.close().await;
+    node.shutdown().await;
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn joins_are_refused_with_exact_codes_outside_the_buyers_own_open_queue(pool: PgPool) {
     let shop = shop(&pool, ShopSpec::default()).await;
     let other = self::shop(&pool, ShopSpec::default()).await;
