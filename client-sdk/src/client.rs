@@ -116,7 +116,7 @@ impl Client {
             .await?;
         match reply {
             ServerMessage::QueueJoined { status, .. } => Ok(status),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -133,7 +133,7 @@ impl Client {
             .await?;
         match reply {
             ServerMessage::QueueJoined { status, .. } => Ok(status),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -284,7 +284,7 @@ impl Client {
 }
 
 /// A reply of the wrong kind (a server that does not speak the protocol).
-fn unexpected(reply: ServerMessage) -> ClientError {
+fn unexpected(reply: &ServerMessage) -> ClientError {
     ClientError::Server {
         code: marquee_protocol::ErrorCode::Internal,
         message: format!("unexpected reply: {reply:?}"),
