@@ -215,17 +215,20 @@ impl Driver {
         let mut acked = Vec::new();
         for result in results {
             let request_id = result.request_id.clone();
+            // A command sent again after its result was delivered (the application retried
+            // its request id) gets the first result again: its caller is answered, and the
+            // event is not repeated.
+            if let Some(open) = self.open.remove(&request_id) {
+                for waiter in open.waiters {
+                    let _ = waiter.send(Ok(result.clone()));
+                }
+            }
             if self.delivered_set.insert(request_id.clone()) {
                 self.delivered.push_back(request_id.clone());
                 if self.delivered.len() > REMEMBERED_RESULTS
                     && let Some(old) = self.delivered.pop_front()
                 {
                     self.delivered_set.remove(&old);
-                }
-                if let Some(open) = self.open.remove(&request_id) {
-                    for waiter in open.waiters {
-                        let _ = waiter.send(Ok(result.clone()));
-                    }
                 }
                 self.emit(Event::Result(result)).await;
             }

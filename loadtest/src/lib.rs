@@ -11,11 +11,14 @@
 //!   limit is per process), reporting counters and latency histograms as JSON lines.
 //! - [`wire`]: one client connection for each target (Marquee JSON over raw tokio-tungstenite;
 //!   Engine.IO v4 over the raw WebSocket transport) and the HTTP publisher.
+//! - [`onsale`]: the whole onsale against a cluster it starts, with faults, checking every
+//!   invariant from Postgres and from what the buyers saw.
 //! - [`report`]: the JSON schema, the human summary and the HTML report with plots.
 //!
 //! Every run talks to loopback addresses only, opens a bounded number of connections, and ends
 //! by itself after its configured durations.
 
+pub mod onsale;
 pub mod report;
 pub mod scenarios;
 pub mod servers;

@@ -72,6 +72,21 @@ enum Scenario {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// A whole onsale against a cluster it starts (2 hub nodes, 2 workers, a private Redis
+    /// and PostgreSQL), with faults; checks every invariant and exits non-zero if one broke.
+    Onsale {
+        #[command(flatten)]
+        args: marquee_loadtest::onsale::OnsaleArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Internal: a client process of the onsale scenario's buyers.
+    #[command(hide = true)]
+    OnsaleBuyers {
+        /// The buyers' assignment, as JSON.
+        #[arg(long)]
+        spec: String,
+    },
     /// Internal: a client worker process.
     #[command(hide = true)]
     Worker {
@@ -93,6 +108,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (reports, common) = match cli.scenario {
         Scenario::Worker { spec } => return worker::run(serde_json::from_str(&spec)?).await,
+        Scenario::OnsaleBuyers { spec } => {
+            let records = marquee_loadtest::onsale::buyers::run(serde_json::from_str(&spec)?).await;
+            println!("{}", serde_json::to_string(&records)?);
+            return Ok(());
+        }
+        Scenario::Onsale { args, common } => {
+            let (report, ok) = marquee_loadtest::onsale::run(&args, &common).await?;
+            finish(std::slice::from_ref(&report), &common)?;
+            if let Some(onsale) = &report.onsale {
+                println!("{}", serde_json::to_string_pretty(onsale)?);
+            }
+            anyhow::ensure!(ok, "an invariant broke: see the report");
+            return Ok(());
+        }
         Scenario::Markdown {
             inputs,
             command,

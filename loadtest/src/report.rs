@@ -91,6 +91,9 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Data behind the plots.
     pub series: Series,
+    /// The onsale scenario's invariants, figures, faults and processes (`onsale` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onsale: Option<Value>,
 }
 
 impl Report {

@@ -294,6 +294,7 @@ pub async fn connections(
         duration_s: started.elapsed().as_secs_f64(),
         notes,
         series,
+        onsale: None,
     })
 }
 
@@ -407,6 +408,7 @@ pub async fn fanout(target: Target, args: &FanoutArgs, common: &Common) -> anyho
             u64::from(args.rate) * args.subscribers as u64
         )],
         series,
+        onsale: None,
     })
 }
 
@@ -586,5 +588,6 @@ pub async fn resume(args: &ResumeArgs, common: &Common) -> anyhow::Result<Report
         duration_s: started.elapsed().as_secs_f64(),
         notes,
         series: Series::default(),
+        onsale: None,
     })
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-pub use demo::{DemoCatalog, seed_demo};
+pub use demo::{DemoCatalog, OnsaleSpec, seed_demo, seed_venue};
 
 /// What the catalog routes share.
 #[derive(Debug, Clone)]

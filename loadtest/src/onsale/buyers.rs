@@ -1,0 +1,397 @@
+//! The buyers of the onsale scenario, in a client process of their own (`marquee-loadtest
+//! onsale-buyers`): each buyer is one SDK client that joins the waiting room, waits to be
+//! admitted, holds, checks out and waits for the payment's outcome, and records what it saw.
+//! The process prints the records as one JSON array on stdout when every buyer is done.
+
+use marquee_client::{Client, ClientConfig, Event, Events, TokenProvider};
+use marquee_protocol::booking::{Command, InboxMessage, OrderStatus, Outcome};
+use marquee_protocol::queue::{PlaceState, QueueStatus};
+use marquee_server::auth::{Claims, sign_hs256};
+use rand::{Rng as _, SeedableRng as _};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// What one client process does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuyerSpec {
+    /// Hub nodes (`ws://…/ws`); buyer `n` starts at `urls[n % len]` and moves on when a node
+    /// goes away.
+    pub urls: Vec<String>,
+    /// HS256 secret the nodes trust.
+    pub secret: String,
+    /// The tenant, event and onsale.
+    pub tenant: Uuid,
+    pub event: Uuid,
+    pub onsale: Uuid,
+    /// Price categories (best-available holds pick one).
+    pub categories: Vec<Uuid>,
+    /// The standing ticket type.
+    pub ga: Uuid,
+    /// Seat indexes run from 0 to this (explicit holds pick among them).
+    pub seats: u32,
+    /// Buyers `first..first + count`.
+    pub first: usize,
+    pub count: usize,
+    /// When the scenario started and when the onsale starts (unix ms).
+    pub t0_ms: u64,
+    pub start_ms: u64,
+    /// Joiners after the start arrive within this many ms of it.
+    pub late_window_ms: u64,
+    /// Shares of buyers: joining before the start, holding explicit seats, holding GA,
+    /// abandoning their hold, closing the tab and coming back, retrying a command.
+    pub early: f64,
+    pub explicit: f64,
+    pub ga_share: f64,
+    pub abandon: f64,
+    pub refresh: f64,
+    pub retry: f64,
+    /// Seats (or tickets) per hold, 1 to this.
+    pub per_buyer: u32,
+    /// Every buyer gives up at this instant (unix ms).
+    pub deadline_ms: u64,
+    /// Randomness.
+    pub seed: u64,
+}
+
+/// What one buyer saw (times in unix ms).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BuyerRecord {
+    pub user: String,
+    /// Whether it joined before the start.
+    pub early: bool,
+    pub join_sent: Option<u64>,
+    pub join_acked: Option<u64>,
+    /// Its place id.
+    pub place: Option<String>,
+    pub admitted: Option<u64>,
+    /// `best`, `explicit` or `ga`.
+    pub hold_kind: Option<String>,
+    pub hold_sent: Option<u64>,
+    pub hold_result: Option<u64>,
+    /// `held`, or the rejection code.
+    pub hold_outcome: Option<String>,
+    pub checkout_sent: Option<u64>,
+    pub order: Option<String>,
+    /// The order's last status heard, and when.
+    pub order_status: Option<String>,
+    pub order_final_at: Option<u64>,
+    /// Commands it sent (request ids), and how many results each got.
+    pub sent: Vec<String>,
+    pub results: HashMap<String, u32>,
+    /// Request ids it sent twice (the second with a new client).
+    pub retried: Vec<String>,
+    /// Positions that went up without a reason code.
+    pub position_regressions: u32,
+    /// Reconnects the SDK made.
+    pub reconnects: u32,
+    /// What went wrong on the client side.
+    pub errors: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    marquee_server::clock::now_ms()
+}
+
+async fn sleep_until_ms(at: u64) {
+    let now = now_ms();
+    if at > now {
+        tokio::time::sleep(Duration::from_millis(at - now)).await;
+    }
+}
+
+/// Runs every buyer of `spec` and returns their records.
+pub async fn run(spec: BuyerSpec) -> Vec<BuyerRecord> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in spec.first..spec.first + spec.count {
+        let spec = spec.clone();
+        tasks.spawn(async move { buyer(&spec, n).await });
+    }
+    let mut records = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(record) => records.push(record),
+            Err(e) => records.push(BuyerRecord {
+                errors: vec![format!("buyer task failed: {e}")],
+                ..BuyerRecord::default()
+            }),
+        }
+    }
+    records
+}
+
+fn token(spec: &BuyerSpec, user: &str) -> String {
+    sign_hs256(
+        &spec.secret,
+        &Claims {
+            sub: user.to_owned(),
+            tenant: Some(spec.tenant.to_string()),
+            roles: Vec::new(),
+            exp: marquee_server::clock::now_secs() + 3600,
+            nbf: None,
+            iss: None,
+            aud: None,
+        },
+    )
+}
+
+async fn connect(spec: &BuyerSpec, n: usize, user: &str) -> Result<(Client, Events), String> {
+    let mut urls = spec.urls.clone();
+    let turn = n % urls.len().max(1);
+    urls.rotate_left(turn);
+    let mut config = ClientConfig::with_urls(urls);
+    config.command_resend = Duration::from_secs(5);
+    config.command_timeout = Duration::from_millis(spec.deadline_ms.saturating_sub(now_ms()));
+    config.backoff_cap = Duration::from_secs(2);
+    Client::connect(config, TokenProvider::fixed(token(spec, user)))
+        .await
+        .map_err(|e| format!("connect: {e}"))
+}
+
+/// Follows one buyer's client events: statuses, results, order updates.
+#[derive(Default)]
+struct Seen {
+    status: Option<QueueStatus>,
+    last_position: Option<u64>,
+}
+
+async fn buyer(spec: &BuyerSpec, n: usize) -> BuyerRecord {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed ^ (n as u64).wrapping_mul(0x9E37));
+    let user = format!("buyer-{n}");
+    let mut record = BuyerRecord {
+        user: user.clone(),
+        early: rng.random_bool(spec.early.clamp(0.0, 1.0)),
+        ..BuyerRecord::default()
+    };
+    let join_at = if record.early {
+        spec.t0_ms + rng.random_range(0..spec.start_ms.saturating_sub(spec.t0_ms).max(1))
+    } else {
+        spec.start_ms + rng.random_range(0..spec.late_window_ms.max(1))
+    };
+    sleep_until_ms(join_at).await;
+    if let Err(e) = shop(spec, n, &user, &mut rng, &mut record).await {
+        record.errors.push(e);
+    }
+    record
+}
+
+/// Takes what is left of a client's events (results delivered while the buyer was not
+/// looking are counted), then closes it.
+async fn finish(client: Client, mut events: Events, record: &mut BuyerRecord, seen: &mut Seen) {
+    let quiet = Duration::from_millis(300);
+    while let Ok(Some(_)) = tokio::time::timeout(quiet, async {
+        next_event(&mut events, now_ms() + 300, record, seen).await
+    })
+    .await
+    {}
+    client.close().await;
+}
+
+/// Waits for the next status (or order update), up to the deadline.
+async fn next_event(
+    events: &mut Events,
+    deadline_ms: u64,
+    record: &mut BuyerRecord,
+    seen: &mut Seen,
+) -> Option<Event> {
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    let event = tokio::time::timeout(left, events.next()).await.ok()??;
+    match &event {
+        Event::QueueStatus(status) => {
+            if let (Some(before), Some(now)) = (seen.last_position, status.position)
+                && now > before
+                && status.reason.is_none()
+            {
+                record.position_regressions += 1;
+            }
+            seen.last_position = status.position.or(seen.last_position);
+            seen.status = Some(status.clone());
+        }
+        Event::Result(result) => {
+            *record.results.entry(result.request_id.clone()).or_default() += 1;
+        }
+        Event::Disconnected { .. } => record.reconnects += 1,
+        _ => {}
+    }
+    Some(event)
+}
+
+async fn shop(
+    spec: &BuyerSpec,
+    n: usize,
+    user: &str,
+    rng: &mut rand::rngs::StdRng,
+    record: &mut BuyerRecord,
+) -> Result<(), String> {
+    let (mut client, mut events) = connect(spec, n, user).await?;
+    let onsale = spec.onsale.to_string();
+    let event = spec.event.to_string();
+    record.join_sent = Some(now_ms());
+    let joined = client
+        .join_queue(&onsale)
+        .await
+        .map_err(|e| format!("join: {e}"))?;
+    record.join_acked = Some(now_ms());
+    record.place = Some(joined.place.clone());
+    let mut seen = Seen {
+        last_position: joined.position,
+        status: Some(joined),
+    };
+    // Some close the tab while waiting and come back (a new client, the same account).
+    if rng.random_bool(spec.refresh.clamp(0.0, 1.0)) {
+        client.close().await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+        (client, events) = connect(spec, n + 1, user).await?;
+        let again = client
+            .join_queue(&onsale)
+            .await
+            .map_err(|e| format!("join again: {e}"))?;
+        if Some(&again.place) != record.place.as_ref() {
+            record
+                .errors
+                .push("came back within the grace period to another place".into());
+        }
+        seen.status = Some(again);
+    }
+    // Wait to be admitted.
+    let admission = loop {
+        if let Some(status) = &seen.status {
+            match status.state {
+                PlaceState::Admitted => {
+                    if let Some(grant) = &status.admission {
+                        record.admitted = Some(now_ms());
+                        break grant.token.clone();
+                    }
+                }
+                PlaceState::Ended | PlaceState::Closed => {
+                    finish(client, events, record, &mut seen).await;
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        if next_event(&mut events, spec.deadline_ms, record, &mut seen)
+            .await
+            .is_none()
+        {
+            finish(client, events, record, &mut seen).await;
+            return Ok(());
+        }
+    };
+    // Hold: most by best-available, some explicit seats, some standing.
+    let quantity = rng.random_range(1..=spec.per_buyer.max(1));
+    let roll: f64 = rng.random();
+    let (kind, command) = if roll < spec.ga_share {
+        (
+            "ga",
+            Command::HoldGa {
+                event: event.clone(),
+                ticket_type: spec.ga.to_string(),
+                quantity,
+            },
+        )
+    } else if roll < spec.ga_share + spec.explicit {
+        let first = rng.random_range(0..spec.seats.saturating_sub(quantity).max(1));
+        (
+            "explicit",
+            Command::HoldSeats {
+                event: event.clone(),
+                seats: (first..first + quantity).collect(),
+            },
+        )
+    } else {
+        let category = spec.categories[rng.random_range(0..spec.categories.len().max(1))];
+        (
+            "best",
+            Command::HoldBestAvailable {
+                event: event.clone(),
+                category: category.to_string(),
+                quantity,
+            },
+        )
+    };
+    record.hold_kind = Some(kind.into());
+    let hold_id = Client::new_request_id();
+    record.sent.push(hold_id.clone());
+    record.hold_sent = Some(now_ms());
+    let held = client
+        .command(hold_id.clone(), command.clone(), Some(admission.clone()))
+        .await
+        .map_err(|e| format!("hold: {e}"))?;
+    record.hold_result = Some(now_ms());
+    let hold = match held.outcome {
+        Outcome::Held { hold, .. } => {
+            record.hold_outcome = Some("held".into());
+            hold
+        }
+        Outcome::Rejected { code, .. } => {
+            record.hold_outcome = Some(code.as_str().into());
+            finish(client, events, record, &mut seen).await;
+            return Ok(());
+        }
+        other => return Err(format!("hold answered {other:?}")),
+    };
+    // Some send the same command again, from a second tab (a client of its own): it must
+    // take no second effect and answer the first result.
+    if rng.random_bool(spec.retry.clamp(0.0, 1.0)) {
+        let (tab, _tab_events) = connect(spec, n + 1, user).await?;
+        let again = tab
+            .command(hold_id.clone(), command, Some(admission.clone()))
+            .await
+            .map_err(|e| format!("retry: {e}"))?;
+        record.retried.push(hold_id.clone());
+        match again.outcome {
+            Outcome::Held { hold: ref h, .. } if *h == hold => {}
+            other => record
+                .errors
+                .push(format!("a retried hold answered otherwise: {other:?}")),
+        }
+        tab.close().await;
+    }
+    if rng.random_bool(spec.abandon.clamp(0.0, 1.0)) {
+        // Walks away: the hold expires, the slot comes back when the admission ends.
+        finish(client, events, record, &mut seen).await;
+        return Ok(());
+    }
+    let checkout_id = Client::new_request_id();
+    record.sent.push(checkout_id.clone());
+    record.checkout_sent = Some(now_ms());
+    let out = client
+        .command(
+            checkout_id,
+            Command::Checkout {
+                event: event.clone(),
+                hold,
+            },
+            Some(admission),
+        )
+        .await
+        .map_err(|e| format!("checkout: {e}"))?;
+    let order = match out.outcome {
+        Outcome::CheckedOut { order, .. } => order,
+        other => {
+            record.order_status = Some(format!("{other:?}"));
+            finish(client, events, record, &mut seen).await;
+            return Ok(());
+        }
+    };
+    record.order = Some(order.clone());
+    record.order_status = Some("pending_payment".into());
+    // The payment's outcome arrives on the inbox as an order update.
+    while let Some(event) = next_event(&mut events, spec.deadline_ms, record, &mut seen).await {
+        if let Event::Publication(p) = event
+            && p.channel.starts_with("inbox:")
+            && let Ok(InboxMessage::Order(update)) = serde_json::from_value(p.data)
+            && update.order == order
+            && update.status != OrderStatus::PendingPayment
+        {
+            record.order_status =
+                Some(marquee_server::booking::store::order_status(update.status).into());
+            record.order_final_at = Some(now_ms());
+            break;
+        }
+    }
+    finish(client, events, record, &mut seen).await;
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! What the onsale scenario checks after a run: the invariants (each a count that must be 0),
+//! from Postgres and from what the buyers saw, and the figures of the report.
+
+use super::buyers::BuyerRecord;
+use marquee_server::catalog::DemoCatalog;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// The invariants, each a count of violations.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Invariants {
+    /// Seats claimed beyond a category's seats, or standing tickets held and sold beyond
+    /// their quota.
+    pub oversold: u64,
+    /// Seats in two live claims or two valid tickets.
+    pub double_sold: u64,
+    /// Commands a buyer sent that got no result.
+    pub lost_results: u64,
+    /// A request id that took effect twice (a buyer with two holds: each sends one).
+    pub duplicated_effects: u64,
+    /// Positions that went up without a reason code.
+    pub position_regressions: u64,
+    /// Valid tickets of orders that are not paid.
+    pub unpaid_tickets: u64,
+    /// Paid orders without tickets.
+    pub paid_without_tickets: u64,
+    /// Checkouts whose payment was never started, and owed effects never carried out.
+    pub missed_side_effects: u64,
+    /// Places that came back within the grace period and found another place.
+    pub lost_places: u64,
+}
+
+impl Invariants {
+    /// Whether every invariant held.
+    pub fn all_zero(&self) -> bool {
+        let Self {
+            oversold,
+            double_sold,
+            lost_results,
+            duplicated_effects,
+            position_regressions,
+            unpaid_tickets,
+            paid_without_tickets,
+            missed_side_effects,
+            lost_places,
+        } = self;
+        [
+            oversold,
+            double_sold,
+            lost_results,
+            duplicated_effects,
+            position_regressions,
+            unpaid_tickets,
+            paid_without_tickets,
+            missed_side_effects,
+            lost_places,
+        ]
+        .iter()
+        .all(|n| **n == 0)
+    }
+}
+
+async fn count(db: &PgPool, sql: &'static str) -> anyhow::Result<u64> {
+    let n: i64 = sqlx::query_scalar(sql).fetch_one(db).await?;
+    Ok(n.max(0) as u64)
+}
+
+/// Checks every invariant.
+pub async fn invariants(
+    db: &PgPool,
+    catalog: &DemoCatalog,
+    records: &[BuyerRecord],
+) -> anyhow::Result<Invariants> {
+    let _ = catalog;
+    Ok(Invariants {
+        oversold: count(
+            db,
+            "select (select count(*) from (
+                         select s.price_category_id from seat_claim c join seat s using (seat_id)
+                         group by s.price_category_id
+                         having count(*) > (select count(*) from seat s2
+                                            where s2.price_category_id = s.price_category_id)) x)
+                  + (select count(*) from ticket_type tt where tt.kind = 'general_admission' and (
+                         tt.ga_sold + tt.ga_held > tt.ga_quota
+                         or (select count(*) from ticket t where t.ticket_type_id = tt.ticket_type_id
+                             and t.status = 'valid') > tt.ga_quota))",
+        )
+        .await?,
+        double_sold: count(
+            db,
+            "select (select count(*) from (select seat_id from ticket
+                                           where seat_id is not null and status = 'valid'
+                                           group by seat_id having count(*) > 1) x)
+                  + (select count(*) from (select seat_id from seat_claim
+                                           group by seat_id having count(*) > 1) y)",
+        )
+        .await?,
+        lost_results: records
+            .iter()
+            .flat_map(|r| r.sent.iter().map(move |id| r.results.get(id)))
+            .filter(|n| n.copied().unwrap_or(0) != 1)
+            .count() as u64,
+        duplicated_effects: count(
+            db,
+            "select count(*) from (select user_id from hold group by user_id having count(*) > 1) x",
+        )
+        .await?,
+        position_regressions: records
+            .iter()
+            .map(|r| u64::from(r.position_regressions))
+            .sum(),
+        unpaid_tickets: count(
+            db,
+            "select count(*) from ticket t join ticket_order o using (ticket_order_id)
+             where t.status = 'valid' and o.status <> 'paid'",
+        )
+        .await?,
+        paid_without_tickets: count(
+            db,
+            "select count(*) from ticket_order o where o.status = 'paid'
+             and not exists (select 1 from ticket t where t.ticket_order_id = o.ticket_order_id)",
+        )
+        .await?,
+        missed_side_effects: count(
+            db,
+            "select (select count(*) from ticket_order o where o.checkout_provider is not null
+                     and not exists (select 1 from effect e where e.kind = 'payment.start'
+                                     and e.data->>'order' = o.ticket_order_id::text
+                                     and e.done_at is not null))
+                  + (select count(*) from effect where done_at is null)",
+        )
+        .await?,
+        lost_places: records
+            .iter()
+            .filter(|r| r.errors.iter().any(|e| e.contains("another place")))
+            .count() as u64,
+    })
+}
+
+/// p50, p99, p99.9 and max of `values` (milliseconds), if any.
+fn latency(mut values: Vec<f64>) -> Value {
+    if values.is_empty() {
+        return Value::Null;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    json!({"p50": at(0.5), "p99": at(0.99), "p999": at(0.999), "max": values[values.len() - 1]})
+}
+
+fn between(
+    records: &[BuyerRecord],
+    from: impl Fn(&BuyerRecord) -> Option<u64>,
+    to: impl Fn(&BuyerRecord) -> Option<u64>,
+) -> Value {
+    latency(
+        records
+            .iter()
+            .filter_map(|r| Some(to(r)?.saturating_sub(from(r)?) as f64))
+            .collect(),
+    )
+}
+
+/// The run's figures.
+pub async fn figures(db: &PgPool, records: &[BuyerRecord], start_ms: u64) -> anyhow::Result<Value> {
+    let sold = count(db, "select count(*) from ticket where status = 'valid'").await?;
+    let per_second: Vec<i64> = sqlx::query_scalar(
+        "select count(*) from hold group by date_trunc('second', created_at) order by 1 desc",
+    )
+    .fetch_all(db)
+    .await?;
+    let span: Option<(f64, f64)> = sqlx::query_as(
+        "select extract(epoch from min(created_at))::float8, extract(epoch from max(created_at))::float8
+         from hold having count(*) > 0",
+    )
+    .fetch_optional(db)
+    .await?;
+    let holds: i64 = sqlx::query_scalar("select count(*) from hold")
+        .fetch_one(db)
+        .await?;
+    let mean = span.map(|(a, b)| holds as f64 / (b - a).max(1.0));
+    let last_sale: Option<f64> =
+        sqlx::query_scalar("select extract(epoch from max(created_at))::float8 * 1000 from ticket")
+            .fetch_one(db)
+            .await?;
+    let payment_to_ticket: Vec<f64> = sqlx::query_scalar(
+        "select (extract(epoch from min(t.created_at) - p.created_at) * 1000)::float8
+         from payment_event p join ticket t using (ticket_order_id)
+         where p.kind = 'succeeded' and p.outcome = 'paid'
+         group by p.provider, p.provider_event_id, p.created_at",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(json!({
+        "sold": sold,
+        "sell_out_s": last_sale.map(|ms| (ms - start_ms as f64) / 1000.0),
+        "holds_per_s": {"peak": per_second.first().copied().unwrap_or(0), "mean": mean},
+        "join_ack_ms": between(records, |r| r.join_sent, |r| r.join_acked),
+        "admit_to_hold_ms": between(records, |r| r.admitted, |r| r.hold_result),
+        "hold_result_ms": between(records, |r| r.hold_sent, |r| r.hold_result),
+        "checkout_to_paid_ms": between(
+            records,
+            |r| r.checkout_sent,
+            |r| r.order_final_at.filter(|_| r.order_status.as_deref() == Some("paid")),
+        ),
+        "payment_to_ticket_ms": latency(payment_to_ticket),
+        "admitted": records.iter().filter(|r| r.admitted.is_some()).count(),
+        "held": records.iter().filter(|r| r.hold_outcome.as_deref() == Some("held")).count(),
+        "paid_orders": records.iter().filter(|r| r.order_status.as_deref() == Some("paid")).count(),
+        "peak_connections": records.iter().filter(|r| r.join_acked.is_some()).count(),
+    }))
+}

@@ -1,0 +1,348 @@
+//! The cluster the onsale scenario starts: a private PostgreSQL and a private Redis (so both
+//! can be restarted as faults without touching anything else on the machine), two hub nodes and
+//! two booking workers, all child processes on loopback ports; and the faults it injects.
+
+use super::OnsaleArgs;
+use crate::servers::{Setup, free_port, rss_bytes};
+use anyhow::{Context as _, bail};
+use marquee_server::catalog::{DemoCatalog, OnsaleSpec, seed_venue};
+use marquee_server::embedded_pg::EmbeddedPostgres;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process of the cluster, killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// A hub node's internal listener (payment hooks).
+    pub internal: Option<SocketAddr>,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// What a process used: CPU seconds and peak resident memory.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Usage {
+    pub cpu_s: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// The running cluster.
+#[derive(Debug)]
+pub struct OnsaleCluster {
+    pg: EmbeddedPostgres,
+    redis_port: u16,
+    redis: Option<Child>,
+    pub nodes: Vec<Proc>,
+    pub workers: Vec<Proc>,
+    /// HS256 secret the nodes trust.
+    pub secret: String,
+    usage: BTreeMap<String, Usage>,
+    setup: Setup,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Drop for OnsaleCluster {
+    fn drop(&mut self) {
+        if let Some(mut redis) = self.redis.take() {
+            let _ = redis.kill();
+            let _ = redis.wait();
+        }
+    }
+}
+
+impl OnsaleCluster {
+    /// Starts PostgreSQL, Redis, two hub nodes and two workers.
+    pub async fn start(args: &OnsaleArgs) -> anyhow::Result<Self> {
+        let setup = Setup::detect(String::new())?;
+        let pg = EmbeddedPostgres::start().await?;
+        let pool = PgPool::connect(&pg.url()).await?;
+        marquee_server::db::MIGRATOR.run(&pool).await?;
+        pool.close().await;
+        let redis_port = free_port()?;
+        let secret = format!("loadtest-{:032x}", rand::random::<u128>());
+        let hook = format!("simulated:hook-{:032x}", rand::random::<u128>());
+        let admission = format!("admission-{:032x}", rand::random::<u128>());
+        let env = vec![
+            ("DATABASE_URL", pg.url()),
+            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+            ("MARQUEE_REDIS_PREFIX", "onsale".to_owned()),
+            ("MARQUEE_JWT_SECRET", secret.clone()),
+            ("MARQUEE_ADMISSION_SECRET", admission),
+            ("MARQUEE_PAYMENT_HOOK_SECRETS", hook),
+            ("MARQUEE_PAYMENT_PROVIDER", "simulated".to_owned()),
+            ("MARQUEE_SIMULATED_PAYMENT_DELAY", "500ms".to_owned()),
+            ("MARQUEE_SIMULATED_PAYMENT_OUTCOMES", args.outcomes.clone()),
+            ("MARQUEE_LEASE_TTL", "2s".to_owned()),
+            ("MARQUEE_QUEUE_GRACE", "20s".to_owned()),
+            // Every buyer connects from 127.0.0.1.
+            ("MARQUEE_CONNECT_RATE_PER_ADDRESS", "1000000".to_owned()),
+            ("MARQUEE_CONNECT_BURST_PER_ADDRESS", "1000000".to_owned()),
+            ("MARQUEE_QUEUE_JOINS_PER_IP", "1000000".to_owned()),
+            ("MARQUEE_CONNECT_RATE", "1000000".to_owned()),
+            ("MARQUEE_CONNECT_BURST", "1000000".to_owned()),
+            ("RUST_LOG", "error".to_owned()),
+        ];
+        let mut cluster = Self {
+            pg,
+            redis_port,
+            redis: None,
+            nodes: Vec::new(),
+            workers: Vec::new(),
+            secret,
+            usage: BTreeMap::new(),
+            setup,
+            env,
+        };
+        cluster.start_redis().await?;
+        for i in 0..2 {
+            let node = cluster.start_node(i).await?;
+            cluster.nodes.push(node);
+        }
+        for i in 0..2 {
+            let worker = cluster.start_worker(i).await?;
+            cluster.workers.push(worker);
+        }
+        Ok(cluster)
+    }
+
+    async fn start_redis(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server (Debian: apt-get install redis-server)")?;
+        self.redis = Some(child);
+        wait_listening(format!("127.0.0.1:{}", self.redis_port).parse()?).await
+    }
+
+    async fn start_node(&mut self, i: usize) -> anyhow::Result<Proc> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let internal: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let child = Command::new(&self.setup.marquee_bin)
+            .arg("serve")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("MARQUEE_LISTEN", addr.to_string())
+            .env("MARQUEE_INTERNAL_LISTEN", internal.to_string())
+            .env("MARQUEE_NODE_ID", format!("node-{i}"))
+            .env("MARQUEE_WORKERS", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting a hub node")?;
+        let proc = Proc {
+            name: format!("node-{i}"),
+            addr,
+            internal: Some(internal),
+            child: Some(child),
+        };
+        wait_ready(addr).await?;
+        Ok(proc)
+    }
+
+    async fn start_worker(&mut self, i: usize) -> anyhow::Result<Proc> {
+        // Payments report to the last node's hooks: the first one is the node a fault kills.
+        let hooks = self
+            .nodes
+            .last()
+            .and_then(|n| n.internal)
+            .context("a node for the payment hooks")?;
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let child = Command::new(&self.setup.marquee_bin)
+            .arg("worker")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("MARQUEE_WORKER_ID", format!("worker-{i}"))
+            .env("MARQUEE_WORKER_LISTEN", addr.to_string())
+            .env(
+                "MARQUEE_SIMULATED_HOOK_URL",
+                format!("http://{hooks}/hooks/payments/simulated"),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting a booking worker")?;
+        let proc = Proc {
+            name: format!("worker-{i}"),
+            addr,
+            internal: None,
+            child: Some(child),
+        };
+        wait_ready(addr).await?;
+        Ok(proc)
+    }
+
+    /// A pool on the cluster's database.
+    pub async fn db(&self) -> anyhow::Result<PgPool> {
+        Ok(PgPool::connect(&self.pg.url()).await?)
+    }
+
+    /// Seeds the venue and the onsale (its pre-queue opens now).
+    pub async fn seed(&self, args: &OnsaleArgs, rows: u32) -> anyhow::Result<DemoCatalog> {
+        let db = self.db().await?;
+        let catalog = seed_venue(
+            &db,
+            rows,
+            30,
+            args.categories,
+            args.ga,
+            &OnsaleSpec {
+                prequeue_for: Some(args.prequeue),
+                rate: args.rate,
+                cap: args.cap,
+                per_user_limit: args.per_buyer as i32,
+                hold: args.hold,
+            },
+        )
+        .await?;
+        db.close().await;
+        Ok(catalog)
+    }
+
+    /// Counts over time (from Postgres) and each process's memory and CPU.
+    pub async fn sample(&mut self) -> Value {
+        for proc in self.nodes.iter().chain(&self.workers) {
+            if let Some(pid) = proc.pid() {
+                let usage = self.usage.entry(proc.name.clone()).or_default();
+                if let Some(cpu) = cpu_seconds(pid) {
+                    usage.cpu_s = cpu;
+                }
+                if let Some(rss) = rss_bytes(pid) {
+                    usage.peak_rss_mib = usage.peak_rss_mib.max(rss as f64 / 1048576.0);
+                }
+            }
+        }
+        let Ok(db) = self.db().await else {
+            return Value::Null;
+        };
+        let counts = sqlx::query_as::<_, (i64, i64, i64)>(
+            "select (select count(*) from hold where status = 'active'),
+                    (select count(*) from ticket),
+                    (select count(*) from ticket_order where status = 'paid')",
+        )
+        .fetch_one(&db)
+        .await;
+        db.close().await;
+        match counts {
+            Ok((held, sold, paid)) => json!({"held": held, "sold": sold, "paid_orders": paid}),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// Injects one fault.
+    pub async fn inject(&mut self, what: &str) -> anyhow::Result<()> {
+        match what {
+            "hub node killed" => self.nodes[0].kill(),
+            "worker killed" => self.workers[0].kill(),
+            "redis restarted" => {
+                if let Some(mut redis) = self.redis.take() {
+                    let _ = redis.kill();
+                    let _ = redis.wait();
+                }
+                self.start_redis().await?;
+            }
+            "postgres restarted" => self.pg.restart().await?,
+            other => bail!("unknown fault {other}"),
+        }
+        Ok(())
+    }
+
+    /// Waits (up to `limit`) until no effect is owed and no order awaits payment.
+    pub async fn settle(&self, limit: Duration) -> anyhow::Result<()> {
+        let db = self.db().await?;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (owed, pending): (i64, i64) = sqlx::query_as(
+                "select (select count(*) from effect where done_at is null and failed_at is null),
+                        (select count(*) from ticket_order where status = 'pending_payment')",
+            )
+            .fetch_one(&db)
+            .await?;
+            if (owed == 0 && pending == 0) || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        db.close().await;
+        Ok(())
+    }
+
+    /// Seconds from `at_ms` (unix ms) until the first hold committed after it.
+    pub async fn first_hold_after(&self, at_ms: u64) -> anyhow::Result<Option<f64>> {
+        let db = self.db().await?;
+        let first: Option<f64> = sqlx::query_scalar(
+            "select extract(epoch from min(created_at))::float8 * 1000 from hold
+             where created_at > to_timestamp($1 / 1000.0)",
+        )
+        .bind(at_ms as f64)
+        .fetch_one(&db)
+        .await?;
+        db.close().await;
+        Ok(first.map(|ms| (ms - at_ms as f64) / 1000.0))
+    }
+
+    /// What each process used.
+    pub fn usage(&self) -> &BTreeMap<String, Usage> {
+        &self.usage
+    }
+}
+
+async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("nothing listens on {addr} after 10 s")
+}
+
+/// Waits until a node or worker answers on its probe listener.
+async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    wait_listening(addr).await
+}

@@ -1,0 +1,291 @@
+//! The `onsale` scenario: a whole onsale against a cluster it starts on loopback (two hub
+//! nodes, two booking workers, a private Redis and a private PostgreSQL), a crowd of buyers
+//! (most joining the pre-queue, the rest late) who are admitted at a rate under a cap, hold by
+//! best-available, explicit seats and standing tickets, check out and pay through the simulated
+//! provider; some abandon, close the tab and come back, or retry a command from a second tab.
+//! With faults (the default), a hub node is killed, a worker is killed, Redis is restarted empty
+//! and PostgreSQL is restarted, one after another, while it runs.
+//!
+//! After the run every invariant is checked, from Postgres and from what the buyers saw
+//! ([`check`]); each is a count that must be 0, and the run exits non-zero if one is not.
+//!
+//! Buyers run in client processes of their own ([`buyers`]), so no process holds more
+//! sockets than the open-file limit allows.
+
+pub mod buyers;
+pub mod check;
+pub mod cluster;
+
+use crate::report::{Latency, Report, Series};
+use crate::scenarios::Common;
+use anyhow::Context as _;
+use buyers::{BuyerRecord, BuyerSpec};
+use cluster::OnsaleCluster;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt as _;
+
+// The JSON report's `onsale` object: `invariants` (each a count that must be 0), `figures`,
+// `faults` (what struck when, and how long until a hold was committed again), `processes` (CPU
+// seconds and peak RSS of each server process) and `timeline` (held, sold and paid over time).
+
+/// The onsale scenario's options. With none, it is the CI-sized run: 2,000 buyers for 1,000
+/// tickets, with faults, in well under two minutes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OnsaleArgs {
+    /// Buyers.
+    #[arg(long, default_value_t = 2000)]
+    pub buyers: usize,
+    /// Seated tickets: rows of 30 seats (rounded up to whole rows).
+    #[arg(long, default_value_t = 900)]
+    pub seats: u32,
+    /// Standing (general admission) tickets.
+    #[arg(long, default_value_t = 100)]
+    pub ga: i32,
+    /// Price categories the rows are shared among.
+    #[arg(long, default_value_t = 3)]
+    pub categories: u32,
+    /// Share of buyers who join the pre-queue (the rest join after the start).
+    #[arg(long, default_value_t = 0.8)]
+    pub early: f64,
+    /// How long the pre-queue is open before the start.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub prequeue: Duration,
+    /// Late joiners arrive within this long after the start.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub late_window: Duration,
+    /// Admissions a second.
+    #[arg(long, default_value_t = 150.0)]
+    pub rate: f64,
+    /// Admissions running at once, at most.
+    #[arg(long, default_value_t = 200)]
+    pub cap: i32,
+    /// Tickets per hold, 1 to this (also the per-buyer limit).
+    #[arg(long, default_value_t = 2)]
+    pub per_buyer: u32,
+    /// Share of holds on explicit seats.
+    #[arg(long, default_value_t = 0.2)]
+    pub explicit: f64,
+    /// Share of holds of standing tickets.
+    #[arg(long, default_value_t = 0.1)]
+    pub ga_share: f64,
+    /// Share of buyers who abandon their hold.
+    #[arg(long, default_value_t = 0.05)]
+    pub abandon: f64,
+    /// Share of buyers who close the tab while waiting and come back within the grace period.
+    #[arg(long, default_value_t = 0.05)]
+    pub refresh: f64,
+    /// Share of buyers who send their hold again from a second tab, same request id.
+    #[arg(long, default_value_t = 0.05)]
+    pub retry: f64,
+    /// How simulated payments end, as weights.
+    #[arg(long, default_value = "succeeded=8,failed=1,processing=1")]
+    pub outcomes: String,
+    /// How long holds last (abandoned ones come back after it).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub hold: Duration,
+    /// Client processes the buyers are spread over.
+    #[arg(long, default_value_t = 2)]
+    pub processes: usize,
+    /// The run stops by itself after this long, whatever is left.
+    #[arg(long, default_value = "100s", value_parser = humantime::parse_duration)]
+    pub max_duration: Duration,
+    /// Run without faults.
+    #[arg(long)]
+    pub no_faults: bool,
+}
+
+/// A fault and when it struck, seconds after the start.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Fault {
+    pub what: &'static str,
+    pub at_s: f64,
+    #[serde(skip)]
+    pub at_ms: u64,
+    /// Seconds from the fault until a hold was committed again.
+    pub recovered_after_s: Option<f64>,
+}
+
+/// Runs the scenario: the report, and whether every invariant held.
+pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, bool)> {
+    anyhow::ensure!(
+        common.url.is_empty(),
+        "the onsale scenario starts its own cluster (--url is not supported yet)"
+    );
+    let started = Instant::now();
+    let rows = args.seats.div_ceil(30).max(1);
+    let mut cluster = OnsaleCluster::start(args).await?;
+    let catalog = cluster.seed(args, rows).await?;
+    let t0_ms = marquee_server::clock::now_ms();
+    let start_ms = t0_ms + args.prequeue.as_millis() as u64;
+    let deadline_ms = t0_ms + args.max_duration.as_millis() as u64;
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("ws://{}/ws", n.addr))
+        .collect();
+    let per = args.buyers.div_ceil(args.processes.max(1));
+    let mut clients = Vec::new();
+    for p in 0..args.processes.max(1) {
+        let first = p * per;
+        let count = per.min(args.buyers.saturating_sub(first));
+        if count == 0 {
+            break;
+        }
+        let spec = BuyerSpec {
+            urls: urls.clone(),
+            secret: cluster.secret.clone(),
+            tenant: catalog.tenant_id,
+            event: catalog.event_id,
+            onsale: catalog.onsale_id,
+            categories: catalog.categories.iter().map(|(id, _)| *id).collect(),
+            ga: catalog.ga_ticket_type,
+            seats: catalog.seats as u32,
+            first,
+            count,
+            t0_ms,
+            start_ms,
+            late_window_ms: args.late_window.as_millis() as u64,
+            early: args.early,
+            explicit: args.explicit,
+            ga_share: args.ga_share,
+            abandon: args.abandon,
+            refresh: args.refresh,
+            retry: args.retry,
+            per_buyer: args.per_buyer,
+            deadline_ms,
+            seed: rand::random(),
+        };
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("onsale-buyers")
+            .arg("--spec")
+            .arg(serde_json::to_string(&spec)?)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a buyers process")?;
+        // Read its output as it comes (a pipe left unread would stop it once full).
+        let mut stdout = child.stdout.take().context("the buyers' output")?;
+        clients.push(tokio::spawn(async move {
+            let mut out = String::new();
+            stdout.read_to_string(&mut out).await?;
+            let status = child.wait().await?;
+            anyhow::ensure!(status.success(), "a buyers process failed: {status}");
+            Ok::<String, anyhow::Error>(out)
+        }));
+    }
+    // Faults, one after another once admission has started.
+    let mut faults = Vec::new();
+    let mut samples = Vec::new();
+    let fault_plan: Vec<(f64, &'static str)> = if args.no_faults {
+        Vec::new()
+    } else {
+        let s = args.prequeue.as_secs_f64();
+        vec![
+            (s + 4.0, "hub node killed"),
+            (s + 8.0, "worker killed"),
+            (s + 12.0, "redis restarted"),
+            (s + 16.0, "postgres restarted"),
+        ]
+    };
+    let mut next_fault = 0;
+    let mut outputs = Vec::new();
+    let mut waiting = clients;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while !waiting.is_empty() {
+        tick.tick().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        samples.push((elapsed, cluster.sample().await));
+        if let Some((at, what)) = fault_plan.get(next_fault)
+            && elapsed >= *at
+        {
+            tracing::warn!(fault = what, "injecting a fault");
+            cluster.inject(what).await?;
+            faults.push(Fault {
+                what,
+                at_s: elapsed,
+                at_ms: marquee_server::clock::now_ms(),
+                recovered_after_s: None,
+            });
+            next_fault += 1;
+        }
+        let mut still = Vec::new();
+        for client in waiting {
+            if client.is_finished() {
+                outputs.push(client.await??);
+            } else {
+                still.push(client);
+            }
+        }
+        waiting = still;
+        if started.elapsed() > args.max_duration + Duration::from_secs(30) {
+            anyhow::bail!("the buyers did not finish in time");
+        }
+    }
+    let mut records: Vec<BuyerRecord> = Vec::new();
+    for out in outputs {
+        records.extend(serde_json::from_str::<Vec<BuyerRecord>>(out.trim())?);
+    }
+    // Let owed effects and late payments settle before checking.
+    cluster.settle(Duration::from_secs(20)).await?;
+    let verdict = check::invariants(&cluster.db().await?, &catalog, &records).await?;
+    for fault in &mut faults {
+        fault.recovered_after_s = cluster.first_hold_after(fault.at_ms).await?;
+    }
+    let figures = check::figures(&cluster.db().await?, &records, start_ms).await?;
+    let processes = cluster.usage();
+    let ok = verdict.all_zero();
+    let mut notes = vec![format!(
+        "cluster: 2 hub nodes, 2 booking workers, a private Redis and a private PostgreSQL, on loopback; buyers in {} client processes",
+        args.processes
+    )];
+    if !ok {
+        notes.push(format!("INVARIANTS BROKEN: {verdict:?}"));
+    }
+    let report = Report {
+        scenario: common.scenario("onsale"),
+        target: "marquee".into(),
+        params: json!({
+            "buyers": args.buyers, "seats": rows * 30, "ga": args.ga, "rate": args.rate,
+            "cap": args.cap, "early": args.early, "per_buyer": args.per_buyer,
+            "faults": !args.no_faults, "outcomes": args.outcomes,
+        }),
+        connections: records.iter().filter(|r| r.join_acked.is_some()).count() as u64,
+        connect_failures: records
+            .iter()
+            .filter(|r| r.join_acked.is_none() && !r.errors.is_empty())
+            .count() as u64,
+        dropped: records.iter().map(|r| u64::from(r.reconnects)).sum(),
+        connect_rate_per_s: None,
+        nodes: 2,
+        rss_bytes_per_conn: None,
+        conns_per_node: None,
+        delivered_per_s: None,
+        latency_ms: figures["hold_result_ms"]
+            .as_object()
+            .map(|_| serde_json::from_value::<Latency>(figures["hold_result_ms"].clone()))
+            .transpose()?,
+        published: 0,
+        received: 0,
+        lost: verdict.lost_results,
+        duplicated: verdict.duplicated_effects,
+        reordered: 0,
+        resyncs: 0,
+        resume_s: None,
+        duration_s: started.elapsed().as_secs_f64(),
+        notes,
+        series: Series::default(),
+        onsale: Some(json!({
+            "invariants": verdict,
+            "figures": figures,
+            "faults": faults,
+            "processes": processes,
+            "timeline": samples.iter().map(|(t, s)| json!({"t": t, "counts": s})).collect::<Vec<_>>(),
+            "client_errors": records.iter().flat_map(|r| r.errors.iter().map(move |e| format!("{}: {e}", r.user))).take(20).collect::<Vec<_>>(),
+        })),
+    };
+    Ok((report, ok))
+}
