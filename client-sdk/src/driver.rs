@@ -100,6 +100,8 @@ enum Pending {
     Ack(Vec<String>),
     /// The automatic `queue.join` after a reconnect: its reply is an event.
     Rejoin,
+    /// A request whose reply needs nothing (the `queue.leave` of a place nobody asked for).
+    Ignore,
 }
 
 /// A channel the application wants.
@@ -150,9 +152,11 @@ pub(crate) struct Driver {
     /// Results delivered but not yet acknowledged by the server: sent again on every new
     /// session, since an acknowledgement lost with a connection is otherwise never repeated.
     unacked: HashSet<String>,
-    /// Onsales whose waiting room the application joined (and did not leave): joined again
-    /// after every reconnect, attaching to the same place.
-    queues: HashSet<String>,
+    /// Onsales whose waiting room the application joined (and did not leave), with the place
+    /// last heard of: joined again after every reconnect, attaching to the same place. Once
+    /// the place has ended, the onsale is forgotten: a rejoin never takes a new place the
+    /// application did not ask for.
+    queues: HashMap<String, Option<String>>,
 }
 
 impl Driver {
@@ -179,7 +183,7 @@ impl Driver {
             delivered: VecDeque::new(),
             delivered_set: HashSet::new(),
             unacked: HashSet::new(),
-            queues: HashSet::new(),
+            queues: HashMap::new(),
         }
     }
 
@@ -266,6 +270,9 @@ impl Driver {
 
     pub(crate) async fn run(mut self, ready: oneshot::Sender<Result<(), ClientError>>) {
         let mut ready = Some(ready);
+        // The first connection tries every URL once before it fails: a node that is down
+        // when the application starts is no reason to give up while another is up.
+        let mut untried = self.config.urls.len().saturating_sub(1);
         loop {
             let (delay, code, reason) = match self.connect().await {
                 Ok((socket, welcome)) => {
@@ -283,6 +290,14 @@ impl Driver {
                     }
                 }
                 Err(error) => {
+                    if ready.is_some()
+                        && untried > 0
+                        && matches!(error, ClientError::Connect(_) | ClientError::Timeout)
+                    {
+                        untried -= 1;
+                        self.url_index = (self.url_index + 1) % self.config.urls.len().max(1);
+                        continue;
+                    }
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(Err(error));
                         return;
@@ -475,7 +490,7 @@ impl Driver {
                 return end;
             }
         }
-        let queues: Vec<String> = self.queues.iter().cloned().collect();
+        let queues: Vec<String> = self.queues.keys().cloned().collect();
         for onsale in queues {
             let id = self.next_id();
             self.pending.insert(id, Pending::Rejoin);
@@ -518,7 +533,7 @@ impl Driver {
                                     self.subs.remove(channel);
                                 }
                                 ClientMessage::QueueJoin { onsale, .. } => {
-                                    self.queues.insert(onsale.clone());
+                                    self.queues.entry(onsale.clone()).or_default();
                                 }
                                 ClientMessage::QueueLeave { onsale, .. } => {
                                     self.queues.remove(onsale);
@@ -753,23 +768,49 @@ impl Driver {
                             }
                         }
                     }
-                    Some(Pending::Refresh | Pending::Ack(_) | Pending::Rejoin) | None => {
+                    Some(
+                        Pending::Refresh | Pending::Ack(_) | Pending::Rejoin | Pending::Ignore,
+                    )
+                    | None => {
                         self.emit(Event::Error { code, message }).await;
                     }
                 }
                 Ok(())
             }
             ServerMessage::QueueStatus(status) => {
+                self.note_place(&status);
                 self.emit(Event::QueueStatus(status)).await;
                 Ok(())
             }
             other => {
                 match other.reply_to().and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Request(reply)) => {
+                        if let ServerMessage::QueueJoined { status, .. } = &other {
+                            self.note_place(status);
+                        }
                         let _ = reply.send(Ok(other));
                     }
                     Some(Pending::Rejoin) => {
-                        if let ServerMessage::QueueJoined { status, .. } = other {
+                        if let ServerMessage::QueueJoined { mut status, .. } = other {
+                            let known = self.queues.get(&status.onsale).cloned().flatten();
+                            if let Some(place) = known.filter(|p| *p != status.place) {
+                                // The place ended while this client was away (its buyer
+                                // checked out, or its grace period ran out): the rejoin took a
+                                // new one at the back, which nobody asked for. Give it up, and
+                                // tell the application its place ended.
+                                let id = self.next_id();
+                                let leave = ClientMessage::QueueLeave {
+                                    id,
+                                    onsale: status.onsale.clone(),
+                                };
+                                self.pending.insert(id, Pending::Ignore);
+                                status.place = place;
+                                status.state = marquee_protocol::queue::PlaceState::Ended;
+                                status.position = None;
+                                status.admission = None;
+                                self.send(socket, &leave).await?;
+                            }
+                            self.note_place(&status);
                             self.emit(Event::QueueStatus(status)).await;
                         }
                     }
@@ -782,6 +823,16 @@ impl Driver {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Remembers the place a status names; forgets the onsale once its place ended.
+    fn note_place(&mut self, status: &marquee_protocol::queue::QueueStatus) {
+        use marquee_protocol::queue::PlaceState;
+        if matches!(status.state, PlaceState::Ended | PlaceState::Closed) {
+            self.queues.remove(&status.onsale);
+        } else if let Some(place) = self.queues.get_mut(&status.onsale) {
+            *place = Some(status.place.clone());
         }
     }
 

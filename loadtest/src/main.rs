@@ -117,7 +117,15 @@ async fn main() -> anyhow::Result<()> {
             let (report, ok) = marquee_loadtest::onsale::run(&args, &common).await?;
             finish(std::slice::from_ref(&report), &common)?;
             if let Some(onsale) = &report.onsale {
-                println!("{}", serde_json::to_string_pretty(onsale)?);
+                for part in [
+                    "invariants",
+                    "figures",
+                    "faults",
+                    "processes",
+                    "client_errors",
+                ] {
+                    println!("{part}: {}", onsale[part]);
+                }
             }
             anyhow::ensure!(ok, "an invariant broke: see the report");
             return Ok(());

@@ -90,6 +90,9 @@ pub struct BuyerRecord {
     pub errors: Vec<String>,
 }
 
+/// How long a buyer told the onsale is sold out waits for seats to come back before leaving.
+const GIVE_UP_AFTER_SOLD_OUT_MS: u64 = 15_000;
+
 fn now_ms() -> u64 {
     marquee_server::clock::now_ms()
 }
@@ -154,6 +157,8 @@ async fn connect(spec: &BuyerSpec, n: usize, user: &str) -> Result<(Client, Even
 struct Seen {
     status: Option<QueueStatus>,
     last_position: Option<u64>,
+    /// When the onsale starts (unix ms).
+    start_ms: u64,
 }
 
 async fn buyer(spec: &BuyerSpec, n: usize) -> BuyerRecord {
@@ -204,6 +209,14 @@ async fn next_event(
                 && status.reason.is_none()
             {
                 record.position_regressions += 1;
+                record.errors.push(format!(
+                    "position rose from {before} to {now} without a reason ({:?}, after {} reconnects, {} ms after the start, place {} was {:?})",
+                    status.state,
+                    record.reconnects,
+                    now_ms() as i64 - seen.start_ms as i64,
+                    status.place,
+                    record.place,
+                ));
             }
             seen.last_position = status.position.or(seen.last_position);
             seen.status = Some(status.clone());
@@ -228,15 +241,24 @@ async fn shop(
     let onsale = spec.onsale.to_string();
     let event = spec.event.to_string();
     record.join_sent = Some(now_ms());
-    let joined = client
-        .join_queue(&onsale)
-        .await
-        .map_err(|e| format!("join: {e}"))?;
+    // A join in flight when its node dies is sent again (the client moves to another node).
+    let mut tries = 0;
+    let joined = loop {
+        tries += 1;
+        match client.join_queue(&onsale).await {
+            Ok(joined) => break joined,
+            Err(marquee_client::ClientError::Disconnected) if tries < 5 => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(format!("join: {e}")),
+        }
+    };
     record.join_acked = Some(now_ms());
     record.place = Some(joined.place.clone());
     let mut seen = Seen {
         last_position: joined.position,
         status: Some(joined),
+        start_ms: spec.start_ms,
     };
     // Some close the tab while waiting and come back (a new client, the same account).
     if rng.random_bool(spec.refresh.clamp(0.0, 1.0)) {
@@ -254,7 +276,8 @@ async fn shop(
         }
         seen.status = Some(again);
     }
-    // Wait to be admitted.
+    // Wait to be admitted; a buyer told nothing is left gives up after a while.
+    let mut sold_out_since: Option<u64> = None;
     let admission = loop {
         if let Some(status) = &seen.status {
             match status.state {
@@ -268,12 +291,23 @@ async fn shop(
                     finish(client, events, record, &mut seen).await;
                     return Ok(());
                 }
-                _ => {}
+                PlaceState::SoldOut => {
+                    let since = *sold_out_since.get_or_insert_with(now_ms);
+                    if now_ms() > since + GIVE_UP_AFTER_SOLD_OUT_MS {
+                        let _ = client.leave_queue(&onsale).await;
+                        finish(client, events, record, &mut seen).await;
+                        return Ok(());
+                    }
+                }
+                _ => sold_out_since = None,
             }
         }
-        if next_event(&mut events, spec.deadline_ms, record, &mut seen)
+        // Wake at least once a second (to give up on a sold-out onsale in time).
+        let until = spec.deadline_ms.min(now_ms() + 1000);
+        if next_event(&mut events, until, record, &mut seen)
             .await
             .is_none()
+            && now_ms() >= spec.deadline_ms
         {
             finish(client, events, record, &mut seen).await;
             return Ok(());

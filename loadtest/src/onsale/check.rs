@@ -163,6 +163,12 @@ fn between(
 /// The run's figures.
 pub async fn figures(db: &PgPool, records: &[BuyerRecord], start_ms: u64) -> anyhow::Result<Value> {
     let sold = count(db, "select count(*) from ticket where status = 'valid'").await?;
+    let capacity = count(
+        db,
+        "select (select count(*) from seat)
+              + (select coalesce(sum(ga_quota), 0) from ticket_type where kind = 'general_admission')",
+    )
+    .await?;
     let per_second: Vec<i64> = sqlx::query_scalar(
         "select count(*) from hold group by date_trunc('second', created_at) order by 1 desc",
     )
@@ -192,7 +198,11 @@ pub async fn figures(db: &PgPool, records: &[BuyerRecord], start_ms: u64) -> any
     .await?;
     Ok(json!({
         "sold": sold,
-        "sell_out_s": last_sale.map(|ms| (ms - start_ms as f64) / 1000.0),
+        "capacity": capacity,
+        "last_sale_s": last_sale.map(|ms| (ms - start_ms as f64) / 1000.0),
+        "sell_out_s": last_sale
+            .filter(|_| sold >= capacity)
+            .map(|ms| (ms - start_ms as f64) / 1000.0),
         "holds_per_s": {"peak": per_second.first().copied().unwrap_or(0), "mean": mean},
         "join_ack_ms": between(records, |r| r.join_sent, |r| r.join_acked),
         "admit_to_hold_ms": between(records, |r| r.admitted, |r| r.hold_result),

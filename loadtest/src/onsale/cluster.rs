@@ -115,7 +115,10 @@ impl OnsaleCluster {
             ("MARQUEE_QUEUE_JOINS_PER_IP", "1000000".to_owned()),
             ("MARQUEE_CONNECT_RATE", "1000000".to_owned()),
             ("MARQUEE_CONNECT_BURST", "1000000".to_owned()),
-            ("RUST_LOG", "error".to_owned()),
+            (
+                "RUST_LOG",
+                std::env::var("ONSALE_SERVER_LOG").unwrap_or_else(|_| "error".to_owned()),
+            ),
         ];
         let mut cluster = Self {
             pg,
@@ -140,7 +143,13 @@ impl OnsaleCluster {
         Ok(cluster)
     }
 
+    /// Starts Redis as a deployment runs it for the waiting room: with an append-only file
+    /// (fsync every second), so a restart comes back with the line (docs/operations.md). What
+    /// the last second held may be lost; the command streams' losses are made good by clients
+    /// resending and workers looking in Postgres.
     async fn start_redis(&mut self) -> anyhow::Result<()> {
+        let dir = self.pg.dir().join("redis");
+        std::fs::create_dir_all(&dir)?;
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -150,8 +159,12 @@ impl OnsaleCluster {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dir",
             ])
+            .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -242,6 +255,37 @@ impl OnsaleCluster {
         .await?;
         db.close().await;
         Ok(catalog)
+    }
+
+    /// Waits (up to 10 s) until the onsale's status is `status`.
+    pub async fn wait_for_status(&self, onsale: uuid::Uuid, status: &str) -> anyhow::Result<()> {
+        let db = self.db().await?;
+        for _ in 0..100 {
+            let now: String =
+                sqlx::query_scalar("select status::text from onsale where onsale_id = $1")
+                    .bind(onsale)
+                    .fetch_one(&db)
+                    .await?;
+            if now == status {
+                db.close().await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the onsale did not become {status} within 10 s")
+    }
+
+    /// When the onsale starts (unix ms).
+    pub async fn starts_at_ms(&self, onsale: uuid::Uuid) -> anyhow::Result<u64> {
+        let db = self.db().await?;
+        let at: f64 = sqlx::query_scalar(
+            "select extract(epoch from starts_at)::float8 * 1000 from onsale where onsale_id = $1",
+        )
+        .bind(onsale)
+        .fetch_one(&db)
+        .await?;
+        db.close().await;
+        Ok(at as u64)
     }
 
     /// Counts over time (from Postgres) and each process's memory and CPU.

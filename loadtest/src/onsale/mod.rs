@@ -55,10 +55,10 @@ pub struct OnsaleArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub late_window: Duration,
     /// Admissions a second.
-    #[arg(long, default_value_t = 150.0)]
+    #[arg(long, default_value_t = 60.0)]
     pub rate: f64,
     /// Admissions running at once, at most.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 150)]
     pub cap: i32,
     /// Tickets per hold, 1 to this (also the per-buyer limit).
     #[arg(long, default_value_t = 2)]
@@ -88,11 +88,44 @@ pub struct OnsaleArgs {
     #[arg(long, default_value_t = 2)]
     pub processes: usize,
     /// The run stops by itself after this long, whatever is left.
-    #[arg(long, default_value = "100s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "80s", value_parser = humantime::parse_duration)]
     pub max_duration: Duration,
-    /// Run without faults.
-    #[arg(long)]
-    pub no_faults: bool,
+    /// Faults and when they strike, in seconds after the start: `node@2,worker@5,redis@8,
+    /// postgres@11` (a hub node killed, a worker killed, Redis restarted, PostgreSQL
+    /// restarted), or `none`.
+    #[arg(long, default_value = "node@2,worker@5,redis@8,postgres@11", value_parser = parse_faults)]
+    pub faults: FaultPlan,
+}
+
+/// When each fault strikes: `(seconds after the start, what)`.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan(pub Vec<(f64, &'static str)>);
+
+fn parse_faults(text: &str) -> Result<FaultPlan, String> {
+    if text == "none" {
+        return Ok(FaultPlan::default());
+    }
+    let mut plan = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (what, at) = part
+            .split_once('@')
+            .ok_or_else(|| format!("`{part}` is not fault@seconds"))?;
+        let what = match what {
+            "node" => "hub node killed",
+            "worker" => "worker killed",
+            "redis" => "redis restarted",
+            "postgres" => "postgres restarted",
+            other => {
+                return Err(format!(
+                    "unknown fault `{other}` (node, worker, redis, postgres)"
+                ));
+            }
+        };
+        let at: f64 = at.parse().map_err(|_| format!("`{at}` is not seconds"))?;
+        plan.push((at, what));
+    }
+    plan.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(FaultPlan(plan))
 }
 
 /// A fault and when it struck, seconds after the start.
@@ -116,8 +149,12 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     let rows = args.seats.div_ceil(30).max(1);
     let mut cluster = OnsaleCluster::start(args).await?;
     let catalog = cluster.seed(args, rows).await?;
+    // The crowd arrives once the pre-queue is open (the controller opens it within a second).
+    cluster
+        .wait_for_status(catalog.onsale_id, "pre_queue")
+        .await?;
     let t0_ms = marquee_server::clock::now_ms();
-    let start_ms = t0_ms + args.prequeue.as_millis() as u64;
+    let start_ms = cluster.starts_at_ms(catalog.onsale_id).await?;
     let deadline_ms = t0_ms + args.max_duration.as_millis() as u64;
     let urls: Vec<String> = cluster
         .nodes
@@ -180,17 +217,15 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     // Faults, one after another once admission has started.
     let mut faults = Vec::new();
     let mut samples = Vec::new();
-    let fault_plan: Vec<(f64, &'static str)> = if args.no_faults {
-        Vec::new()
-    } else {
-        let s = args.prequeue.as_secs_f64();
-        vec![
-            (s + 4.0, "hub node killed"),
-            (s + 8.0, "worker killed"),
-            (s + 12.0, "redis restarted"),
-            (s + 16.0, "postgres restarted"),
-        ]
-    };
+    // Fault times count from the start; the run's clock from before the pre-queue.
+    let before_start = start_ms.saturating_sub(marquee_server::clock::now_ms()) as f64 / 1000.0
+        + started.elapsed().as_secs_f64();
+    let fault_plan: Vec<(f64, &'static str)> = args
+        .faults
+        .0
+        .iter()
+        .map(|(at, what)| (before_start + at, *what))
+        .collect();
     let mut next_fault = 0;
     let mut outputs = Vec::new();
     let mut waiting = clients;
@@ -251,7 +286,8 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
         params: json!({
             "buyers": args.buyers, "seats": rows * 30, "ga": args.ga, "rate": args.rate,
             "cap": args.cap, "early": args.early, "per_buyer": args.per_buyer,
-            "faults": !args.no_faults, "outcomes": args.outcomes,
+            "faults": args.faults.0.iter().map(|(at, what)| format!("{what} at {at} s")).collect::<Vec<_>>(),
+            "outcomes": args.outcomes,
         }),
         connections: records.iter().filter(|r| r.join_acked.is_some()).count() as u64,
         connect_failures: records

@@ -309,3 +309,18 @@ async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose
     client.close().await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_sdk_starts_on_the_next_node_when_the_first_is_down() {
+    let node = TestNode::start(config()).await;
+    let dead = format!("ws://127.0.0.1:{}/ws", free_port());
+    let (client, _events) = Client::connect(
+        ClientConfig::with_urls([dead, node.ws_url()]),
+        TokenProvider::fixed(token("u1", &[])),
+    )
+    .await
+    .expect("the second node takes the first connection");
+    client.ping().await.unwrap();
+    client.close().await;
+    node.shutdown().await;
+}

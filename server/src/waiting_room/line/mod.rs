@@ -914,11 +914,13 @@ impl LineState {
             waiting: (self.line.len() + self.pre.len()) as u64,
             active: self.admitted.len() as u64,
             last_seq: self.last_seq,
-            gone: self
-                .gone
-                .range(self.cursor + 1..=upto.max(self.cursor))
-                .copied()
-                .collect(),
+            // (A range whose start is past its end panics: nothing above the cursor is asked
+            // for when `upto` is at or below it.)
+            gone: if upto > self.cursor {
+                self.gone.range(self.cursor + 1..=upto).copied().collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
