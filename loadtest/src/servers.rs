@@ -260,6 +260,19 @@ impl Cluster {
 
 /// Reads `process_resident_memory_bytes` from a Marquee node's `/metrics`.
 async fn metrics_rss(addr: SocketAddr) -> Option<u64> {
+    let text = http_get(addr, "/metrics").await?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("process_resident_memory_bytes "))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<f64>()
+        .ok()
+        .map(|v| v as u64)
+}
+
+/// The body of `GET path` on `addr` (plain HTTP/1.1), whatever the status.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     use http_body_util::{BodyExt, Empty};
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut sender, connection) =
@@ -269,21 +282,13 @@ async fn metrics_rss(addr: SocketAddr) -> Option<u64> {
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = hyper::Request::get("/metrics")
+    let request = hyper::Request::get(path)
         .header("host", addr.to_string())
         .body(Empty::<bytes::Bytes>::new())
         .ok()?;
     let response = sender.send_request(request).await.ok()?;
     let body = response.into_body().collect().await.ok()?.to_bytes();
-    let text = std::str::from_utf8(&body).ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("process_resident_memory_bytes "))?;
-    line.split_whitespace()
-        .nth(1)?
-        .parse::<f64>()
-        .ok()
-        .map(|v| v as u64)
+    String::from_utf8(body.to_vec()).ok()
 }
 
 /// An HS256 token valid for a day.

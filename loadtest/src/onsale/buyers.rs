@@ -65,6 +65,8 @@ pub struct BuyerRecord {
     pub join_acked: Option<u64>,
     /// Its place id.
     pub place: Option<String>,
+    /// Whether its join was answered with a pre-queue place (undrawn).
+    pub joined_pre_queue: bool,
     pub admitted: Option<u64>,
     /// `best`, `explicit` or `ga`.
     pub hold_kind: Option<String>,
@@ -255,6 +257,7 @@ async fn shop(
     };
     record.join_acked = Some(now_ms());
     record.place = Some(joined.place.clone());
+    record.joined_pre_queue = joined.state == PlaceState::PreQueue;
     let mut seen = Seen {
         last_position: joined.position,
         status: Some(joined),

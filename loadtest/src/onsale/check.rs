@@ -2,7 +2,6 @@
 //! from Postgres and from what the buyers saw, and the figures of the report.
 
 use super::buyers::BuyerRecord;
-use marquee_server::catalog::DemoCatalog;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -28,6 +27,30 @@ pub struct Invariants {
     pub missed_side_effects: u64,
     /// Places that came back within the grace period and found another place.
     pub lost_places: u64,
+    /// The pre-queue's published order against its revealed seed (the order must be the
+    /// seed's, the seed the one committed to), and pre-queue places missing from it. (The
+    /// admission order itself is not checked yet: the server records no admission order the
+    /// check could read.)
+    pub order_violations: u64,
+}
+
+/// The pre-queue checked against the revealed seed: 1 if the published order is not the
+/// seed's (or the record cannot be read), plus every pre-queue place it leaves out.
+pub fn order_violations(draw: Option<&str>, records: &[BuyerRecord]) -> u64 {
+    use marquee_server::waiting_room::shuffle::{PublishedOrder, verify};
+    let Some(published) = draw.and_then(|d| serde_json::from_str::<PublishedOrder>(d).ok()) else {
+        return 1;
+    };
+    let mut violations = u64::from(verify(&published).is_err());
+    let listed: std::collections::HashSet<&str> =
+        published.order.iter().map(String::as_str).collect();
+    violations += records
+        .iter()
+        .filter(|r| r.early && r.joined_pre_queue)
+        .filter_map(|r| r.place.as_deref())
+        .filter(|place| !listed.contains(place))
+        .count() as u64;
+    violations
 }
 
 impl Invariants {
@@ -43,6 +66,7 @@ impl Invariants {
             paid_without_tickets,
             missed_side_effects,
             lost_places,
+            order_violations,
         } = self;
         [
             oversold,
@@ -54,6 +78,7 @@ impl Invariants {
             paid_without_tickets,
             missed_side_effects,
             lost_places,
+            order_violations,
         ]
         .iter()
         .all(|n| **n == 0)
@@ -68,11 +93,11 @@ async fn count(db: &PgPool, sql: &'static str) -> anyhow::Result<u64> {
 /// Checks every invariant.
 pub async fn invariants(
     db: &PgPool,
-    catalog: &DemoCatalog,
+    draw: Option<&str>,
     records: &[BuyerRecord],
 ) -> anyhow::Result<Invariants> {
-    let _ = catalog;
     Ok(Invariants {
+        order_violations: order_violations(draw, records),
         oversold: count(
             db,
             "select (select count(*) from (

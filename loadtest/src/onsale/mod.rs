@@ -266,7 +266,16 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     }
     // Let owed effects and late payments settle before checking.
     cluster.settle(Duration::from_secs(20)).await?;
-    let verdict = check::invariants(&cluster.db().await?, &catalog, &records).await?;
+    // The draw record, as anyone may read it (node 1 lived through the faults).
+    let draw = crate::servers::http_get(
+        cluster.nodes[1].addr,
+        &format!(
+            "/v1/tenants/{}/onsales/{}/draw",
+            catalog.tenant_id, catalog.onsale_id
+        ),
+    )
+    .await;
+    let verdict = check::invariants(&cluster.db().await?, draw.as_deref(), &records).await?;
     for fault in &mut faults {
         fault.recovered_after_s = cluster.first_hold_after(fault.at_ms).await?;
     }
