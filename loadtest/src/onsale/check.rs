@@ -28,10 +28,38 @@ pub struct Invariants {
     /// Places that came back within the grace period and found another place.
     pub lost_places: u64,
     /// The pre-queue's published order against its revealed seed (the order must be the
-    /// seed's, the seed the one committed to), and pre-queue places missing from it. (The
-    /// admission order itself is not checked yet: the server records no admission order the
-    /// check could read.)
+    /// seed's, the seed the one committed to), pre-queue places missing from it, and the
+    /// admission record against queue order (sequences must rise in the order admissions were
+    /// made, and the pre-queue's sequence `i` must be the draw's place `i`).
     pub order_violations: u64,
+}
+
+/// Admissions out of queue order, from the `admission` record: a sequence not above the one
+/// admitted before it, or a pre-queue sequence held by another place than the draw put there.
+pub async fn admission_order(db: &PgPool, draw: Option<&str>) -> anyhow::Result<u64> {
+    use marquee_server::waiting_room::shuffle::PublishedOrder;
+    let order: Vec<String> = draw
+        .and_then(|d| serde_json::from_str::<PublishedOrder>(d).ok())
+        .map(|p| p.order)
+        .unwrap_or_default();
+    let admitted: Vec<(i64, String)> =
+        sqlx::query_as("select seq, place_id from admission order by admission_id")
+            .fetch_all(db)
+            .await?;
+    let mut violations = 0;
+    let mut last = 0;
+    for (seq, place) in admitted {
+        if seq <= last {
+            violations += 1;
+        }
+        last = last.max(seq);
+        if let Some(drawn) = usize::try_from(seq - 1).ok().and_then(|i| order.get(i))
+            && *drawn != place
+        {
+            violations += 1;
+        }
+    }
+    Ok(violations)
 }
 
 /// The pre-queue checked against the revealed seed: 1 if the published order is not the
@@ -97,7 +125,7 @@ pub async fn invariants(
     records: &[BuyerRecord],
 ) -> anyhow::Result<Invariants> {
     Ok(Invariants {
-        order_violations: order_violations(draw, records),
+        order_violations: order_violations(draw, records) + admission_order(db, draw).await?,
         oversold: count(
             db,
             "select (select count(*) from (

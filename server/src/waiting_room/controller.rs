@@ -244,6 +244,7 @@ impl Controller {
                 .admit(onsale, want, m.settings.cap, wall, &self.timing)
                 .await?;
             m.tokens -= admitted.len() as f64;
+            self.record_admissions(onsale, &m.settings, &admitted).await;
             for a in admitted.iter().filter(|a| a.intent.is_some()) {
                 self.submit_intent(onsale, &m.settings, a).await;
             }
@@ -255,6 +256,39 @@ impl Controller {
             self.publish_counts(onsale, m, &view, now).await;
         }
         Ok(())
+    }
+
+    /// Records a batch of admissions in Postgres (`admission`), in the order they were made.
+    /// The line has admitted them already: if Postgres cannot be reached, the record misses
+    /// them (logged) and nobody loses an admission.
+    async fn record_admissions(
+        &self,
+        onsale: Uuid,
+        s: &Settings,
+        admitted: &[super::line::Admitted],
+    ) {
+        if admitted.is_empty() {
+            return;
+        }
+        let users: Vec<&str> = admitted.iter().map(|a| a.user.as_str()).collect();
+        let places: Vec<&str> = admitted.iter().map(|a| a.place.id.as_str()).collect();
+        let seqs: Vec<i64> = admitted.iter().map(|a| a.place.seq as i64).collect();
+        let written = sqlx::query(
+            "insert into admission (tenant_id, onsale_id, user_id, place_id, seq)
+             select $1, $2, u, p, s from unnest($3::text[], $4::text[], $5::int8[])
+                 with ordinality as x(u, p, s, n)
+             order by n",
+        )
+        .bind(s.tenant)
+        .bind(onsale)
+        .bind(&users)
+        .bind(&places)
+        .bind(&seqs)
+        .execute(&self.db)
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(%onsale, admitted = admitted.len(), error = %e, "cannot record admissions");
+        }
     }
 
     /// Puts the purchase a buyer staged while waiting on the command queue, as the buyer's own

@@ -373,10 +373,13 @@ impl WaitingRoom {
                 .await
                 .map_err(|e| unavailable(&e))?;
         }
-        // The view of the last tick serves even for a place newer than it: an older cursor and
-        // fewer known gaps can only count more buyers ahead, never fewer, so the first position
-        // is at worst a little high and the next push brings it down (never up).
-        let view = match self.cached_view(onsale) {
+        // For a new place the view of the last tick serves even if the place is newer than it:
+        // an older cursor and fewer known gaps can only count more buyers ahead, never fewer,
+        // so the first position is at worst a little high and the next push brings it down.
+        // A buyer attaching again (a reconnect, another tab) was told a position before,
+        // perhaps by another node: a view that knows fewer gaps ahead of it would show that
+        // position rising, so it gets a view of its own.
+        let view = match self.cached_view(onsale).filter(|_| new) {
             Some(v) => v,
             None => self
                 .inner
@@ -785,7 +788,7 @@ impl WaitingRoom {
             };
             for (onsale, upto) in onsales {
                 match self.inner.line.view(onsale, upto).await {
-                    Ok(view) => self.refresh(onsale, view).await,
+                    Ok(view) => self.refresh(onsale, view, upto).await,
                     Err(e) => tracing::warn!(error = %e, %onsale, "cannot read the line"),
                 }
             }
@@ -833,7 +836,10 @@ impl WaitingRoom {
     }
 
     /// Pushes what changed for one onsale's local buyers.
-    async fn refresh(&self, onsale: Uuid, view: LineView) {
+    /// `view` knows the gaps up to sequence `upto`: buyers further back (who attached since it
+    /// was asked for) wait for the next tick, or their position would count gaps it does not
+    /// know and show higher than they were told.
+    async fn refresh(&self, onsale: Uuid, view: LineView, upto: u64) {
         let now = Instant::now();
         // Places the view says changed under us (drawn, admitted): read their records first,
         // outside the lock. Admissions happen at the admission rate, draws once.
@@ -895,6 +901,9 @@ impl WaitingRoom {
         let tick = self.inner.ticks.load(Ordering::Relaxed);
         let wall = now_ms();
         for (user, buyer) in &mut entry.buyers {
+            if buyer.place.seq > upto {
+                continue;
+            }
             let mut reason = None;
             if let Some(record) = records.remove(user) {
                 buyer.refresh = false;

@@ -217,6 +217,15 @@ async fn buyers_are_admitted_in_join_order_and_their_admission_buys(pool: PgPool
         done.windows(2).all(|w| w[0].1 < w[1].1),
         "admitted in join order"
     );
+    // And recorded in Postgres in the order they were made, each place's sequence above the
+    // one before.
+    let recorded: Vec<i64> =
+        sqlx::query_scalar("select seq from admission where onsale_id = $1 order by admission_id")
+            .bind(onsale)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, (1..=done.len() as i64).collect::<Vec<_>>());
     let mut buyers: Vec<Raw> = done.into_iter().map(|(raw, ..)| raw).collect();
     // The second tab is told too.
     status_until(&mut tab, Duration::from_secs(5), admitted).await;
