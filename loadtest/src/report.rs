@@ -205,7 +205,7 @@ fn line_chart(
                 .x_desc(x_label)
                 .y_desc(y_label)
                 .draw();
-            let colors = [BLUE, RED, GREEN, MAGENTA];
+            let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK, YELLOW];
             for (i, (name, points)) in series.iter().enumerate() {
                 let color = colors[i % colors.len()];
                 if let Ok(drawn) = chart.draw_series(LineSeries::new(points.iter().copied(), color))
@@ -224,6 +224,43 @@ fn line_chart(
         let _ = root.present();
     }
     svg
+}
+
+/// The onsale over time: waiting, admitted, active, held and sold, with each fault drawn as a
+/// vertical line at the moment it struck.
+fn onsale_chart(onsale: &Value) -> String {
+    let timeline = onsale["timeline"].as_array().cloned().unwrap_or_default();
+    let curve = |key: &str| -> Vec<(f64, f64)> {
+        timeline
+            .iter()
+            .filter_map(|p| Some((p["t"].as_f64()?, p["counts"][key].as_f64()?)))
+            .collect()
+    };
+    let mut named: Vec<(String, Vec<(f64, f64)>)> =
+        ["waiting", "admitted", "active", "held", "sold"]
+            .iter()
+            .map(|k| ((*k).to_owned(), curve(k)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+    let top = named
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|(_, y)| *y))
+        .fold(1.0f64, f64::max);
+    for fault in onsale["faults"].as_array().into_iter().flatten() {
+        if let (Some(what), Some(at)) = (fault["what"].as_str(), fault["at_s"].as_f64()) {
+            named.push((format!("fault: {what}"), vec![(at, 0.0), (at, top)]));
+        }
+    }
+    let series: Vec<(&str, &[(f64, f64)])> = named
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    line_chart(
+        "The onsale over time (faults as vertical lines)",
+        "s",
+        "buyers / tickets",
+        &series,
+    )
 }
 
 fn escape(text: &str) -> String {
@@ -277,6 +314,11 @@ pub fn html(title: &str, reports: &[Report]) -> String {
         let conns = pick(|s| &s.connections);
         if !conns.is_empty() {
             body.push_str(&line_chart("Open connections", "s", "connections", &conns));
+        }
+        for r in &runs {
+            if let Some(onsale) = &r.onsale {
+                body.push_str(&onsale_chart(onsale));
+            }
         }
     }
     format!(

@@ -72,6 +72,8 @@ pub struct OnsaleCluster {
     /// HS256 secret the nodes trust.
     pub secret: String,
     usage: BTreeMap<String, Usage>,
+    /// The waiting room's line, read for the counts over time.
+    line: Option<marquee_server::waiting_room::line::Line>,
     setup: Setup,
     env: Vec<(&'static str, String)>,
 }
@@ -128,10 +130,20 @@ impl OnsaleCluster {
             workers: Vec::new(),
             secret,
             usage: BTreeMap::new(),
+            line: None,
             setup,
             env,
         };
         cluster.start_redis().await?;
+        cluster.line = Some(marquee_server::waiting_room::line::Line::redis(
+            std::sync::Arc::new(
+                marquee_server::waiting_room::line::redis::RedisLine::connect(
+                    &format!("redis://127.0.0.1:{redis_port}"),
+                    "onsale",
+                )
+                .await?,
+            ),
+        ));
         for i in 0..2 {
             let node = cluster.start_node(i).await?;
             cluster.nodes.push(node);
@@ -288,8 +300,8 @@ impl OnsaleCluster {
         Ok(at as u64)
     }
 
-    /// Counts over time (from Postgres) and each process's memory and CPU.
-    pub async fn sample(&mut self) -> Value {
+    /// Counts over time (the line's, and Postgres's) and each process's memory and CPU.
+    pub async fn sample(&mut self, onsale: uuid::Uuid) -> Value {
         for proc in self.nodes.iter().chain(&self.workers) {
             if let Some(pid) = proc.pid() {
                 let usage = self.usage.entry(proc.name.clone()).or_default();
@@ -301,6 +313,10 @@ impl OnsaleCluster {
                 }
             }
         }
+        let line = match &self.line {
+            Some(line) => line.view(onsale, 0).await.ok(),
+            None => None,
+        };
         let Ok(db) = self.db().await else {
             return Value::Null;
         };
@@ -313,7 +329,12 @@ impl OnsaleCluster {
         .await;
         db.close().await;
         match counts {
-            Ok((held, sold, paid)) => json!({"held": held, "sold": sold, "paid_orders": paid}),
+            Ok((held, sold, paid)) => json!({
+                "held": held, "sold": sold, "paid_orders": paid,
+                "waiting": line.as_ref().map(|v| v.waiting),
+                "admitted": line.as_ref().map(|v| v.admitted_total),
+                "active": line.as_ref().map(|v| v.active),
+            }),
             Err(_) => Value::Null,
         }
     }

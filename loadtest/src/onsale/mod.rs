@@ -233,7 +233,7 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     while !waiting.is_empty() {
         tick.tick().await;
         let elapsed = started.elapsed().as_secs_f64();
-        samples.push((elapsed, cluster.sample().await));
+        samples.push((elapsed, cluster.sample(catalog.onsale_id).await));
         if let Some((at, what)) = fault_plan.get(next_fault)
             && elapsed >= *at
         {
@@ -279,7 +279,13 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     for fault in &mut faults {
         fault.recovered_after_s = cluster.first_hold_after(fault.at_ms).await?;
     }
-    let figures = check::figures(&cluster.db().await?, &records, start_ms).await?;
+    let mut figures = check::figures(&cluster.db().await?, &records, start_ms).await?;
+    figures["peak_waiting"] = json!(
+        samples
+            .iter()
+            .filter_map(|(_, s)| s["waiting"].as_u64())
+            .max()
+    );
     let processes = cluster.usage();
     let ok = verdict.all_zero();
     let mut notes = vec![format!(

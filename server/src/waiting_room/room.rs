@@ -901,7 +901,10 @@ impl WaitingRoom {
         let tick = self.inner.ticks.load(Ordering::Relaxed);
         let wall = now_ms();
         for (user, buyer) in &mut entry.buyers {
-            if buyer.place.seq > upto {
+            if buyer.place.seq > upto || (buyer.position_sent_tick == tick && !buyer.refresh) {
+                // Behind the gaps this view knows (attached since it was read); or answered by
+                // a join during this very tick, whose reply may not be written yet: a push now
+                // could overtake it, and the reply would then show the position rising.
                 continue;
             }
             let mut reason = None;
@@ -938,6 +941,19 @@ impl WaitingRoom {
             let previous = buyer.sent.as_ref();
             if status.reason.is_none() {
                 status.reason = reason.or_else(|| transition_reason(previous, &status));
+            }
+            if status.reason.is_none()
+                && previous.is_some_and(|p| {
+                    p.place == status.place
+                        && p.state == status.state
+                        && matches!((p.position, status.position), (Some(a), Some(b)) if b > a)
+                })
+            {
+                // This tick's view was read before the one the last status came from (the
+                // buyer attached in between, answered from a fresher view): it would show the
+                // position rising, which never happens without a reason. The next tick's view
+                // is newer.
+                continue;
             }
             let significant = previous.is_none_or(|p| {
                 p.state != status.state
