@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use common::processes::{PrivateRedis, aborted, kill, worker_process};
+use common::processes::{PrivateRedis, Process, aborted, kill, worker_process};
 use common::shop::{
     Shop, ShopSpec, buyer_signed, connect, database_url, hold_seats, node_config, order_update,
     result, send, shop,
@@ -58,9 +58,46 @@ fn paying_worker(node: &TestNode) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn with(mut env: Vec<(&'static str, String)>, key: &'static str) -> Vec<(&'static str, String)> {
-    env.push((key, "true".into()));
-    env
+/// A shop, a node taking the simulated provider's hooks, and how to start paying worker
+/// processes on them: the set-up of the payment fault tests.
+struct Paying {
+    shop: Shop,
+    node: TestNode,
+    workers: Workers,
+}
+
+/// Starts `marquee worker` processes that pay through `node`'s hooks.
+struct Workers {
+    db: String,
+    prefix: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Paying {
+    async fn start(pool: &PgPool) -> Self {
+        let shop = shop(pool, ShopSpec::default()).await;
+        let prefix = common::unique_prefix();
+        let node = hub_only(pool, &prefix).await;
+        let workers = Workers {
+            db: database_url(pool),
+            prefix,
+            env: paying_worker(&node),
+        };
+        Self {
+            shop,
+            node,
+            workers,
+        }
+    }
+}
+
+impl Workers {
+    /// A worker named `name`, with the fault switch `fault` (an env var set to `true`) if any.
+    fn start(&self, name: &str, fault: Option<&'static str>) -> Process {
+        let mut env = self.env.clone();
+        env.extend(fault.map(|f| (f, "true".to_owned())));
+        worker_process(&self.db, &common::redis_url(), &self.prefix, name, &env)
+    }
 }
 
 async fn count(pool: &PgPool, sql: &'static str, order: Uuid) -> i64 {
@@ -170,27 +207,21 @@ async fn paid_by_one_payment(pool: &PgPool, order: Uuid) {
 async fn a_worker_killed_between_commit_and_payment_call_starts_the_payment_once_later(
     pool: PgPool,
 ) {
-    let shop = shop(&pool, ShopSpec::default()).await;
-    let prefix = common::unique_prefix();
-    let node = hub_only(&pool, &prefix).await;
-    let (db, redis) = (database_url(&pool), common::redis_url());
-    let env = paying_worker(&node);
+    let Paying {
+        shop,
+        node,
+        workers,
+    } = Paying::start(&pool).await;
     // A first worker takes the hold, then dies; the doomed one commits the checkout (so the
     // payment is owed) and aborts before its relay makes the call.
-    let mut first = worker_process(&db, &redis, &prefix, "first", &env);
+    let mut first = workers.start("first", None);
     let mut raw = connect(&node, &shop, "ana").await;
     send(&mut raw, 1, "hold", hold_seats(&shop, &[3])).await;
     let Outcome::Held { hold, .. } = result(&mut raw).await.outcome else {
         panic!("held")
     };
     kill(&mut first);
-    let doomed = worker_process(
-        &db,
-        &redis,
-        &prefix,
-        "doomed",
-        &with(env.clone(), "MARQUEE_CRASH_AFTER_COMMIT"),
-    );
+    let doomed = workers.start("doomed", Some("MARQUEE_CRASH_AFTER_COMMIT"));
     let order = checkout(&mut raw, &shop, hold).await;
     aborted(doomed).await;
     assert_eq!(
@@ -199,7 +230,7 @@ async fn a_worker_killed_between_commit_and_payment_call_starts_the_payment_once
         "owed, not tried"
     );
     // The heir's relay finds the payment owed and starts it: late, once.
-    let mut heir = worker_process(&db, &redis, &prefix, "heir", &env);
+    let mut heir = workers.start("heir", None);
     paid_once(&pool, &mut raw, order, Duration::from_secs(20)).await;
     assert_eq!(payment_start(&pool, order).await, (1, true));
     paid_by_one_payment(&pool, order).await;
@@ -209,18 +240,12 @@ async fn a_worker_killed_between_commit_and_payment_call_starts_the_payment_once
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn a_worker_killed_between_payment_call_and_marking_it_done_pays_once(pool: PgPool) {
-    let shop = shop(&pool, ShopSpec::default()).await;
-    let prefix = common::unique_prefix();
-    let node = hub_only(&pool, &prefix).await;
-    let (db, redis) = (database_url(&pool), common::redis_url());
-    let env = paying_worker(&node);
-    let doomed = worker_process(
-        &db,
-        &redis,
-        &prefix,
-        "doomed",
-        &with(env.clone(), "MARQUEE_CRASH_AFTER_CALL"),
-    );
+    let Paying {
+        shop,
+        node,
+        workers,
+    } = Paying::start(&pool).await;
+    let doomed = workers.start("doomed", Some("MARQUEE_CRASH_AFTER_CALL"));
     let mut raw = connect(&node, &shop, "ana").await;
     let order = hold_and_checkout(&mut raw, &shop, &[4]).await;
     aborted(doomed).await;
@@ -228,7 +253,7 @@ async fn a_worker_killed_between_payment_call_and_marking_it_done_pays_once(pool
     assert_eq!((attempts, done), (1, false), "called, not marked done");
     // The heir calls again once the claim lapses, with the same idempotency key: the provider
     // answers the same payment, and its events (the same ids) are recorded once.
-    let mut heir = worker_process(&db, &redis, &prefix, "heir", &env);
+    let mut heir = workers.start("heir", None);
     paid_once(&pool, &mut raw, order, Duration::from_secs(30)).await;
     assert_eq!(payment_start(&pool, order).await, (2, true));
     paid_by_one_payment(&pool, order).await;
@@ -238,25 +263,19 @@ async fn a_worker_killed_between_payment_call_and_marking_it_done_pays_once(pool
 
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn a_worker_killed_between_refund_call_and_marking_it_done_refunds_once(pool: PgPool) {
-    let shop = shop(&pool, ShopSpec::default()).await;
-    let prefix = common::unique_prefix();
-    let node = hub_only(&pool, &prefix).await;
-    let (db, redis) = (database_url(&pool), common::redis_url());
-    let env = paying_worker(&node);
-    let mut first = worker_process(&db, &redis, &prefix, "first", &env);
+    let Paying {
+        shop,
+        node,
+        workers,
+    } = Paying::start(&pool).await;
+    let mut first = workers.start("first", None);
     let mut raw = connect(&node, &shop, "ana").await;
     let order = hold_and_checkout(&mut raw, &shop, &[6]).await;
     paid_once(&pool, &mut raw, order, Duration::from_secs(10)).await;
     kill(&mut first);
     // An operator refunds the paid order; the doomed worker applies it, asks the provider for
     // the refund and dies before marking the call done.
-    let doomed = worker_process(
-        &db,
-        &redis,
-        &prefix,
-        "doomed",
-        &with(env.clone(), "MARQUEE_CRASH_AFTER_CALL"),
-    );
+    let doomed = workers.start("doomed", Some("MARQUEE_CRASH_AFTER_CALL"));
     let (status, body) = common::call_json(
         node.addr,
         Some(&common::shop::admin_token(&shop)),
@@ -284,7 +303,7 @@ async fn a_worker_killed_between_refund_call_and_marking_it_done_refunds_once(po
     );
     // The heir asks again with the same key once the claim lapses: the provider reports one
     // refund, whichever call it came from.
-    let _heir = worker_process(&db, &redis, &prefix, "heir", &env);
+    let _heir = workers.start("heir", None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while refund(pool.clone()).await != (2, true) {
         assert!(
