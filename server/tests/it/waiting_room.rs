@@ -272,8 +272,8 @@ async fn the_pre_queue_is_shuffled_at_the_start_and_admitted_in_the_published_or
     let shop = shop(&pool, ShopSpec::default()).await;
     let onsale = gate(&pool, &shop, "scheduled", 2.0, 100).await;
     sqlx::query(
-        "update onsale set prequeue_opens_at = now() - interval '1 second',
-                starts_at = now() + interval '4 seconds' where onsale_id = $1",
+        "update onsale set prequeue_opens_at = now() + interval '1 hour',
+                starts_at = now() + interval '2 hours' where onsale_id = $1",
     )
     .bind(onsale)
     .execute(&pool)
@@ -286,8 +286,21 @@ async fn the_pre_queue_is_shuffled_at_the_start_and_admitted_in_the_published_or
     let node = TestNode::serve(node).await;
     let mut watcher = connect(&node, &shop, "watcher").await;
     watcher.must_subscribe(1, &format!("queue:{onsale}")).await;
+    // The pre-queue opens only once the watcher listens: the commitment is published once, when
+    // it opens (a later listener reads it from the draw record).
+    sqlx::query(
+        "update onsale set prequeue_opens_at = now() - interval '1 second',
+                starts_at = now() + interval '4 seconds' where onsale_id = $1",
+    )
+    .bind(onsale)
+    .execute(&pool)
+    .await
+    .unwrap();
     let commitment = loop {
-        if let ServerMessage::Pub(p) = watcher.recv().await
+        let msg = tokio::time::timeout(Duration::from_secs(10), watcher.recv())
+            .await
+            .expect("the commitment");
+        if let ServerMessage::Pub(p) = msg
             && let Ok(QueueEvent::Commitment { seed_sha256 }) = serde_json::from_value(p.data)
         {
             break seed_sha256;

@@ -155,7 +155,13 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Raw {
     pub socket: Socket,
     pub codec: Codec,
+    opened: std::time::Instant,
 }
+
+/// How long a test may read from one connection in all. A test that waits in a loop for a
+/// message that never comes (other messages keep arriving, so no single read times out) fails
+/// here instead of running until its token expires.
+const READING_AT_MOST: Duration = Duration::from_secs(300);
 
 impl Raw {
     pub async fn connect(url: &str, token: &str) -> Self {
@@ -180,7 +186,11 @@ impl Raw {
         let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("upgrade succeeds");
-        let mut raw = Self { socket, codec };
+        let mut raw = Self {
+            socket,
+            codec,
+            opened: std::time::Instant::now(),
+        };
         match raw.recv().await {
             welcome @ ServerMessage::Welcome { .. } => (raw, welcome),
             other => panic!("expected welcome, got {other:?}"),
@@ -208,6 +218,10 @@ impl Raw {
 
     /// The next protocol message (skipping pings), if one comes within `within`.
     pub async fn recv_within(&mut self, within: Duration) -> Option<ServerMessage> {
+        assert!(
+            self.opened.elapsed() < READING_AT_MOST,
+            "this connection has been read for over {READING_AT_MOST:?}: a wait that never ends"
+        );
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.socket.next())
