@@ -101,8 +101,11 @@ impl Client {
 
     /// Joins an onsale's waiting room (`queue.join`): the place's status. The client joins
     /// again by itself after every reconnect (attaching to the same place, on any node), until
-    /// [`Client::leave_queue`]. Later statuses arrive as [`Event::QueueStatus`]; the admission
-    /// to send with commands is the `admission` of an `admitted` one.
+    /// [`Client::leave_queue`]. Every status arrives as an [`Event::QueueStatus`], this first
+    /// one included, in the order the client learned them: show the events, not this return
+    /// value, and a position never appears to rise (a status pushed just before this answer
+    /// is older than it, but would be read after it). The admission to send with commands is
+    /// the `admission` of an `admitted` one.
     pub async fn join_queue(
         &self,
         onsale: &str,

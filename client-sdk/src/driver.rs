@@ -786,7 +786,11 @@ impl Driver {
                 match other.reply_to().and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Request(reply)) => {
                         if let ServerMessage::QueueJoined { status, .. } = &other {
+                            // Also an event, in the order the client learned it: pushes that
+                            // came before this answer are older, and an application that
+                            // shows the events alone never shows a position going back up.
                             self.note_place(status);
+                            self.emit(Event::QueueStatus(status.clone())).await;
                         }
                         let _ = reply.send(Ok(other));
                     }

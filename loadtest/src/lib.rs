@@ -7,6 +7,8 @@
 //!   killed under load: time to resume, loss and duplicates).
 //! - [`servers`]: starts Marquee nodes or Socket.IO peer nodes as child processes on loopback
 //!   ports, and reads their memory.
+//! - [`floor`]: the fan-out floor, a bare program writing pre-framed messages to sockets, the
+//!   least any server could do for the `fanout` workload.
 //! - [`worker`]: client worker processes, each holding up to ~18,000 sockets (the open-file
 //!   limit is per process), reporting counters and latency histograms as JSON lines.
 //! - [`wire`]: one client connection for each target (Marquee JSON over raw tokio-tungstenite;
@@ -18,6 +20,7 @@
 //! Every run talks to loopback addresses only, opens a bounded number of connections, and ends
 //! by itself after its configured durations.
 
+pub mod floor;
 pub mod onsale;
 pub mod report;
 pub mod scenarios;

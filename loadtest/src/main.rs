@@ -18,7 +18,12 @@ struct Cli {
 enum Which {
     Marquee,
     Socketio,
+    /// The bare program that only writes pre-framed messages (`fanout` only).
+    Floor,
+    /// Marquee and Socket.IO.
     Both,
+    /// Marquee, Socket.IO and the floor (`fanout` only).
+    All,
 }
 
 impl Which {
@@ -26,7 +31,9 @@ impl Which {
         match self {
             Self::Marquee => vec![Target::Marquee],
             Self::Socketio => vec![Target::Socketio],
+            Self::Floor => vec![Target::Floor],
             Self::Both => vec![Target::Marquee, Target::Socketio],
+            Self::All => vec![Target::Marquee, Target::Socketio, Target::Floor],
         }
     }
 }
@@ -87,6 +94,13 @@ enum Scenario {
         #[arg(long)]
         spec: String,
     },
+    /// Internal: the fan-out floor (a bare program writing pre-framed messages).
+    #[command(hide = true)]
+    Floor {
+        /// Where to listen.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
     /// Internal: a client worker process.
     #[command(hide = true)]
     Worker {
@@ -108,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (reports, common) = match cli.scenario {
         Scenario::Worker { spec } => return worker::run(serde_json::from_str(&spec)?).await,
+        Scenario::Floor { listen } => return marquee_loadtest::floor::serve(listen).await,
         Scenario::OnsaleBuyers { spec } => {
             let records = marquee_loadtest::onsale::buyers::run(serde_json::from_str(&spec)?).await;
             println!("{}", serde_json::to_string(&records)?);
@@ -122,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
                     "figures",
                     "faults",
                     "processes",
+                    "findings",
                     "client_errors",
                 ] {
                     println!("{part}: {}", onsale[part]);
@@ -152,6 +168,10 @@ async fn main() -> anyhow::Result<()> {
             target,
             common,
         } => {
+            anyhow::ensure!(
+                !target.targets().contains(&Target::Floor),
+                "the floor serves the fan-out scenario only"
+            );
             let run = async |t| scenarios::connections(t, &args, &common).await;
             (each(target, run).await?, common)
         }

@@ -85,6 +85,16 @@ pub struct Report {
     pub resyncs: u64,
     /// Seconds from a node kill until every client resumed (`resume` only).
     pub resume_s: Option<f64>,
+    /// CPU seconds (user + system, from `/proc`) the server processes used from the first
+    /// publication to the last delivery, all nodes together (`fanout` on servers the run
+    /// started).
+    #[serde(default)]
+    pub server_cpu_s: Option<f64>,
+    /// `server_cpu_s` per delivered message, in microseconds: what one delivery costs the
+    /// server, the figure to drive down (wall-clock rates depend on what else the shared
+    /// machine runs; this much less).
+    #[serde(default)]
+    pub cpu_us_per_delivery: Option<f64>,
     /// Wall-clock duration of the run, seconds.
     pub duration_s: f64,
     /// Plain-language caveats (limits met, what was not measured and why).
@@ -141,6 +151,12 @@ impl Report {
             );
             line("resyncs", self.resyncs.to_string());
         }
+        if let Some(c) = self.server_cpu_s {
+            let per = self
+                .cpu_us_per_delivery
+                .map_or(String::new(), |u| format!(", {u:.2} µs per delivery"));
+            line("server CPU", format!("{c:.2} s{per}"));
+        }
         if let Some(s) = self.resume_s {
             line("resume time", format!("{s:.2} s"));
         }
@@ -173,6 +189,10 @@ pub fn ratios(marquee: &Report, socketio: &Report) -> String {
             marquee.latency_ms.map(|l| l.p99),
             socketio.latency_ms.map(|l| l.p99)
         )
+    ));
+    out.push_str(&format!(
+        "  CPU per delivery       {} (lower is better)\n",
+        ratio(marquee.cpu_us_per_delivery, socketio.cpu_us_per_delivery)
     ));
     out
 }
@@ -382,12 +402,12 @@ pub fn markdown(reports: &[Report], commands: &[String]) -> String {
     out.push_str("on one machine, servers and load generator side by side, so ratios within a ");
     out.push_str("run mean more than absolute numbers.\n\n");
     out.push_str(&format!("Machine: {}.\n\n", machine()));
-    out.push_str("| scenario | target | nodes | connections | failed | RSS/conn (KiB) | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | dup | reordered | resume s |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| scenario | target | nodes | connections | failed | RSS/conn (KiB) | delivered/s | CPU µs/delivery | p50 ms | p99 ms | p99.9 ms | max ms | lost | dup | reordered | resume s |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in reports {
         let l = r.latency_ms;
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.target,
             r.nodes,
@@ -395,6 +415,7 @@ pub fn markdown(reports: &[Report], commands: &[String]) -> String {
             r.connect_failures,
             cell(r.rss_bytes_per_conn.map(|b| b / 1024.0), 2),
             cell(r.delivered_per_s, 0),
+            cell(r.cpu_us_per_delivery, 2),
             cell(l.map(|l| l.p50), 2),
             cell(l.map(|l| l.p99), 2),
             cell(l.map(|l| l.p999), 2),
@@ -420,6 +441,8 @@ pub fn markdown(reports: &[Report], commands: &[String]) -> String {
     if !any {
         out.push_str("No Socket.IO run in this set.\n\n");
     }
+    out.push_str(&against_the_floor(reports));
+    out.push_str(&onsales(reports));
     out.push_str("## Notes\n\n");
     for r in reports {
         for note in &r.notes {
@@ -431,6 +454,131 @@ pub fn markdown(reports: &[Report], commands: &[String]) -> String {
         out.push_str(&format!("{c}\n"));
     }
     out.push_str("```\n");
+    out
+}
+
+/// Server CPU per delivered message, each target against the floor of the same workload.
+fn against_the_floor(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for floor in reports.iter().filter(|r| r.target == "floor") {
+        let Some(base) = floor.cpu_us_per_delivery.filter(|b| *b > 0.0) else {
+            continue;
+        };
+        if out.is_empty() {
+            out.push_str("## Server CPU per delivered message, against the floor\n\n");
+            out.push_str("The floor writes each publication's pre-framed bytes to every socket and does nothing else (`loadtest/README.md`). CPU time is read from `/proc` of each server process over the publishing window; the ratio to the floor is the figure to drive down.\n\n");
+            out.push_str(
+                "| scenario | target | CPU µs per delivery | × floor |\n|---|---|---|---|\n",
+            );
+        }
+        for r in reports.iter().filter(|r| r.scenario == floor.scenario) {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                r.scenario,
+                r.target,
+                cell(r.cpu_us_per_delivery, 2),
+                cell(r.cpu_us_per_delivery.map(|c| c / base), 2),
+            ));
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// The onsale runs: invariants, figures, faults and what each process used.
+fn onsales(reports: &[Report]) -> String {
+    let runs: Vec<(&Report, &Value)> = reports
+        .iter()
+        .filter_map(|r| Some((r, r.onsale.as_ref()?)))
+        .collect();
+    if runs.is_empty() {
+        return String::new();
+    }
+    let ms = |v: &Value| {
+        if v.is_null() {
+            "–".to_owned()
+        } else {
+            format!(
+                "{} / {} / {}",
+                cell(v["p50"].as_f64(), 0),
+                cell(v["p99"].as_f64(), 0),
+                cell(v["max"].as_f64(), 0)
+            )
+        }
+    };
+    let mut out = String::from("## The whole onsale\n\n");
+    out.push_str("Latencies in ms as p50 / p99 / max. Every invariant is a count that must be 0 (`loadtest/README.md`).\n\n");
+    out.push_str("| run | buyers | tickets | sold | sell-out s | holds/s peak / mean | join ack | admit to hold | hold result | checkout to paid | payment to ticket | peak waiting | peak connections | invariants |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (r, o) in &runs {
+        let f = &o["figures"];
+        let broken: Vec<String> = o["invariants"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.as_u64() != Some(0))
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.scenario,
+            r.params["buyers"],
+            f["capacity"],
+            f["sold"],
+            cell(f["sell_out_s"].as_f64(), 1),
+            f["holds_per_s"]["peak"],
+            cell(f["holds_per_s"]["mean"].as_f64(), 0),
+            ms(&f["join_ack_ms"]),
+            ms(&f["admit_to_hold_ms"]),
+            ms(&f["hold_result_ms"]),
+            ms(&f["checkout_to_paid_ms"]),
+            ms(&f["payment_to_ticket_ms"]),
+            f["peak_waiting"],
+            f["peak_connections"],
+            if broken.is_empty() {
+                "all 0".to_owned()
+            } else {
+                format!("**{}**", broken.join(", "))
+            },
+        ));
+    }
+    for (r, o) in &runs {
+        let faults = o["faults"].as_array().cloned().unwrap_or_default();
+        if !faults.is_empty() {
+            out.push_str(&format!(
+                "\nFaults in `{}` (recovery: until the next hold committed):\n\n",
+                r.scenario
+            ));
+            for fault in faults {
+                out.push_str(&format!(
+                    "- {} at {} s: recovered after {} s\n",
+                    fault["what"].as_str().unwrap_or("?"),
+                    cell(fault["at_s"].as_f64(), 1),
+                    cell(fault["recovered_after_s"].as_f64(), 2),
+                ));
+            }
+        }
+        if let Some(procs) = o["processes"].as_object() {
+            let list: Vec<String> = procs
+                .iter()
+                .map(|(name, u)| {
+                    format!(
+                        "{name} {} CPU s, {} MiB peak",
+                        cell(u["cpu_s"].as_f64(), 1),
+                        cell(u["peak_rss_mib"].as_f64(), 0)
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "\nServer processes in `{}`: {}.\n",
+                r.scenario,
+                list.join("; ")
+            ));
+        }
+    }
+    out.push('\n');
     out
 }
 

@@ -267,7 +267,9 @@ pub async fn connections(
                 "servers given by --url: memory read from process_resident_memory_bytes on /metrics"
                     .into()
             }
-            Target::Socketio => "servers given by --url: their memory was not measured".into(),
+            Target::Socketio | Target::Floor => {
+                "servers given by --url: their memory was not measured".into()
+            }
         });
     }
     Ok(Report {
@@ -291,6 +293,8 @@ pub async fn connections(
         reordered: 0,
         resyncs: 0,
         resume_s: None,
+        server_cpu_s: None,
+        cpu_us_per_delivery: None,
         duration_s: started.elapsed().as_secs_f64(),
         notes,
         series,
@@ -346,6 +350,7 @@ pub async fn fanout(target: Target, args: &FanoutArgs, common: &Common) -> anyho
         tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
     let publish_start = Instant::now();
     let publish_start_us = crate::wire::now_us();
+    let cpu_start = cluster.cpu_seconds();
     let received_start = workers.counts().received;
     let mut last_sample = (publish_start, received_start);
     let mut published = 0u64;
@@ -374,23 +379,40 @@ pub async fn fanout(target: Target, args: &FanoutArgs, common: &Common) -> anyho
     }
     progress.finish();
     let (counts, histogram) = workers.stop(published).await?;
+    // Read once every delivery was counted: the servers then sit idle, so the little they
+    // spend between the last delivery and this reading adds almost nothing.
+    let server_cpu_s = cluster
+        .cpu_seconds()
+        .zip(cpu_start)
+        .map(|(end, start)| end - start);
+    let nodes = cluster.nodes.len();
     drop(cluster);
     series.latency_percentiles = percentile_curve(&histogram);
     // Sustained throughput: everything delivered, over the time from the first publication
     // to the last delivery (a server that falls behind takes longer, and scores lower).
     let window = counts.last_receive_us.saturating_sub(publish_start_us) as f64 / 1e6;
-    let delivered = counts.received.saturating_sub(received_start) as f64 / window.max(1e-3);
+    let deliveries = counts.received.saturating_sub(received_start);
+    let delivered = deliveries as f64 / window.max(1e-3);
+    let mut notes = vec![format!(
+        "offered load {} deliveries/s; publisher and subscribers share the machine with the servers",
+        u64::from(args.rate) * args.subscribers as u64
+    )];
+    if target == Target::Floor {
+        notes.push(
+            "the floor: one bare process writing each publication's pre-framed bytes to every socket (no protocol, no channels, no Redis)".into(),
+        );
+    }
     Ok(Report {
         scenario: common.scenario("fanout"),
         target: target.name().into(),
         params: json!({"subscribers": args.subscribers, "rate": args.rate,
                        "duration_s": args.duration.as_secs_f64(), "payload": args.payload,
-                       "nodes": args.nodes}),
+                       "nodes": nodes}),
         connections: connected,
         connect_failures: counts.failed,
         dropped: counts.dropped,
         connect_rate_per_s: Some(rate),
-        nodes: args.nodes,
+        nodes,
         rss_bytes_per_conn: None,
         conns_per_node: None,
         delivered_per_s: Some(delivered),
@@ -402,11 +424,12 @@ pub async fn fanout(target: Target, args: &FanoutArgs, common: &Common) -> anyho
         reordered: counts.reordered,
         resyncs: counts.resyncs,
         resume_s: None,
+        server_cpu_s,
+        cpu_us_per_delivery: server_cpu_s
+            .filter(|_| deliveries > 0)
+            .map(|cpu| cpu * 1e6 / deliveries as f64),
         duration_s: started.elapsed().as_secs_f64(),
-        notes: vec![format!(
-            "offered load {} deliveries/s; publisher and subscribers share the machine with the servers",
-            u64::from(args.rate) * args.subscribers as u64
-        )],
+        notes,
         series,
         onsale: None,
     })
@@ -585,6 +608,8 @@ pub async fn resume(args: &ResumeArgs, common: &Common) -> anyhow::Result<Report
         reordered: all.iter().map(|t| t.reordered).sum(),
         resyncs: 0,
         resume_s,
+        server_cpu_s: None,
+        cpu_us_per_delivery: None,
         duration_s: started.elapsed().as_secs_f64(),
         notes,
         series: Series::default(),

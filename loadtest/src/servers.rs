@@ -24,6 +24,18 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks; Linux reports them at 100 a second to user space.
+    Some((utime + stime) / 100.0)
+}
+
 /// One server node.
 #[derive(Debug)]
 pub struct Node {
@@ -46,8 +58,13 @@ impl Node {
         match (&self.child, target) {
             (Some(_), _) => self.rss(),
             (None, Target::Marquee) => metrics_rss(self.addr).await,
-            (None, Target::Socketio) => None,
+            (None, Target::Socketio | Target::Floor) => None,
         }
+    }
+
+    /// CPU seconds the node has used, when the scenario started it.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.child.as_ref().and_then(|c| cpu_seconds(c.id()))
     }
 
     /// Kills the node abruptly (SIGKILL), as a crash would.
@@ -127,7 +144,8 @@ async fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyh
 
 impl Cluster {
     /// Starts `count` nodes of a target. More than one node shares Redis (`redis` engine for
-    /// Marquee, the Redis adapter for Socket.IO).
+    /// Marquee, the Redis adapter for Socket.IO). The floor is always one process: it has no
+    /// way to share a publication between processes, and needs none.
     pub async fn start(
         target: Target,
         count: usize,
@@ -139,13 +157,14 @@ impl Cluster {
         if target == Target::Socketio {
             ensure_npm_install(&setup.socketio_dir)?;
         }
+        let count = if target == Target::Floor { 1 } else { count };
         let mut nodes = Vec::new();
         for i in 0..count {
             let port = free_port()?;
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
             let publish_addr: SocketAddr = match target {
                 Target::Marquee => format!("127.0.0.1:{}", free_port()?).parse()?,
-                Target::Socketio => addr,
+                Target::Socketio | Target::Floor => addr,
             };
             let mut command = match target {
                 Target::Marquee => {
@@ -173,6 +192,11 @@ impl Cluster {
                     } else {
                         c.env_remove("REDIS_URL");
                     }
+                    c
+                }
+                Target::Floor => {
+                    let mut c = Command::new(std::env::current_exe()?);
+                    c.arg("floor").arg("--listen").arg(addr.to_string());
                     c
                 }
                 Target::Socketio => {
@@ -246,6 +270,11 @@ impl Cluster {
     /// Total resident memory of the nodes the scenario started.
     pub fn rss(&self) -> Option<u64> {
         self.nodes.iter().map(Node::rss).sum()
+    }
+
+    /// CPU seconds the nodes the scenario started have used, together.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.nodes.iter().map(Node::cpu_seconds).sum()
     }
 
     /// Resident memory of each node, however it is measured (see [`Node::measure_rss`]).

@@ -1,9 +1,10 @@
-//! The client side of one connection, for both targets, and the publisher.
+//! The client side of one connection, for every target, and the publisher.
 //!
 //! Marquee connections speak `marquee.v1.json` over raw tokio-tungstenite. Socket.IO connections
 //! speak Engine.IO v4 over the raw WebSocket transport: the `0` open packet, `40` to join the
-//! default namespace, `42[...]` events, and `2`/`3` ping/pong. Both subscribe to one channel
-//! and then read publications whose payload carries `seq` and `ts` (unix microseconds).
+//! default namespace, `42[...]` events, and `2`/`3` ping/pong. Both subscribe to one channel;
+//! floor connections only connect. All then read publications whose payload carries `seq` and
+//! `ts` (unix microseconds).
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -30,6 +31,8 @@ pub enum Target {
     Marquee,
     /// The Socket.IO 4 peer with the Redis adapter.
     Socketio,
+    /// The floor ([`crate::floor`]): pre-framed messages written to bare sockets.
+    Floor,
 }
 
 impl Target {
@@ -38,6 +41,7 @@ impl Target {
         match self {
             Self::Marquee => "marquee",
             Self::Socketio => "socketio",
+            Self::Floor => "floor",
         }
     }
 }
@@ -127,7 +131,7 @@ impl Conn {
             None => ("ws", addr.to_string()),
         };
         let url = match target {
-            Target::Marquee => format!("{scheme}://{host}/ws"),
+            Target::Marquee | Target::Floor => format!("{scheme}://{host}/ws"),
             Target::Socketio => {
                 format!("{scheme}://{host}/socket.io/?EIO=4&transport=websocket")
             }
@@ -163,6 +167,8 @@ impl Conn {
         match target {
             Target::Marquee => conn.marquee_subscribe(None).await?,
             Target::Socketio => conn.engineio_join().await?,
+            // No protocol: every socket receives every publication.
+            Target::Floor => {}
         }
         Ok(conn)
     }
@@ -236,7 +242,7 @@ impl Conn {
         loop {
             let text = self.text().await?;
             match self.target {
-                Target::Marquee => {
+                Target::Marquee | Target::Floor => {
                     let frame: MarqueeFrame<'_> = serde_json::from_str(&text)?;
                     match frame.kind.as_ref() {
                         "pub" => {
@@ -310,7 +316,7 @@ impl From<Payload> for Received {
 }
 
 /// Publishes payloads over one keep-alive HTTP/1.1 connection: `POST /internal/publish` on a
-/// Marquee node (admin token), `POST /publish` on the Socket.IO peer.
+/// Marquee node (admin token), `POST /publish` on the Socket.IO peer and on the floor.
 pub struct Publisher {
     /// The HTTP/1.1 connection's request half.
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -357,6 +363,7 @@ impl Publisher {
                 json!({"channel": channel, "data": data}),
             ),
             Target::Socketio => ("/publish", json!({"room": channel, "data": data})),
+            Target::Floor => ("/publish", json!({"channel": channel, "data": data})),
         };
         let request = hyper::Request::post(path)
             .header("host", self.addr.to_string())

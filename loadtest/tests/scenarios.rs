@@ -47,11 +47,11 @@ fn connections_opens_every_connection_and_measures_memory() {
 }
 
 #[test]
-fn fanout_on_both_targets_delivers_everything_in_order() {
+fn fanout_on_every_target_delivers_everything_in_order_and_measures_cpu_per_delivery() {
     let reports = run(&[
         "fanout",
         "--target",
-        "both",
+        "all",
         "--subscribers",
         "20",
         "--rate",
@@ -59,7 +59,7 @@ fn fanout_on_both_targets_delivers_everything_in_order() {
         "--duration",
         "1s",
     ]);
-    assert_eq!(reports.len(), 2);
+    assert_eq!(reports.len(), 3);
     for r in &reports {
         let target = r["target"].as_str().unwrap();
         assert_eq!(r["connections"], 20, "{target}");
@@ -79,9 +79,19 @@ fn fanout_on_both_targets_delivers_everything_in_order() {
             r["delivered_per_s"].as_f64().is_some_and(|d| d > 0.0),
             "{target}"
         );
+        let cpu = r["server_cpu_s"].as_f64().expect("server CPU measured");
+        let per = r["cpu_us_per_delivery"].as_f64().expect("CPU per delivery");
+        assert!(
+            (per - cpu * 1e6 / 400.0).abs() < 1e-6 * per.max(1.0),
+            "{target}: {per} µs is {cpu} s over 400 deliveries"
+        );
     }
-    assert_eq!(reports[0]["target"], "marquee");
-    assert_eq!(reports[1]["target"], "socketio");
+    let targets: Vec<&str> = reports
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["marquee", "socketio", "floor"]);
+    assert_eq!(reports[2]["nodes"], 1, "the floor is one process");
 }
 
 #[test]
@@ -106,6 +116,209 @@ fn resume_moves_clients_off_a_killed_node_without_loss_or_duplicates() {
     assert_eq!(r["duplicated"], 0);
     assert_eq!(r["reordered"], 0);
     assert!(r["resume_s"].as_f64().is_some());
+}
+
+/// A small onsale on one node on the memory engine, PostgreSQL restarted while it runs.
+#[test]
+fn onsale_on_the_memory_engine_keeps_every_invariant_through_a_postgres_restart() {
+    let reports = run(&[
+        "onsale",
+        "--engine",
+        "memory",
+        "--buyers",
+        "120",
+        "--seats",
+        "60",
+        "--ga",
+        "20",
+        "--processes",
+        "1",
+        "--prequeue",
+        "2s",
+        "--late-window",
+        "2s",
+        "--rate",
+        "40",
+        "--cap",
+        "40",
+        "--max-duration",
+        "40s",
+        "--faults",
+        "postgres@2",
+    ]);
+    let [r] = reports.as_slice() else {
+        panic!("one report")
+    };
+    assert_eq!(r["nodes"], 1);
+    assert_eq!(r["params"]["engine"], "memory");
+    let onsale = &r["onsale"];
+    for (name, count) in onsale["invariants"].as_object().unwrap() {
+        assert_eq!(count, 0, "{name}: {}", onsale["client_errors"]);
+    }
+    assert!(onsale["figures"]["sold"].as_u64().unwrap() > 0);
+    assert_eq!(onsale["faults"][0]["what"], "postgres restarted");
+}
+
+/// A fault a shape cannot suffer is refused before anything starts.
+#[test]
+fn onsale_refuses_a_fault_nothing_it_started_can_suffer() {
+    let output = Command::new(env!("CARGO_BIN_EXE_marquee-loadtest"))
+        .args(["onsale", "--engine", "memory", "--faults", "redis@2"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`redis restarted` cannot strike one node on the memory engine"),
+        "{stderr}"
+    );
+}
+
+/// A small onsale against a node it did not start (`--url`), on a database of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onsale_runs_against_a_node_given_by_url() {
+    const SECRET: &str = "loadtest-given-secret-0123456789-0123456789";
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("lt_onsale_{:016x}", rand::random::<u64>());
+    let server = sqlx::PgPool::connect(&admin).await.unwrap();
+    // The name is made here, from hex digits.
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .execute(&server)
+        .await
+        .unwrap();
+    let database_url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("DATABASE_URL names a database"),
+    };
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (addr, internal) = (port(0), port(1));
+    let marquee = std::env::var_os("MARQUEE_BIN").map_or_else(
+        || std::path::Path::new(env!("CARGO_BIN_EXE_marquee-loadtest")).with_file_name("marquee"),
+        std::path::PathBuf::from,
+    );
+    let mut node = Command::new(marquee)
+        .arg("serve")
+        .env_remove("REDIS_URL")
+        .env("DATABASE_URL", &database_url)
+        .env("MARQUEE_LISTEN", addr.to_string())
+        .env("MARQUEE_INTERNAL_LISTEN", internal.to_string())
+        .env("MARQUEE_JWT_SECRET", SECRET)
+        .env(
+            "MARQUEE_ADMISSION_SECRET",
+            "loadtest-given-admission-0123456789",
+        )
+        .env("MARQUEE_PAYMENT_PROVIDER", "simulated")
+        .env(
+            "MARQUEE_PAYMENT_HOOK_SECRETS",
+            "simulated:loadtest-given-hook-0123456789-0123456789",
+        )
+        .env("MARQUEE_SIMULATED_PAYMENT_DELAY", "200ms")
+        .env("MARQUEE_CONNECT_RATE_PER_ADDRESS", "1000000")
+        .env("MARQUEE_CONNECT_BURST_PER_ADDRESS", "1000000")
+        .env("MARQUEE_QUEUE_JOINS_PER_IP", "1000000")
+        .env("RUST_LOG", "error")
+        .spawn()
+        .expect("the node starts");
+    // It listens before it has migrated its database; it answers once it has.
+    let mut ready = false;
+    for _ in 0..300 {
+        let probe = marquee_loadtest::servers::http_get(addr, "/ready");
+        if let Ok(Some(body)) = tokio::time::timeout(std::time::Duration::from_secs(5), probe).await
+            && body.contains("\"ready\"")
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the node is ready");
+    let dir = std::env::temp_dir().join(format!("lt-given-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("report.json");
+    let output = run_blocking(
+        [
+            "onsale",
+            "--buyers",
+            "80",
+            "--seats",
+            "30",
+            "--ga",
+            "10",
+            "--processes",
+            "1",
+            "--prequeue",
+            "2s",
+            "--late-window",
+            "2s",
+            "--rate",
+            "40",
+            "--cap",
+            "40",
+            "--max-duration",
+            "30s",
+            "--faults",
+            "none",
+            "--secret",
+            SECRET,
+            "--database-url",
+            &database_url,
+            "--url",
+            &addr.to_string(),
+            "--json",
+            &json.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = &reports[0];
+    assert_eq!(r["params"]["engine"], "given");
+    for (name, count) in r["onsale"]["invariants"].as_object().unwrap() {
+        assert_eq!(count, 0, "{name}");
+    }
+    assert!(r["onsale"]["figures"]["sold"].as_u64().unwrap() > 0);
+    // A second run on the same database is refused: its checks read whole tables.
+    let again = run_blocking(
+        [
+            "onsale",
+            "--faults",
+            "none",
+            "--secret",
+            SECRET,
+            "--database-url",
+            &database_url,
+            "--url",
+            &addr.to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("holds earlier sales"));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database {name} with (force)"
+    )))
+    .execute(&server)
+    .await
+    .unwrap();
 }
 
 #[path = "../../server/tests/it/common/tls_proxy.rs"]

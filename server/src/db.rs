@@ -13,15 +13,31 @@ use uuid::Uuid;
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Connects a pool to `url`.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    use sqlx::Connection as _;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        // No ping before each use: it is a round trip on every query (twice per booking
-        // batch), and a connection that broke fails its next statement anyway, which callers
-        // already handle (the worker retries its batch on a fresh connection).
+        // No ping before each use of a busy connection: it is a round trip on every query
+        // (twice per booking batch), and a connection that broke fails its next statement
+        // anyway, which callers already handle (the worker retries its batch on a fresh
+        // connection). A connection that sat idle is pinged first: after a restart or a
+        // failover every idle one is dead, and without the ping each would fail one request
+        // (a `503 unavailable`) however long after the database came back.
         .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    // A dead one is closed, and the pool opens another.
+                    return Ok(conn.ping().await.is_ok());
+                }
+                Ok(true)
+            })
+        })
         .connect(url)
         .await
         .context("connecting to Postgres")

@@ -9,7 +9,7 @@ use marquee_protocol::queue::{PlaceState, QueueStatus};
 use marquee_server::auth::{Claims, sign_hs256};
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -142,16 +142,33 @@ fn token(spec: &BuyerSpec, user: &str) -> String {
 }
 
 async fn connect(spec: &BuyerSpec, n: usize, user: &str) -> Result<(Client, Events), String> {
+    // Buyer `n` starts on node `n % nodes`; the others follow in an order of its own, so a
+    // dead node's buyers spread over the rest instead of all moving to its neighbour.
     let mut urls = spec.urls.clone();
     let turn = n % urls.len().max(1);
     urls.rotate_left(turn);
+    if urls.len() > 2 {
+        use rand::seq::SliceRandom as _;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+        urls[1..].shuffle(&mut rng);
+    }
     let mut config = ClientConfig::with_urls(urls);
     config.command_resend = Duration::from_secs(5);
     config.command_timeout = Duration::from_millis(spec.deadline_ms.saturating_sub(now_ms()));
     config.backoff_cap = Duration::from_secs(2);
-    Client::connect(config, TokenProvider::fixed(token(spec, user)))
-        .await
-        .map_err(|e| format!("connect: {e}"))
+    // A first connection refused (every node down or unavailable for a moment, as during a
+    // database restart) is tried again a few times, as a page would.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match Client::connect(config.clone(), TokenProvider::fixed(token(spec, user))).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) if tries >= 5 || now_ms() >= spec.deadline_ms => {
+                return Err(format!("connect: {e} (after {tries} tries)"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500 * tries)).await,
+        }
+    }
 }
 
 /// Follows one buyer's client events: statuses, results, order updates.
@@ -161,6 +178,18 @@ struct Seen {
     last_position: Option<u64>,
     /// When the onsale starts (unix ms).
     start_ms: u64,
+    /// The last few things seen, for the report of a position that rose.
+    trail: VecDeque<String>,
+}
+
+impl Seen {
+    fn note(&mut self, what: &str) {
+        if self.trail.len() == 6 {
+            self.trail.pop_front();
+        }
+        let at = now_ms() as i64 - self.start_ms as i64;
+        self.trail.push_back(format!("{at} ms: {what}"));
+    }
 }
 
 async fn buyer(spec: &BuyerSpec, n: usize) -> BuyerRecord {
@@ -212,21 +241,27 @@ async fn next_event(
             {
                 record.position_regressions += 1;
                 record.errors.push(format!(
-                    "position rose from {before} to {now} without a reason ({:?}, after {} reconnects, {} ms after the start, place {} was {:?})",
+                    "position rose from {before} to {now} without a reason ({:?}, after {} reconnects, {} ms after the start, place {} was {:?}; before: {:?})",
                     status.state,
                     record.reconnects,
                     now_ms() as i64 - seen.start_ms as i64,
                     status.place,
                     record.place,
+                    seen.trail,
                 ));
             }
+            seen.note(&format!("status {:?} {:?}", status.state, status.position));
             seen.last_position = status.position.or(seen.last_position);
             seen.status = Some(status.clone());
         }
         Event::Result(result) => {
             *record.results.entry(result.request_id.clone()).or_default() += 1;
         }
-        Event::Disconnected { .. } => record.reconnects += 1,
+        Event::Disconnected { .. } => {
+            record.reconnects += 1;
+            seen.note("disconnected");
+        }
+        Event::Connected { .. } => seen.note("connected"),
         _ => {}
     }
     Some(event)
@@ -258,11 +293,17 @@ async fn shop(
     record.join_acked = Some(now_ms());
     record.place = Some(joined.place.clone());
     record.joined_pre_queue = joined.state == PlaceState::PreQueue;
+    // The position is followed from the events alone: the join's answer is one of them, and
+    // a status pushed just before it, still unread, is older.
     let mut seen = Seen {
-        last_position: joined.position,
-        status: Some(joined),
         start_ms: spec.start_ms,
+        ..Seen::default()
     };
+    seen.note(&format!(
+        "joined {:?} {:?} after {tries} tries",
+        joined.state, joined.position
+    ));
+    seen.status = Some(joined);
     // Some close the tab while waiting and come back (a new client, the same account).
     if rng.random_bool(spec.refresh.clamp(0.0, 1.0)) {
         client.close().await;
@@ -277,6 +318,10 @@ async fn shop(
                 .errors
                 .push("came back within the grace period to another place".into());
         }
+        seen.note(&format!(
+            "joined again {:?} {:?}",
+            again.state, again.position
+        ));
         seen.status = Some(again);
     }
     // Wait to be admitted; a buyer told nothing is left gives up after a while.

@@ -36,7 +36,11 @@ pub struct Invariants {
 
 /// Admissions out of queue order, from the `admission` record: a sequence not above the one
 /// admitted before it, or a pre-queue sequence held by another place than the draw put there.
-pub async fn admission_order(db: &PgPool, draw: Option<&str>) -> anyhow::Result<u64> {
+pub async fn admission_order(
+    db: &PgPool,
+    draw: Option<&str>,
+    findings: &mut Vec<String>,
+) -> anyhow::Result<u64> {
     use marquee_server::waiting_room::shuffle::PublishedOrder;
     let order: Vec<String> = draw
         .and_then(|d| serde_json::from_str::<PublishedOrder>(d).ok())
@@ -51,12 +55,18 @@ pub async fn admission_order(db: &PgPool, draw: Option<&str>) -> anyhow::Result<
     for (seq, place) in admitted {
         if seq <= last {
             violations += 1;
+            findings.push(format!(
+                "place {place} admitted at sequence {seq} after sequence {last}"
+            ));
         }
         last = last.max(seq);
         if let Some(drawn) = usize::try_from(seq - 1).ok().and_then(|i| order.get(i))
             && *drawn != place
         {
             violations += 1;
+            findings.push(format!(
+                "sequence {seq} admitted as place {place}; the draw put {drawn} there"
+            ));
         }
     }
     Ok(violations)
@@ -64,20 +74,32 @@ pub async fn admission_order(db: &PgPool, draw: Option<&str>) -> anyhow::Result<
 
 /// The pre-queue checked against the revealed seed: 1 if the published order is not the
 /// seed's (or the record cannot be read), plus every pre-queue place it leaves out.
-pub fn order_violations(draw: Option<&str>, records: &[BuyerRecord]) -> u64 {
+pub fn order_violations(
+    draw: Option<&str>,
+    records: &[BuyerRecord],
+    findings: &mut Vec<String>,
+) -> u64 {
     use marquee_server::waiting_room::shuffle::{PublishedOrder, verify};
     let Some(published) = draw.and_then(|d| serde_json::from_str::<PublishedOrder>(d).ok()) else {
+        findings.push(format!("the draw record could not be read: {draw:?}"));
         return 1;
     };
-    let mut violations = u64::from(verify(&published).is_err());
+    let mut violations = 0;
+    if let Err(e) = verify(&published) {
+        violations += 1;
+        findings.push(format!("the published order is not its seed's: {e}"));
+    }
     let listed: std::collections::HashSet<&str> =
         published.order.iter().map(String::as_str).collect();
-    violations += records
+    for place in records
         .iter()
         .filter(|r| r.early && r.joined_pre_queue)
         .filter_map(|r| r.place.as_deref())
         .filter(|place| !listed.contains(place))
-        .count() as u64;
+    {
+        violations += 1;
+        findings.push(format!("pre-queue place {place} is missing from the draw"));
+    }
     violations
 }
 
@@ -97,14 +119,16 @@ async fn count(db: &PgPool, sql: &'static str) -> anyhow::Result<u64> {
     Ok(n.max(0) as u64)
 }
 
-/// Checks every invariant.
+/// Checks every invariant; what broke the order is described in `findings`.
 pub async fn invariants(
     db: &PgPool,
     draw: Option<&str>,
     records: &[BuyerRecord],
+    findings: &mut Vec<String>,
 ) -> anyhow::Result<Invariants> {
     Ok(Invariants {
-        order_violations: order_violations(draw, records) + admission_order(db, draw).await?,
+        order_violations: order_violations(draw, records, findings)
+            + admission_order(db, draw, findings).await?,
         oversold: count(
             db,
             "select (select count(*) from (

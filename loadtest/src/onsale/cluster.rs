@@ -1,9 +1,15 @@
-//! The cluster the onsale scenario starts: a private PostgreSQL and a private Redis (so both
-//! can be restarted as faults without touching anything else on the machine), two hub nodes and
-//! two booking workers, all child processes on loopback ports; and the faults it injects.
+//! What the onsale scenario runs against, and the faults it injects:
+//!
+//! - a cluster it starts: a private PostgreSQL and a private Redis (so both can be restarted as
+//!   faults without touching anything else on the machine), two hub nodes and two booking
+//!   workers, all child processes on loopback ports;
+//! - one node on the memory engine (no Redis; its booking workers and waiting room run in the
+//!   node) on a private PostgreSQL, as `marquee demo` runs;
+//! - nodes given by `--url`, with their database (`--database-url`) and token secret: nothing
+//!   is started, so no fault can be injected.
 
 use super::OnsaleArgs;
-use crate::servers::{Setup, free_port, rss_bytes};
+use crate::servers::{Setup, cpu_seconds, free_port, rss_bytes};
 use anyhow::{Context as _, bail};
 use marquee_server::catalog::{DemoCatalog, OnsaleSpec, seed_venue};
 use marquee_server::embedded_pg::EmbeddedPostgres;
@@ -43,17 +49,6 @@ impl Drop for Proc {
     }
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 /// What a process used: CPU seconds and peak resident memory.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Usage {
@@ -61,10 +56,47 @@ pub struct Usage {
     pub peak_rss_mib: f64,
 }
 
+/// What the scenario runs against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// Hub nodes (`nodes`, 2 or more) and two workers on a private Redis and PostgreSQL.
+    Cluster { nodes: usize },
+    /// One node on the memory engine, on a private PostgreSQL.
+    Memory,
+    /// Nodes already running, their database and the secret they trust.
+    Given {
+        urls: Vec<SocketAddr>,
+        database_url: String,
+        secret: String,
+    },
+}
+
+impl Shape {
+    /// The faults this shape can suffer (a process the run did not start cannot be killed).
+    pub fn allows(&self, fault: &str) -> bool {
+        match self {
+            Self::Cluster { .. } => true,
+            Self::Memory => fault == "postgres restarted",
+            Self::Given { .. } => false,
+        }
+    }
+
+    /// In words, for the report's notes.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Cluster { nodes } => format!("cluster: {nodes} hub nodes, 2 booking workers, a private Redis and a private PostgreSQL, on loopback"),
+            Self::Memory => "one node on the memory engine (booking workers and waiting room in the node, no Redis) on a private PostgreSQL, on loopback".into(),
+            Self::Given { urls, .. } => format!("{} node(s) given by --url, and their database", urls.len()),
+        }
+    }
+}
+
 /// The running cluster.
 #[derive(Debug)]
 pub struct OnsaleCluster {
-    pg: EmbeddedPostgres,
+    /// The private PostgreSQL, when the run started one.
+    pg: Option<EmbeddedPostgres>,
+    database_url: String,
     redis_port: u16,
     redis: Option<Child>,
     pub nodes: Vec<Proc>,
@@ -88,8 +120,58 @@ impl Drop for OnsaleCluster {
 }
 
 impl OnsaleCluster {
-    /// Starts PostgreSQL, Redis, two hub nodes and two workers.
-    pub async fn start(args: &OnsaleArgs) -> anyhow::Result<Self> {
+    /// Starts what `shape` needs: for a cluster PostgreSQL, Redis, two hub nodes and two
+    /// workers; for the memory engine PostgreSQL and one node; for given nodes, nothing.
+    pub async fn start(args: &OnsaleArgs, shape: &Shape) -> anyhow::Result<Self> {
+        if let Shape::Given {
+            urls,
+            database_url,
+            secret,
+        } = shape
+        {
+            // The invariants are read over whole tables: anything sold before would count.
+            let db = PgPool::connect(database_url).await?;
+            let earlier: i64 = sqlx::query_scalar(
+                "select (select count(*) from hold) + (select count(*) from ticket)
+                      + (select count(*) from admission) + (select count(*) from ticket_order)",
+            )
+            .fetch_one(&db)
+            .await
+            .context("reading the given database (is it migrated?)")?;
+            db.close().await;
+            if earlier > 0 {
+                bail!(
+                    "the given database holds earlier sales; the onsale scenario checks whole tables, so it needs one of its own"
+                );
+            }
+            return Ok(Self {
+                pg: None,
+                database_url: database_url.clone(),
+                redis_port: 0,
+                redis: None,
+                nodes: urls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, addr)| Proc {
+                        name: format!("node-{i}"),
+                        addr: *addr,
+                        internal: None,
+                        child: None,
+                    })
+                    .collect(),
+                workers: Vec::new(),
+                secret: secret.clone(),
+                usage: BTreeMap::new(),
+                line: None,
+                // Nothing is started.
+                setup: Setup {
+                    marquee_bin: Default::default(),
+                    socketio_dir: Default::default(),
+                    redis_url: String::new(),
+                },
+                env: Vec::new(),
+            });
+        }
         let setup = Setup::detect(String::new())?;
         let pg = EmbeddedPostgres::start().await?;
         let pool = PgPool::connect(&pg.url()).await?;
@@ -99,10 +181,8 @@ impl OnsaleCluster {
         let secret = format!("loadtest-{:032x}", rand::random::<u128>());
         let hook = format!("simulated:hook-{:032x}", rand::random::<u128>());
         let admission = format!("admission-{:032x}", rand::random::<u128>());
-        let env = vec![
+        let mut env = vec![
             ("DATABASE_URL", pg.url()),
-            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
-            ("MARQUEE_REDIS_PREFIX", "onsale".to_owned()),
             ("MARQUEE_JWT_SECRET", secret.clone()),
             ("MARQUEE_ADMISSION_SECRET", admission),
             ("MARQUEE_PAYMENT_HOOK_SECRETS", hook),
@@ -122,8 +202,13 @@ impl OnsaleCluster {
                 std::env::var("ONSALE_SERVER_LOG").unwrap_or_else(|_| "error".to_owned()),
             ),
         ];
+        if matches!(shape, Shape::Cluster { .. }) {
+            env.push(("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")));
+            env.push(("MARQUEE_REDIS_PREFIX", "onsale".to_owned()));
+        }
         let mut cluster = Self {
-            pg,
+            database_url: pg.url(),
+            pg: Some(pg),
             redis_port,
             redis: None,
             nodes: Vec::new(),
@@ -134,6 +219,11 @@ impl OnsaleCluster {
             setup,
             env,
         };
+        if *shape == Shape::Memory {
+            let node = cluster.start_node(0).await?;
+            cluster.nodes.push(node);
+            return Ok(cluster);
+        }
         cluster.start_redis().await?;
         cluster.line = Some(marquee_server::waiting_room::line::Line::redis(
             std::sync::Arc::new(
@@ -144,7 +234,10 @@ impl OnsaleCluster {
                 .await?,
             ),
         ));
-        for i in 0..2 {
+        let Shape::Cluster { nodes } = shape else {
+            unreachable!("the other shapes returned above")
+        };
+        for i in 0..*nodes {
             let node = cluster.start_node(i).await?;
             cluster.nodes.push(node);
         }
@@ -160,7 +253,12 @@ impl OnsaleCluster {
     /// the last second held may be lost; the command streams' losses are made good by clients
     /// resending and workers looking in Postgres.
     async fn start_redis(&mut self) -> anyhow::Result<()> {
-        let dir = self.pg.dir().join("redis");
+        let dir = self
+            .pg
+            .as_ref()
+            .context("a cluster runs on a private PostgreSQL")?
+            .dir()
+            .join("redis");
         std::fs::create_dir_all(&dir)?;
         let child = Command::new("redis-server")
             .args([
@@ -194,9 +292,14 @@ impl OnsaleCluster {
             .env("MARQUEE_LISTEN", addr.to_string())
             .env("MARQUEE_INTERNAL_LISTEN", internal.to_string())
             .env("MARQUEE_NODE_ID", format!("node-{i}"))
-            .env("MARQUEE_WORKERS", "0")
+            // With Redis the booking workers are processes of their own; on the memory
+            // engine they run in the node (the default).
+            .env(
+                "MARQUEE_WORKERS",
+                if self.redis_port_used() { "0" } else { "1" },
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(server_log()?)
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting a hub node")?;
@@ -228,7 +331,7 @@ impl OnsaleCluster {
                 format!("http://{hooks}/hooks/payments/simulated"),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(server_log()?)
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting a booking worker")?;
@@ -242,9 +345,14 @@ impl OnsaleCluster {
         Ok(proc)
     }
 
+    /// Whether the nodes share a Redis (a cluster) rather than run on the memory engine.
+    fn redis_port_used(&self) -> bool {
+        self.env.iter().any(|(k, _)| *k == "REDIS_URL")
+    }
+
     /// A pool on the cluster's database.
     pub async fn db(&self) -> anyhow::Result<PgPool> {
-        Ok(PgPool::connect(&self.pg.url()).await?)
+        Ok(PgPool::connect(&self.database_url).await?)
     }
 
     /// Seeds the venue and the onsale (its pre-queue opens now).
@@ -351,7 +459,13 @@ impl OnsaleCluster {
                 }
                 self.start_redis().await?;
             }
-            "postgres restarted" => self.pg.restart().await?,
+            "postgres restarted" => {
+                self.pg
+                    .as_mut()
+                    .context("only a PostgreSQL the run started can be restarted")?
+                    .restart()
+                    .await?;
+            }
             other => bail!("unknown fault {other}"),
         }
         Ok(())
@@ -395,6 +509,16 @@ impl OnsaleCluster {
     pub fn usage(&self) -> &BTreeMap<String, Usage> {
         &self.usage
     }
+}
+
+/// Where a node's or worker's log goes (they log to standard output): this run's standard
+/// error when `ONSALE_SERVER_LOG` asks for their log, nowhere otherwise.
+fn server_log() -> anyhow::Result<Stdio> {
+    use std::os::fd::AsFd as _;
+    if std::env::var_os("ONSALE_SERVER_LOG").is_none() {
+        return Ok(Stdio::null());
+    }
+    Ok(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
 }
 
 async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {

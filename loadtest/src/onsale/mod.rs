@@ -20,7 +20,7 @@ use crate::report::{Latency, Report, Series};
 use crate::scenarios::Common;
 use anyhow::Context as _;
 use buyers::{BuyerRecord, BuyerSpec};
-use cluster::OnsaleCluster;
+use cluster::{OnsaleCluster, Shape};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt as _;
@@ -95,6 +95,26 @@ pub struct OnsaleArgs {
     /// restarted), or `none`.
     #[arg(long, default_value = "node@2,worker@5,redis@8,postgres@11", value_parser = parse_faults)]
     pub faults: FaultPlan,
+    /// What to start: `cluster` (2 hub nodes and 2 workers on a private Redis and
+    /// PostgreSQL) or `memory` (one node on the memory engine on a private PostgreSQL; of the
+    /// faults only `postgres` applies). Ignored with `--url`.
+    #[arg(long, value_enum, default_value = "cluster")]
+    pub engine: Engine,
+    /// Hub nodes of the cluster (one process holds at most ~19,000 sockets here: give each
+    /// node no more, counting the buyers a killed node's share moves over).
+    #[arg(long, default_value_t = 2)]
+    pub nodes: usize,
+    /// With `--url`: the database the given nodes use, where the venue is seeded and the
+    /// invariants are read. The nodes must pay through the simulated provider.
+    #[arg(long, requires = "url")]
+    pub database_url: Option<String>,
+}
+
+/// What `onsale` starts when no `--url` is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Cluster,
+    Memory,
 }
 
 /// When each fault strikes: `(seconds after the start, what)`.
@@ -141,13 +161,40 @@ pub struct Fault {
 
 /// Runs the scenario: the report, and whether every invariant held.
 pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, bool)> {
-    anyhow::ensure!(
-        common.url.is_empty(),
-        "the onsale scenario starts its own cluster (--url is not supported yet)"
-    );
+    let shape = if common.url.is_empty() {
+        match args.engine {
+            Engine::Cluster => {
+                anyhow::ensure!(args.nodes >= 2, "a cluster has 2 hub nodes or more");
+                Shape::Cluster { nodes: args.nodes }
+            }
+            Engine::Memory => Shape::Memory,
+        }
+    } else {
+        anyhow::ensure!(
+            !common.tls,
+            "onsale connects to given nodes over plain ws:// only"
+        );
+        Shape::Given {
+            urls: common.url.clone(),
+            database_url: args
+                .database_url
+                .clone()
+                .context("--database-url is needed with --url")?,
+            secret: common
+                .secret
+                .clone()
+                .context("--secret (or MARQUEE_JWT_SECRET) is needed with --url")?,
+        }
+    };
+    if let Some((_, what)) = args.faults.0.iter().find(|(_, what)| !shape.allows(what)) {
+        anyhow::bail!(
+            "`{what}` cannot strike {} (pass --faults with what applies, or none)",
+            shape.describe()
+        );
+    }
     let started = Instant::now();
     let rows = args.seats.div_ceil(30).max(1);
-    let mut cluster = OnsaleCluster::start(args).await?;
+    let mut cluster = OnsaleCluster::start(args, &shape).await?;
     let catalog = cluster.seed(args, rows).await?;
     // The crowd arrives once the pre-queue is open (the controller opens it within a second).
     cluster
@@ -266,16 +313,24 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     }
     // Let owed effects and late payments settle before checking.
     cluster.settle(Duration::from_secs(20)).await?;
-    // The draw record, as anyone may read it (node 1 lived through the faults).
+    // The draw record, as anyone may read it (the last node lived through the faults).
+    let survivor = cluster.nodes.last().context("a node")?.addr;
     let draw = crate::servers::http_get(
-        cluster.nodes[1].addr,
+        survivor,
         &format!(
             "/v1/tenants/{}/onsales/{}/draw",
             catalog.tenant_id, catalog.onsale_id
         ),
     )
     .await;
-    let verdict = check::invariants(&cluster.db().await?, draw.as_deref(), &records).await?;
+    let mut findings = Vec::new();
+    let verdict = check::invariants(
+        &cluster.db().await?,
+        draw.as_deref(),
+        &records,
+        &mut findings,
+    )
+    .await?;
     for fault in &mut faults {
         fault.recovered_after_s = cluster.first_hold_after(fault.at_ms).await?;
     }
@@ -289,7 +344,8 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     let processes = cluster.usage();
     let ok = verdict.all_zero();
     let mut notes = vec![format!(
-        "cluster: 2 hub nodes, 2 booking workers, a private Redis and a private PostgreSQL, on loopback; buyers in {} client processes",
+        "{}; buyers in {} client processes",
+        shape.describe(),
         args.processes
     )];
     if !ok {
@@ -303,6 +359,11 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
             "cap": args.cap, "early": args.early, "per_buyer": args.per_buyer,
             "faults": args.faults.0.iter().map(|(at, what)| format!("{what} at {at} s")).collect::<Vec<_>>(),
             "outcomes": args.outcomes,
+            "engine": match shape {
+                Shape::Cluster { .. } => "cluster",
+                Shape::Memory => "memory",
+                Shape::Given { .. } => "given",
+            },
         }),
         connections: records.iter().filter(|r| r.join_acked.is_some()).count() as u64,
         connect_failures: records
@@ -311,7 +372,7 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
             .count() as u64,
         dropped: records.iter().map(|r| u64::from(r.reconnects)).sum(),
         connect_rate_per_s: None,
-        nodes: 2,
+        nodes: cluster.nodes.len(),
         rss_bytes_per_conn: None,
         conns_per_node: None,
         delivered_per_s: None,
@@ -326,6 +387,8 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
         reordered: 0,
         resyncs: 0,
         resume_s: None,
+        server_cpu_s: None,
+        cpu_us_per_delivery: None,
         duration_s: started.elapsed().as_secs_f64(),
         notes,
         series: Series::default(),
@@ -335,6 +398,7 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
             "faults": faults,
             "processes": processes,
             "timeline": samples.iter().map(|(t, s)| json!({"t": t, "counts": s})).collect::<Vec<_>>(),
+            "findings": findings.iter().take(20).collect::<Vec<_>>(),
             "client_errors": records.iter().flat_map(|r| r.errors.iter().map(move |e| format!("{}: {e}", r.user))).take(20).collect::<Vec<_>>(),
         })),
     };

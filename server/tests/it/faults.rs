@@ -613,3 +613,52 @@ async fn postgres_restarted_mid_onsale_loses_no_command_and_no_payment() {
     node.shutdown().await;
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_node_answers_its_first_requests_after_a_postgres_restart() {
+    let mut pg = marquee_server::embedded_pg::EmbeddedPostgres::start()
+        .await
+        .expect("a private PostgreSQL starts");
+    let pool = PgPool::connect(&pg.url()).await.unwrap();
+    marquee_server::db::MIGRATOR.run(&pool).await.unwrap();
+    let shop = shop(&pool, ShopSpec::default()).await;
+    // The draw record reads Postgres on every request.
+    sqlx::query("update onsale set shuffle_seed = $2 where event_id = $1 returning onsale_id")
+        .bind(shop.event)
+        .bind(vec![7u8; 32])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let onsale: Uuid = sqlx::query_scalar("select onsale_id from onsale where event_id = $1")
+        .bind(shop.event)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut config = common::config();
+    config.database_url = Some(Secret::new(pg.url()));
+    let node = TestNode::start(config).await;
+    let path = format!("/v1/tenants/{}/onsales/{onsale}/draw", shop.tenant);
+    let draws = |n: usize| {
+        let path = path.clone();
+        let addr = node.addr;
+        async move {
+            let asks = (0..n).map(|_| common::http(addr, "GET", &path, &[], None));
+            futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .map(|r| r.status)
+                .collect::<Vec<u16>>()
+        }
+    };
+    // Several requests at once leave several connections idle in the node's pool.
+    assert!(draws(6).await.iter().all(|s| *s == 200));
+    pg.restart().await.expect("PostgreSQL restarts");
+    // Every idle connection died with the server; none may cost a request its answer.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(draws(6).await, vec![200; 6]);
+    for _ in 0..6 {
+        assert_eq!(draws(1).await, vec![200]);
+    }
+    node.shutdown().await;
+}

@@ -633,9 +633,13 @@ async fn the_sdk_joins_a_queue_and_keeps_its_place_across_a_reconnect(pool: PgPo
     // same place.
     relay.cut();
     let again = tokio::time::timeout(Duration::from_secs(15), async {
+        // The join's own status comes first among the events; the one wanted follows the cut.
+        let mut cut = false;
         loop {
-            if let Some(Event::QueueStatus(status)) = events.next().await {
-                return status;
+            match events.next().await {
+                Some(Event::Disconnected { .. }) => cut = true,
+                Some(Event::QueueStatus(status)) if cut => return status,
+                _ => {}
             }
         }
     })
