@@ -117,6 +117,9 @@ impl EmbeddedPostgres {
             .arg("-k")
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            // Room for a cluster on one machine (the load test's runs up to 7 hub nodes and
+            // 2 workers, 10 + 10 connections each); the default 100 is too few.
+            .args(["-c", "max_connections=300"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -90,6 +90,9 @@ pub struct BuyerRecord {
     pub reconnects: u32,
     /// What went wrong on the client side.
     pub errors: Vec<String>,
+    /// How its wait ended when it never held: `ended`, `closed`, `sold_out` (it left after
+    /// waiting 15 s for seats to come back) or `deadline`.
+    pub left: Option<String>,
 }
 
 /// How long a buyer told the onsale is sold out waits for seats to come back before leaving.
@@ -215,11 +218,13 @@ async fn buyer(spec: &BuyerSpec, n: usize) -> BuyerRecord {
 /// Takes what is left of a client's events (results delivered while the buyer was not
 /// looking are counted), then closes it.
 async fn finish(client: Client, mut events: Events, record: &mut BuyerRecord, seen: &mut Seen) {
-    let quiet = Duration::from_millis(300);
-    while let Ok(Some(_)) = tokio::time::timeout(quiet, async {
-        next_event(&mut events, now_ms() + 300, record, seen).await
-    })
-    .await
+    // Until 300 ms pass without one, for 2 s at most (a waiting place keeps hearing of its
+    // position).
+    let until = now_ms() + 2000;
+    while now_ms() < until
+        && next_event(&mut events, (now_ms() + 300).min(until), record, seen)
+            .await
+            .is_some()
     {}
     client.close().await;
 }
@@ -336,12 +341,14 @@ async fn shop(
                     }
                 }
                 PlaceState::Ended | PlaceState::Closed => {
+                    record.left = Some(format!("{:?}", status.state).to_lowercase());
                     finish(client, events, record, &mut seen).await;
                     return Ok(());
                 }
                 PlaceState::SoldOut => {
                     let since = *sold_out_since.get_or_insert_with(now_ms);
                     if now_ms() > since + GIVE_UP_AFTER_SOLD_OUT_MS {
+                        record.left = Some("sold_out".into());
                         let _ = client.leave_queue(&onsale).await;
                         finish(client, events, record, &mut seen).await;
                         return Ok(());
@@ -357,6 +364,7 @@ async fn shop(
             .is_none()
             && now_ms() >= spec.deadline_ms
         {
+            record.left = Some("deadline".into());
             finish(client, events, record, &mut seen).await;
             return Ok(());
         }

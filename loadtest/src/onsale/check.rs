@@ -34,8 +34,8 @@ pub struct Invariants {
     pub order_violations: u64,
 }
 
-/// Admissions out of queue order, from the `admission` record: a sequence not above the one
-/// admitted before it, or a pre-queue sequence held by another place than the draw put there.
+/// Admissions out of queue order, from the `admission` record in the order the line made them
+/// (`ordinal`): a sequence not above the one admitted before it, or a pre-queue sequence held by another place than the draw put there.
 pub async fn admission_order(
     db: &PgPool,
     draw: Option<&str>,
@@ -47,7 +47,7 @@ pub async fn admission_order(
         .map(|p| p.order)
         .unwrap_or_default();
     let admitted: Vec<(i64, String)> =
-        sqlx::query_as("select seq, place_id from admission order by admission_id")
+        sqlx::query_as("select seq, place_id from admission order by ordinal, admission_id")
             .fetch_all(db)
             .await?;
     let mut violations = 0;
@@ -193,6 +193,15 @@ pub async fn invariants(
     })
 }
 
+/// How many buyers left without holding, by why (`BuyerRecord::left`).
+fn left_without_holding(records: &[BuyerRecord]) -> std::collections::BTreeMap<&str, u64> {
+    let mut left = std::collections::BTreeMap::new();
+    for reason in records.iter().filter_map(|r| r.left.as_deref()) {
+        *left.entry(reason).or_default() += 1;
+    }
+    left
+}
+
 /// p50, p99, p99.9 and max of `values` (milliseconds), if any.
 fn latency(mut values: Vec<f64>) -> Value {
     if values.is_empty() {
@@ -273,6 +282,7 @@ pub async fn figures(db: &PgPool, records: &[BuyerRecord], start_ms: u64) -> any
         "held": records.iter().filter(|r| r.hold_outcome.as_deref() == Some("held")).count(),
         "paid_orders": records.iter().filter(|r| r.order_status.as_deref() == Some("paid")).count(),
         "peak_connections": records.iter().filter(|r| r.join_acked.is_some()).count(),
+        "left_without_holding": left_without_holding(records),
     }))
 }
 

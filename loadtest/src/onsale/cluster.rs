@@ -96,7 +96,8 @@ impl Shape {
 pub struct OnsaleCluster {
     /// The private PostgreSQL, when the run started one.
     pg: Option<EmbeddedPostgres>,
-    database_url: String,
+    /// The run's own pool: counts, checks, settling.
+    db: PgPool,
     redis_port: u16,
     redis: Option<Child>,
     pub nodes: Vec<Proc>,
@@ -146,7 +147,7 @@ impl OnsaleCluster {
             }
             return Ok(Self {
                 pg: None,
-                database_url: database_url.clone(),
+                db: small_pool(database_url)?,
                 redis_port: 0,
                 redis: None,
                 nodes: urls
@@ -207,7 +208,7 @@ impl OnsaleCluster {
             env.push(("MARQUEE_REDIS_PREFIX", "onsale".to_owned()));
         }
         let mut cluster = Self {
-            database_url: pg.url(),
+            db: small_pool(&pg.url())?,
             pg: Some(pg),
             redis_port,
             redis: None,
@@ -350,9 +351,10 @@ impl OnsaleCluster {
         self.env.iter().any(|(k, _)| *k == "REDIS_URL")
     }
 
-    /// A pool on the cluster's database.
+    /// The run's own small pool on the cluster's database (connections are opened when
+    /// needed, and again after a restart).
     pub async fn db(&self) -> anyhow::Result<PgPool> {
-        Ok(PgPool::connect(&self.database_url).await?)
+        Ok(self.db.clone())
     }
 
     /// Seeds the venue and the onsale (its pre-queue opens now).
@@ -373,7 +375,6 @@ impl OnsaleCluster {
             },
         )
         .await?;
-        db.close().await;
         Ok(catalog)
     }
 
@@ -387,7 +388,6 @@ impl OnsaleCluster {
                     .fetch_one(&db)
                     .await?;
             if now == status {
-                db.close().await;
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -404,7 +404,6 @@ impl OnsaleCluster {
         .bind(onsale)
         .fetch_one(&db)
         .await?;
-        db.close().await;
         Ok(at as u64)
     }
 
@@ -435,7 +434,6 @@ impl OnsaleCluster {
         )
         .fetch_one(&db)
         .await;
-        db.close().await;
         match counts {
             Ok((held, sold, paid)) => json!({
                 "held": held, "sold": sold, "paid_orders": paid,
@@ -487,7 +485,6 @@ impl OnsaleCluster {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        db.close().await;
         Ok(())
     }
 
@@ -501,7 +498,6 @@ impl OnsaleCluster {
         .bind(at_ms as f64)
         .fetch_one(&db)
         .await?;
-        db.close().await;
         Ok(first.map(|ms| (ms - at_ms as f64) / 1000.0))
     }
 
@@ -509,6 +505,14 @@ impl OnsaleCluster {
     pub fn usage(&self) -> &BTreeMap<String, Usage> {
         &self.usage
     }
+}
+
+/// Two connections, opened on first use: the run's own reads never crowd the servers'.
+fn small_pool(url: &str) -> anyhow::Result<PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy(url)?)
 }
 
 /// Where a node's or worker's log goes (they log to standard output): this run's standard

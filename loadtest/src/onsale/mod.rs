@@ -280,7 +280,21 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     while !waiting.is_empty() {
         tick.tick().await;
         let elapsed = started.elapsed().as_secs_f64();
-        samples.push((elapsed, cluster.sample(catalog.onsale_id).await));
+        let sample = cluster.sample(catalog.onsale_id).await;
+        if samples.len() % 10 == 0 {
+            // Every 5 s, where the onsale stands (a long run should not be silent).
+            let n = |k: &str| sample[k].as_u64().map_or("?".to_owned(), |v| v.to_string());
+            eprintln!(
+                "{elapsed:>6.1} s  waiting {}  admitted {}  active {}  held {}  sold {}  paid orders {}",
+                n("waiting"),
+                n("admitted"),
+                n("active"),
+                n("held"),
+                n("sold"),
+                n("paid_orders")
+            );
+        }
+        samples.push((elapsed, sample));
         if let Some((at, what)) = fault_plan.get(next_fault)
             && elapsed >= *at
         {
@@ -304,7 +318,10 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
         }
         waiting = still;
         if started.elapsed() > args.max_duration + Duration::from_secs(30) {
-            anyhow::bail!("the buyers did not finish in time");
+            anyhow::bail!(
+                "{} buyers process(es) did not finish within --max-duration and 30 s more",
+                waiting.len()
+            );
         }
     }
     let mut records: Vec<BuyerRecord> = Vec::new();

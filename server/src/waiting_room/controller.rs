@@ -258,7 +258,8 @@ impl Controller {
         Ok(())
     }
 
-    /// Records a batch of admissions in Postgres (`admission`), in the order they were made.
+    /// Records a batch of admissions in Postgres (`admission`), each with its ordinal (the
+    /// order the line made them in; rows of an overlapping controller may be written first).
     /// The line has admitted them already: if Postgres cannot be reached, the record misses
     /// them (logged) and nobody loses an admission.
     async fn record_admissions(
@@ -273,10 +274,11 @@ impl Controller {
         let users: Vec<&str> = admitted.iter().map(|a| a.user.as_str()).collect();
         let places: Vec<&str> = admitted.iter().map(|a| a.place.id.as_str()).collect();
         let seqs: Vec<i64> = admitted.iter().map(|a| a.place.seq as i64).collect();
+        let ordinals: Vec<i64> = admitted.iter().map(|a| a.ordinal as i64).collect();
         let written = sqlx::query(
-            "insert into admission (tenant_id, onsale_id, user_id, place_id, seq)
-             select $1, $2, u, p, s from unnest($3::text[], $4::text[], $5::int8[])
-                 with ordinality as x(u, p, s, n)
+            "insert into admission (tenant_id, onsale_id, user_id, place_id, seq, ordinal)
+             select $1, $2, u, p, s, o from unnest($3::text[], $4::text[], $5::int8[], $6::int8[])
+                 with ordinality as x(u, p, s, o, n)
              order by n",
         )
         .bind(s.tenant)
@@ -284,6 +286,7 @@ impl Controller {
         .bind(&users)
         .bind(&places)
         .bind(&seqs)
+        .bind(&ordinals)
         .execute(&self.db)
         .await;
         if let Err(e) = written {

@@ -218,14 +218,17 @@ async fn buyers_are_admitted_in_join_order_and_their_admission_buys(pool: PgPool
         "admitted in join order"
     );
     // And recorded in Postgres in the order they were made, each place's sequence above the
-    // one before.
-    let recorded: Vec<i64> =
-        sqlx::query_scalar("select seq from admission where onsale_id = $1 order by admission_id")
-            .bind(onsale)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(recorded, (1..=done.len() as i64).collect::<Vec<_>>());
+    // one before, and numbered by the line in the order it made them.
+    let recorded: Vec<(i64, i64)> = sqlx::query_as(
+        "select seq, ordinal from admission where onsale_id = $1 order by admission_id",
+    )
+    .bind(onsale)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let made: Vec<i64> = (1..=done.len() as i64).collect();
+    assert_eq!(recorded.iter().map(|r| r.0).collect::<Vec<_>>(), made);
+    assert_eq!(recorded.iter().map(|r| r.1).collect::<Vec<_>>(), made);
     let mut buyers: Vec<Raw> = done.into_iter().map(|(raw, ..)| raw).collect();
     // The second tab is told too.
     status_until(&mut tab, Duration::from_secs(5), admitted).await;

@@ -193,15 +193,13 @@ async fn admission_follows_the_line_within_the_cap_and_only_while_live(line: Lin
         line.join(onsale, &format!("u{u}"), None).await.unwrap();
     }
     let t = timing();
-    assert_eq!(
-        users(&line.admit(onsale, 2, 3, T0, &t).await.unwrap()),
-        ["u1", "u2"]
-    );
-    // Only one more fits under a cap of 3.
-    assert_eq!(
-        users(&line.admit(onsale, 5, 3, T0, &t).await.unwrap()),
-        ["u3"]
-    );
+    let first = line.admit(onsale, 2, 3, T0, &t).await.unwrap();
+    assert_eq!(users(&first), ["u1", "u2"]);
+    // Only one more fits under a cap of 3; the line numbers admissions across its batches.
+    let second = line.admit(onsale, 5, 3, T0, &t).await.unwrap();
+    assert_eq!(users(&second), ["u3"]);
+    let ordinals: Vec<u64> = first.iter().chain(&second).map(|a| a.ordinal).collect();
+    assert_eq!(ordinals, [1, 2, 3]);
     assert!(line.admit(onsale, 5, 3, T0, &t).await.unwrap().is_empty());
     line.set_status(onsale, "paused").await.unwrap();
     assert!(line.admit(onsale, 5, 10, T0, &t).await.unwrap().is_empty());
@@ -212,6 +210,7 @@ async fn admission_follows_the_line_within_the_cap_and_only_while_live(line: Lin
     line.set_exhausted(onsale, false).await.unwrap();
     let next = line.admit(onsale, 1, 10, T0, &t).await.unwrap();
     assert_eq!(users(&next), ["u4"]);
+    assert_eq!(next[0].ordinal, 4);
     assert!(next[0].present);
     assert_eq!(next[0].place.admitted_until_ms, Some(T0 + 600_000));
     let v = view(&line, onsale).await;

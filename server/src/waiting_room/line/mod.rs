@@ -106,6 +106,9 @@ pub struct Admitted {
     /// The purchase the buyer staged while waiting, as given to [`Line::stage`] (taken: it is
     /// handed out once).
     pub intent: Option<String>,
+    /// Its place among every admission of the onsale (1, 2, …), counted by the line itself:
+    /// the order admissions were made in, whoever records them and however late.
+    pub ordinal: u64,
 }
 
 /// Why [`Line::expire`] ended a place.
@@ -866,6 +869,7 @@ impl LineState {
                 },
                 present,
                 intent,
+                ordinal: self.admitted_total,
             });
         }
         self.gone = self.gone.split_off(&(self.cursor + 1));

@@ -220,6 +220,7 @@ if n <= 0 then return {} end
 local popped = redis.call('ZPOPMIN', k_line, n)
 local out = {}
 local cursor
+local before = tonumber(redis.call('HGET', k_meta, 'admitted') or '0')
 for i = 1, #popped, 2 do
   local user, seq = popped[i], popped[i + 1]
   redis.call('ZADD', k_admitted, untilv, user)
@@ -231,6 +232,7 @@ for i = 1, #popped, 2 do
   out[#out + 1] = redis.call('HGET', k_places, user)
   out[#out + 1] = present and '1' or '0'
   out[#out + 1] = redis.call('HGET', k_intents, user) or ''
+  out[#out + 1] = before + (i + 1) / 2
   redis.call('HDEL', k_intents, user)
 end
 if cursor then
@@ -623,9 +625,9 @@ impl RedisLine {
         ];
         let reply = self.run_list(&self.admit, onsale, args).await?;
         reply
-            .chunks(4)
+            .chunks(5)
             .map(|chunk| {
-                let [user, place, present, intent] = chunk else {
+                let [user, place, present, intent, ordinal] = chunk else {
                     return Err(corrupt(chunk));
                 };
                 let raw = text(place)?;
@@ -635,6 +637,7 @@ impl RedisLine {
                     place: Place::decode(&raw, Some(until)).ok_or_else(|| corrupt(&raw))?,
                     present: text(present)? == "1",
                     intent: (!intent.is_empty()).then_some(intent),
+                    ordinal: number(ordinal)?,
                 })
             })
             .collect()
