@@ -331,6 +331,7 @@ impl Node {
             key: config.admission.key(),
         };
         tasks.spawn("admission controller", controller.run(stop.clone()));
+        tasks.spawn("waiting room heartbeat", room.clone().beat(stop.clone()));
         tasks.spawn("waiting room", room.run(stop.clone()));
         tasks
     }

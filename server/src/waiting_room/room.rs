@@ -743,31 +743,52 @@ impl WaitingRoom {
         status
     }
 
+    /// Says every [`TICK`] that this node is alive, until `stop`. A task of its own: however
+    /// long a refresh of many buyers takes on a loaded machine, the heartbeat is not behind it
+    /// (a node whose heartbeat lapses is taken for dead, and every place attached only there
+    /// starts its grace period).
+    pub async fn beat(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Whether this node said it is alive before (its first heartbeat finds it unknown).
+        let mut beaten = false;
+        let mut attaching: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            match self.inner.line.heartbeat(now_ms(), NODE_TTL).await {
+                Ok(alive) if alive || !beaten => beaten = true,
+                Ok(_) => {
+                    // Silent so long it may have been taken for dead (its attachments
+                    // detached): a new presence id, and every connection attached again,
+                    // beside the heartbeat (which goes on under the new id meanwhile).
+                    self.inner.line.renew_presence();
+                    if let Some(earlier) = attaching.take() {
+                        earlier.abort();
+                    }
+                    let room = self.clone();
+                    attaching = Some(tokio::spawn(async move { room.attach_again().await }));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot say this node is alive to the waiting room");
+                }
+            }
+        }
+    }
+
     /// Refreshes every local buyer's status until `stop`.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pruned = Instant::now();
-        // Whether this node said it is alive before (its first heartbeat finds it unknown).
-        let mut beaten = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
             self.inner.ticks.fetch_add(1, Ordering::Relaxed);
-            match self.inner.line.heartbeat(now_ms(), NODE_TTL).await {
-                Ok(alive) if alive || !beaten => beaten = true,
-                Ok(_) => {
-                    // Silent so long it may have been taken for dead (its attachments
-                    // detached): a new presence id, and every connection attached again.
-                    self.inner.line.renew_presence();
-                    self.attach_again().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot say this node is alive to the waiting room");
-                }
-            }
             if pruned.elapsed() >= Duration::from_secs(60) {
                 // Rate-limit state of accounts and addresses that went quiet.
                 pruned = Instant::now();
@@ -816,23 +837,27 @@ impl WaitingRoom {
                 "this node was silent too long; attaching its connections to their places again"
             );
         }
-        for (onsale, user, conns) in joins {
-            for _ in 0..conns {
-                // Only a place that still exists (a join would take a new one).
-                match self.inner.line.place(onsale, &user).await {
-                    Ok(Some(_)) => {
-                        if let Err(e) = self.inner.line.join(onsale, &user, None).await {
+        // Many at once (a node may hold tens of thousands): the grace period runs meanwhile.
+        use futures_util::StreamExt as _;
+        futures_util::stream::iter(joins)
+            .for_each_concurrent(64, |(onsale, user, conns)| async move {
+                for _ in 0..conns {
+                    // Only a place that still exists (a join would take a new one).
+                    match self.inner.line.place(onsale, &user).await {
+                        Ok(Some(_)) => {
+                            if let Err(e) = self.inner.line.join(onsale, &user, None).await {
+                                tracing::warn!(error = %e, %onsale, "cannot attach again");
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
                             tracing::warn!(error = %e, %onsale, "cannot attach again");
+                            break;
                         }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, %onsale, "cannot attach again");
-                        break;
-                    }
                 }
-            }
-        }
+            })
+            .await;
     }
 
     /// Pushes what changed for one onsale's local buyers.
@@ -883,9 +908,21 @@ impl WaitingRoom {
                 })
                 .collect()
         };
+        // Many at once: at the draw every pre-queue place on the node is stale together.
+        use futures_util::StreamExt as _;
+        let line = &self.inner.line;
+        let read: Vec<(String, Result<Option<Place>, LineError>)> =
+            futures_util::stream::iter(stale)
+                .map(|user| async move {
+                    let place = line.place(onsale, &user).await;
+                    (user, place)
+                })
+                .buffer_unordered(64)
+                .collect()
+                .await;
         let mut records = HashMap::new();
-        for user in stale {
-            match self.inner.line.place(onsale, &user).await {
+        for (user, place) in read {
+            match place {
                 Ok(place) => {
                     records.insert(user, place);
                 }
