@@ -764,6 +764,8 @@ impl WaitingRoom {
                     // Silent so long it may have been taken for dead (its attachments
                     // detached): a new presence id, and every connection attached again,
                     // beside the heartbeat (which goes on under the new id meanwhile).
+                    // One attaching at a time, from the start: what an earlier one attached
+                    // under the old id is detached with it.
                     self.inner.line.renew_presence();
                     if let Some(earlier) = attaching.take() {
                         earlier.abort();
@@ -837,27 +839,23 @@ impl WaitingRoom {
                 "this node was silent too long; attaching its connections to their places again"
             );
         }
-        // Many at once (a node may hold tens of thousands): the grace period runs meanwhile.
-        use futures_util::StreamExt as _;
-        futures_util::stream::iter(joins)
-            .for_each_concurrent(64, |(onsale, user, conns)| async move {
-                for _ in 0..conns {
-                    // Only a place that still exists (a join would take a new one).
-                    match self.inner.line.place(onsale, &user).await {
-                        Ok(Some(_)) => {
-                            if let Err(e) = self.inner.line.join(onsale, &user, None).await {
-                                tracing::warn!(error = %e, %onsale, "cannot attach again");
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
+        for (onsale, user, conns) in joins {
+            for _ in 0..conns {
+                // Only a place that still exists (a join would take a new one).
+                match self.inner.line.place(onsale, &user).await {
+                    Ok(Some(_)) => {
+                        if let Err(e) = self.inner.line.join(onsale, &user, None).await {
                             tracing::warn!(error = %e, %onsale, "cannot attach again");
-                            break;
                         }
                     }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %onsale, "cannot attach again");
+                        break;
+                    }
                 }
-            })
-            .await;
+            }
+        }
     }
 
     /// Pushes what changed for one onsale's local buyers.
@@ -908,21 +906,11 @@ impl WaitingRoom {
                 })
                 .collect()
         };
-        // Many at once: at the draw every pre-queue place on the node is stale together.
-        use futures_util::StreamExt as _;
-        let line = &self.inner.line;
-        let read: Vec<(String, Result<Option<Place>, LineError>)> =
-            futures_util::stream::iter(stale)
-                .map(|user| async move {
-                    let place = line.place(onsale, &user).await;
-                    (user, place)
-                })
-                .buffer_unordered(64)
-                .collect()
-                .await;
+        // One at a time: at the draw every pre-queue place on the node is stale together, and
+        // many nodes reading thousands at once would crowd out Redis for everyone else.
         let mut records = HashMap::new();
-        for (user, place) in read {
-            match place {
+        for user in stale {
+            match self.inner.line.place(onsale, &user).await {
                 Ok(place) => {
                     records.insert(user, place);
                 }
