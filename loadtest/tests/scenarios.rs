@@ -118,19 +118,17 @@ fn resume_moves_clients_off_a_killed_node_without_loss_or_duplicates() {
     assert!(r["resume_s"].as_f64().is_some());
 }
 
-/// A small onsale on one node on the memory engine, PostgreSQL restarted while it runs.
-#[test]
-fn onsale_on_the_memory_engine_keeps_every_invariant_through_a_postgres_restart() {
-    let reports = run(&[
-        "onsale",
-        "--engine",
-        "memory",
+/// The options of a small, quick onsale: `buyers` for `seats` seats and `ga` standing tickets,
+/// in one client process, stopping after `max`.
+fn small_onsale(buyers: u32, seats: u32, ga: u32, max: &str) -> Vec<String> {
+    let (buyers, seats, ga) = (buyers.to_string(), seats.to_string(), ga.to_string());
+    [
         "--buyers",
-        "120",
+        &buyers,
         "--seats",
-        "60",
+        &seats,
         "--ga",
-        "20",
+        &ga,
         "--processes",
         "1",
         "--prequeue",
@@ -142,10 +140,19 @@ fn onsale_on_the_memory_engine_keeps_every_invariant_through_a_postgres_restart(
         "--cap",
         "40",
         "--max-duration",
-        "40s",
-        "--faults",
-        "postgres@2",
-    ]);
+        max,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A small onsale on one node on the memory engine, PostgreSQL restarted while it runs.
+#[test]
+fn onsale_on_the_memory_engine_keeps_every_invariant_through_a_postgres_restart() {
+    let mut args = vec!["onsale".to_owned(), "--engine".into(), "memory".into()];
+    args.extend(small_onsale(120, 60, 20, "40s"));
+    args.extend(["--faults".into(), "postgres@2".into()]);
+    let reports = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let [r] = reports.as_slice() else {
         panic!("one report")
     };
@@ -241,27 +248,10 @@ async fn onsale_runs_against_a_node_given_by_url() {
     let dir = std::env::temp_dir().join(format!("lt-given-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
-    let output = run_blocking(
+    let mut args = vec!["onsale".to_owned()];
+    args.extend(small_onsale(80, 30, 10, "30s"));
+    args.extend(
         [
-            "onsale",
-            "--buyers",
-            "80",
-            "--seats",
-            "30",
-            "--ga",
-            "10",
-            "--processes",
-            "1",
-            "--prequeue",
-            "2s",
-            "--late-window",
-            "2s",
-            "--rate",
-            "40",
-            "--cap",
-            "40",
-            "--max-duration",
-            "30s",
             "--faults",
             "none",
             "--secret",
@@ -273,10 +263,9 @@ async fn onsale_runs_against_a_node_given_by_url() {
             "--json",
             &json.display().to_string(),
         ]
-        .map(String::from)
-        .to_vec(),
-    )
-    .await;
+        .map(String::from),
+    );
+    let output = run_blocking(args).await;
     let _ = node.kill();
     let _ = node.wait();
     assert!(

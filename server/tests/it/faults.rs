@@ -564,14 +564,20 @@ async fn redis_restarted_empty_mid_onsale_loses_no_command(pool: PgPool) {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn postgres_restarted_mid_onsale_loses_no_command_and_no_payment() {
-    let mut pg = marquee_server::embedded_pg::EmbeddedPostgres::start()
+/// A shop on a PostgreSQL of the test's own, which it may restart.
+async fn private_postgres_shop() -> (marquee_server::embedded_pg::EmbeddedPostgres, PgPool, Shop) {
+    let pg = marquee_server::embedded_pg::EmbeddedPostgres::start()
         .await
         .expect("a private PostgreSQL starts");
     let pool = PgPool::connect(&pg.url()).await.unwrap();
     marquee_server::db::MIGRATOR.run(&pool).await.unwrap();
     let shop = shop(&pool, ShopSpec::default()).await;
+    (pg, pool, shop)
+}
+
+#[tokio::test]
+async fn postgres_restarted_mid_onsale_loses_no_command_and_no_payment() {
+    let (mut pg, pool, shop) = private_postgres_shop().await;
     let mut config = common::config();
     config.database_url = Some(Secret::new(pg.url()));
     config.payments.provider = ProviderKind::Simulated;
@@ -616,24 +622,16 @@ async fn postgres_restarted_mid_onsale_loses_no_command_and_no_payment() {
 
 #[tokio::test]
 async fn a_node_answers_its_first_requests_after_a_postgres_restart() {
-    let mut pg = marquee_server::embedded_pg::EmbeddedPostgres::start()
-        .await
-        .expect("a private PostgreSQL starts");
-    let pool = PgPool::connect(&pg.url()).await.unwrap();
-    marquee_server::db::MIGRATOR.run(&pool).await.unwrap();
-    let shop = shop(&pool, ShopSpec::default()).await;
+    let (mut pg, pool, shop) = private_postgres_shop().await;
     // The draw record reads Postgres on every request.
-    sqlx::query("update onsale set shuffle_seed = $2 where event_id = $1 returning onsale_id")
-        .bind(shop.event)
-        .bind(vec![7u8; 32])
-        .execute(&pool)
-        .await
-        .unwrap();
-    let onsale: Uuid = sqlx::query_scalar("select onsale_id from onsale where event_id = $1")
-        .bind(shop.event)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let onsale: Uuid = sqlx::query_scalar(
+        "update onsale set shuffle_seed = $2 where event_id = $1 returning onsale_id",
+    )
+    .bind(shop.event)
+    .bind(vec![7u8; 32])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     pool.close().await;
     let mut config = common::config();
     config.database_url = Some(Secret::new(pg.url()));
