@@ -70,6 +70,8 @@ pub struct BuyerRecord {
     pub admitted: Option<u64>,
     /// `best`, `explicit` or `ga`.
     pub hold_kind: Option<String>,
+    /// Its last hold's request id, when it was sent and when its result arrived.
+    pub hold_request: Option<String>,
     pub hold_sent: Option<u64>,
     pub hold_result: Option<u64>,
     /// `held`, or the rejection code.
@@ -82,12 +84,19 @@ pub struct BuyerRecord {
     /// Commands it sent (request ids), and how many results each got.
     pub sent: Vec<String>,
     pub results: HashMap<String, u32>,
+    /// Commands still without a result when the buyer stopped at the deadline: the check
+    /// looks for their stored results (decided late, or never decided) instead of counting
+    /// them lost outright.
+    pub unanswered_at_deadline: Vec<String>,
+    /// Holds it sent (a refused one is followed by a best-available one, up to `HOLD_TRIES`).
+    pub hold_tries: u32,
     /// Request ids it sent twice (the second with a new client).
     pub retried: Vec<String>,
     /// Positions that went up without a reason code.
     pub position_regressions: u32,
-    /// Reconnects the SDK made.
+    /// Reconnects the SDK made, and why each connection was lost (close code and reason).
     pub reconnects: u32,
+    pub disconnects: std::collections::BTreeMap<String, u32>,
     /// What went wrong on the client side.
     pub errors: Vec<String>,
     /// How its wait ended when it never held: `ended`, `closed`, `sold_out` (it left after
@@ -97,6 +106,11 @@ pub struct BuyerRecord {
 
 /// How long a buyer told the onsale is sold out waits for seats to come back before leaving.
 const GIVE_UP_AFTER_SOLD_OUT_MS: u64 = 15_000;
+
+/// Holds a buyer sends before giving up: one refused (seats taken, a category sold out) is
+/// followed by a best-available hold in another category, as a person would try; one who gives
+/// up leaves the queue, so the admission slot goes to the next buyer at once.
+const HOLD_TRIES: u32 = 3;
 
 fn now_ms() -> u64 {
     marquee_server::clock::now_ms()
@@ -262,14 +276,99 @@ async fn next_event(
         Event::Result(result) => {
             *record.results.entry(result.request_id.clone()).or_default() += 1;
         }
-        Event::Disconnected { .. } => {
+        Event::Disconnected { code, reason, .. } => {
             record.reconnects += 1;
+            let why: String = reason.chars().take(48).collect();
+            let key = format!("{} {why}", code.map_or("-".to_owned(), |c| c.to_string()));
+            *record.disconnects.entry(key).or_default() += 1;
             seen.note("disconnected");
         }
         Event::Connected { .. } => seen.note("connected"),
         _ => {}
     }
     Some(event)
+}
+
+/// Sends `command` and waits for its result. `None` when the buyer's deadline came first: the
+/// request id is noted in `unanswered_at_deadline`, for the check to look up.
+async fn send(
+    client: &Client,
+    record: &mut BuyerRecord,
+    request_id: &str,
+    command: Command,
+    admission: &str,
+) -> Result<Option<marquee_protocol::booking::CommandResult>, String> {
+    match client
+        .command(request_id.to_owned(), command, Some(admission.to_owned()))
+        .await
+    {
+        Ok(result) => Ok(Some(result)),
+        Err(marquee_client::ClientError::Timeout) => {
+            record.unanswered_at_deadline.push(request_id.to_owned());
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The hold a buyer sends on its `attempt`-th try (from 0): most by best-available, some
+/// explicit seats, some standing; a try after a refusal is best-available in any category.
+fn pick_hold(
+    spec: &BuyerSpec,
+    rng: &mut rand::rngs::StdRng,
+    attempt: u32,
+    quantity: u32,
+) -> (&'static str, Command) {
+    let event = spec.event.to_string();
+    let roll: f64 = if attempt == 0 { rng.random() } else { 1.0 };
+    if roll < spec.ga_share {
+        (
+            "ga",
+            Command::HoldGa {
+                event,
+                ticket_type: spec.ga.to_string(),
+                quantity,
+            },
+        )
+    } else if roll < spec.ga_share + spec.explicit {
+        let first = rng.random_range(0..spec.seats.saturating_sub(quantity).max(1));
+        (
+            "explicit",
+            Command::HoldSeats {
+                event,
+                seats: (first..first + quantity).collect(),
+            },
+        )
+    } else {
+        let category = spec.categories[rng.random_range(0..spec.categories.len().max(1))];
+        (
+            "best",
+            Command::HoldBestAvailable {
+                event,
+                category: category.to_string(),
+                quantity,
+            },
+        )
+    }
+}
+
+/// Joins the queue, and again after a join lost with its node or left unanswered (a page
+/// tries again too): the status and how many joins it took.
+async fn join(
+    client: &Client,
+    onsale: &str,
+) -> Result<(QueueStatus, u32), marquee_client::ClientError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.join_queue(onsale).await {
+            Ok(joined) => return Ok((joined, tries)),
+            Err(
+                marquee_client::ClientError::Disconnected | marquee_client::ClientError::Timeout,
+            ) if tries < 5 => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn shop(
@@ -283,18 +382,9 @@ async fn shop(
     let onsale = spec.onsale.to_string();
     let event = spec.event.to_string();
     record.join_sent = Some(now_ms());
-    // A join in flight when its node dies is sent again (the client moves to another node).
-    let mut tries = 0;
-    let joined = loop {
-        tries += 1;
-        match client.join_queue(&onsale).await {
-            Ok(joined) => break joined,
-            Err(marquee_client::ClientError::Disconnected) if tries < 5 => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(format!("join: {e}")),
-        }
-    };
+    let (joined, tries) = join(&client, &onsale)
+        .await
+        .map_err(|e| format!("join: {e}"))?;
     record.join_acked = Some(now_ms());
     record.place = Some(joined.place.clone());
     record.joined_pre_queue = joined.state == PlaceState::PreQueue;
@@ -314,8 +404,7 @@ async fn shop(
         client.close().await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
         (client, events) = connect(spec, n + 1, user).await?;
-        let again = client
-            .join_queue(&onsale)
+        let (again, _) = join(&client, &onsale)
             .await
             .map_err(|e| format!("join again: {e}"))?;
         if Some(&again.place) != record.place.as_ref() {
@@ -369,58 +458,39 @@ async fn shop(
             return Ok(());
         }
     };
-    // Hold: most by best-available, some explicit seats, some standing.
+    // Hold, trying again after a refusal; a buyer who gets nothing leaves the queue.
     let quantity = rng.random_range(1..=spec.per_buyer.max(1));
-    let roll: f64 = rng.random();
-    let (kind, command) = if roll < spec.ga_share {
-        (
-            "ga",
-            Command::HoldGa {
-                event: event.clone(),
-                ticket_type: spec.ga.to_string(),
-                quantity,
-            },
-        )
-    } else if roll < spec.ga_share + spec.explicit {
-        let first = rng.random_range(0..spec.seats.saturating_sub(quantity).max(1));
-        (
-            "explicit",
-            Command::HoldSeats {
-                event: event.clone(),
-                seats: (first..first + quantity).collect(),
-            },
-        )
-    } else {
-        let category = spec.categories[rng.random_range(0..spec.categories.len().max(1))];
-        (
-            "best",
-            Command::HoldBestAvailable {
-                event: event.clone(),
-                category: category.to_string(),
-                quantity,
-            },
-        )
-    };
-    record.hold_kind = Some(kind.into());
-    let hold_id = Client::new_request_id();
-    record.sent.push(hold_id.clone());
-    record.hold_sent = Some(now_ms());
-    let held = client
-        .command(hold_id.clone(), command.clone(), Some(admission.clone()))
-        .await
-        .map_err(|e| format!("hold: {e}"))?;
-    record.hold_result = Some(now_ms());
-    let hold = match held.outcome {
-        Outcome::Held { hold, .. } => {
-            record.hold_outcome = Some("held".into());
-            hold
-        }
-        Outcome::Rejected { code, .. } => {
-            record.hold_outcome = Some(code.as_str().into());
+    let (hold_id, command, hold) = loop {
+        let (kind, command) = pick_hold(spec, rng, record.hold_tries, quantity);
+        record.hold_tries += 1;
+        record.hold_kind = Some(kind.into());
+        let hold_id = Client::new_request_id();
+        record.sent.push(hold_id.clone());
+        record.hold_request = Some(hold_id.clone());
+        record.hold_sent = Some(now_ms());
+        let Some(held) = send(&client, record, &hold_id, command.clone(), &admission)
+            .await
+            .map_err(|e| format!("hold: {e}"))?
+        else {
             finish(client, events, record, &mut seen).await;
             return Ok(());
+        };
+        record.hold_result = Some(now_ms());
+        match held.outcome {
+            Outcome::Held { hold, .. } => {
+                record.hold_outcome = Some("held".into());
+                break (hold_id, command, hold);
+            }
+            Outcome::Rejected { code, .. } => {
+                record.hold_outcome = Some(code.as_str().into());
+                if record.hold_tries >= HOLD_TRIES || now_ms() >= spec.deadline_ms {
+                    let _ = client.leave_queue(&onsale).await;
+                    finish(client, events, record, &mut seen).await;
+                    return Ok(());
+                }
+            }
+            other => return Err(format!("hold answered {other:?}")),
         }
-        other => return Err(format!("hold answered {other:?}")),
     };
     // Some send the same command again, from a second tab (a client of its own): it must
     // take no second effect and answer the first result.
@@ -428,11 +498,12 @@ async fn shop(
         let (tab, _tab_events) = connect(spec, n + 1, user).await?;
         let again = tab
             .command(hold_id.clone(), command, Some(admission.clone()))
-            .await
-            .map_err(|e| format!("retry: {e}"))?;
+            .await;
         record.retried.push(hold_id.clone());
-        match again.outcome {
-            Outcome::Held { hold: ref h, .. } if *h == hold => {}
+        match again.map(|r| r.outcome) {
+            Ok(Outcome::Held { hold: ref h, .. }) if *h == hold => {}
+            // The deadline came first: the tab's answer is not one of the buyer's results.
+            Err(marquee_client::ClientError::Timeout) => {}
             other => record
                 .errors
                 .push(format!("a retried hold answered otherwise: {other:?}")),
@@ -447,17 +518,17 @@ async fn shop(
     let checkout_id = Client::new_request_id();
     record.sent.push(checkout_id.clone());
     record.checkout_sent = Some(now_ms());
-    let out = client
-        .command(
-            checkout_id,
-            Command::Checkout {
-                event: event.clone(),
-                hold,
-            },
-            Some(admission),
-        )
+    let checkout = Command::Checkout {
+        event: event.clone(),
+        hold,
+    };
+    let Some(out) = send(&client, record, &checkout_id, checkout, &admission)
         .await
-        .map_err(|e| format!("checkout: {e}"))?;
+        .map_err(|e| format!("checkout: {e}"))?
+    else {
+        finish(client, events, record, &mut seen).await;
+        return Ok(());
+    };
     let order = match out.outcome {
         Outcome::CheckedOut { order, .. } => order,
         other => {

@@ -13,7 +13,9 @@ pub struct Invariants {
     pub oversold: u64,
     /// Seats in two live claims or two valid tickets.
     pub double_sold: u64,
-    /// Commands a buyer sent that got no result.
+    /// Commands a buyer sent that got no result, or more than one. A command still without one
+    /// when its buyer stopped at the deadline counts only if no result was ever stored for it
+    /// (see `decided_late`): one decided after the buyer stopped listening was not lost.
     pub lost_results: u64,
     /// A request id that took effect twice (a buyer with two holds: each sends one).
     pub duplicated_effects: u64,
@@ -119,11 +121,47 @@ async fn count(db: &PgPool, sql: &'static str) -> anyhow::Result<u64> {
     Ok(n.max(0) as u64)
 }
 
-/// Checks every invariant; what broke the order is described in `findings`.
+/// Of the commands still without a result when their buyers stopped at the deadline, those
+/// whose result was stored (decided after the buyer stopped listening), as `(user, request
+/// id)`. Waits up to `within` for the workers to decide what was still queued.
+pub async fn decided_late(
+    db: &PgPool,
+    records: &[BuyerRecord],
+    within: std::time::Duration,
+) -> anyhow::Result<std::collections::HashSet<(String, String)>> {
+    let (users, ids): (Vec<String>, Vec<String>) = records
+        .iter()
+        .flat_map(|r| {
+            r.unanswered_at_deadline
+                .iter()
+                .filter(|id| !r.results.contains_key(*id))
+                .map(|id| (r.user.clone(), id.clone()))
+        })
+        .unzip();
+    let until = std::time::Instant::now() + within;
+    loop {
+        let stored: Vec<(String, String)> = sqlx::query_as(
+            "select user_id, request_id from processed_request
+             where (user_id, request_id) in (select * from unnest($1::text[], $2::text[]))",
+        )
+        .bind(&users)
+        .bind(&ids)
+        .fetch_all(db)
+        .await?;
+        if stored.len() == ids.len() || std::time::Instant::now() >= until {
+            return Ok(stored.into_iter().collect());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Checks every invariant; what broke the order is described in `findings`. `decided_late`
+/// is what [`decided_late`] found.
 pub async fn invariants(
     db: &PgPool,
     draw: Option<&str>,
     records: &[BuyerRecord],
+    decided_late: &std::collections::HashSet<(String, String)>,
     findings: &mut Vec<String>,
 ) -> anyhow::Result<Invariants> {
     Ok(Invariants {
@@ -153,8 +191,11 @@ pub async fn invariants(
         .await?,
         lost_results: records
             .iter()
-            .flat_map(|r| r.sent.iter().map(move |id| r.results.get(id)))
-            .filter(|n| n.copied().unwrap_or(0) != 1)
+            .flat_map(|r| r.sent.iter().map(move |id| (r, id)))
+            .filter(|(r, id)| match r.results.get(*id) {
+                Some(n) => *n != 1,
+                None => !decided_late.contains(&(r.user.clone(), (*id).clone())),
+            })
             .count() as u64,
         duplicated_effects: count(
             db,
@@ -191,6 +232,22 @@ pub async fn invariants(
             .filter(|r| r.errors.iter().any(|e| e.contains("another place")))
             .count() as u64,
     })
+}
+
+/// Connections the buyers lost, by close code and reason: the 8 most frequent.
+fn disconnects(records: &[BuyerRecord]) -> Value {
+    let mut all = std::collections::HashMap::<&str, u64>::new();
+    for (why, n) in records.iter().flat_map(|r| r.disconnects.iter()) {
+        *all.entry(why.as_str()).or_default() += u64::from(*n);
+    }
+    let mut top: Vec<_> = all.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    top.truncate(8);
+    Value::Object(
+        top.into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect(),
+    )
 }
 
 /// How many buyers left without holding, by why (`BuyerRecord::left`).
@@ -261,6 +318,33 @@ pub async fn figures(db: &PgPool, records: &[BuyerRecord], start_ms: u64) -> any
     )
     .fetch_all(db)
     .await?;
+    // Each hold from its sending to its result stored by the worker (the rest of
+    // `hold_result_ms` is the way back to the buyer: outbox, Redis, node, socket).
+    let (users, ids): (Vec<String>, Vec<String>) = records
+        .iter()
+        .filter_map(|r| Some((r.user.clone(), r.hold_request.clone()?)))
+        .unzip();
+    let decided: std::collections::HashMap<(String, String), f64> = sqlx::query_as(
+        "select user_id, request_id, (extract(epoch from created_at) * 1000)::float8
+         from processed_request
+         where (user_id, request_id) in (select * from unnest($1::text[], $2::text[]))",
+    )
+    .bind(&users)
+    .bind(&ids)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|(user, id, at): (String, String, f64)| ((user, id), at))
+    .collect();
+    let hold_decided = latency(
+        records
+            .iter()
+            .filter_map(|r| {
+                let at = decided.get(&(r.user.clone(), r.hold_request.clone()?))?;
+                Some((at - r.hold_sent? as f64).max(0.0))
+            })
+            .collect(),
+    );
     Ok(json!({
         "sold": sold,
         "capacity": capacity,
@@ -272,6 +356,7 @@ pub async fn figures(db: &PgPool, records: &[BuyerRecord], start_ms: u64) -> any
         "join_ack_ms": between(records, |r| r.join_sent, |r| r.join_acked),
         "admit_to_hold_ms": between(records, |r| r.admitted, |r| r.hold_result),
         "hold_result_ms": between(records, |r| r.hold_sent, |r| r.hold_result),
+        "hold_decided_ms": hold_decided,
         "checkout_to_paid_ms": between(
             records,
             |r| r.checkout_sent,
@@ -283,6 +368,7 @@ pub async fn figures(db: &PgPool, records: &[BuyerRecord], start_ms: u64) -> any
         "paid_orders": records.iter().filter(|r| r.order_status.as_deref() == Some("paid")).count(),
         "peak_connections": records.iter().filter(|r| r.join_acked.is_some()).count(),
         "left_without_holding": left_without_holding(records),
+        "disconnects": disconnects(records),
     }))
 }
 

@@ -343,10 +343,14 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
     )
     .await;
     let mut findings = Vec::new();
+    // Commands still queued when their buyers stopped get a minute to be decided.
+    let decided_late =
+        check::decided_late(&cluster.db().await?, &records, Duration::from_secs(60)).await?;
     let verdict = check::invariants(
         &cluster.db().await?,
         draw.as_deref(),
         &records,
+        &decided_late,
         &mut findings,
     )
     .await?;
@@ -354,6 +358,13 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
         fault.recovered_after_s = cluster.first_hold_after(fault.at_ms).await?;
     }
     let mut figures = check::figures(&cluster.db().await?, &records, start_ms).await?;
+    figures["unanswered_at_deadline"] = json!(
+        records
+            .iter()
+            .map(|r| r.unanswered_at_deadline.len())
+            .sum::<usize>()
+    );
+    figures["decided_after_deadline"] = json!(decided_late.len());
     figures["peak_waiting"] = json!(
         samples
             .iter()

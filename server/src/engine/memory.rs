@@ -133,6 +133,17 @@ impl MemoryEngine {
 }
 
 impl ChannelEngine for MemoryEngine {
+    /// In memory a publish either happens or fails before returning, never both: nothing is
+    /// ever published again after an unknown outcome, so the id has nothing to guard.
+    async fn publish_once(
+        &self,
+        channel: &str,
+        data: Bytes,
+        _id: &str,
+    ) -> Result<StreamPosition, EngineError> {
+        self.publish(channel, data).await
+    }
+
     async fn publish(&self, channel: &str, data: Bytes) -> Result<StreamPosition, EngineError> {
         let now = now_ms();
         let mut shard = self.shard(channel).lock().expect("memory engine lock");

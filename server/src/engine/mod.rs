@@ -94,6 +94,18 @@ pub trait ChannelEngine: Send + Sync + 'static {
         data: Bytes,
     ) -> impl Future<Output = Result<StreamPosition, EngineError>> + Send;
 
+    /// As [`publish`](Self::publish), unless a publication with this `id` was made on the
+    /// channel within the last minute: then nothing is published and that one's position is
+    /// returned. A publisher that never learned whether a publish took effect (a timeout: the
+    /// request may still be carried out) sends it again under the same id, and it takes effect
+    /// once. The outbox relay publishes every message this way.
+    fn publish_once(
+        &self,
+        channel: &str,
+        data: Bytes,
+        id: &str,
+    ) -> impl Future<Output = Result<StreamPosition, EngineError>> + Send;
+
     /// The channel's current position and, when `since` is given and still covered by history,
     /// every message after it.
     fn history(
@@ -137,6 +149,18 @@ impl ChannelEngine for Engine {
         match self {
             Self::Memory(e) => e.publish(channel, data).await,
             Self::Redis(e) => e.publish(channel, data).await,
+        }
+    }
+
+    async fn publish_once(
+        &self,
+        channel: &str,
+        data: Bytes,
+        id: &str,
+    ) -> Result<StreamPosition, EngineError> {
+        match self {
+            Self::Memory(e) => e.publish_once(channel, data, id).await,
+            Self::Redis(e) => e.publish_once(channel, data, id).await,
         }
     }
 

@@ -44,12 +44,24 @@ redis.call('HSETNX', meta, 'e', ARGV[1])
 local epoch = redis.call('HGET', meta, 'e')
 local off = redis.call('HINCRBY', meta, 'o', 1)
 local entry = string.format('%d|%d|', off, now) .. ARGV[2]
+if KEYS[3] then
+  redis.call('SET', KEYS[3], off, 'PX', 60000)
+end
 redis.call('RPUSH', history, entry)
 redis.call('LTRIM', history, -tonumber(ARGV[3]), -1)
 redis.call('PEXPIRE', history, ARGV[4])
 redis.call('PEXPIRE', meta, ARGV[6])
 redis.call('PUBLISH', ARGV[5], epoch .. '|' .. entry)
 return {epoch, off}
+";
+
+/// Publishes unless the publication named by KEYS[3] was made within the last minute (the
+/// key holds its offset), then the same as PUBLISH_LUA (which sets that key).
+const PUBLISH_ONCE_LUA: &str = r"
+local done = redis.call('GET', KEYS[3])
+if done then
+  return {redis.call('HGET', KEYS[1], 'e') or '', tonumber(done)}
+end
 ";
 
 const HISTORY_LUA: &str = r"
@@ -82,6 +94,7 @@ pub struct RedisEngine {
     prefix: String,
     limits: HistoryLimits,
     publish_script: Script,
+    publish_once_script: Script,
     history_script: Script,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -188,6 +201,7 @@ impl RedisEngine {
             prefix: prefix_owned,
             limits,
             publish_script: Script::from_lua(PUBLISH_LUA),
+            publish_once_script: Script::from_lua(format!("{PUBLISH_ONCE_LUA}{PUBLISH_LUA}")),
             history_script: Script::from_lua(HISTORY_LUA),
             tasks,
         })
@@ -203,10 +217,15 @@ impl RedisEngine {
     fn pubsub_channel(&self, channel: &str) -> String {
         format!("{}{channel}", self.prefix)
     }
-}
 
-impl ChannelEngine for RedisEngine {
-    async fn publish(&self, channel: &str, data: Bytes) -> Result<StreamPosition, EngineError> {
+    /// Runs a publish script: `sent` is the key that names the publication, if it has one.
+    async fn run_publish(
+        &self,
+        script: &Script,
+        channel: &str,
+        data: Bytes,
+        sent: Option<Key>,
+    ) -> Result<StreamPosition, EngineError> {
         let (meta, hist) = self.keys(channel);
         let args: Vec<Value> = vec![
             new_epoch().into(),
@@ -216,15 +235,33 @@ impl ChannelEngine for RedisEngine {
             self.pubsub_channel(channel).into(),
             (META_TTL.as_millis() as i64).into(),
         ];
-        let reply: Vec<Value> = self
-            .publish_script
-            .evalsha_with_reload(&self.client, vec![meta, hist], args)
+        let keys: Vec<Key> = [meta, hist].into_iter().chain(sent).collect();
+        let reply: Vec<Value> = script
+            .evalsha_with_reload(&self.client, keys, args)
             .await
             .map_err(unavailable)?;
         match reply.as_slice() {
             [epoch, offset] => Ok(StreamPosition::new(value_str(epoch)?, value_u64(offset)?)),
             _ => Err(EngineError::Corrupt(format!("publish reply {reply:?}"))),
         }
+    }
+}
+
+impl ChannelEngine for RedisEngine {
+    async fn publish(&self, channel: &str, data: Bytes) -> Result<StreamPosition, EngineError> {
+        self.run_publish(&self.publish_script, channel, data, None)
+            .await
+    }
+
+    async fn publish_once(
+        &self,
+        channel: &str,
+        data: Bytes,
+        id: &str,
+    ) -> Result<StreamPosition, EngineError> {
+        let sent = Key::from(format!("{}{{{channel}}}:sent:{id}", self.prefix));
+        self.run_publish(&self.publish_once_script, channel, data, Some(sent))
+            .await
     }
 
     async fn history(

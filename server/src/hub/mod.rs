@@ -34,7 +34,6 @@ pub use handler::{CloseHook, PublishPolicy, Refusal, RequestHandler, Session, Su
 use marquee_protocol::{Channel, ChannelKind, RequestKind, StreamPosition};
 use registry::{ConnShared, Registry};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -245,14 +244,19 @@ impl Hub {
         Ok(self.inner.engine.publish(channel.as_str(), bytes).await?)
     }
 
-    /// Publishes a payload that is JSON text already (the outbox relay's messages).
-    pub async fn publish_json(
+    /// Publishes a payload that is JSON text already, once under `id` however often it is
+    /// asked (the outbox relay's messages, see [`ChannelEngine::publish_once`]).
+    pub async fn publish_json_once(
         &self,
         channel: &Channel,
-        data: &RawValue,
+        data: Bytes,
+        id: &str,
     ) -> Result<StreamPosition, HubError> {
-        let bytes = Bytes::copy_from_slice(data.get().as_bytes());
-        Ok(self.inner.engine.publish(channel.as_str(), bytes).await?)
+        Ok(self
+            .inner
+            .engine
+            .publish_once(channel.as_str(), data, id)
+            .await?)
     }
 
     /// Subscribes a connection to a channel and works out where its stream starts.

@@ -4,8 +4,8 @@
 //! The node remembers, per onsale, the buyers with a connection here and the status last sent
 //! to each. Every tick it reads the onsale's [`LineView`] once (one engine call per onsale,
 //! whatever the number of buyers), derives every local buyer's position from it, and pushes
-//! what changed: positions at most once a second per buyer, anything else (admitted, paused,
-//! sold out, ended) at once. Pushes go into each connection's coalescing slot
+//! what changed: positions at most once a second per buyer (less often further back, see
+//! [`position_ticks`]), anything else (admitted, paused, sold out, ended) at once. Pushes go into each connection's coalescing slot
 //! ([`ConnShared::push_latest`]), so a slow connection only ever gets the latest status.
 
 use super::line::{Joined, Line, LineError, LineView, Place, Timing};
@@ -35,10 +35,30 @@ use uuid::Uuid;
 /// How often a node refreshes its buyers' statuses.
 pub(crate) const TICK: Duration = Duration::from_millis(250);
 
-/// Ticks between two position-only pushes to one buyer: one second. Counted in ticks rather
-/// than read off a clock, so a buyer's updates land on every fourth tick (a second apart, never
-/// less) instead of slipping to the fifth whenever a tick runs a millisecond early.
+/// Ticks between two position-only pushes to a buyer near the front: one second. Counted in
+/// ticks rather than read off a clock, so a buyer's updates land on every fourth tick (a second
+/// apart, never less) instead of slipping to the fifth whenever a tick runs a millisecond early.
 pub(crate) const POSITION_TICKS: u64 = 4;
+
+/// Buyers further back hear of their position less often once it moves: one more second
+/// between pushes per `POSITION_STEP` places ahead of them, up to `MAX_POSITION_SECONDS` (its
+/// first move after a join or a change of state still goes out within a second). With everyone's
+/// position moving at every admission, a push a second to each of 100,000 waiting buyers is
+/// 100,000 messages a second for numbers nobody far back needs that often; spaced this way,
+/// the same crowd gets about 11,000 a second, and the buyers within a thousand places of the
+/// front still see every second. (Large waiting rooms refresh far-back positions every
+/// 10–30 s.)
+pub(crate) const POSITION_STEP: u64 = 1000;
+pub(crate) const MAX_POSITION_SECONDS: u64 = 10;
+
+/// Ticks between two position-only pushes to a buyer whose last pushed position is `position`.
+pub(crate) fn position_ticks(position: Option<u64>) -> u64 {
+    let seconds = position
+        .unwrap_or(0)
+        .div_ceil(POSITION_STEP)
+        .clamp(1, MAX_POSITION_SECONDS);
+    POSITION_TICKS * seconds
+}
 
 /// How long a node's heartbeat holds: a node silent this long is dead, and its buyers' places
 /// start their grace period within a second more.
@@ -173,6 +193,10 @@ struct LocalBuyer {
     /// The status last pushed, and when a position was last pushed.
     sent: Option<QueueStatus>,
     position_sent_tick: u64,
+    /// The last push was a position moving (not a join's answer or a change of state): the
+    /// next one waits the spacing of its distance from the front. A position that starts
+    /// moving is pushed within a second wherever it is.
+    moving: bool,
     /// The place changed in a way that needs the line's record (drawn, admitted).
     refresh: bool,
     /// What the last pushed status was made from.
@@ -402,6 +426,7 @@ impl WaitingRoom {
                 conns: Vec::new(),
                 sent: None,
                 position_sent_tick: 0,
+                moving: false,
                 refresh: false,
                 glance: None,
             });
@@ -414,6 +439,7 @@ impl WaitingRoom {
         buyer.sent = Some(status.clone());
         buyer.glance = Some(Glance::of(&buyer.place, &view, now_ms()));
         buyer.position_sent_tick = self.inner.ticks.load(Ordering::Relaxed);
+        buyer.moving = false;
         Ok((onsale, status))
     }
 
@@ -953,7 +979,12 @@ impl WaitingRoom {
             // pushed: find that out without building a status (100,000 buyers, four ticks a
             // second).
             let glance = Glance::of(&buyer.place, &view, wall);
-            let due = tick.saturating_sub(buyer.position_sent_tick) >= POSITION_TICKS;
+            let spacing = if buyer.moving {
+                position_ticks(buyer.sent.as_ref().and_then(|s| s.position))
+            } else {
+                POSITION_TICKS
+            };
+            let due = tick.saturating_sub(buyer.position_sent_tick) >= spacing;
             if reason.is_none()
                 && buyer
                     .glance
@@ -992,6 +1023,7 @@ impl WaitingRoom {
                 if status.position != previous.and_then(|p| p.position) {
                     buyer.position_sent_tick = tick;
                 }
+                buyer.moving = !significant;
                 for conn in &buyer.conns {
                     conn.push_latest(&status.onsale, ServerMessage::QueueStatus(status.clone()));
                 }
@@ -1079,5 +1111,22 @@ impl Outflow {
             (n / fast * 0.9).floor() as u64,
             (n / slow * 1.1).ceil() as u64,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_further_back_are_pushed_less_often() {
+        let seconds = |p| position_ticks(p) / POSITION_TICKS;
+        assert_eq!(seconds(None), 1);
+        assert_eq!(seconds(Some(1)), 1);
+        assert_eq!(seconds(Some(1000)), 1);
+        assert_eq!(seconds(Some(1001)), 2);
+        assert_eq!(seconds(Some(5000)), 5);
+        assert_eq!(seconds(Some(10_000)), 10);
+        assert_eq!(seconds(Some(2_000_000)), MAX_POSITION_SECONDS);
     }
 }

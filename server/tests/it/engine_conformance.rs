@@ -295,6 +295,25 @@ async fn the_redis_engine_only_delivers_subscribed_channels() {
 }
 
 #[tokio::test]
+async fn the_redis_engine_publishes_a_named_publication_once() {
+    let (e, rec) = redis(limits(10, Duration::from_secs(60))).await;
+    e.subscribe("seats:once").await.unwrap();
+    let first = e.publish_once("seats:once", data(1), "7.0").await.unwrap();
+    // Sent again after an unknown outcome: nothing new, and the first one's position.
+    let again = e.publish_once("seats:once", data(1), "7.0").await.unwrap();
+    assert_eq!(again, first);
+    let next = e.publish_once("seats:once", data(2), "7.1").await.unwrap();
+    assert_eq!(next.offset, first.offset + 1);
+    // The same id on another channel is another publication.
+    e.subscribe("seats:other").await.unwrap();
+    e.publish_once("seats:other", data(1), "7.0").await.unwrap();
+    assert_eq!(rec.wait_for("seats:once", 2).await, [1, 2]);
+    assert_eq!(rec.wait_for("seats:other", 1).await, [1]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rec.offsets("seats:once"), [1, 2], "delivered once each");
+}
+
+#[tokio::test]
 async fn a_lost_store_starts_a_new_epoch_and_old_positions_are_not_recovered() {
     // Memory: clearing is what a restart does.
     let (m, _) = memory(limits(10, Duration::from_secs(60))).await;
