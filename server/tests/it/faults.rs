@@ -60,21 +60,21 @@ fn paying_worker(node: &TestNode) -> Vec<(&'static str, String)> {
 
 /// A shop, a node taking the simulated provider's hooks, and how to start paying worker
 /// processes on them: the set-up of the payment fault tests.
-struct Paying {
-    shop: Shop,
-    node: TestNode,
-    workers: Workers,
+pub(crate) struct Paying {
+    pub(crate) shop: Shop,
+    pub(crate) node: TestNode,
+    pub(crate) workers: Workers,
 }
 
 /// Starts `marquee worker` processes that pay through `node`'s hooks.
-struct Workers {
+pub(crate) struct Workers {
     db: String,
     prefix: String,
     env: Vec<(&'static str, String)>,
 }
 
 impl Paying {
-    async fn start(pool: &PgPool) -> Self {
+    pub(crate) async fn start(pool: &PgPool) -> Self {
         let shop = shop(pool, ShopSpec::default()).await;
         let prefix = common::unique_prefix();
         let node = hub_only(pool, &prefix).await;
@@ -94,8 +94,14 @@ impl Paying {
 impl Workers {
     /// A worker named `name`, with the fault switch `fault` (an env var set to `true`) if any.
     fn start(&self, name: &str, fault: Option<&'static str>) -> Process {
+        let fault = fault.map(|f| (f, "true".to_owned()));
+        self.start_with(name, fault.as_slice())
+    }
+
+    /// A worker named `name`, with `more` added to its environment.
+    pub(crate) fn start_with(&self, name: &str, more: &[(&'static str, String)]) -> Process {
         let mut env = self.env.clone();
-        env.extend(fault.map(|f| (f, "true".to_owned())));
+        env.extend_from_slice(more);
         worker_process(&self.db, &common::redis_url(), &self.prefix, name, &env)
     }
 }
@@ -121,7 +127,7 @@ async fn payment_start(pool: &PgPool, order: Uuid) -> (i32, bool) {
 }
 
 /// Holds `seats` and checks them out: the order.
-async fn hold_and_checkout(raw: &mut common::Raw, shop: &Shop, seats: &[u32]) -> Uuid {
+pub(crate) async fn hold_and_checkout(raw: &mut common::Raw, shop: &Shop, seats: &[u32]) -> Uuid {
     send(raw, 1, "hold", hold_seats(shop, seats)).await;
     let Outcome::Held { hold, .. } = result(raw).await.outcome else {
         panic!("the seats are held")
@@ -142,7 +148,7 @@ async fn checkout(raw: &mut common::Raw, shop: &Shop, hold: String) -> Uuid {
 }
 
 /// `order` is paid within `within`; its buyer hears it once.
-async fn paid_once(pool: &PgPool, raw: &mut common::Raw, order: Uuid, within: Duration) {
+pub(crate) async fn paid_once(pool: &PgPool, raw: &mut common::Raw, order: Uuid, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let status: String =

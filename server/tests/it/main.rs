@@ -21,6 +21,7 @@ mod floods;
 mod hostile;
 mod http_api;
 mod layers;
+mod monitoring;
 mod payments;
 mod resume;
 mod rules;

@@ -1,0 +1,124 @@
+//! What the dashboards and alerts name is what the processes export. `deploy/prometheus/
+//! metrics.txt` lists every metric a panel or an alert may use, with the processes that export
+//! it (`scripts/check-alerts` holds every alert and dashboard query to that list); here a node
+//! and a `marquee worker` process run a small load (a checkout paid through the simulated
+//! provider's signed hook, a refused token), and each one's `GET /metrics` must carry every
+//! name listed for it.
+
+use crate::common;
+use crate::faults::{Paying, hold_and_checkout, paid_once};
+
+use common::processes::{free_port, kill};
+use common::shop::connect;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// `(name, processes)` from `deploy/prometheus/metrics.txt`.
+fn listed() -> Vec<(String, Vec<String>)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/metrics.txt"
+    );
+    let text = std::fs::read_to_string(path).expect("deploy/prometheus/metrics.txt");
+    let listed: Vec<(String, Vec<String>)> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, processes) = l.split_once('\t').expect("a name, a tab, the processes");
+            let processes = processes.split(',').map(|p| p.trim().to_owned()).collect();
+            (name.trim().to_owned(), processes)
+        })
+        .collect();
+    assert!(
+        listed.len() > 20,
+        "metrics.txt lists {} metrics",
+        listed.len()
+    );
+    listed
+}
+
+/// The sample names in a Prometheus text exposition (labels and values left out).
+fn exported(body: &str) -> std::collections::HashSet<String> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metric names of `process` missing from `body`.
+fn missing(listed: &[(String, Vec<String>)], process: &str, body: &str) -> Vec<String> {
+    let exported = exported(body);
+    listed
+        .iter()
+        .filter(|(_, processes)| processes.iter().any(|p| p == process))
+        .filter(|(name, _)| !exported.contains(name))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn every_metric_the_dashboards_and_alerts_name_is_exported(pool: PgPool) {
+    let listed = listed();
+    let Paying {
+        shop,
+        node,
+        workers,
+    } = Paying::start(&pool).await;
+    let port = free_port();
+    let mut worker = workers.start_with(
+        "scraped",
+        &[("MARQUEE_WORKER_LISTEN", format!("127.0.0.1:{port}"))],
+    );
+    // The load: a checkout paid through the hook (commands, a batch, an owed payment carried
+    // out, a hook call, results through the outbox), and a token refused.
+    let mut raw = connect(&node, &shop, "ana").await;
+    let order = hold_and_checkout(&mut raw, &shop, &[4]).await;
+    paid_once(&pool, &mut raw, order, Duration::from_secs(20)).await;
+    let refused = common::http(
+        node.addr,
+        "GET",
+        "/v1/me/tickets",
+        &[("authorization", "Bearer not-a-token")],
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    let scraped = common::http(node.addr, "GET", "/metrics", &[], None).await;
+    assert_eq!(scraped.status, 200);
+    assert_eq!(
+        missing(&listed, "node", &scraped.body),
+        Vec::<String>::new()
+    );
+    let worker_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let scraped = common::http(worker_addr, "GET", "/metrics", &[], None).await;
+    assert_eq!(scraped.status, 200);
+    assert_eq!(
+        missing(&listed, "worker", &scraped.body),
+        Vec::<String>::new()
+    );
+    kill(&mut worker);
+    node.shutdown().await;
+}
+
+#[test]
+fn a_name_missing_from_a_scrape_is_found() {
+    let listed = vec![
+        ("a_total".to_owned(), vec!["node".to_owned()]),
+        (
+            "b_seconds_bucket".to_owned(),
+            vec!["node".to_owned(), "worker".to_owned()],
+        ),
+    ];
+    let body = "# TYPE a_total counter\na_total 3\nb_seconds_bucket{le=\"0.5\"} 1\n";
+    assert!(missing(&listed, "node", body).is_empty());
+    assert_eq!(
+        missing(&listed, "node", "a_total 1\n"),
+        ["b_seconds_bucket"]
+    );
+    assert_eq!(
+        missing(&listed, "worker", "a_total 1\n"),
+        ["b_seconds_bucket"]
+    );
+}
