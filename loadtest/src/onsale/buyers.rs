@@ -172,7 +172,10 @@ async fn connect(spec: &BuyerSpec, n: usize, user: &str) -> Result<(Client, Even
     let mut config = ClientConfig::with_urls(urls);
     config.command_resend = Duration::from_secs(5);
     config.command_timeout = Duration::from_millis(spec.deadline_ms.saturating_sub(now_ms()));
-    config.backoff_cap = Duration::from_secs(2);
+    // Reconnects keep the SDK's own backoff (250 ms doubling to 20 s): with it capped at 2 s,
+    // the 14,000 buyers of a node killed at full size retried so fast that the other nodes,
+    // their Redis and Postgres could not welcome them, and every failed welcome made another
+    // retry.
     // A first connection refused (every node down or unavailable for a moment, as during a
     // database restart) is tried again a few times, as a page would.
     let mut tries = 0;
