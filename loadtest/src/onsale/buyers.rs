@@ -51,6 +51,9 @@ pub struct BuyerSpec {
     pub per_buyer: u32,
     /// Every buyer gives up at this instant (unix ms).
     pub deadline_ms: u64,
+    /// The nodes' grace period: a buyer who closed the tab and is answered again within it
+    /// must find its place.
+    pub grace_ms: u64,
     /// Randomness.
     pub seed: u64,
 }
@@ -99,6 +102,9 @@ pub struct BuyerRecord {
     pub disconnects: std::collections::BTreeMap<String, u32>,
     /// What went wrong on the client side.
     pub errors: Vec<String>,
+    /// It closed the tab and was answered again only after the grace period (reconnecting
+    /// took that long): its place may have ended, as it should.
+    pub came_back_after_grace: bool,
     /// How its wait ended when it never held: `ended`, `closed`, `sold_out` (it left after
     /// waiting 15 s for seats to come back) or `deadline`.
     pub left: Option<String>,
@@ -405,12 +411,15 @@ async fn shop(
     // Some close the tab while waiting and come back (a new client, the same account).
     if rng.random_bool(spec.refresh.clamp(0.0, 1.0)) {
         client.close().await;
+        let closed_at = now_ms();
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
         (client, events) = connect(spec, n + 1, user).await?;
         let (again, _) = join(&client, &onsale)
             .await
             .map_err(|e| format!("join again: {e}"))?;
-        if Some(&again.place) != record.place.as_ref() {
+        let within_grace = now_ms().saturating_sub(closed_at) < spec.grace_ms;
+        record.came_back_after_grace = !within_grace;
+        if within_grace && Some(&again.place) != record.place.as_ref() {
             record
                 .errors
                 .push("came back within the grace period to another place".into());

@@ -56,6 +56,13 @@ pub struct Usage {
     pub peak_rss_mib: f64,
 }
 
+/// The grace period of the nodes the run starts: how long a place whose buyer closed the tab
+/// is kept.
+pub const QUEUE_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The grace period of nodes given by URL: the documented default (`docs/waiting-room.md`).
+pub const GIVEN_QUEUE_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What the scenario runs against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
@@ -191,7 +198,7 @@ impl OnsaleCluster {
             ("MARQUEE_SIMULATED_PAYMENT_DELAY", "500ms".to_owned()),
             ("MARQUEE_SIMULATED_PAYMENT_OUTCOMES", args.outcomes.clone()),
             ("MARQUEE_LEASE_TTL", "2s".to_owned()),
-            ("MARQUEE_QUEUE_GRACE", "20s".to_owned()),
+            ("MARQUEE_QUEUE_GRACE", format!("{}s", QUEUE_GRACE.as_secs())),
             // Every buyer connects from 127.0.0.1.
             ("MARQUEE_CONNECT_RATE_PER_ADDRESS", "1000000".to_owned()),
             ("MARQUEE_CONNECT_BURST_PER_ADDRESS", "1000000".to_owned()),

@@ -238,6 +238,11 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
             retry: args.retry,
             per_buyer: args.per_buyer,
             deadline_ms,
+            grace_ms: match shape {
+                Shape::Given { .. } => cluster::GIVEN_QUEUE_GRACE,
+                Shape::Cluster { .. } | Shape::Memory => cluster::QUEUE_GRACE,
+            }
+            .as_millis() as u64,
             seed: rand::random(),
         };
         let exe = std::env::current_exe()?;
@@ -365,6 +370,8 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
             .sum::<usize>()
     );
     figures["decided_after_deadline"] = json!(decided_late.len());
+    figures["came_back_after_grace"] =
+        json!(records.iter().filter(|r| r.came_back_after_grace).count());
     figures["peak_waiting"] = json!(
         samples
             .iter()
