@@ -18,6 +18,9 @@ pub async fn run_worker(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The metrics recorder first: a handle made before it exists records nothing, ever, and
+    // the probe listener (which would install it) may start after the booking worker.
+    crate::metrics::prometheus();
     let db = db::connect(config.database_url.expose(), config.database_pool).await?;
     db::migrate(&db).await?;
     let url = config.redis_url.expose();
