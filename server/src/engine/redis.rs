@@ -36,8 +36,16 @@ use std::time::Duration;
 /// and resumes from before are answered `recovered: false`.
 const META_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// KEYS[3], when given, names the publication: if it was made within the last minute (the
+/// key holds its offset), nothing is published and that one's position is returned.
 const PUBLISH_LUA: &str = r"
 local meta, history = KEYS[1], KEYS[2]
+if KEYS[3] then
+  local done = redis.call('GET', KEYS[3])
+  if done then
+    return {redis.call('HGET', meta, 'e') or '', tonumber(done)}
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSETNX', meta, 'e', ARGV[1])
@@ -53,15 +61,6 @@ redis.call('PEXPIRE', history, ARGV[4])
 redis.call('PEXPIRE', meta, ARGV[6])
 redis.call('PUBLISH', ARGV[5], epoch .. '|' .. entry)
 return {epoch, off}
-";
-
-/// Publishes unless the publication named by KEYS[3] was made within the last minute (the
-/// key holds its offset), then the same as PUBLISH_LUA (which sets that key).
-const PUBLISH_ONCE_LUA: &str = r"
-local done = redis.call('GET', KEYS[3])
-if done then
-  return {redis.call('HGET', KEYS[1], 'e') or '', tonumber(done)}
-end
 ";
 
 const HISTORY_LUA: &str = r"
@@ -94,7 +93,6 @@ pub struct RedisEngine {
     prefix: String,
     limits: HistoryLimits,
     publish_script: Script,
-    publish_once_script: Script,
     history_script: Script,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -201,7 +199,6 @@ impl RedisEngine {
             prefix: prefix_owned,
             limits,
             publish_script: Script::from_lua(PUBLISH_LUA),
-            publish_once_script: Script::from_lua(format!("{PUBLISH_ONCE_LUA}{PUBLISH_LUA}")),
             history_script: Script::from_lua(HISTORY_LUA),
             tasks,
         })
@@ -218,10 +215,9 @@ impl RedisEngine {
         format!("{}{channel}", self.prefix)
     }
 
-    /// Runs a publish script: `sent` is the key that names the publication, if it has one.
+    /// Publishes: `sent` is the key that names the publication, if it has one.
     async fn run_publish(
         &self,
-        script: &Script,
         channel: &str,
         data: Bytes,
         sent: Option<Key>,
@@ -236,7 +232,8 @@ impl RedisEngine {
             (META_TTL.as_millis() as i64).into(),
         ];
         let keys: Vec<Key> = [meta, hist].into_iter().chain(sent).collect();
-        let reply: Vec<Value> = script
+        let reply: Vec<Value> = self
+            .publish_script
             .evalsha_with_reload(&self.client, keys, args)
             .await
             .map_err(unavailable)?;
@@ -249,8 +246,7 @@ impl RedisEngine {
 
 impl ChannelEngine for RedisEngine {
     async fn publish(&self, channel: &str, data: Bytes) -> Result<StreamPosition, EngineError> {
-        self.run_publish(&self.publish_script, channel, data, None)
-            .await
+        self.run_publish(channel, data, None).await
     }
 
     async fn publish_once(
@@ -260,8 +256,7 @@ impl ChannelEngine for RedisEngine {
         id: &str,
     ) -> Result<StreamPosition, EngineError> {
         let sent = Key::from(format!("{}{{{channel}}}:sent:{id}", self.prefix));
-        self.run_publish(&self.publish_once_script, channel, data, Some(sent))
-            .await
+        self.run_publish(channel, data, Some(sent)).await
     }
 
     async fn history(
