@@ -233,7 +233,7 @@ impl Glance {
             seq: place.seq,
             admitted: place.admitted_until_ms.map(|until| until > now_ms),
             ahead,
-            gone: ahead.is_none() && view.gone.binary_search(&place.seq).is_ok(),
+            gone: ahead.is_none() && view.is_gone(place.seq),
         }
     }
 
@@ -756,7 +756,7 @@ impl WaitingRoom {
                 }
             }
             // Below the cursor and not gone: admitted, and the place needs its record.
-            None if place.seq <= view.cursor && view.gone.binary_search(&place.seq).is_err() => {
+            None if place.seq <= view.cursor && !view.is_gone(place.seq) => {
                 status.state = PlaceState::Waiting;
                 status.position = Some(1);
                 status.ahead = Some(0);
@@ -924,7 +924,7 @@ impl WaitingRoom {
                             && ((b.place.seq == 0 && view.drawn)
                                 || (b.place.seq > 0
                                     && b.place.seq <= view.cursor
-                                    && view.gone.binary_search(&b.place.seq).is_err())))
+                                    && !view.is_gone(b.place.seq))))
                 })
                 .map(|(u, b)| {
                     b.refresh = true;

@@ -18,6 +18,15 @@
 //! the *gone* set. The number ahead of sequence `s` is `s - 1 - cursor - |gone ∩ (cursor, s)|`,
 //! so a node computes every local buyer's position from one [`Line::view`] per tick.
 //!
+//! A view's cost must not grow with the gone set: with 100,000 buyers and a third of them
+//! gone ahead of the cursor, listing every gap up to the last buyer took Redis 50 ms a call,
+//! and every node calls once a tick (and once per buyer coming back). So a view lists the
+//! gone sequences exactly only within [`EXACT_WINDOW`] above the cursor, where buyers are
+//! about to be admitted, and beyond it counts them up to each multiple of [`GONE_BUCKET`]
+//! (one `ZCOUNT` each). Further back a position counts only the gaps below the start of its
+//! bucket: it may be up to a bucket's gaps too high, never too low, and it still never rises
+//! (see [`LineView::ahead`]).
+//!
 //! Presence is counted per place: each connection attached to it adds one; when the count
 //! drops to zero the place is kept for a grace period. A detach names the place it attached
 //! to, so a stale connection of an ended place never touches a newer one.
@@ -153,19 +162,60 @@ pub struct LineView {
     pub active: u64,
     /// The last sequence handed out.
     pub last_seq: u64,
-    /// Sequences above the cursor (up to the bound asked for) that left while waiting,
-    /// ascending.
+    /// Sequences that left while waiting, above the cursor and within [`EXACT_WINDOW`] of it
+    /// (and up to the bound asked for), ascending.
     pub gone: Vec<u64>,
+    /// Beyond the window: for each multiple `b` of [`GONE_BUCKET`] above `cursor +
+    /// EXACT_WINDOW + 1` (up to the bound asked for and the last sequence), how many gone
+    /// sequences lie in `(cursor, b)`. Ascending by `b`.
+    pub gone_before: Vec<(u64, u64)>,
 }
 
+/// Sequences above the cursor whose gaps a view lists one by one.
+pub const EXACT_WINDOW: u64 = 2_000;
+
+/// Beyond [`EXACT_WINDOW`], gaps are counted up to every multiple of this.
+pub const GONE_BUCKET: u64 = 1_000;
+
 impl LineView {
-    /// Buyers ahead of sequence `seq`, or `None` if it has left the line (admitted or gone).
+    /// Buyers ahead of sequence `seq`, or `None` if it has left the line (admitted, or gone
+    /// within the exact window).
+    ///
+    /// Within [`EXACT_WINDOW`] of the cursor it is exact. Beyond it, the gaps counted are those
+    /// below `X = max(b, cursor + EXACT_WINDOW + 1)`, `b` the start of `seq`'s bucket: a
+    /// number of gaps at most the true one, so the position is never too low. Nor does it
+    /// ever rise from one view to a later one, on any node: when the cursor moves up by `d`,
+    /// at most `d` counted gaps fall below it, while every new gap and every rise of `X` can
+    /// only count more; and entering the window switches to the exact count, which counts at
+    /// least as many (`X <= seq`). A view read with a bound below `seq` (the last tick's, for
+    /// a new place) counts fewer gaps still: a little high, never low.
     pub fn ahead(&self, seq: u64) -> Option<u64> {
-        if seq == 0 || seq <= self.cursor || self.gone.binary_search(&seq).is_ok() {
+        if seq == 0 || seq <= self.cursor {
             return None;
         }
-        let gone_ahead = self.gone.partition_point(|g| *g < seq) as u64;
+        let window_end = self.cursor + EXACT_WINDOW;
+        let gone_ahead = if seq <= window_end {
+            if self.is_gone(seq) {
+                return None;
+            }
+            self.gone.partition_point(|g| *g < seq) as u64
+        } else {
+            let bucket = seq / GONE_BUCKET * GONE_BUCKET;
+            // The count at the highest boundary at or below the bucket's start; below the
+            // first boundary, the window's gaps (every one of them lies below `seq`).
+            self.gone_before
+                .iter()
+                .take_while(|(b, _)| *b <= bucket)
+                .last()
+                .map_or(self.gone.len() as u64, |(_, n)| *n)
+        };
         Some(seq - 1 - self.cursor - gone_ahead)
+    }
+
+    /// Whether `seq` is known to have left the line while waiting (known only within the
+    /// exact window).
+    pub fn is_gone(&self, seq: u64) -> bool {
+        self.gone.binary_search(&seq).is_ok()
     }
 }
 
@@ -921,10 +971,144 @@ impl LineState {
             // (A range whose start is past its end panics: nothing above the cursor is asked
             // for when `upto` is at or below it.)
             gone: if upto > self.cursor {
-                self.gone.range(self.cursor + 1..=upto).copied().collect()
+                let end = upto.min(self.cursor + EXACT_WINDOW);
+                self.gone.range(self.cursor + 1..=end).copied().collect()
             } else {
                 Vec::new()
             },
+            gone_before: self.gone_before(upto),
         }
+    }
+
+    /// [`LineView::gone_before`], as the Redis script computes it (in one pass here).
+    fn gone_before(&self, upto: u64) -> Vec<(u64, u64)> {
+        let top = upto.min(self.last_seq);
+        let first = (self.cursor + EXACT_WINDOW + 1) / GONE_BUCKET * GONE_BUCKET + GONE_BUCKET;
+        let mut out = Vec::new();
+        let mut gone = self.gone.range(self.cursor + 1..).peekable();
+        let mut count = 0;
+        let mut boundary = first;
+        while boundary <= top {
+            while gone.next_if(|g| **g < boundary).is_some() {
+                count += 1;
+            }
+            out.push((boundary, count));
+            boundary += GONE_BUCKET;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A live, drawn line of `n` buyers `u1..=un` with sequences `1..=n`.
+    fn line_of(n: u64) -> LineState {
+        let mut line = LineState {
+            status: "live".to_owned(),
+            drawn: true,
+            ..LineState::default()
+        };
+        for i in 1..=n {
+            line.join(&format!("u{i}"), &format!("p{i}"), None, "node");
+        }
+        line
+    }
+
+    /// Every waiting buyer's exact number ahead: those waiting with a lower sequence.
+    fn exact(line: &LineState) -> Vec<(u64, u64)> {
+        line.line
+            .keys()
+            .enumerate()
+            .map(|(i, s)| (*s, i as u64))
+            .collect()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The buyer at this fraction of the line leaves.
+        Leave(f64),
+        /// This many are admitted.
+        Admit(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (0.0..1.0f64).prop_map(Step::Leave),
+            1 => (1..600u64).prop_map(Step::Admit),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Positions from a view are never below the truth, at most a bucket's gaps above it,
+        /// exact within the window, and never rise from one view to the next, whatever leaves
+        /// and whatever is admitted.
+        #[test]
+        fn positions_never_rise_and_stay_within_a_bucket_of_the_truth(
+            n in 2_500..7_000u64,
+            steps in proptest::collection::vec(step(), 1..60),
+        ) {
+            let mut line = line_of(n);
+            let mut told: HashMap<u64, u64> = HashMap::new();
+            for step in steps {
+                match step {
+                    Step::Leave(at) => {
+                        let seqs: Vec<u64> = line.line.keys().copied().collect();
+                        if let Some(seq) = seqs.get((at * seqs.len() as f64) as usize) {
+                            let user = line.line[seq].clone();
+                            line.drop_place(&user);
+                        }
+                    }
+                    Step::Admit(k) => {
+                        line.admit(k, u64::MAX, 1, 1);
+                    }
+                }
+                let view = line.view(n);
+                for (seq, truth) in exact(&line) {
+                    let ahead = view.ahead(seq).expect("a waiting place is in the line");
+                    prop_assert!(ahead >= truth, "seq {seq}: {ahead} below the truth {truth}");
+                    prop_assert!(ahead - truth < GONE_BUCKET, "seq {seq}: {ahead} vs {truth}");
+                    if seq <= view.cursor + EXACT_WINDOW {
+                        prop_assert_eq!(ahead, truth, "exact within the window (seq {})", seq);
+                    }
+                    if let Some(before) = told.insert(seq, ahead) {
+                        prop_assert!(ahead <= before, "seq {seq} rose from {before} to {ahead}");
+                    }
+                }
+                for gone in &view.gone {
+                    prop_assert!(view.ahead(*gone).is_none());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_view_counts_the_gaps_beyond_the_window_by_bucket() {
+        let mut line = line_of(6_000);
+        // Gaps at 10 (in the window), 3_500 and 4_200 and 4_900 (beyond it).
+        for user in ["u10", "u3500", "u4200", "u4900"] {
+            line.drop_place(user);
+        }
+        let view = line.view(6_000);
+        assert_eq!(view.gone, [10]);
+        assert_eq!(
+            view.gone_before,
+            [(3_000, 1), (4_000, 2), (5_000, 4), (6_000, 4)]
+        );
+        assert_eq!(view.ahead(2_000), Some(1_998), "exact: one gap ahead");
+        // Beyond the window: the gaps below the start of its bucket only.
+        assert_eq!(
+            view.ahead(4_500),
+            Some(4_499 - 2),
+            "the gap at 4,200 is not counted"
+        );
+        assert_eq!(view.ahead(5_100), Some(5_099 - 4));
+        // A view asked for less than the whole line counts no further than it was asked.
+        assert_eq!(line.view(3_000).gone_before, [(3_000, 1)]);
+        assert!(line.view(2_999).gone_before.is_empty());
     }
 }

@@ -259,14 +259,27 @@ return out
 ";
 
 const VIEW: &str = r"
+-- ARGV: the highest sequence asked about, the exact window, the bucket (LineView::gone_before).
 local m = redis.call('HMGET', k_meta, 'cursor', 'admitted', 'exhausted', 'drawn')
 local cursor = m[1] or '0'
-local upto = math.max(tonumber(ARGV[1]), tonumber(cursor))
+local c = tonumber(cursor)
+local upto = math.max(tonumber(ARGV[1]), c)
+local window, bucket = tonumber(ARGV[2]), tonumber(ARGV[3])
+local last = redis.call('GET', k_seq) or '0'
+local counts = {}
+local b = math.floor((c + window + 1) / bucket) * bucket + bucket
+local top = math.min(upto, tonumber(last))
+while b <= top do
+  counts[#counts + 1] = b
+  counts[#counts + 1] = redis.call('ZCOUNT', k_gone, '(' .. cursor, '(' .. b)
+  b = b + bucket
+end
 return {
   redis.call('GET', k_status) or 'scheduled', cursor, m[2] or '0', m[3] or '0', m[4] or '0',
   redis.call('ZCARD', k_line) + redis.call('SCARD', k_pre), redis.call('ZCARD', k_admitted),
-  redis.call('GET', k_seq) or '0',
-  redis.call('ZRANGEBYSCORE', k_gone, '(' .. cursor, upto)
+  last,
+  redis.call('ZRANGEBYSCORE', k_gone, '(' .. cursor, math.min(upto, c + window)),
+  counts
 }
 ";
 
@@ -667,9 +680,13 @@ impl RedisLine {
     }
 
     pub(crate) async fn view(&self, onsale: Uuid, upto: u64) -> Result<LineView, LineError> {
-        let reply = self
-            .run_list(&self.view, onsale, vec![(upto as i64).into()])
-            .await?;
+        let args = vec![
+            // Lua numbers are doubles: a bound past 2^53 means "every sequence" anyway.
+            (upto.min(1 << 53) as i64).into(),
+            (super::EXACT_WINDOW as i64).into(),
+            (super::GONE_BUCKET as i64).into(),
+        ];
+        let reply = self.run_list(&self.view, onsale, args).await?;
         let [
             status,
             cursor,
@@ -680,15 +697,23 @@ impl RedisLine {
             active,
             last,
             gone,
+            counts,
         ] = reply.as_slice()
         else {
             return Err(corrupt(reply));
         };
-        let gone = match gone {
-            Value::Array(values) => values.iter().map(number).collect::<Result<_, _>>()?,
-            Value::Null => Vec::new(),
-            other => return Err(corrupt(other)),
+        let numbers = |v: &Value| -> Result<Vec<u64>, LineError> {
+            match v {
+                Value::Array(values) => values.iter().map(number).collect(),
+                Value::Null => Ok(Vec::new()),
+                other => Err(corrupt(other)),
+            }
         };
+        let gone = numbers(gone)?;
+        let gone_before = numbers(counts)?
+            .chunks_exact(2)
+            .map(|pair| (pair[0], pair[1]))
+            .collect();
         Ok(LineView {
             status: text(status)?,
             cursor: number(cursor)?,
@@ -699,6 +724,7 @@ impl RedisLine {
             active: number(active)?,
             last_seq: number(last)?,
             gone,
+            gone_before,
         })
     }
 
