@@ -270,8 +270,9 @@ impl Driver {
 
     pub(crate) async fn run(mut self, ready: oneshot::Sender<Result<(), ClientError>>) {
         let mut ready = Some(ready);
-        // The first connection tries every URL once before it fails: a node that is down
-        // when the application starts is no reason to give up while another is up.
+        // The first connection tries every URL once before it fails: a node that is down, or
+        // too busy to greet one more connection, when the application starts is no reason to
+        // give up while another may take it.
         let mut untried = self.config.urls.len().saturating_sub(1);
         loop {
             let (delay, code, reason) = match self.connect().await {
@@ -292,7 +293,12 @@ impl Driver {
                 Err(error) => {
                     if ready.is_some()
                         && untried > 0
-                        && matches!(error, ClientError::Connect(_) | ClientError::Timeout)
+                        && matches!(
+                            error,
+                            ClientError::Connect(_)
+                                | ClientError::Timeout
+                                | ClientError::OverCapacity { .. }
+                        )
                     {
                         untried -= 1;
                         self.url_index = (self.url_index + 1) % self.config.urls.len().max(1);

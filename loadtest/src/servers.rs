@@ -175,6 +175,8 @@ impl Cluster {
                         .env("MARQUEE_JWT_SECRET", &secret)
                         .env("MARQUEE_CONNECT_RATE", "1000000")
                         .env("MARQUEE_CONNECT_BURST", "1000000")
+                        // The hub scenarios open every connection before they measure.
+                        .env("MARQUEE_MAX_WELCOMING", "1000000")
                         .env("MARQUEE_MAX_CONNECTIONS", "1000000")
                         .env("MARQUEE_REDIS_PREFIX", &prefix)
                         // The hub scenarios run relays (channels only): a node with a

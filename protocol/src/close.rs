@@ -21,6 +21,9 @@ pub enum CloseCode {
     RateLimited,
     /// 4004: no pong answered the server's ping in time. Reconnect and resume.
     HeartbeatTimeout,
+    /// 4005: the token's sign-in session (`sid`) was ended by its user or an operator. Do not
+    /// reconnect with it: its tokens are refused; sign in again.
+    SessionEnded,
 }
 
 impl CloseCode {
@@ -35,6 +38,7 @@ impl CloseCode {
             Self::SlowConsumer => 4002,
             Self::RateLimited => 4003,
             Self::HeartbeatTimeout => 4004,
+            Self::SessionEnded => 4005,
         }
     }
 
@@ -49,6 +53,7 @@ impl CloseCode {
             Self::SlowConsumer => "slow_consumer",
             Self::RateLimited => "rate_limited",
             Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::SessionEnded => "session_ended",
         }
     }
 
@@ -59,7 +64,7 @@ impl CloseCode {
 
     /// Whether a client should reconnect automatically after this close.
     pub fn should_reconnect(self) -> bool {
-        !matches!(self, Self::Normal | Self::TooBig)
+        !matches!(self, Self::Normal | Self::TooBig | Self::SessionEnded)
     }
 
     /// Every close code.
@@ -72,6 +77,7 @@ impl CloseCode {
         Self::SlowConsumer,
         Self::RateLimited,
         Self::HeartbeatTimeout,
+        Self::SessionEnded,
     ];
 }
 

@@ -11,6 +11,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use marquee_protocol::{Channel, ErrorCode};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -81,6 +83,10 @@ pub struct Claims {
     /// Audience: one string, or an array of them (both are valid JWT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
+    /// The sign-in session the token belongs to (OpenID Connect's `sid`): every token issued
+    /// for one sign-in carries the same one, and ending the session refuses them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The `aud` claim, which JWT allows as a string or an array of strings.
@@ -110,6 +116,8 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// When the token expires, unix seconds.
     pub expires_at: u64,
+    /// The sign-in session (`sid`), when the token names one.
+    pub sid: Option<String>,
 }
 
 /// A role that unlocks operator or gate features.
@@ -178,9 +186,12 @@ pub enum AuthError {
     /// `nbf` lies in the future.
     #[error("the access token is not valid yet")]
     NotYetValid,
-    /// A refresh token for another user than the connection's.
-    #[error("a refreshed token must be for the same user")]
+    /// A refresh token for another user, or another session, than the connection's.
+    #[error("a refreshed token must be for the same user and session")]
     UserChanged,
+    /// The token's session (`sid`) was ended by its user or an operator.
+    #[error("the access token's session was ended; sign in again")]
+    Revoked,
 }
 
 impl AuthError {
@@ -196,7 +207,8 @@ impl AuthError {
             | Self::Issuer
             | Self::Audience
             | Self::Claims
-            | Self::UserChanged => ErrorCode::TokenInvalid,
+            | Self::UserChanged
+            | Self::Revoked => ErrorCode::TokenInvalid,
         }
     }
 
@@ -213,6 +225,7 @@ impl AuthError {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::UserChanged => "user_changed",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -232,11 +245,44 @@ pub enum KeyError {
     BadKey(String),
 }
 
-/// Verifies access tokens against the configured key, algorithm and claims.
+/// Verifies access tokens against the configured key, algorithm and claims, and refuses
+/// those of ended sessions ([`Revocations`]).
 #[derive(Clone)]
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    revoked: Revocations,
+}
+
+/// The sessions ended on this deployment, by tenant and `sid`: tokens naming one are refused.
+/// Shared by every clone of a [`Verifier`]; `crate::sessions` keeps it in step with Postgres
+/// on every node.
+#[derive(Debug, Clone, Default)]
+pub struct Revocations(Arc<RwLock<HashSet<(String, String)>>>);
+
+impl Revocations {
+    /// Records that `sid` of `tenant` (empty without one) was ended.
+    pub fn insert(&self, tenant: &str, sid: &str) {
+        self.0
+            .write()
+            .expect("revocations lock")
+            .insert((tenant.to_owned(), sid.to_owned()));
+    }
+
+    /// Replaces every entry with `ended` (a reload from the database).
+    pub fn replace(&self, ended: HashSet<(String, String)>) {
+        *self.0.write().expect("revocations lock") = ended;
+    }
+
+    /// Whether `identity`'s session was ended.
+    pub fn ended(&self, identity: &Identity) -> bool {
+        let Some(sid) = identity.sid.as_deref() else {
+            return false;
+        };
+        let tenant = identity.tenant.as_deref().unwrap_or("");
+        let set = self.0.read().expect("revocations lock");
+        !set.is_empty() && set.contains(&(tenant.to_owned(), sid.to_owned()))
+    }
 }
 
 impl std::fmt::Debug for Verifier {
@@ -309,7 +355,11 @@ impl Verifier {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation,
+            revoked: Revocations::default(),
+        })
     }
 
     /// Verifies a token and returns who it speaks for.
@@ -332,18 +382,40 @@ impl Verifier {
         let tenant = claims
             .tenant
             .map(|t| Uuid::parse_str(&t).map_or(t, |id| id.to_string()));
-        Ok(Identity {
+        if claims.sid.as_deref().is_some_and(|sid| !valid_sid(sid)) {
+            return Err(AuthError::Claims);
+        }
+        let identity = Identity {
             user: claims.sub,
             tenant,
             roles: claims.roles,
             expires_at: claims.exp,
-        })
+            sid: claims.sid,
+        };
+        if self.revoked.ended(&identity) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(identity)
+    }
+
+    /// The ended sessions this verifier refuses.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revoked
     }
 
     /// The tolerated clock skew, in seconds.
     pub fn leeway(&self) -> u64 {
         self.validation.leeway
     }
+}
+
+/// Longest `sid` accepted.
+pub const MAX_SID_LEN: usize = 128;
+
+/// A `sid` is an opaque id of 1 to [`MAX_SID_LEN`] printable ASCII characters: it is stored,
+/// listed and compared, never interpreted.
+pub fn valid_sid(sid: &str) -> bool {
+    !sid.is_empty() && sid.len() <= MAX_SID_LEN && sid.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn classify(kind: &ErrorKind) -> AuthError {
@@ -407,6 +479,7 @@ pub fn mint_hs256(secret: &str, user: &str, roles: &[&str], ttl_secs: u64) -> St
             nbf: None,
             iss: None,
             aud: None,
+            sid: None,
         },
     )
 }

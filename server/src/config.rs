@@ -9,7 +9,7 @@
 //! and `main` read these structs.
 
 use crate::secret::Secret;
-use crate::{admission, auth, booking, hub, notify, payments, ticket_code, waiting_room};
+use crate::{admission, auth, booking, hub, notify, payments, sessions, ticket_code, waiting_room};
 use clap::Args;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -100,6 +100,10 @@ pub struct Config {
     /// Notifications.
     #[command(flatten)]
     pub notify: notify::Args,
+
+    /// Session records.
+    #[command(flatten)]
+    pub sessions: sessions::Args,
 }
 
 /// Configuration of a worker process (`marquee worker`): it needs Postgres and Redis.

@@ -24,6 +24,7 @@
 //! - [`ticket_code`]: tickets' signed QR codes (Ed25519) and the key that signs them.
 //! - [`embedded_pg`]: a private PostgreSQL for `marquee demo`.
 //! - [`http::error`]: `ApiError` and the JSON extractor every route uses.
+//! - [`security`]: security events (refused tokens and connections) counted and logged.
 //!
 //! **Infrastructure** (what domains plug into or share):
 //! - [`auth`]: JWT verification with a pinned algorithm; the caller's [`auth::Identity`].
@@ -46,6 +47,7 @@
 //! - [`catalog`]: venues, events, seat maps, ticket types and onsales over HTTP.
 //! - [`notify`]: notifications delivered to an outside service.
 //! - [`analytics`]: what an event has sold and holds, for operators.
+//! - [`sessions`]: every connection recorded, a buyer's list, ending a sign-in session.
 //!
 //! **Edges** (compose everything):
 //! - [`config`]: the settings of each process, composed from each part's own `Args`.
@@ -78,6 +80,8 @@ pub mod payments;
 pub mod rate;
 pub mod redis;
 pub mod secret;
+pub mod security;
+pub mod sessions;
 pub mod settlement;
 pub mod signature;
 pub mod ticket_code;

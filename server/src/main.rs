@@ -68,6 +68,9 @@ struct TokenArgs {
     /// Audience claim.
     #[arg(long)]
     aud: Option<String>,
+    /// Sign-in session claim (`sid`): tokens naming it are refused once it is ended.
+    #[arg(long)]
+    sid: Option<String>,
     /// The HS256 secret.
     #[arg(long, env = "MARQUEE_JWT_SECRET", hide_env_values = true)]
     secret: String,
@@ -155,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
                 nbf: None,
                 iss: args.iss,
                 aud: args.aud.map(marquee_server::auth::Audience::One),
+                sid: args.sid,
             };
             println!("{}", sign_hs256(&args.secret, &claims));
             Ok(())

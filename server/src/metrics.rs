@@ -34,6 +34,12 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// `marquee_connections_refused_total`: upgrades refused for capacity or connect rate.
     pub connections_refused: Counter,
+    /// `marquee_welcome_wait_seconds`: how long new connections waited for their turn to be
+    /// greeted (`MARQUEE_MAX_WELCOMING` at once).
+    pub welcome_wait: Histogram,
+    /// `marquee_welcomes_timed_out_total`: connections that waited past `MARQUEE_WELCOME_WAIT`
+    /// and were closed (1011) ungreeted.
+    pub welcomes_timed_out: Counter,
     /// `marquee_publish_to_write_seconds`: from the engine accepting a publication to its frame
     /// being flushed to a subscriber's socket (sampled once per written batch).
     pub publish_to_write: Histogram,
@@ -61,6 +67,24 @@ pub struct Metrics {
     /// `marquee_dead_letters_total`: queue entries no transaction could take, set apart in
     /// `dead_letter`.
     pub dead_letters: Counter,
+    /// `marquee_session_records_total`: connection starts and ends written to
+    /// `connection_session`.
+    pub session_records: Counter,
+    /// `marquee_session_records_dropped_total`: starts and ends not recorded because the
+    /// node's queue of them was full (the database was out of reach for long).
+    pub session_records_dropped: Counter,
+    /// `marquee_security_events_unlogged_total`: security events counted but left out of the
+    /// log by its rate limit.
+    pub security_events_unlogged: Counter,
+}
+
+impl Metrics {
+    /// Counts a security event (`marquee_security_events_total{kind, reason}`); both labels
+    /// come from bounded sets (see `crate::security`).
+    pub fn security_event(&self, kind: &'static str, reason: &'static str) {
+        metrics::counter!("marquee_security_events_total", "kind" => kind, "reason" => reason)
+            .increment(1);
+    }
 }
 
 /// The process-wide metric handles.
@@ -76,6 +100,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     slow_consumer_closes: metrics::counter!("marquee_slow_consumer_closes_total"),
     rate_limited: metrics::counter!("marquee_rate_limited_total"),
     connections_refused: metrics::counter!("marquee_connections_refused_total"),
+    welcome_wait: metrics::histogram!("marquee_welcome_wait_seconds"),
+    welcomes_timed_out: metrics::counter!("marquee_welcomes_timed_out_total"),
     publish_to_write: metrics::histogram!("marquee_publish_to_write_seconds"),
     commands: metrics::counter!("marquee_commands_total"),
     command_to_commit: metrics::histogram!("marquee_command_to_commit_seconds"),
@@ -87,6 +113,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     seat_map_reads: metrics::counter!("marquee_seat_map_reads_total"),
     commands_set_apart: metrics::counter!("marquee_commands_set_apart_total"),
     dead_letters: metrics::counter!("marquee_dead_letters_total"),
+    session_records: metrics::counter!("marquee_session_records_total"),
+    session_records_dropped: metrics::counter!("marquee_session_records_dropped_total"),
+    security_events_unlogged: metrics::counter!("marquee_security_events_unlogged_total"),
 });
 
 /// Counts an owed effect's attempt (`marquee_effects_total`), by kind (`payment.start`,

@@ -70,7 +70,7 @@ const MAX_ACK = 1000;
 /** `setTimeout` fires at once for longer delays, so longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Close codes after which the protocol says not to reconnect automatically (§10). */
-const FINAL_CLOSE_CODES = new Set([1000, 1009]);
+const FINAL_CLOSE_CODES = new Set([1000, 1009, 4005]);
 /** Error codes that mean "not now, try again later" (§8, §9): retried with backoff. */
 const RETRYABLE_CODES = new Set(['unavailable', 'rate_limited']);
 
@@ -419,7 +419,8 @@ export class MarqueeClient {
       const error = end.error;
       if (!welcomedOnce || FINAL_CLOSE_CODES.has(end.code)) {
         // A first attempt that fails is reported to connect() (a refused token, an unreachable
-        // node), as the Rust SDK does; after 1000 or 1009 the protocol says not to come back.
+        // node), as the Rust SDK does; after 1000, 1009 or 4005 (the sign-in session was
+        // ended) the protocol says not to come back.
         // Either way the client goes idle, and connect() starts again.
         this.#state = 'idle';
         const failure = error ?? clientError('connect', `the connection closed (${end.code} ${end.reason})`);

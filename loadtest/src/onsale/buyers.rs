@@ -160,6 +160,7 @@ fn token(spec: &BuyerSpec, user: &str) -> String {
             nbf: None,
             iss: None,
             aud: None,
+            sid: None,
         },
     )
 }
@@ -184,15 +185,21 @@ async fn connect(spec: &BuyerSpec, n: usize, user: &str) -> Result<(Client, Even
     // retry.
     // A first connection refused (every node down or unavailable for a moment, as during a
     // database restart) is tried again a few times, as a page would.
+    // A node busy greeting says when to come back; that is not counted as a try.
     let mut tries = 0;
     loop {
-        tries += 1;
         match Client::connect(config.clone(), TokenProvider::fixed(token(spec, user))).await {
             Ok(connected) => return Ok(connected),
-            Err(e) if tries >= 5 || now_ms() >= spec.deadline_ms => {
-                return Err(format!("connect: {e} (after {tries} tries)"));
+            Err(marquee_client::ClientError::OverCapacity {
+                retry_after: Some(after),
+            }) if now_ms() < spec.deadline_ms => tokio::time::sleep(after).await,
+            Err(e) => {
+                tries += 1;
+                if tries >= 5 || now_ms() >= spec.deadline_ms {
+                    return Err(format!("connect: {e} (after {tries} tries)"));
+                }
+                tokio::time::sleep(Duration::from_millis(500 * tries)).await;
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500 * tries)).await,
         }
     }
 }

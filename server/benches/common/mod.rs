@@ -18,6 +18,7 @@ pub fn buyer_token(tenant: Uuid, user: &str) -> String {
         nbf: None,
         iss: None,
         aud: None,
+        sid: None,
     };
     marquee_server::auth::sign_hs256(SECRET, &claims)
 }

@@ -4,6 +4,7 @@
 //! failures log their detail and answer a generic body: their text never reaches a client.
 
 use crate::metrics::METRICS;
+use crate::security::SecurityEvent;
 use axum::Json;
 use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
@@ -17,6 +18,9 @@ pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Set on refusals that are security events; carried on the response for
+    /// [`crate::security::layer`].
+    security: Option<SecurityEvent>,
 }
 
 impl ApiError {
@@ -26,6 +30,7 @@ impl ApiError {
             status,
             body: ErrorBody::new(code, message),
             headers: Vec::new(),
+            security: None,
         }
     }
 
@@ -93,6 +98,18 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// Marks the refusal as a security event, counted and logged with the client's address.
+    #[must_use]
+    pub fn security(mut self, event: SecurityEvent) -> Self {
+        self.security = Some(event);
+        self
+    }
+
+    /// The stable code of its body.
+    pub fn code(&self) -> ErrorCode {
+        self.body.code
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -100,6 +117,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(self.body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
+        }
+        if let Some(event) = self.security {
+            response.extensions_mut().insert(event);
         }
         response
     }

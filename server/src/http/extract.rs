@@ -7,6 +7,7 @@
 use super::error::ApiError;
 use crate::auth::{AuthError, Identity, Role, Verifier};
 use crate::metrics;
+use crate::security::SecurityEvent;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -20,10 +21,12 @@ pub(crate) fn unauthorized(error: &AuthError) -> ApiError {
         AuthError::Missing => r#"Bearer realm="marquee""#,
         _ => r#"Bearer realm="marquee", error="invalid_token""#,
     };
-    ApiError::new(StatusCode::UNAUTHORIZED, error.code(), error.to_string()).with_header(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    )
+    ApiError::new(StatusCode::UNAUTHORIZED, error.code(), error.to_string())
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        )
+        .security(SecurityEvent::auth_failure(error.reason()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

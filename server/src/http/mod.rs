@@ -64,6 +64,7 @@ pub(crate) fn router(
     app.fallback(pages_or_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(crate::security::layer))
         .layer(tower_http::compression::CompressionLayer::new())
 }
 

@@ -31,6 +31,7 @@ pub fn public() -> OpenApi {
     doc.merge(crate::payments::openapi());
     doc.merge(crate::waiting_room::http::openapi());
     doc.merge(crate::analytics::openapi());
+    doc.merge(crate::sessions::openapi());
     doc.merge(crate::tickets::http::openapi());
     doc.merge(crate::hub::http::openapi());
     doc.merge(Probes::openapi());
@@ -57,6 +58,10 @@ pub fn public() -> OpenApi {
         (
             "analytics",
             "What an event sold, for its operators (role admin)",
+        ),
+        (
+            "sessions",
+            "A buyer's connections, and ending a sign-in session (the buyer, or an operator)",
         ),
         ("tickets", "A buyer's tickets, their codes and transfers"),
         ("check-in", "Gates scanning tickets over HTTP (role gate)"),

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +60,10 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Upper bound of the reconnect delay advised on shutdown.
     pub reconnect_spread: Duration,
+    /// One permit per connection being greeted (`MARQUEE_MAX_WELCOMING`), shared by the node.
+    pub welcoming: Arc<Semaphore>,
+    /// How long a connection waits for a permit before it is refused.
+    pub welcome_wait: Duration,
 }
 
 /// What every connection of a node shares.
@@ -75,6 +79,18 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// This node's name.
     pub node_id: Arc<str>,
+    /// Records every connection's start and end, when the node has a database.
+    pub sessions: Option<Arc<dyn super::ConnectionLog>>,
+}
+
+/// Where a connection came from, and the node's permit to greet it.
+#[derive(Debug, Default)]
+pub struct Arrival {
+    /// The client's address, for per-address limits and the session record (absent when
+    /// unknown).
+    pub peer: Option<std::net::IpAddr>,
+    /// The client's `User-Agent`, for the session record.
+    pub user_agent: Option<String>,
 }
 
 /// Where a subscription stands, from this connection's point of view.
@@ -95,17 +111,16 @@ enum Exit {
 }
 
 /// Runs one authenticated connection until it closes.
-///
-/// `peer` is the client's address, for per-address limits (absent when unknown).
-pub async fn run<S>(
-    socket: S,
-    identity: Identity,
-    codec: Codec,
-    ctx: Context,
-    peer: Option<std::net::IpAddr>,
-) where
+pub async fn run<S>(socket: S, identity: Identity, codec: Codec, ctx: Context, arrival: Arrival)
+where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
+    let Arrival { peer, user_agent } = arrival;
+    let record = ctx
+        .sessions
+        .as_ref()
+        .map(|r| (r.clone(), r.opened(&identity, peer, user_agent.as_deref())));
+    drop(user_agent);
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let (shared, rx) = ConnShared::new(id, ctx.limits.outbound_queue);
     let limiter = RateLimiter::direct(crate::rate::per_second(
@@ -126,10 +141,17 @@ pub async fn run<S>(
     };
     METRICS.connections.increment(1.0);
     let exit = conn.serve().await;
-    if let Exit::Close(code) = exit {
-        Box::pin(conn.close(code)).await;
-    }
+    let reason = match exit {
+        Exit::Close(code) => {
+            Box::pin(conn.close(code)).await;
+            code.reason()
+        }
+        Exit::Gone => "gone",
+    };
     conn.cleanup();
+    if let Some((recorder, record)) = record {
+        recorder.closed(record, reason);
+    }
     METRICS.connections.decrement(1.0);
 }
 
@@ -215,9 +237,23 @@ where
         Instant::now() + Duration::from_secs(until.saturating_sub(now))
     }
 
-    /// Subscribes the inbox and greets the client.
+    /// Subscribes the inbox and greets the client, once the node's turn to greet comes.
     async fn welcome(&mut self) -> Result<(), Exit> {
         let Some(inbox) = self.identity.inbox() else {
+            return Err(Exit::Close(CloseCode::InternalError));
+        };
+        let limits = self.ctx.limits.clone();
+        let waited = std::time::Instant::now();
+        let turn = tokio::time::timeout(limits.welcome_wait, limits.welcoming.acquire()).await;
+        METRICS.welcome_wait.record(waited.elapsed().as_secs_f64());
+        let Ok(Ok(_turn)) = turn else {
+            METRICS.welcomes_timed_out.increment(1);
+            self.send_msg(&ServerMessage::error(
+                None,
+                ErrorCode::Unavailable,
+                "this node is busy greeting new connections; reconnect later",
+            ))
+            .await?;
             return Err(Exit::Close(CloseCode::InternalError));
         };
         let subscription = match self.ctx.hub.subscribe(&self.shared, &inbox, None).await {
@@ -253,6 +289,9 @@ where
 
     async fn on_signals(&mut self) -> Result<(), Exit> {
         let flags = self.shared.take_flags();
+        if flags & signal::REVIEW != 0 && self.ctx.verifier.revocations().ended(&self.identity) {
+            return Err(Exit::Close(CloseCode::SessionEnded));
+        }
         if flags & signal::SLOW != 0 {
             METRICS.slow_consumer_closes.increment(1);
             return Err(Exit::Close(CloseCode::SlowConsumer));
@@ -454,7 +493,10 @@ where
 
     fn refresh(&mut self, id: RequestId, token: &str) -> ServerMessage {
         let result = self.ctx.verifier.verify(token).and_then(|fresh| {
-            if fresh.user == self.identity.user && fresh.tenant == self.identity.tenant {
+            if fresh.user == self.identity.user
+                && fresh.tenant == self.identity.tenant
+                && fresh.sid == self.identity.sid
+            {
                 Ok(fresh)
             } else {
                 Err(AuthError::UserChanged)
@@ -828,6 +870,7 @@ mod tests {
                 nbf: None,
                 iss: None,
                 aud: None,
+                sid: None,
             },
         )
     }
@@ -869,14 +912,17 @@ mod tests {
                 max_subscriptions: 8,
                 write_timeout: Duration::from_secs(10),
                 reconnect_spread: Duration::ZERO,
+                welcoming: Arc::new(Semaphore::new(8)),
+                welcome_wait: Duration::from_secs(10),
             }),
             shutdown: CancellationToken::new(),
             node_id: "test".into(),
+            sessions: None,
         };
         let (to_server, incoming) = mpsc::unbounded_channel();
         let (outgoing, from_server) = mpsc::unbounded_channel();
         let socket = FakeSocket { incoming, outgoing };
-        tokio::spawn(run(socket, identity, Codec::Json, ctx, None));
+        tokio::spawn(run(socket, identity, Codec::Json, ctx, Arrival::default()));
         (to_server, from_server)
     }
 

@@ -103,6 +103,23 @@ pub trait CloseHook: Send + Sync + 'static {
     fn closed(&self, conn: u64, identity: &Identity);
 }
 
+/// Told when a connection opens and when it ends, and why: what a domain records of each
+/// connection (`crate::sessions`). Both calls are on the connection's path: they must not
+/// block or wait.
+pub trait ConnectionLog: Send + Sync + std::fmt::Debug + 'static {
+    /// A connection of `identity` opened from `peer` with `user_agent`; answers the id the
+    /// log knows it by.
+    fn opened(
+        &self,
+        identity: &Identity,
+        peer: Option<std::net::IpAddr>,
+        user_agent: Option<&str>,
+    ) -> uuid::Uuid;
+
+    /// Connection `id` ended, for `reason` (a close code's reason, or `gone`).
+    fn closed(&self, id: uuid::Uuid, reason: &'static str);
+}
+
 /// Anyone connected may subscribe.
 #[derive(Debug, Clone, Copy)]
 pub struct Open;

@@ -7,6 +7,7 @@ use crate::auth::{Identity, Role, Verifier};
 use crate::engine::HistoryLimits;
 use crate::http::error::{ApiError, AppJson};
 use crate::http::extract::{bearer_identity, header_or_query_identity};
+use crate::security::SecurityEvent;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{FromRef, State};
 use axum::http::HeaderValue;
@@ -80,6 +81,20 @@ pub struct Args {
     #[arg(long, env = "MARQUEE_CONNECT_BURST", default_value_t = 10000)]
     pub connect_burst: u32,
 
+    /// New connections a node greets at once (subscribing the inbox and reading its
+    /// snapshot); more wait their turn, upgraded, for up to `welcome_wait`. The connect rate
+    /// bounds how many arrive; this bounds how many are in the channel engine and the
+    /// database at once, so that a reconnect storm after a node is lost (its buyers all
+    /// arriving at the others within a second) queues in the node, in order, instead of in
+    /// Redis, where it would slow down the connections already open.
+    #[arg(long, env = "MARQUEE_MAX_WELCOMING", default_value_t = 64)]
+    pub max_welcoming: usize,
+
+    /// How long a new connection may wait for its welcome; after it the node answers
+    /// `unavailable` and closes with 1011, and the client reconnects with backoff.
+    #[arg(long, env = "MARQUEE_WELCOME_WAIT", default_value = "10s", value_parser = crate::clock::parse_duration)]
+    pub welcome_wait: Duration,
+
     /// Upgrade attempts per second from one client address (checked before the token, so a
     /// flooder spends its own bucket, not the node's); more get 429. Generous, because a
     /// venue's or a carrier's NAT puts many buyers behind one address; behind a proxy that
@@ -142,6 +157,8 @@ impl Args {
             max_subscriptions: self.max_subscriptions,
             write_timeout: self.write_timeout,
             reconnect_spread: self.reconnect_spread,
+            welcoming: Arc::new(tokio::sync::Semaphore::new(self.max_welcoming.max(1))),
+            welcome_wait: self.welcome_wait,
         }
     }
 
@@ -262,11 +279,12 @@ impl Admission {
                     ErrorCode::RateLimited,
                     "too many connection attempts from this address; slow down",
                 )
-                .with_header(header::RETRY_AFTER, HeaderValue::from(1u32)));
+                .with_header(header::RETRY_AFTER, HeaderValue::from(1u32))
+                .security(SecurityEvent::connection_refused("address_rate")));
             }
         }
         if self.active.load(Ordering::Acquire) >= self.max {
-            return Err(ApiError::over_capacity("this node is full; retry later"));
+            return Err(full());
         }
         Ok(())
     }
@@ -276,9 +294,10 @@ impl Admission {
     /// its most connections.
     pub fn admit(&self, identity: &Identity) -> Result<Permit, ApiError> {
         if self.rate.check().is_err() {
-            return Err(ApiError::over_capacity(
-                "too many new connections; retry later",
-            ));
+            return Err(
+                ApiError::over_capacity("too many new connections; retry later")
+                    .security(SecurityEvent::connection_refused("connect_rate")),
+            );
         }
         let taken = self.active.fetch_add(1, Ordering::AcqRel);
         let mut permit = Permit {
@@ -286,7 +305,7 @@ impl Admission {
             account: None,
         };
         if taken >= self.max {
-            return Err(ApiError::over_capacity("this node is full; retry later"));
+            return Err(full());
         }
         let key = format!(
             "{}/{}",
@@ -306,13 +325,20 @@ impl Admission {
                     "this account already has {} connections open on this node",
                     self.max_per_account
                 ),
-            ));
+            )
+            .security(SecurityEvent::connection_refused("account")));
         }
         *held += 1;
         drop(accounts);
         permit.account = Some((self.per_account.clone(), key));
         Ok(permit)
     }
+}
+
+/// The refusal when the node holds its most connections.
+fn full() -> ApiError {
+    ApiError::over_capacity("this node is full; retry later")
+        .security(SecurityEvent::connection_refused("full"))
 }
 
 /// WebSocket buffer and size settings applied to every upgrade.
@@ -445,10 +471,16 @@ async fn upgrade(
     let permit = state.admission.admit(&identity)?;
     let ctx = state.connection.clone();
     let token = state.tracker.token();
+    let user_agent = ctx
+        .sessions
+        .as_ref()
+        .and_then(|_| headers.get(header::USER_AGENT)?.to_str().ok())
+        .map(str::to_owned);
     Ok(ws.on_upgrade(move |socket| async move {
+        let arrival = connection::Arrival { peer, user_agent };
         let _permit = permit;
         let _token = token;
-        connection::run(socket, identity, codec, ctx, peer).await;
+        connection::run(socket, identity, codec, ctx, arrival).await;
     }))
 }
 

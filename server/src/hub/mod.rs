@@ -30,7 +30,9 @@ use crate::engine::{ChannelEngine, Engine, EngineError, EnginePublication};
 use crate::metrics::METRICS;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-pub use handler::{CloseHook, PublishPolicy, Refusal, RequestHandler, Session, SubscribePolicy};
+pub use handler::{
+    CloseHook, ConnectionLog, PublishPolicy, Refusal, RequestHandler, Session, SubscribePolicy,
+};
 use marquee_protocol::{Channel, ChannelKind, RequestKind, StreamPosition};
 use registry::{ConnShared, Registry};
 use serde_json::Value;
@@ -218,6 +220,17 @@ impl Hub {
         match policy {
             Some(policy) => policy.check(identity, channel).await,
             None => Err(Refusal::not_open(channel)),
+        }
+    }
+
+    /// Has every local connection of `user` check whether its sign-in session was ended (each
+    /// closes with 4005 if so). Connections are found by the user's inbox, which every one
+    /// follows.
+    pub fn review_sessions(&self, tenant: Option<&str>, user: &str) {
+        if let Ok(inbox) = Channel::inbox(tenant, user) {
+            self.inner
+                .registry
+                .signal(inbox.as_str(), registry::signal::REVIEW);
         }
     }
 

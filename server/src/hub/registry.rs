@@ -97,6 +97,9 @@ pub mod signal {
     pub const INTERRUPTED: u8 = 4;
     /// A latest-value push is waiting; see `ConnShared::take_latest`.
     pub const LATEST: u8 = 8;
+    /// A sign-in session of the connection's user was ended: the connection checks whether
+    /// it was its own.
+    pub const REVIEW: u8 = 16;
 }
 
 /// The part of a connection the hub can reach: its queue and its signals.
@@ -284,6 +287,17 @@ impl Registry {
                 was
             }
             _ => false,
+        }
+    }
+
+    /// Raises `flag` on every local subscriber of a channel.
+    pub fn signal(&self, channel: &str, flag: u8) {
+        let subscribers: Vec<Arc<ConnShared>> = match self.shard(channel).get(channel) {
+            Some(entry) => entry.subscribers.values().cloned().collect(),
+            None => return,
+        };
+        for conn in subscribers {
+            conn.raise(flag);
         }
     }
 

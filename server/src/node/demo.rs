@@ -41,6 +41,7 @@ fn token(secret: &str, tenant: uuid::Uuid, user: &str, roles: &[&str]) -> String
         nbf: None,
         iss: None,
         aud: None,
+        sid: None,
     };
     sign_hs256(secret, &claims)
 }
@@ -196,6 +197,7 @@ impl Crowd {
             tenant: Some(self.tenant.to_string()),
             roles: Vec::new(),
             expires_at: u64::MAX,
+            sid: None,
         };
         let onsale = self.onsale.to_string();
         // An id far from the connections' ids; statuses arrive in its slot as on a socket.

@@ -166,6 +166,10 @@ impl Services {
                 db: self.db.clone(),
                 verifier: verifier.clone(),
             }),
+            crate::sessions::routes(crate::sessions::SessionsState {
+                db: self.db.clone(),
+                verifier: verifier.clone(),
+            }),
             http::openapi_routes(),
         ]
     }
@@ -183,6 +187,9 @@ pub struct Node {
     services: Option<Services>,
     /// Where the internal routes (payment hooks) are served, if anywhere.
     internal: Option<TcpListener>,
+    /// Records connections, when the node has a database; its writer is taken by the task
+    /// that writes.
+    sessions: Option<(crate::sessions::Recorder, Option<crate::sessions::Writer>)>,
 }
 
 impl Node {
@@ -201,6 +208,7 @@ impl Node {
             Some(url) => {
                 let db = db::connect(url.expose(), config.database_pool).await?;
                 db::migrate(&db).await?;
+                crate::sessions::load(&db, verifier.revocations()).await?;
                 let work = db::connect(url.expose(), config.database_work_pool).await?;
                 let pools = (db, work);
                 Some(Services::build(&config, pools, &hub, &backends, &verifier).await?)
@@ -219,6 +227,10 @@ impl Node {
             .clone()
             .unwrap_or_else(|| format!("hub-{:016x}", rand::random::<u64>()))
             .into();
+        let sessions = services.as_ref().map(|_| {
+            let (recorder, writer) = crate::sessions::recorder(node_id.clone());
+            (recorder, Some(writer))
+        });
         Ok(Self {
             config,
             hub,
@@ -227,6 +239,7 @@ impl Node {
             backends,
             services,
             internal: None,
+            sessions,
         })
     }
 
@@ -288,6 +301,24 @@ impl Node {
         tasks.spawn(
             "result pruning",
             booking::retention::run(db.clone(), config.booking.retention(), stop.clone()),
+        );
+        if let Some(writer) = self.sessions.as_mut().and_then(|(_, w)| w.take()) {
+            // Stopped with the other background tasks, after the connections have drained,
+            // so their ends are written.
+            let retention = config.sessions.session_retention;
+            tasks.spawn(
+                "session recorder",
+                crate::sessions::run(db.clone(), writer, retention, stop.clone()),
+            );
+        }
+        tasks.spawn(
+            "ended sessions",
+            crate::sessions::follow(
+                db.clone(),
+                self.verifier.revocations().clone(),
+                self.hub.clone(),
+                stop.clone(),
+            ),
         );
         let (hub, stop_relay) = (self.hub.clone(), stop.clone());
         tasks.spawn(
@@ -363,6 +394,9 @@ impl Node {
                 limits: Arc::new(self.config.hub.limits()),
                 shutdown: draining.clone(),
                 node_id: self.node_id.clone(),
+                sessions: self.sessions.as_ref().map(|(recorder, _)| {
+                    Arc::new(recorder.clone()) as Arc<dyn crate::hub::ConnectionLog>
+                }),
             },
             admission: Arc::new(Admission::new(self.config.hub.admission())),
             sockets: self.config.hub.sockets(),

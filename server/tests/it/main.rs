@@ -26,6 +26,7 @@ mod payments;
 mod resume;
 mod rules;
 mod schema;
+mod sessions;
 mod tls;
 mod waiting_room;
 mod waiting_room_line;

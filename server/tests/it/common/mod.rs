@@ -146,6 +146,7 @@ pub fn claims(sub: &str, roles: &[&str], ttl: i64) -> Claims {
         nbf: None,
         iss: None,
         aud: None,
+        sid: None,
     }
 }
 
@@ -174,11 +175,26 @@ impl Raw {
 
     /// Connects and returns the client with the server's `welcome`.
     pub async fn connect_welcomed(url: &str, token: &str, codec: Codec) -> (Self, ServerMessage) {
+        Self::connect_welcomed_with(url, token, codec, &[]).await
+    }
+
+    /// Connects with `extra` request headers and returns the client with the `welcome`.
+    pub async fn connect_welcomed_with(
+        url: &str,
+        token: &str,
+        codec: Codec,
+        extra: &[(&'static str, &str)],
+    ) -> (Self, ServerMessage) {
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
         );
+        for (name, value) in extra {
+            request
+                .headers_mut()
+                .insert(*name, HeaderValue::from_str(value).unwrap());
+        }
         request.headers_mut().insert(
             "sec-websocket-protocol",
             HeaderValue::from_static(codec.subprotocol()),
