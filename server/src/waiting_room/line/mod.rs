@@ -22,10 +22,12 @@
 //! gone ahead of the cursor, listing every gap up to the last buyer took Redis 50 ms a call,
 //! and every node calls once a tick (and once per buyer coming back). So a view lists the
 //! gone sequences exactly only within [`EXACT_WINDOW`] above the cursor, where buyers are
-//! about to be admitted, and beyond it counts them up to each multiple of [`GONE_BUCKET`]
-//! (one `ZCOUNT` each). Further back a position counts only the gaps below the start of its
-//! bucket: it may be up to a bucket's gaps too high, never too low, and it still never rises
-//! (see [`LineView::ahead`]).
+//! about to be admitted, and beyond it counts them up to fixed boundaries (one `ZCOUNT` each):
+//! every 1,000 sequences up to 100,000, every 10,000 up to 1,000,000, every 100,000 beyond
+//! ([`gone_block`]), so a line of 14 million costs a view about 330 counts. Further back a
+//! position counts only the gaps below the start of its block: it may be up to a block's gaps
+//! too high (as many places as the block holds at most), never too low, and it still never
+//! rises (see [`LineView::ahead`]).
 //!
 //! Presence is counted per place: each connection attached to it adds one; when the count
 //! drops to zero the place is kept for a grace period. A detach names the place it attached
@@ -165,7 +167,7 @@ pub struct LineView {
     /// Sequences that left while waiting, above the cursor and within [`EXACT_WINDOW`] of it
     /// (and up to the bound asked for), ascending.
     pub gone: Vec<u64>,
-    /// Beyond the window: for each multiple `b` of [`GONE_BUCKET`] above `cursor +
+    /// Beyond the window: for each block boundary `b` ([`gone_block`]) above `cursor +
     /// EXACT_WINDOW + 1` (up to the bound asked for and the last sequence), how many gone
     /// sequences lie in `(cursor, b)`. Ascending by `b`.
     pub gone_before: Vec<(u64, u64)>,
@@ -174,15 +176,29 @@ pub struct LineView {
 /// Sequences above the cursor whose gaps a view lists one by one.
 pub const EXACT_WINDOW: u64 = 2_000;
 
-/// Beyond [`EXACT_WINDOW`], gaps are counted up to every multiple of this.
-pub const GONE_BUCKET: u64 = 1_000;
+/// The size of the block of sequences that `seq` falls in: 1,000 below 100,000, 10,000 below
+/// 1,000,000, 100,000 beyond. Block boundaries are the multiples of their block's size, fixed
+/// for every sequence whatever the cursor, which is what keeps positions from rising. The
+/// view script computes the same.
+pub fn gone_block(seq: u64) -> u64 {
+    match seq {
+        0..100_000 => 1_000,
+        100_000..1_000_000 => 10_000,
+        _ => 100_000,
+    }
+}
+
+/// The start of the block `seq` falls in.
+fn block_start(seq: u64) -> u64 {
+    seq / gone_block(seq) * gone_block(seq)
+}
 
 impl LineView {
     /// Buyers ahead of sequence `seq`, or `None` if it has left the line (admitted, or gone
     /// within the exact window).
     ///
     /// Within [`EXACT_WINDOW`] of the cursor it is exact. Beyond it, the gaps counted are those
-    /// below `X = max(b, cursor + EXACT_WINDOW + 1)`, `b` the start of `seq`'s bucket: a
+    /// below `X = max(b, cursor + EXACT_WINDOW + 1)`, `b` the start of `seq`'s block: a
     /// number of gaps at most the true one, so the position is never too low. Nor does it
     /// ever rise from one view to a later one, on any node: when the cursor moves up by `d`,
     /// at most `d` counted gaps fall below it, while every new gap and every rise of `X` can
@@ -200,12 +216,12 @@ impl LineView {
             }
             self.gone.partition_point(|g| *g < seq) as u64
         } else {
-            let bucket = seq / GONE_BUCKET * GONE_BUCKET;
-            // The count at the highest boundary at or below the bucket's start; below the
+            let start = block_start(seq);
+            // The count at the highest boundary at or below the block's start; below the
             // first boundary, the window's gaps (every one of them lies below `seq`).
             self.gone_before
                 .iter()
-                .take_while(|(b, _)| *b <= bucket)
+                .take_while(|(b, _)| *b <= start)
                 .last()
                 .map_or(self.gone.len() as u64, |(_, n)| *n)
         };
@@ -983,17 +999,17 @@ impl LineState {
     /// [`LineView::gone_before`], as the Redis script computes it (in one pass here).
     fn gone_before(&self, upto: u64) -> Vec<(u64, u64)> {
         let top = upto.min(self.last_seq);
-        let first = (self.cursor + EXACT_WINDOW + 1) / GONE_BUCKET * GONE_BUCKET + GONE_BUCKET;
+        let after = self.cursor + EXACT_WINDOW + 1;
         let mut out = Vec::new();
         let mut gone = self.gone.range(self.cursor + 1..).peekable();
         let mut count = 0;
-        let mut boundary = first;
+        let mut boundary = block_start(after) + gone_block(after);
         while boundary <= top {
             while gone.next_if(|g| **g < boundary).is_some() {
                 count += 1;
             }
             out.push((boundary, count));
-            boundary += GONE_BUCKET;
+            boundary += gone_block(boundary);
         }
         out
     }
@@ -1071,7 +1087,7 @@ mod tests {
                 for (seq, truth) in exact(&line) {
                     let ahead = view.ahead(seq).expect("a waiting place is in the line");
                     prop_assert!(ahead >= truth, "seq {seq}: {ahead} below the truth {truth}");
-                    prop_assert!(ahead - truth < GONE_BUCKET, "seq {seq}: {ahead} vs {truth}");
+                    prop_assert!(ahead - truth < gone_block(seq), "seq {seq}: {ahead} vs {truth}");
                     if seq <= view.cursor + EXACT_WINDOW {
                         prop_assert_eq!(ahead, truth, "exact within the window (seq {})", seq);
                     }
@@ -1110,5 +1126,33 @@ mod tests {
         // A view asked for less than the whole line counts no further than it was asked.
         assert_eq!(line.view(3_000).gone_before, [(3_000, 1)]);
         assert!(line.view(2_999).gone_before.is_empty());
+    }
+
+    #[test]
+    fn blocks_grow_tenfold_at_a_hundred_thousand_and_a_million() {
+        assert_eq!((gone_block(99_999), block_start(99_999)), (1_000, 99_000));
+        assert_eq!(
+            (gone_block(100_000), block_start(100_000)),
+            (10_000, 100_000)
+        );
+        assert_eq!(block_start(999_999), 990_000);
+        assert_eq!(
+            (gone_block(1_000_000), block_start(1_234_567)),
+            (100_000, 1_200_000)
+        );
+        let mut line = line_of(130_000);
+        line.drop_place("u105000");
+        line.drop_place("u99500");
+        let view = line.view(130_000);
+        let boundaries: Vec<u64> = view.gone_before.iter().map(|(b, _)| *b).collect();
+        assert_eq!(boundaries.first(), Some(&3_000));
+        assert!(boundaries.contains(&99_000) && boundaries.contains(&100_000));
+        assert!(boundaries.contains(&110_000) && !boundaries.contains(&101_000));
+        assert_eq!(boundaries.last(), Some(&130_000));
+        assert_eq!(boundaries.len(), 98 + 3);
+        // The gap at 105,000 is in 107,000's block (100,000..110,000): not counted there,
+        // counted for every sequence of a later block.
+        assert_eq!(view.ahead(107_000), Some(106_999 - 1));
+        assert_eq!(view.ahead(112_345), Some(112_344 - 2));
     }
 }

@@ -259,20 +259,25 @@ return out
 ";
 
 const VIEW: &str = r"
--- ARGV: the highest sequence asked about, the exact window, the bucket (LineView::gone_before).
+-- ARGV: the highest sequence asked about, the exact window (LineView::gone_before).
 local m = redis.call('HMGET', k_meta, 'cursor', 'admitted', 'exhausted', 'drawn')
 local cursor = m[1] or '0'
 local c = tonumber(cursor)
 local upto = math.max(tonumber(ARGV[1]), c)
-local window, bucket = tonumber(ARGV[2]), tonumber(ARGV[3])
+local window = tonumber(ARGV[2])
 local last = redis.call('GET', k_seq) or '0'
+-- gone_block: 1,000 below 100,000, 10,000 below 1,000,000, 100,000 beyond.
+local function block(s)
+  if s < 100000 then return 1000 elseif s < 1000000 then return 10000 else return 100000 end
+end
 local counts = {}
-local b = math.floor((c + window + 1) / bucket) * bucket + bucket
+local after = c + window + 1
+local b = math.floor(after / block(after)) * block(after) + block(after)
 local top = math.min(upto, tonumber(last))
 while b <= top do
   counts[#counts + 1] = b
   counts[#counts + 1] = redis.call('ZCOUNT', k_gone, '(' .. cursor, '(' .. b)
-  b = b + bucket
+  b = b + block(b)
 end
 return {
   redis.call('GET', k_status) or 'scheduled', cursor, m[2] or '0', m[3] or '0', m[4] or '0',
@@ -684,7 +689,6 @@ impl RedisLine {
             // Lua numbers are doubles: a bound past 2^53 means "every sequence" anyway.
             (upto.min(1 << 53) as i64).into(),
             (super::EXACT_WINDOW as i64).into(),
-            (super::GONE_BUCKET as i64).into(),
         ];
         let reply = self.run_list(&self.view, onsale, args).await?;
         let [
