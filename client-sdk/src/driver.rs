@@ -445,6 +445,12 @@ impl Driver {
                 Some(ServerMessage::Error { code, message, .. }) => {
                     return Err(ClientError::Server { code, message });
                 }
+                // A node too busy to greet says when to come back (protocol §1).
+                Some(ServerMessage::Reconnect { delay_ms, .. }) => {
+                    return Err(ClientError::OverCapacity {
+                        retry_after: Some(Duration::from_millis(delay_ms)),
+                    });
+                }
                 _ => return Err(ClientError::Connect("expected a welcome".into())),
             },
             _ => return Err(ClientError::Connect("no welcome from the server".into())),

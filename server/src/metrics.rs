@@ -37,8 +37,8 @@ pub struct Metrics {
     /// `marquee_welcome_wait_seconds`: how long new connections waited for their turn to be
     /// greeted (`MARQUEE_MAX_WELCOMING` at once).
     pub welcome_wait: Histogram,
-    /// `marquee_welcomes_timed_out_total`: connections that waited past `MARQUEE_WELCOME_WAIT`
-    /// and were closed (1011) ungreeted.
+    /// `marquee_welcomes_timed_out_total`: connections sent away ungreeted (the queue of
+    /// those waiting full, or `MARQUEE_WELCOME_WAIT` run out) with a `reconnect` advice.
     pub welcomes_timed_out: Counter,
     /// `marquee_publish_to_write_seconds`: from the engine accepting a publication to its frame
     /// being flushed to a subscriber's socket (sampled once per written batch).
@@ -76,9 +76,84 @@ pub struct Metrics {
     /// `marquee_security_events_unlogged_total`: security events counted but left out of the
     /// log by its rate limit.
     pub security_events_unlogged: Counter,
+    /// `marquee_ready`: 1 while the node would answer `/ready` with 200 (its channel engine
+    /// reachable, not draining), 0 otherwise; sampled at each scrape.
+    pub ready: Gauge,
+    /// `marquee_redis_errors_total`: Redis calls that failed or timed out (channel engine,
+    /// waiting room, command queue).
+    pub redis_errors: Counter,
+    /// `marquee_db_timeouts_total`: database calls that found no connection in time, or lost
+    /// it (the pool exhausted or the database away).
+    pub db_timeouts: Counter,
+}
+
+/// An onsale's waiting room, as its admission controller last saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct OnsaleFigures {
+    /// Places waiting, pre-queue included.
+    pub waiting: u64,
+    /// Admitted buyers shopping now.
+    pub active: u64,
+    /// The most admitted buyers shopping at once.
+    pub cap: u64,
+    /// Whether the line admits now (live, drawn, inventory left).
+    pub admitting: bool,
 }
 
 impl Metrics {
+    /// Sets an onsale's gauges, on the node whose controller holds it (`None`: it no longer
+    /// does, and reports 0): `marquee_onsale_waiting`, `marquee_onsale_active`,
+    /// `marquee_onsale_active_cap` and `marquee_onsale_admitting`, each by `onsale`. Onsales
+    /// with a waiting room are few at a time, so the label stays bounded.
+    pub fn onsale(&self, onsale: &str, figures: Option<OnsaleFigures>) {
+        let f = figures.unwrap_or(OnsaleFigures {
+            waiting: 0,
+            active: 0,
+            cap: 0,
+            admitting: false,
+        });
+        let onsale = onsale.to_owned();
+        metrics::gauge!("marquee_onsale_waiting", "onsale" => onsale.clone()).set(f.waiting as f64);
+        metrics::gauge!("marquee_onsale_active", "onsale" => onsale.clone()).set(f.active as f64);
+        metrics::gauge!("marquee_onsale_active_cap", "onsale" => onsale.clone()).set(f.cap as f64);
+        metrics::gauge!("marquee_onsale_admitting", "onsale" => onsale).set(if f.admitting {
+            1.0
+        } else {
+            0.0
+        });
+    }
+
+    /// Counts admissions (`marquee_onsale_admissions_total{onsale}`).
+    pub fn admitted(&self, onsale: &str, n: u64) {
+        metrics::counter!("marquee_onsale_admissions_total", "onsale" => onsale.to_owned())
+            .increment(n);
+    }
+
+    /// The oversell guard of an event (`marquee_oversold{event}`): tickets and holds beyond
+    /// what exists, recounted by the holder of its onsale. Must always be 0.
+    pub fn oversold(&self, event: &str, over: i64) {
+        metrics::gauge!("marquee_oversold", "event" => event.to_owned()).set(over as f64);
+    }
+
+    /// Sets the gauges of one Postgres pool (`client` or `work` on nodes, `work` on workers):
+    /// `marquee_db_pool_connections{pool, state}` (`idle`, `busy`) and
+    /// `marquee_db_pool_max_connections{pool}`.
+    pub fn db_pool(&self, pool: &'static str, size: u32, idle: usize, max: u32) {
+        let idle = idle as f64;
+        metrics::gauge!("marquee_db_pool_connections", "pool" => pool, "state" => "idle").set(idle);
+        metrics::gauge!("marquee_db_pool_connections", "pool" => pool, "state" => "busy")
+            .set((f64::from(size) - idle).max(0.0));
+        metrics::gauge!("marquee_db_pool_max_connections", "pool" => pool).set(f64::from(max));
+    }
+
+    /// `marquee_redis_up`: 1 when the node's ping of its channel engine's Redis at the
+    /// scrape succeeded, 0 when it failed. Registered at the first scrape of a node on Redis
+    /// only: absent on a node on the memory engine and on workers, so no alert takes a
+    /// process without Redis for one whose Redis is down.
+    pub fn redis_up(&self, up: bool) {
+        metrics::gauge!("marquee_redis_up").set(if up { 1.0 } else { 0.0 });
+    }
+
     /// Counts a security event (`marquee_security_events_total{kind, reason}`); both labels
     /// come from bounded sets (see `crate::security`).
     pub fn security_event(&self, kind: &'static str, reason: &'static str) {
@@ -116,6 +191,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     session_records: metrics::counter!("marquee_session_records_total"),
     session_records_dropped: metrics::counter!("marquee_session_records_dropped_total"),
     security_events_unlogged: metrics::counter!("marquee_security_events_unlogged_total"),
+    ready: metrics::gauge!("marquee_ready"),
+    redis_errors: metrics::counter!("marquee_redis_errors_total"),
+    db_timeouts: metrics::counter!("marquee_db_timeouts_total"),
 });
 
 /// Counts an owed effect's attempt (`marquee_effects_total`), by kind (`payment.start`,
@@ -155,6 +233,30 @@ pub fn prometheus() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// CPU time the process has used, user and system, in seconds (from `/proc/self/stat`, in the
+/// kernel's fixed 100 ticks a second).
+pub(crate) fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Sets the process gauges read from `/proc` at each scrape: resident memory and CPU time.
+pub(crate) fn sample_process() {
+    if let Some(rss) = resident_memory_bytes() {
+        metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+    }
+    if let Some(cpu) = cpu_seconds() {
+        // Only ever grows, so `rate()` reads it as Prometheus's usual counter; exported as a
+        // gauge because the recorder's counters hold whole numbers.
+        metrics::gauge!("process_cpu_seconds_total").set(cpu);
+    }
 }
 
 /// This process's resident set size, from `/proc/self/statm` (Linux only).

@@ -668,6 +668,13 @@ export class MarqueeClient {
       } else if (message.type === 'error') {
         // E.g. `unavailable` when the node cannot subscribe the inbox; the close follows.
         conn.refusal = new MarqueeError('server', message.code, message.message);
+      } else if (message.type === 'reconnect') {
+        // Too busy to greet: come back after the delay (protocol §1); the close follows.
+        const retryAfterMs = typeof message.delay_ms === 'number' ? message.delay_ms : undefined;
+        conn.advisedMs = retryAfterMs;
+        conn.refusal = new MarqueeError('over_capacity', 'over_capacity', 'the node is busy greeting new connections', {
+          retryAfterMs,
+        });
       }
       return;
     }

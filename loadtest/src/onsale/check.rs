@@ -164,6 +164,21 @@ pub async fn invariants(
     decided_late: &std::collections::HashSet<(String, String)>,
     findings: &mut Vec<String>,
 ) -> anyhow::Result<Invariants> {
+    let lost: Vec<(&BuyerRecord, &String, u32)> = records
+        .iter()
+        .flat_map(|r| r.sent.iter().map(move |id| (r, id)))
+        .filter_map(|(r, id)| match r.results.get(id) {
+            Some(n) if *n != 1 => Some((r, id, *n)),
+            None if !decided_late.contains(&(r.user.clone(), id.clone())) => Some((r, id, 0)),
+            _ => None,
+        })
+        .collect();
+    for (r, id, n) in lost.iter().take(10) {
+        findings.push(format!(
+            "{} request {id}: {n} results delivered (exactly one is owed)",
+            r.user
+        ));
+    }
     Ok(Invariants {
         order_violations: order_violations(draw, records, findings)
             + admission_order(db, draw, findings).await?,
@@ -189,14 +204,7 @@ pub async fn invariants(
                                            group by seat_id having count(*) > 1) y)",
         )
         .await?,
-        lost_results: records
-            .iter()
-            .flat_map(|r| r.sent.iter().map(move |id| (r, id)))
-            .filter(|(r, id)| match r.results.get(*id) {
-                Some(n) => *n != 1,
-                None => !decided_late.contains(&(r.user.clone(), (*id).clone())),
-            })
-            .count() as u64,
+        lost_results: lost.len() as u64,
         duplicated_effects: count(
             db,
             "select count(*) from (select user_id from hold group by user_id having count(*) > 1) x",

@@ -74,6 +74,7 @@ pub enum QueueError {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    crate::metrics::METRICS.redis_errors.increment(1);
     QueueError::Unavailable(e.to_string())
 }
 

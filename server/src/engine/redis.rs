@@ -115,6 +115,7 @@ impl Drop for RedisEngine {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
+    crate::metrics::METRICS.redis_errors.increment(1);
     EngineError::Unavailable(e.to_string())
 }
 

@@ -142,6 +142,7 @@ impl From<sqlx::Error> for ApiError {
     /// retry), 500 `internal` otherwise.
     fn from(e: sqlx::Error) -> Self {
         if transient(&e) {
+            METRICS.db_timeouts.increment(1);
             Self::unavailable("the database", &e)
         } else {
             Self::internal("database error", &e)

@@ -43,6 +43,8 @@ pub struct Probes {
     /// Cancelled when the node starts draining (shutdown, or a task it needs has died): it is
     /// then no longer ready, so load balancers stop sending it new connections.
     pub draining: CancellationToken,
+    /// The node's Postgres pools, by name, whose use each scrape reports.
+    pub pools: Vec<(&'static str, sqlx::PgPool)>,
 }
 
 /// The node's routes: the hub's, the probes, and `domains` (each with its state applied).
@@ -148,18 +150,37 @@ async fn ready(State(probes): State<Probes>) -> Result<Json<Status>, ApiError> {
     }))
 }
 
-/// Prometheus metrics, in the text exposition format.
+/// Prometheus metrics, in the text exposition format. Readiness, the channel engine and the
+/// database pools are sampled at each scrape (the engine with a bounded ping).
 #[utoipa::path(get, path = "/metrics", tag = "probes",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn render_metrics(State(probes): State<Probes>) -> impl IntoResponse {
+    let engine = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        probes.hub.engine().ready(),
+    )
+    .await;
+    let reachable = matches!(engine, Ok(Ok(())));
+    let m = &crate::metrics::METRICS;
+    if probes.hub.engine().name() == "redis" {
+        m.redis_up(reachable);
+    }
+    let ready = reachable && !probes.draining.is_cancelled();
+    m.ready.set(if ready { 1.0 } else { 0.0 });
+    for (name, pool) in &probes.pools {
+        m.db_pool(
+            name,
+            pool.size(),
+            pool.num_idle(),
+            pool.options().get_max_connections(),
+        );
+    }
     metrics_text(&probes.prometheus)
 }
 
-/// The process's metrics in Prometheus's text format, its resident memory read just now.
-fn metrics_text(prometheus: &PrometheusHandle) -> axum::response::Response {
-    if let Some(rss) = crate::metrics::resident_memory_bytes() {
-        ::metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
-    }
+/// The process's metrics in Prometheus's text format, its memory and CPU read just now.
+pub(crate) fn metrics_text(prometheus: &PrometheusHandle) -> axum::response::Response {
+    crate::metrics::sample_process();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus.render(),
@@ -168,8 +189,8 @@ fn metrics_text(prometheus: &PrometheusHandle) -> axum::response::Response {
 }
 
 /// The probes of a process without a hub (`marquee worker`): `/health` (alive) and
-/// `/metrics`; anything else is the JSON 404.
-pub(crate) fn worker_routes(engine: &'static str) -> Router {
+/// `/metrics` (with its pool `work` sampled at each scrape); anything else is the JSON 404.
+pub(crate) fn worker_routes(engine: &'static str, pool: sqlx::PgPool) -> Router {
     let prometheus = crate::metrics::prometheus();
     Router::new()
         .route(
@@ -185,7 +206,16 @@ pub(crate) fn worker_routes(engine: &'static str) -> Router {
             "/metrics",
             get(move || {
                 let prometheus = prometheus.clone();
-                async move { metrics_text(&prometheus) }
+                let pool = pool.clone();
+                async move {
+                    crate::metrics::METRICS.db_pool(
+                        "work",
+                        pool.size(),
+                        pool.num_idle(),
+                        pool.options().get_max_connections(),
+                    );
+                    metrics_text(&prometheus)
+                }
             }),
         )
         .fallback(error::not_found)

@@ -62,9 +62,20 @@ pub struct Limits {
     pub reconnect_spread: Duration,
     /// One permit per connection being greeted (`MARQUEE_MAX_WELCOMING`), shared by the node.
     pub welcoming: Arc<Semaphore>,
-    /// How long a connection waits for a permit before it is refused.
+    /// Connections waiting for a permit now, shared by the node.
+    pub welcome_queue: Arc<AtomicU64>,
+    /// How long a connection waits for a permit before it is sent away.
     pub welcome_wait: Duration,
+    /// The permits `welcoming` was made with.
+    pub welcome_permits: usize,
 }
+
+/// Connections that may wait for their welcome, per permit: more are sent away at once.
+pub const WELCOME_QUEUE_PER_PERMIT: u64 = 16;
+
+/// The delay advised to a connection sent away unwelcomed: uniform in this range, so the
+/// crowd of a lost node comes back spread over several seconds rather than at once.
+const BUSY_RETRY_MS: std::ops::Range<u64> = 2_000..10_000;
 
 /// What every connection of a node shares.
 #[derive(Debug, Clone)]
@@ -242,19 +253,28 @@ where
         let Some(inbox) = self.identity.inbox() else {
             return Err(Exit::Close(CloseCode::InternalError));
         };
+        // Wait for the node's turn to greet, in a queue of bounded length; sent away when it
+        // is full or the wait runs out, told when to come back.
         let limits = self.ctx.limits.clone();
-        let waited = std::time::Instant::now();
-        let turn = tokio::time::timeout(limits.welcome_wait, limits.welcoming.acquire()).await;
-        METRICS.welcome_wait.record(waited.elapsed().as_secs_f64());
-        let Ok(Ok(_turn)) = turn else {
+        let queue_cap = limits.welcome_permits as u64 * WELCOME_QUEUE_PER_PERMIT;
+        let queued = QueueSlot::take(&limits.welcome_queue);
+        let turn = if queued.ahead >= queue_cap {
+            None
+        } else {
+            let waited = std::time::Instant::now();
+            let turn = tokio::time::timeout(limits.welcome_wait, limits.welcoming.acquire()).await;
+            METRICS.welcome_wait.record(waited.elapsed().as_secs_f64());
+            turn.ok().and_then(Result::ok)
+        };
+        drop(queued);
+        let Some(_turn) = turn else {
             METRICS.welcomes_timed_out.increment(1);
-            self.send_msg(&ServerMessage::error(
-                None,
-                ErrorCode::Unavailable,
-                "this node is busy greeting new connections; reconnect later",
-            ))
-            .await?;
-            return Err(Exit::Close(CloseCode::InternalError));
+            let advice = ServerMessage::Reconnect {
+                delay_ms: rand::random_range(BUSY_RETRY_MS),
+                reason: "busy".to_owned(),
+            };
+            self.send_msg(&advice).await?;
+            return Err(Exit::Close(CloseCode::ServiceRestart));
         };
         let subscription = match self.ctx.hub.subscribe(&self.shared, &inbox, None).await {
             Ok(s) => s,
@@ -779,6 +799,26 @@ where
     }
 }
 
+/// A place in a node's queue of connections waiting to be greeted, given back on drop.
+struct QueueSlot<'a> {
+    queue: &'a AtomicU64,
+    /// Connections that were waiting when this one arrived.
+    ahead: u64,
+}
+
+impl<'a> QueueSlot<'a> {
+    fn take(queue: &'a AtomicU64) -> Self {
+        let ahead = queue.fetch_add(1, Ordering::AcqRel);
+        Self { queue, ahead }
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.queue.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Maps a socket read error to how the connection ends.
 fn socket_error(error: &axum::Error) -> Exit {
     use std::error::Error as _;
@@ -913,7 +953,9 @@ mod tests {
                 write_timeout: Duration::from_secs(10),
                 reconnect_spread: Duration::ZERO,
                 welcoming: Arc::new(Semaphore::new(8)),
+                welcome_queue: Arc::default(),
                 welcome_wait: Duration::from_secs(10),
+                welcome_permits: 8,
             }),
             shutdown: CancellationToken::new(),
             node_id: "test".into(),

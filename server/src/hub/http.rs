@@ -82,17 +82,20 @@ pub struct Args {
     pub connect_burst: u32,
 
     /// New connections a node greets at once (subscribing the inbox and reading its
-    /// snapshot); more wait their turn, upgraded, for up to `welcome_wait`. The connect rate
-    /// bounds how many arrive; this bounds how many are in the channel engine and the
-    /// database at once, so that a reconnect storm after a node is lost (its buyers all
-    /// arriving at the others within a second) queues in the node, in order, instead of in
-    /// Redis, where it would slow down the connections already open.
+    /// snapshot); up to 16 times as many more wait their turn, upgraded, for up to
+    /// `welcome_wait`; the rest, and those whose wait runs out, are sent away with a
+    /// `reconnect` advice of 2 to 10 s. The connect rate bounds how many arrive; this bounds
+    /// how many are in the channel engine and the database at once, so that a reconnect
+    /// storm after a node is lost (its buyers all arriving at the others within a second)
+    /// waits in the node and in the clients, spread out, instead of in Redis, where it would
+    /// slow down the connections already open and time out, and every time-out would be
+    /// another reconnect.
     #[arg(long, env = "MARQUEE_MAX_WELCOMING", default_value_t = 64)]
     pub max_welcoming: usize,
 
-    /// How long a new connection may wait for its welcome; after it the node answers
-    /// `unavailable` and closes with 1011, and the client reconnects with backoff.
-    #[arg(long, env = "MARQUEE_WELCOME_WAIT", default_value = "10s", value_parser = crate::clock::parse_duration)]
+    /// How long a new connection may wait for its welcome before it is sent away (shorter
+    /// than clients' connect timeout, 10 s in the SDKs, so the advice reaches them).
+    #[arg(long, env = "MARQUEE_WELCOME_WAIT", default_value = "5s", value_parser = crate::clock::parse_duration)]
     pub welcome_wait: Duration,
 
     /// Upgrade attempts per second from one client address (checked before the token, so a
@@ -158,7 +161,9 @@ impl Args {
             write_timeout: self.write_timeout,
             reconnect_spread: self.reconnect_spread,
             welcoming: Arc::new(tokio::sync::Semaphore::new(self.max_welcoming.max(1))),
+            welcome_queue: Arc::default(),
             welcome_wait: self.welcome_wait,
+            welcome_permits: self.max_welcoming.max(1),
         }
     }
 

@@ -428,6 +428,11 @@ impl Node {
                 hub: self.hub.clone(),
                 prometheus,
                 draining: draining.clone(),
+                pools: self
+                    .services
+                    .as_ref()
+                    .map(|s| vec![("client", s.db.clone()), ("work", s.work.clone())])
+                    .unwrap_or_default(),
             },
             domains,
         );

@@ -64,10 +64,11 @@ pub async fn run_worker(
         body_timeout: std::time::Duration::from_secs(10),
     };
     let serving = stop.clone();
+    let probe_pool = db.clone();
     tasks.spawn("probe listener", async move {
         crate::http::serve::serve(
             probes,
-            crate::http::worker_routes("redis"),
+            crate::http::worker_routes("redis", probe_pool),
             limits,
             serving.cancelled_owned(),
         )

@@ -25,6 +25,7 @@ use super::shuffle::{self, Seed};
 use crate::admission::{AdmissionKey, Purchases, StagedPurchase};
 use crate::clock::now_ms;
 use crate::hub::Hub;
+use crate::metrics::{METRICS, OnsaleFigures};
 use marquee_protocol::queue::{OnsaleChange, QueueCounts, QueueEvent};
 use marquee_protocol::{Channel, ChannelKind};
 use sqlx::{PgPool, Row};
@@ -44,6 +45,9 @@ const SETTINGS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the event's remaining inventory is counted.
 const INVENTORY_EVERY: Duration = Duration::from_millis(500);
+
+/// How often the holder recounts its event's tickets for the oversell guard.
+const GUARD_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a controller holds an onsale without renewing.
 const LEASE_TTL: Duration = Duration::from_secs(3);
@@ -79,6 +83,8 @@ struct Managed {
     seats: Option<i64>,
     /// Admissions counted at each published sample, for the measured outflow.
     outflow: std::collections::VecDeque<(Instant, u64)>,
+    /// When the oversell guard last recounted.
+    last_guard: Option<Instant>,
 }
 
 /// One node's admission controller.
@@ -126,7 +132,15 @@ impl Controller {
                 last_settings = Some(now);
                 match self.load().await {
                     Ok(fresh) => {
-                        onsales.retain(|id, _| fresh.contains_key(id));
+                        onsales.retain(|id, m| {
+                            let kept = fresh.contains_key(id);
+                            if !kept && m.leased {
+                                // No longer followed: its figures stop, at 0.
+                                METRICS.onsale(&id.to_string(), None);
+                                METRICS.oversold(&m.settings.event.to_string(), 0);
+                            }
+                            kept
+                        });
                         for (id, settings) in fresh {
                             onsales
                                 .entry(id)
@@ -140,6 +154,7 @@ impl Controller {
                                     last_inventory: None,
                                     seats: None,
                                     outflow: Default::default(),
+                                    last_guard: None,
                                 });
                         }
                     }
@@ -200,8 +215,14 @@ impl Controller {
         dead: &[String],
     ) -> anyhow::Result<()> {
         if m.last_lease.is_none_or(|t| now - t >= SETTINGS_EVERY) || !m.leased {
+            let was = m.leased;
             m.leased = self.line.lease(onsale, &self.id, LEASE_TTL).await?;
             m.last_lease = Some(now);
+            if was && !m.leased {
+                // Another node holds it now and reports it; this one's figures would be stale.
+                METRICS.onsale(&onsale.to_string(), None);
+                METRICS.oversold(&m.settings.event.to_string(), 0);
+            }
         }
         if !m.leased {
             return Ok(());
@@ -251,6 +272,26 @@ impl Controller {
             view.admitted_total += admitted.len() as u64;
             view.active += admitted.len() as u64;
             view.waiting = view.waiting.saturating_sub(admitted.len() as u64);
+            METRICS.admitted(&onsale.to_string(), admitted.len() as u64);
+        }
+        METRICS.onsale(
+            &onsale.to_string(),
+            Some(OnsaleFigures {
+                waiting: view.waiting,
+                active: view.active,
+                cap: m.settings.cap,
+                admitting: view.status == "live" && view.drawn && !view.exhausted,
+            }),
+        );
+        if m.last_guard.is_none_or(|t| now - t >= GUARD_EVERY)
+            && matches!(view.status.as_str(), "live" | "paused" | "sold_out")
+        {
+            m.last_guard = Some(now);
+            let over = self.oversold(m.settings.event).await?;
+            METRICS.oversold(&m.settings.event.to_string(), over);
+            if over > 0 {
+                tracing::error!(event = %m.settings.event, over, "OVERSOLD: more sold and held than exists");
+            }
         }
         if publish_counts {
             self.publish_counts(onsale, m, &view, now).await;
@@ -483,6 +524,30 @@ impl Controller {
     }
 
     /// Seats and general-admission tickets of the event neither held nor sold.
+    /// The oversell guard: tickets and holds beyond what exists, recounted from the tickets
+    /// themselves rather than from the counters the owner keeps (which constraints already
+    /// bound): seats with more than one valid ticket, general-admission types with more valid
+    /// tickets than their quota, and counters above their quota. Must always be 0.
+    async fn oversold(&self, event: Uuid) -> anyhow::Result<i64> {
+        let over: i64 = sqlx::query_scalar(
+            "select
+               (select count(*) from (select seat_id from ticket
+                  where event_id = $1 and seat_id is not null and status = 'valid'
+                  group by seat_id having count(*) > 1) doubled)
+             + coalesce((select sum(greatest(c.n - t.ga_quota, 0)) from ticket_type t
+                  join (select ticket_type_id, count(*) as n from ticket
+                        where event_id = $1 and seat_id is null and status = 'valid'
+                        group by ticket_type_id) c using (ticket_type_id)
+                  where t.event_id = $1 and t.ga_quota is not null), 0)::int8
+             + coalesce((select sum(greatest(ga_held + ga_sold - ga_quota, 0)) from ticket_type
+                  where event_id = $1 and ga_quota is not null), 0)::int8",
+        )
+        .bind(event)
+        .fetch_one(&self.db)
+        .await?;
+        Ok(over)
+    }
+
     async fn remaining(&self, m: &mut Managed) -> anyhow::Result<i64> {
         let event = m.settings.event;
         if m.seats.is_none() {

@@ -2,8 +2,8 @@
 //! metrics.txt` lists every metric a panel or an alert may use, with the processes that export
 //! it (`scripts/check-alerts` holds every alert and dashboard query to that list); here a node
 //! and a `marquee worker` process run a small load (a checkout paid through the simulated
-//! provider's signed hook, a refused token), and each one's `GET /metrics` must carry every
-//! name listed for it.
+//! provider's signed hook, a refused token, an onsale behind the waiting room going live), and
+//! each one's `GET /metrics` must carry every name listed for it.
 
 use crate::common;
 use crate::faults::{Paying, hold_and_checkout, paid_once};
@@ -85,12 +85,31 @@ async fn every_metric_the_dashboards_and_alerts_name_is_exported(pool: PgPool) {
     )
     .await;
     assert_eq!(refused.status, 401);
-    let scraped = common::http(node.addr, "GET", "/metrics", &[], None).await;
-    assert_eq!(scraped.status, 200);
-    assert_eq!(
-        missing(&listed, "node", &scraped.body),
-        Vec::<String>::new()
-    );
+    // An onsale behind the waiting room, live: the node's admission controller takes it and
+    // reports its line and the oversell guard within a few seconds.
+    sqlx::query(
+        "insert into onsale (tenant_id, event_id, status, starts_at, requires_admission)
+         values ($1, $2, 'live', now() - interval '1 minute', true)",
+    )
+    .bind(shop.tenant)
+    .bind(shop.event)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let scraped = common::http(node.addr, "GET", "/metrics", &[], None).await;
+        assert_eq!(scraped.status, 200);
+        let absent = missing(&listed, "node", &scraped.body);
+        if absent.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node never exported {absent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let worker_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let scraped = common::http(worker_addr, "GET", "/metrics", &[], None).await;
     assert_eq!(scraped.status, 200);

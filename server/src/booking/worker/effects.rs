@@ -328,9 +328,23 @@ pub(super) async fn listen_for_payments(
     }
 }
 
-/// Records a committed batch in the metrics.
-pub(super) fn committed_metrics(entries: &[Entry], decided: usize) {
+/// A decided command, for the metrics: its kind, its outcome, when a hub accepted it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CommandOutcome {
+    pub(super) kind: &'static str,
+    pub(super) outcome: &'static str,
+    pub(super) accepted_at_ms: u64,
+}
+
+/// Records a committed batch in the metrics: every command's wait from the hub to the commit,
+/// and each decided command by kind and outcome
+/// (`marquee_command_seconds{kind, outcome}`, a histogram whose `_count` counts them).
+pub(super) fn committed_metrics(entries: &[Entry], decided: usize, outcomes: &[CommandOutcome]) {
     let now = crate::clock::now_ms();
+    for o in outcomes {
+        metrics::histogram!("marquee_command_seconds", "kind" => o.kind, "outcome" => o.outcome)
+            .record(now.saturating_sub(o.accepted_at_ms) as f64 / 1000.0);
+    }
     for entry in entries {
         METRICS
             .command_to_commit

@@ -11,7 +11,7 @@
 //! entry that not even its rejection can be written for (Postgres refuses its very request id)
 //! is set apart in `dead_letter`. Everything else in the batch commits.
 
-use super::effects::{ack, committed_metrics, crash_if_injected};
+use super::effects::{CommandOutcome, ack, committed_metrics, crash_if_injected};
 use super::settings::{Worker, now_ms};
 use crate::booking::inventory::{
     Change, DeltaBuilder, Inventory, OrderNews, PaymentEvent, Request,
@@ -66,6 +66,19 @@ struct Decision {
     decided: usize,
     /// The requests it decided.
     requests: HashMap<RequestKey, Decided>,
+    /// What each decided command was and came to, for the metrics.
+    outcomes: Vec<CommandOutcome>,
+}
+
+/// An outcome's name, as its `status` on the wire.
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Held { .. } => "held",
+        Outcome::Released { .. } => "released",
+        Outcome::CheckedOut { .. } => "checked_out",
+        Outcome::Rejected { .. } => "rejected",
+        _ => "other",
+    }
 }
 
 /// Why an attempt to decide and commit a batch failed, and so what to do next.
@@ -82,6 +95,8 @@ enum Failure {
 struct Committed {
     /// Commands that took effect or were rejected (for the metrics).
     decided: usize,
+    /// What each came to (for the metrics).
+    outcomes: Vec<CommandOutcome>,
     /// Whether it wrote effects for the relay.
     effects: bool,
 }
@@ -200,6 +215,7 @@ impl Owner {
             batch,
             decided,
             requests,
+            outcomes,
         } = decision;
         if let Some((mut failed, mut applying)) = self.settle(worker, reader).await? {
             // This batch was decided on top of one that did not commit: decide both again.
@@ -224,6 +240,7 @@ impl Owner {
             entries,
             decided: Committed {
                 decided,
+                outcomes,
                 effects: !batch.effects.is_empty(),
             },
             requests,
@@ -275,7 +292,7 @@ impl Owner {
         entries: &[Entry],
         done: Committed,
     ) -> anyhow::Result<()> {
-        committed_metrics(entries, done.decided);
+        committed_metrics(entries, done.decided, &done.outcomes);
         crash_if_injected(worker);
         if done.effects {
             worker.effects_due.notify_one();
@@ -400,7 +417,12 @@ impl Owner {
         let decision = AssertUnwindSafe(self.decide(worker, entries, None, payments))
             .catch_unwind()
             .await;
-        let Decision { batch, decided, .. } = match decision {
+        let Decision {
+            batch,
+            decided,
+            outcomes,
+            ..
+        } = match decision {
             Ok(Ok(decision)) => decision,
             Ok(Err(e)) if data_fault(&e) => return Err(Failure::Fault(format!("{e:#}"))),
             Ok(Err(e)) => return Err(Failure::Passing(e)),
@@ -419,6 +441,7 @@ impl Owner {
                 self.inventory.version = version;
                 Ok(Some(Committed {
                     decided,
+                    outcomes,
                     effects: !batch.effects.is_empty(),
                 }))
             }
@@ -524,6 +547,7 @@ impl Owner {
         let mut results = Vec::new();
         let now = now_ms();
         let mut decided = 0;
+        let mut outcomes = Vec::new();
         for (entry, key) in entries.iter().zip(keys) {
             let envelope = &entry.envelope;
             if let Some((command_id, result)) = stored.get(&key) {
@@ -583,6 +607,11 @@ impl Owner {
                     data: serde_json::json!({"onsale": pass.onsale, "user": envelope.user}),
                 });
             }
+            outcomes.push(CommandOutcome {
+                kind: envelope.command.kind(),
+                outcome: outcome_name(&outcome),
+                accepted_at_ms: envelope.accepted_at_ms,
+            });
             let result = to_raw_value(&InboxMessage::Result(CommandResult {
                 request_id: envelope.request_id.clone(),
                 event: inv.event.to_string(),
@@ -692,6 +721,7 @@ impl Owner {
             batch,
             decided,
             requests: seen,
+            outcomes,
         })
     }
 }

@@ -33,6 +33,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 fn unavailable(e: impl std::fmt::Display) -> LineError {
+    crate::metrics::METRICS.redis_errors.increment(1);
     LineError::Unavailable(e.to_string())
 }
 
