@@ -5,6 +5,9 @@
 //! `admin:` and `queue:` channels.
 //!
 //! - `GET /v1/admin/events/{event_id}/sales`: [`Sales`].
+//! - [`report`]: sales over time and the funnel from queue to payment, as JSON or CSV.
+
+pub mod report;
 
 use crate::auth::Verifier;
 use crate::http::error::ApiError;
@@ -38,6 +41,11 @@ impl FromRef<AnalyticsState> for Arc<Verifier> {
 pub fn routes(state: AnalyticsState) -> Router {
     Router::new()
         .route("/v1/admin/events/{event_id}/sales", get(event_sales))
+        .route(
+            "/v1/admin/events/{event_id}/sales/timeline",
+            get(report::timeline),
+        )
+        .route("/v1/admin/onsales/{onsale_id}/funnel", get(report::funnel))
         .with_state(state)
 }
 
@@ -109,20 +117,32 @@ pub(crate) async fn event_sales(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Result<Json<Sales>, ApiError> {
+    let event = own_event(&s.db, &admin, &raw).await?;
+    Ok(Json(sales_of(&s.db, event).await?))
+}
+
+/// The event `raw` names, if it is the operator's tenant's (404 otherwise, malformed ids
+/// included).
+pub(crate) async fn own_event(db: &PgPool, admin: &Admin, raw: &str) -> Result<Uuid, ApiError> {
     let not_found = || ApiError::not_found("event not found");
-    let event = Uuid::parse_str(&raw).map_err(|_| not_found())?;
-    let mut tx = s.db.begin().await?;
-    // One consistent view of every count.
-    sqlx::query("set transaction isolation level repeatable read, read only")
-        .execute(&mut *tx)
-        .await?;
+    let event = Uuid::parse_str(raw).map_err(|_| not_found())?;
     let owned: Option<bool> =
         sqlx::query_scalar("select true from event where tenant_id = $1 and event_id = $2")
             .bind(admin.tenant)
             .bind(event)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(db)
             .await?;
     owned.ok_or_else(not_found)?;
+    Ok(event)
+}
+
+/// What `event` has sold and holds now, in one consistent view.
+pub async fn sales_of(db: &PgPool, event: Uuid) -> Result<Sales, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // One consistent view of every count.
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
     let categories = sqlx::query(
         "select c.price_category_id, c.name, c.price_minor, c.currency::text as currency,
                 count(s.seat_id) as seats,
@@ -201,7 +221,7 @@ pub(crate) async fn event_sales(
     .map(|r| (r.get("outcome"), r.get("n")))
     .collect();
     tx.commit().await?;
-    Ok(Json(Sales {
+    Ok(Sales {
         event_id: event,
         categories,
         ga,
@@ -210,12 +230,12 @@ pub(crate) async fn event_sales(
         orders,
         revenue_minor,
         payments,
-    }))
+    })
 }
 
 /// The OpenAPI document of the analytics routes.
 #[derive(OpenApi)]
-#[openapi(paths(event_sales))]
+#[openapi(paths(event_sales, report::timeline, report::funnel))]
 struct ApiDoc;
 
 /// The OpenAPI document of the analytics routes.

@@ -352,6 +352,9 @@ impl Node {
             tasks.spawn("booking worker", worker.run(stop.clone()));
         }
         let room = services.waiting_room.clone();
+        if let Some(writer) = room.take_join_records(stop.clone()) {
+            tasks.spawn("join record", writer);
+        }
         let controller = waiting_room::controller::Controller {
             id: self.node_id.to_string(),
             db: db.clone(),

@@ -14,12 +14,14 @@
 //!   expiry, sold-out detection and the counts on `queue:{onsale}`.
 //! - [`shuffle`]: the verifiable pre-queue order.
 //! - [`http`]: the public draw record.
+//! - [`joins`]: the durable record of joins, for the sales funnel.
 //!
 //! It meets booking only through [`crate::admission`]: admission tokens, the purchases staged
 //! while waiting, and slots handed back. `docs/waiting-room.md` is the contract.
 
 pub mod controller;
 pub mod http;
+pub mod joins;
 pub mod line;
 pub mod requests;
 pub mod room;

@@ -119,6 +119,10 @@ struct Inner {
     /// The places each local connection is attached to, `(onsale, place id)`: detached when
     /// the connection closes, which starts the grace period if it was the place's last.
     attached: Mutex<HashMap<u64, Vec<(Uuid, String)>>>,
+    /// The record of new places ([`super::joins`]).
+    join_log: super::joins::JoinLog,
+    /// Its receiver, until the node's writer takes it ([`WaitingRoom::take_join_records`]).
+    join_records: Mutex<Option<mpsc::Receiver<super::joins::JoinRecord>>>,
 }
 
 /// A join waiting for its batch.
@@ -278,6 +282,7 @@ impl WaitingRoom {
         timing: Timing,
         limits: JoinLimits,
     ) -> Self {
+        let (join_log, join_records) = super::joins::log();
         Self {
             inner: Arc::new(Inner {
                 line,
@@ -292,8 +297,25 @@ impl WaitingRoom {
                 ticks: AtomicU64::new(0),
                 joins: OnceLock::new(),
                 attached: Mutex::default(),
+                join_log,
+                join_records: Mutex::new(Some(join_records)),
             }),
         }
+    }
+
+    /// The writer of the join record ([`super::joins::run`]), once: the node runs it until
+    /// `stop`.
+    pub fn take_join_records(
+        &self,
+        stop: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
+        let rx = self
+            .inner
+            .join_records
+            .lock()
+            .expect("join records lock")
+            .take()?;
+        Some(super::joins::run(self.inner.db.clone(), rx, stop))
     }
 
     /// The line.
@@ -378,7 +400,10 @@ impl WaitingRoom {
                 .map_err(|e| unavailable(&e))?;
         }
         let (place, new) = match joined {
-            Joined::New(p) => (p, true),
+            Joined::New(p) => {
+                self.inner.join_log.joined(onsale, tenant, user, &p.id);
+                (p, true)
+            }
             Joined::Attached(p) => (p, false),
             Joined::Refused { status } => {
                 let (code, message) = match status.as_str() {

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod analytics;
 mod auth;
 mod booking;
 mod catalog;
