@@ -34,6 +34,12 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// `marquee_connections_refused_total`: upgrades refused for capacity or connect rate.
     pub connections_refused: Counter,
+    /// `marquee_connections_opened_total`: WebSocket connections opened (its rate is the
+    /// connect and reconnect rate).
+    pub connections_opened: Counter,
+    /// `marquee_payment_hook_seconds`: how long a node takes to answer a payment hook call
+    /// that it recorded (verifying, recording, notifying the owner).
+    pub payment_hook: Histogram,
     /// `marquee_welcome_wait_seconds`: how long new connections waited for their turn to be
     /// greeted (`MARQUEE_MAX_WELCOMING` at once).
     pub welcome_wait: Histogram,
@@ -129,6 +135,19 @@ impl Metrics {
             .increment(n);
     }
 
+    /// An event's holds and orders (`marquee_holds_active{event}`,
+    /// `marquee_holds_expiring{event}` within the next minute, `marquee_orders{event, status}`),
+    /// counted with the oversell guard by the holder of its onsale.
+    pub fn event_counts(&self, event: &str, holds: (i64, i64), orders: &[(String, i64)]) {
+        let event = event.to_owned();
+        metrics::gauge!("marquee_holds_active", "event" => event.clone()).set(holds.0 as f64);
+        metrics::gauge!("marquee_holds_expiring", "event" => event.clone()).set(holds.1 as f64);
+        for (status, n) in orders {
+            metrics::gauge!("marquee_orders", "event" => event.clone(), "status" => status.clone())
+                .set(*n as f64);
+        }
+    }
+
     /// The oversell guard of an event (`marquee_oversold{event}`): tickets and holds beyond
     /// what exists, recounted by the holder of its onsale. Must always be 0.
     pub fn oversold(&self, event: &str, over: i64) {
@@ -175,6 +194,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     slow_consumer_closes: metrics::counter!("marquee_slow_consumer_closes_total"),
     rate_limited: metrics::counter!("marquee_rate_limited_total"),
     connections_refused: metrics::counter!("marquee_connections_refused_total"),
+    connections_opened: metrics::counter!("marquee_connections_opened_total"),
+    payment_hook: metrics::histogram!("marquee_payment_hook_seconds"),
     welcome_wait: metrics::histogram!("marquee_welcome_wait_seconds"),
     welcomes_timed_out: metrics::counter!("marquee_welcomes_timed_out_total"),
     publish_to_write: metrics::histogram!("marquee_publish_to_write_seconds"),

@@ -1,11 +1,13 @@
 // The operators' dashboard (/admin) in real Chromium against a real node: an operator watches
 // an onsale, pauses and resumes it, lowers its admission rate while a buyer (an SDK client in
-// Node) waits, sees another operator's changes live (also after a network cut), closes it, and
-// reads the event's sales. Checking a real pre-queue draw in the page is in shuffle.test.js,
+// Node) waits, sees another operator's changes live (also after a network cut), closes it,
+// reads the event's sales, the onsale's funnel and the sales over time, and downloads the two
+// reports as CSV. Checking a real pre-queue draw in the page is in shuffle.test.js,
 // beside the shuffle's other checks.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import {
   adminApi,
@@ -24,6 +26,7 @@ import {
   waitForText,
 } from './harness.js';
 import { buyerClient, nextEvent } from './support.js';
+import { formatDuration } from '../app/admin/view.js';
 
 /** @type {Awaited<ReturnType<typeof startTestNode>>} */
 let node;
@@ -250,6 +253,13 @@ describe('the operators’ dashboard', { concurrency: 2 }, () => {
     assert.deepEqual(await rows('orders-table'), [['paid', '1']]);
     assert.deepEqual(await rows('payments-table'), [['paid', '1']]);
     assert.deepEqual((await rows('ga-table')).map((r) => r.slice(0, 3)), [['Standing', '€35.00', '100']]);
+    // Without a waiting room the funnel starts at the hold: Alice and Bob held, Alice paid.
+    await waitFor(async () => (await rows('funnel-table')).length === 2, { what: 'the funnel rows' });
+    assert.deepEqual(await rows('funnel-table'), [
+      ['Held tickets', '2', '–'],
+      ['Paid', '1', '50%'],
+    ]);
+    assert.equal(await page.locator('#queue-p50').textContent(), 'no waiting room');
     // An onsale without a pre-queue has no fairness record to check.
     await waitForText(page, '#fairness-state', /^No pre-queue record/);
     assert.equal(await page.getByRole('button', { name: 'Verify the draw' }).count(), 0);
@@ -294,6 +304,174 @@ describe('the operators’ dashboard', { concurrency: 2 }, () => {
     await waitForText(gbp.page, '#categories-table tbody', /No price categories\./);
     assertPageClean(gbp);
     await gbp.context.close();
+  });
+
+  test('the funnel and the sales over time show what the server counts, and download as CSV with the token', async () => {
+    const event = await seedEvent(node, { tenant, venueId, name: 'Funnel night', requiresAdmission: true });
+    const api = adminApi(node, tenant);
+    /**
+     * A buyer who joins the waiting room and is admitted; answers the admission token.
+     * @param {import('../sdk/marquee.js').MarqueeClient} client
+     */
+    const admitted = async (client) => {
+      const status = nextEvent(client, 'queue', (s) => s.state === 'admitted', 10_000);
+      await client.joinQueue(event.onsaleId);
+      const token = (await status).admission?.token;
+      assert.ok(token, 'an admission token');
+      return token;
+    };
+    /**
+     * Holds seats with the admission and pays for them; answers the order id.
+     * @param {import('../sdk/marquee.js').MarqueeClient} client
+     * @param {number[]} seats
+     */
+    const buy = async (client, seats) => {
+      const admission = await admitted(client);
+      const paid = nextEvent(client, 'order', (o) => o.status === 'paid', 8000);
+      const held = await client.holdSeats(event.eventId, seats, { admission });
+      assert.ok(held.outcome.status === 'held', JSON.stringify(held.outcome));
+      await client.checkout(event.eventId, held.outcome.hold);
+      return (await paid).order;
+    };
+    // Ana buys two Premium seats, Ben a Standard one that the operator refunds, Cat holds one
+    // and never pays, Dan is admitted and holds nothing.
+    const [ana, ben, cat, dan] = await Promise.all([buyer(), buyer(), buyer(), buyer()]);
+    await buy(ana, [0, 1]);
+    const bensOrder = await buy(ben, [12]);
+    const refunded = nextEvent(ben, 'order', (o) => o.status === 'refunded', 8000);
+    await api.post(`/v1/admin/orders/${bensOrder}/refund`, {});
+    await refunded;
+    const catsHold = await cat.holdSeats(event.eventId, [13], { admission: await admitted(cat) });
+    assert.equal(catsHold.outcome.status, 'held');
+    await admitted(dan);
+
+    // What the server counts (joins are written about once a second).
+    /** @type {{ steps: { step: string, buyers: number, dropped: number | null }[], queue_time: { p50_s: number, p90_s: number } | null }} */
+    const funnel = await waitFor(
+      async () => {
+        const answer = await api.get(`/v1/admin/onsales/${event.onsaleId}/funnel`);
+        return answer.steps[0].buyers === 4 ? answer : null;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: 'the funnel to count four joins' },
+    );
+    assert.deepEqual(funnel.steps.map((s) => [s.step, s.buyers]), [['joined', 4], ['admitted', 4], ['held', 3], ['paid', 2]]);
+    assert.ok(funnel.queue_time, 'a time in queue');
+
+    const opened = await openDashboard(event.eventId, event.onsaleId);
+    const { page, context } = opened;
+    /** The Authorization header of every CSV request the page makes. */
+    /** @type {Promise<string>[]} */
+    const csvAuth = [];
+    page.on('request', (request) => {
+      if (request.url().includes('format=csv')) csvAuth.push(request.allHeaders().then((h) => h.authorization ?? ''));
+    });
+    const rows = async (/** @type {string} */ table) =>
+      page.locator(`#${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent?.trim())));
+
+    // The funnel: every step's buyers and the share lost since the step before, and the time
+    // in queue as the server measured it.
+    const expectedFunnel = [
+      ['Joined the queue', '4', '–'],
+      ['Admitted', '4', '0%'],
+      ['Held tickets', '3', '25%'],
+      ['Paid', '2', '33.3%'],
+    ];
+    await waitFor(async () => JSON.stringify(await rows('funnel-table')) === JSON.stringify(expectedFunnel), {
+      timeoutMs: 10_000,
+      what: 'the funnel rows',
+    });
+    assert.equal(await page.locator('#queue-p50').textContent(), formatDuration(funnel.queue_time.p50_s));
+    assert.equal(await page.locator('#queue-p90').textContent(), formatDuration(funnel.queue_time.p90_s));
+    await waitForText(page, '#funnel-age', /^as of /);
+
+    /**
+     * The server's timeline, summed per interval over ticket types (all in euros here), newest
+     * first, as the table should read it: [start, sold, revenue, refunded, refunds].
+     * @param {string} interval
+     */
+    const serverTimeline = async (interval) => {
+      const answer = await api.get(`/v1/admin/events/${event.eventId}/sales/timeline?interval=${interval}`);
+      /** @type {Map<string, number[]>} */
+      const sums = new Map();
+      for (const r of answer.rows) {
+        const sum = sums.get(r.at) ?? [0, 0, 0, 0];
+        [r.sold, r.revenue_minor, r.refunded, r.refunded_minor].forEach((v, i) => (sum[i] += v));
+        sums.set(r.at, sum);
+      }
+      const euros = (/** @type {number} */ minor) => `€${(minor / 100).toFixed(2)}`;
+      return {
+        rows: answer.rows,
+        table: [...sums]
+          .sort(([a], [b]) => Date.parse(b) - Date.parse(a))
+          .map(([at, [sold, revenue, refunded, refunds]]) => [at, String(sold), euros(revenue), String(refunded), euros(refunds)]),
+      };
+    };
+    const timelineRows = async () =>
+      page.locator('#timeline-table tbody tr').evaluateAll((trs) =>
+        trs.map((tr) => [tr.querySelector('time')?.dateTime ?? '', ...[...tr.children].slice(1).map((c) => c.textContent?.trim())]),
+      );
+    const hourly = await serverTimeline('hour');
+    // Three tickets of two types sold, one refunded, whichever hours they fell in.
+    const total = (/** @type {number} */ column) => hourly.table.reduce((sum, row) => sum + Number(row[column]), 0);
+    assert.deepEqual([total(1), total(3)], [3, 1]);
+    await waitForText(page, '#timeline-caption', /per hour, all ticket types$/);
+    await waitFor(async () => JSON.stringify(await timelineRows()) === JSON.stringify(hourly.table), {
+      timeoutMs: 10_000,
+      what: `the hourly timeline to read ${JSON.stringify(hourly.table)}`,
+    });
+    await checkPageState(page, 'admin-funnel-and-timeline');
+
+    // The funnel's CSV: fetched with the bearer token, saved from a blob: URL.
+    const [funnelFile] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download CSV of the funnel' }).click(),
+    ]);
+    assert.match(funnelFile.suggestedFilename(), /^funnel-night-queued-sale-funnel-\d{4}-\d\d-\d\d-\d{4}\.csv$/);
+    assert.match(funnelFile.url(), /^blob:/);
+    const funnelCsv = (await readFile(await funnelFile.path(), 'utf8')).split('\r\n');
+    assert.equal(funnelCsv[0], 'step,buyers,dropped,queue_p50_s,queue_p90_s');
+    assert.deepEqual(funnelCsv.slice(1, 5).map((line) => line.split(',').slice(0, 3).join(',')), [
+      'joined,4,',
+      'admitted,4,0',
+      'held,3,0.25',
+      // The shortest form that reads back as the same double, in Rust as in JavaScript.
+      `paid,2,${funnel.steps[3].dropped}`,
+    ]);
+    await waitForText(page, '#funnel-csv-status', /^Saved funnel-night-queued-sale-funnel-.+\.csv \([\d,]+ bytes\)\.$/);
+
+    // By the minute, then its CSV.
+    await page.getByLabel('Interval').selectOption('minute');
+    await waitForText(page, '#timeline-caption', /per minute, all ticket types$/);
+    assert.equal(new URL(page.url()).searchParams.get('interval'), 'minute', 'the choice stays in the address');
+    const byMinute = await serverTimeline('minute');
+    await waitFor(async () => JSON.stringify(await timelineRows()) === JSON.stringify(byMinute.table), {
+      timeoutMs: 10_000,
+      what: `the timeline by the minute to read ${JSON.stringify(byMinute.table)}`,
+    });
+    const [timelineFile] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download CSV of sales over time' }).click(),
+    ]);
+    assert.match(timelineFile.suggestedFilename(), /^funnel-night-sales-per-minute-\d{4}-\d\d-\d\d-\d{4}\.csv$/);
+    const timelineCsv = (await readFile(await timelineFile.path(), 'utf8')).split('\r\n');
+    assert.equal(timelineCsv[0], 'at,ticket_type_id,price_category_id,currency,sold,revenue_minor,refunded,refunded_minor');
+    assert.equal(timelineCsv.filter(Boolean).length, byMinute.rows.length + 1);
+    await waitForText(page, '#timeline-csv-status', /^Saved funnel-night-sales-per-minute-.+\.csv/);
+
+    const sent = await Promise.all(csvAuth);
+    assert.equal(sent.length, 2);
+    for (const authorization of sent) assert.match(authorization, /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/);
+    assertPageClean(opened);
+    for (const b of [ana, ben, cat, dan]) b.close();
+    await context.close();
+  });
+
+  test('times in queue read in seconds, minutes and hours', () => {
+    assert.deepEqual(
+      [0, 0.01, 0.44, 9.96, 42.4, 185, 3599.4, 3720, 90_000].map(formatDuration),
+      ['0 s', '< 0.1 s', '0.4 s', '10 s', '42 s', '3 min 05 s', '59 min 59 s', '1 h 02 min', '25 h 00 min'],
+    );
+    assert.equal(formatDuration(Number.NaN), '–');
   });
 
   test('without the admin role the page says so', async () => {

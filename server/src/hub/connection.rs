@@ -151,6 +151,7 @@ where
         ctx,
     };
     METRICS.connections.increment(1.0);
+    METRICS.connections_opened.increment(1);
     let exit = conn.serve().await;
     let reason = match exit {
         Exit::Close(code) => {
@@ -620,6 +621,15 @@ where
         };
         if !resubscribe {
             Hub::count_subscriptions(1.0);
+        }
+        if since.is_some() {
+            // A resume: from history (`recovered`), or a fresh snapshot (`resync`).
+            let outcome = if subscription.recovered {
+                "recovered"
+            } else {
+                "resync"
+            };
+            ::metrics::counter!("marquee_resumes_total", "outcome" => outcome).increment(1);
         }
         let position = subscription.position;
         let reply = ServerMessage::Subscribed {

@@ -217,6 +217,7 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<HookReceipt>, ApiError> {
+    let received = std::time::Instant::now();
     let secrets = state.secrets.of(&provider).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -316,6 +317,19 @@ async fn receive(
     crate::metrics::METRICS
         .payment_hooks
         .increment(u64::from(!duplicate));
+    if !duplicate {
+        let kind = match event.kind {
+            PaymentEventKind::Succeeded => "succeeded",
+            PaymentEventKind::Failed => "failed",
+            PaymentEventKind::Processing => "processing",
+            PaymentEventKind::Refunded => "refunded",
+            PaymentEventKind::Cancelled => "cancelled",
+        };
+        metrics::counter!("marquee_payment_events_total", "kind" => kind).increment(1);
+    }
+    crate::metrics::METRICS
+        .payment_hook
+        .record(received.elapsed().as_secs_f64());
     tracing::info!(%provider, event = %event.id, order = %event.order, kind = ?event.kind, duplicate, "payment event");
     Ok(Json(HookReceipt {
         received: true,

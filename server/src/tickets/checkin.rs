@@ -210,9 +210,11 @@ impl Checkin {
         if !recorded {
             // The same scan id raced in from another node: its answer stands, not this one.
             tx.rollback().await?;
+            count_scan("repeated");
             return self.first_answer(tenant, gate, scan, result).await;
         }
         tx.commit().await?;
+        count_scan(outcome_name(&result.outcome));
         Ok(result)
     }
 
@@ -263,9 +265,11 @@ impl Checkin {
         .await?
         {
             tx.commit().await?;
+            count_scan(outcome_name(&result.outcome));
             return Ok(result);
         }
         tx.rollback().await?;
+        count_scan("repeated");
         self.first_answer(tenant, gate, scan, result).await
     }
 }
@@ -330,6 +334,22 @@ async fn insert_scan(
     .fetch_optional(&mut *tx)
     .await?;
     Ok(inserted.is_some())
+}
+
+/// Counts a decided scan (`marquee_checkins_total{outcome}`): `admitted`, `already_checked_in`
+/// (a ticket shown again: the duplicate scans a door sees), `rejected`, or `repeated` (a scan
+/// id sent again, answered with its first result).
+fn count_scan(outcome: &'static str) {
+    metrics::counter!("marquee_checkins_total", "outcome" => outcome).increment(1);
+}
+
+/// A scan outcome's label.
+fn outcome_name(outcome: &ScanOutcome) -> &'static str {
+    match outcome {
+        ScanOutcome::Admitted { .. } => "admitted",
+        ScanOutcome::AlreadyCheckedIn { .. } => "already_checked_in",
+        _ => "rejected",
+    }
 }
 
 /// The SHA-256 of a scanned code, what binds a scan id to the code it was first used for.

@@ -87,6 +87,24 @@ struct Managed {
     last_guard: Option<Instant>,
 }
 
+/// Sets an onsale's figures, and its event's, to 0 on a node that no longer reports them (the
+/// lease went to another node, or the onsale is no longer followed): dashboards take the
+/// largest value over nodes, which is then the holder's.
+fn forget_figures(onsale: Uuid, event: Uuid) {
+    METRICS.onsale(&onsale.to_string(), None);
+    METRICS.oversold(&event.to_string(), 0);
+    let statuses = [
+        "pending_payment",
+        "paid",
+        "expired",
+        "cancelled",
+        "refunded",
+        "failed",
+    ];
+    let orders: Vec<(String, i64)> = statuses.iter().map(|s| ((*s).to_owned(), 0)).collect();
+    METRICS.event_counts(&event.to_string(), (0, 0), &orders);
+}
+
 /// One node's admission controller.
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -136,8 +154,7 @@ impl Controller {
                             let kept = fresh.contains_key(id);
                             if !kept && m.leased {
                                 // No longer followed: its figures stop, at 0.
-                                METRICS.onsale(&id.to_string(), None);
-                                METRICS.oversold(&m.settings.event.to_string(), 0);
+                                forget_figures(*id, m.settings.event);
                             }
                             kept
                         });
@@ -220,8 +237,7 @@ impl Controller {
             m.last_lease = Some(now);
             if was && !m.leased {
                 // Another node holds it now and reports it; this one's figures would be stale.
-                METRICS.onsale(&onsale.to_string(), None);
-                METRICS.oversold(&m.settings.event.to_string(), 0);
+                forget_figures(onsale, m.settings.event);
             }
         }
         if !m.leased {
@@ -289,6 +305,8 @@ impl Controller {
             m.last_guard = Some(now);
             let over = self.oversold(m.settings.event).await?;
             METRICS.oversold(&m.settings.event.to_string(), over);
+            let (holds, orders) = self.event_counts(m.settings.event).await?;
+            METRICS.event_counts(&m.settings.event.to_string(), holds, &orders);
             if over > 0 {
                 tracing::error!(event = %m.settings.event, over, "OVERSOLD: more sold and held than exists");
             }
@@ -546,6 +564,27 @@ impl Controller {
         .fetch_one(&self.db)
         .await?;
         Ok(over)
+    }
+
+    /// An event's active holds (and those expiring within a minute) and its orders by status.
+    async fn event_counts(&self, event: Uuid) -> anyhow::Result<((i64, i64), Vec<(String, i64)>)> {
+        let holds: (i64, i64) = sqlx::query_as(
+            "select count(*), count(*) filter (where expires_at <= now() + interval '1 minute')
+             from hold where event_id = $1 and status = 'active'",
+        )
+        .bind(event)
+        .fetch_one(&self.db)
+        .await?;
+        let orders: Vec<(String, i64)> = sqlx::query_as(
+            "select s::text, count(o.ticket_order_id)
+             from unnest(enum_range(null::order_status)) s
+             left join ticket_order o on o.event_id = $1 and o.status = s
+             group by s",
+        )
+        .bind(event)
+        .fetch_all(&self.db)
+        .await?;
+        Ok((holds, orders))
     }
 
     async fn remaining(&self, m: &mut Managed) -> anyhow::Result<i64> {

@@ -2,8 +2,9 @@
 //! metrics.txt` lists every metric a panel or an alert may use, with the processes that export
 //! it (`scripts/check-alerts` holds every alert and dashboard query to that list); here a node
 //! and a `marquee worker` process run a small load (a checkout paid through the simulated
-//! provider's signed hook, a refused token, an onsale behind the waiting room going live), and
-//! each one's `GET /metrics` must carry every name listed for it.
+//! provider's signed hook, a refused token, a ticket scanned, a channel resumed, an onsale
+//! behind the waiting room going live), and each one's `GET /metrics` must carry every name
+//! listed for it.
 
 use crate::common;
 use crate::faults::{Paying, hold_and_checkout, paid_once};
@@ -85,6 +86,29 @@ async fn every_metric_the_dashboards_and_alerts_name_is_exported(pool: PgPool) {
     )
     .await;
     assert_eq!(refused.status, 401);
+    // A ticket scanned at a gate, and a channel resumed from a position history no longer has.
+    let buyer = common::shop::buyer_signed(common::SECRET, shop.tenant, "ana");
+    let (_, mine) = common::call_json(node.addr, Some(&buyer), "GET", "/v1/me/tickets", None).await;
+    let qr = mine["tickets"][0]["qr"]
+        .as_str()
+        .expect("a ticket")
+        .to_owned();
+    let gate = common::shop::staff_token(&shop, "gate-1", "gate");
+    let (status, _) = common::call_json(
+        node.addr,
+        Some(&gate),
+        "POST",
+        "/v1/checkin",
+        Some(&serde_json::json!({"qr": qr, "scan_id": "monitoring-1"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    raw.send(&marquee_protocol::ClientMessage::Subscribe {
+        id: 90,
+        channel: format!("seats:{}", shop.event),
+        since: Some(marquee_protocol::StreamPosition::new("gone", 7)),
+    })
+    .await;
     // An onsale behind the waiting room, live: the node's admission controller takes it and
     // reports its line and the oversell guard within a few seconds.
     sqlx::query(

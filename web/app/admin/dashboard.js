@@ -2,18 +2,22 @@
 //
 // - The waiting room's counts (`queue:{onsale}`, about once a second), its setting changes
 //   (`admin:{onsale}`, with who made them) and the fairness record (`commitment`, `draw`) come
-//   over the SDK's socket; the event's sales (`GET /v1/admin/events/{id}/sales`) are polled
-//   every few seconds, since they live in Postgres and have no channel.
+//   over the SDK's socket; the event's sales (`GET /v1/admin/events/{id}/sales`), its sales
+//   over time (`.../sales/timeline`) and the onsale's funnel (`GET /v1/admin/onsales/{id}/funnel`)
+//   are polled every few seconds, since they live in Postgres and have no channel. The two
+//   reports download as CSV with the operator's token (the API takes no cookies), saved from
+//   a `blob:` URL.
 // - Controls call the admin API (`PATCH .../status`, `PATCH .../admission`); the page shows
 //   what the server answers, and the `changed` message every open dashboard receives.
 // - The page keeps no state of its own beyond the last few minutes of counts for the plots: a
-//   reload, or a second tab, shows the same thing.
+//   reload, or a second tab, shows the same thing (the chosen interval of the timeline is kept
+//   in the address with the onsale).
 
 import { MarqueeClient } from '../../sdk/marquee.js';
-import { apiRequest, describeError, opsSession } from './ops.js';
+import { apiDownload, apiRequest, describeError, opsSession } from './ops.js';
 import { Plot, Series } from './plot.js';
 import { verifyDraw } from './shuffle.js';
-import { byId, formatMoney, formatNumber, formatTime, setText } from './view.js';
+import { byId, fileSlug, formatDuration, formatMoney, formatNumber, formatShare, formatTime, saveBlob, setText } from './view.js';
 
 /** @typedef {import('../../sdk/marquee.js').Publication<any>} Publication */
 
@@ -44,8 +48,40 @@ import { byId, formatMoney, formatNumber, formatTime, setText } from './view.js'
  *   revenue_minor: Record<string, number>, payments: Record<string, number> }} Sales
  */
 
-/** How often the sales figures are read again. */
+/**
+ * `GET /v1/admin/events/{event_id}/sales/timeline`: one row per interval, ticket type and
+ * price category.
+ * @typedef {{ event_id: string, interval: string,
+ *   rows: { at: string, ticket_type_id: string, price_category_id: string | null, currency: string,
+ *     sold: number, revenue_minor: number, refunded: number, refunded_minor: number }[] }} Timeline
+ */
+
+/**
+ * `GET /v1/admin/onsales/{onsale_id}/funnel`: from `joined` behind a waiting room, else from
+ * `held`.
+ * @typedef {{ onsale_id: string, event_id: string,
+ *   steps: { step: string, buyers: number, dropped: number | null }[],
+ *   queue_time: { p50_s: number, p90_s: number } | null }} Funnel
+ */
+
+/** @typedef {'minute' | 'hour' | 'day'} Interval */
+
+/** How often the sales figures, the funnel and the timeline are read again. */
 const SALES_POLL_MS = 3000;
+/** The timeline's intervals, as the API names them. */
+const INTERVALS = /** @type {const} */ (['minute', 'hour', 'day']);
+/**
+ * The most intervals the timeline's table lists (the latest): a day by the minute is 1,440
+ * rows, more than a glance takes in. The CSV has them all.
+ */
+const TIMELINE_ROWS = 48;
+/** Funnel step → what the table calls it. */
+const STEP_NAMES = /** @type {Record<string, string>} */ ({
+  joined: 'Joined the queue',
+  admitted: 'Admitted',
+  held: 'Held tickets',
+  paid: 'Paid',
+});
 /**
  * After a setting change, counts still computed under the old setting can arrive for about a
  * second (the controller rereads settings every second): they do not override the change
@@ -95,6 +131,8 @@ const state = {
   generation: 0,
   /** @type {ReturnType<typeof setTimeout> | null} */
   salesTimer: null,
+  /** The timeline's interval, as chosen on the page (`hour` unless the address says). */
+  interval: /** @type {Interval} */ ('hour'),
   /** Whether the socket is up: without it the figures on screen are the last ones heard. */
   live: false,
   /**
@@ -141,6 +179,7 @@ if (!session.ok) {
   client?.on('error', (error) => console.warn('marquee', error.code, error.message));
   client?.connect().catch((error) => showConnection('down', `Cannot connect: ${describeError(error)}`));
   wireControls();
+  wireReports();
   void loadEvents();
 }
 
@@ -255,7 +294,8 @@ async function pickOnsale(onsaleId) {
   fillSettingsForm(onsale);
   renderLive();
   renderFairness();
-  void loadCurrencies(onsale.event_id, generation).then(() => pollSales(generation));
+  clearReports();
+  void loadCurrencies(onsale.event_id, generation).then(() => pollReports(generation));
   void loadDraw(generation);
   if (client) {
     client
@@ -316,6 +356,7 @@ function remember() {
   url.search = '';
   if (state.eventId) url.searchParams.set('event', state.eventId);
   if (state.onsale) url.searchParams.set('onsale', state.onsale.onsale_id);
+  if (state.interval !== 'hour') url.searchParams.set('interval', state.interval);
   history.replaceState(null, '', url);
 }
 
@@ -562,10 +603,21 @@ function showControlError(error) {
 // ---------------------------------------------------------------------------------------------
 // Sales
 
+/**
+ * Reads the sales, the funnel and the timeline, then again every few seconds while the same
+ * onsale is shown.
+ * @param {number} generation
+ */
+async function pollReports(generation) {
+  if (!state.onsale || generation !== state.generation) return;
+  await Promise.all([readSales(generation), readFunnel(generation), readTimeline(generation)]);
+  if (generation === state.generation) state.salesTimer = setTimeout(() => void pollReports(generation), SALES_POLL_MS);
+}
+
 /** @param {number} generation */
-async function pollSales(generation) {
+async function readSales(generation) {
   const eventId = state.onsale?.event_id;
-  if (!eventId || generation !== state.generation) return;
+  if (!eventId) return;
   const errorBox = byId('sales-error');
   try {
     const sales = /** @type {Sales} */ (await apiRequest(session, 'GET', `/v1/admin/events/${eventId}/sales`));
@@ -574,10 +626,10 @@ async function pollSales(generation) {
     errorBox.hidden = true;
     setText('sales-age', `as of ${formatTime(Date.now())}`);
   } catch (error) {
+    if (generation !== state.generation) return;
     errorBox.textContent = `Cannot read the sales: ${describeError(error)}`;
     errorBox.hidden = false;
   }
-  if (generation === state.generation) state.salesTimer = setTimeout(() => void pollSales(generation), SALES_POLL_MS);
 }
 
 /**
@@ -658,6 +710,222 @@ function fillRows(tableId, rows, empty) {
       return tr;
     }),
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The funnel and sales over time
+
+function wireReports() {
+  const select = /** @type {HTMLSelectElement} */ (byId('interval-select'));
+  const wanted = new URLSearchParams(location.search).get('interval');
+  if (isInterval(wanted)) state.interval = wanted;
+  select.value = state.interval;
+  renderTimelineCaption();
+  select.addEventListener('change', () => {
+    if (!isInterval(select.value)) return;
+    state.interval = select.value;
+    remember();
+    renderTimelineCaption();
+    fillRows('timeline-table', [], 'Loading…');
+    void readTimeline(state.generation);
+  });
+  byId('funnel-csv').addEventListener('click', () => {
+    const onsale = state.onsale;
+    if (!onsale) return;
+    void download('funnel-csv', 'funnel-csv-status', `/v1/admin/onsales/${onsale.onsale_id}/funnel?format=csv`, `${eventSlug(onsale.event_id)}-${fileSlug(onsale.name, 'onsale')}-funnel-${fileStamp()}.csv`);
+  });
+  byId('timeline-csv').addEventListener('click', () => {
+    const onsale = state.onsale;
+    if (!onsale) return;
+    const interval = state.interval;
+    void download(
+      'timeline-csv',
+      'timeline-csv-status',
+      `/v1/admin/events/${onsale.event_id}/sales/timeline?interval=${interval}&format=csv`,
+      `${eventSlug(onsale.event_id)}-sales-per-${interval}-${fileStamp()}.csv`,
+    );
+  });
+}
+
+/**
+ * @param {string | null} value
+ * @returns {value is Interval}
+ */
+function isInterval(value) {
+  return INTERVALS.some((i) => i === value);
+}
+
+/** Empties the two reports, so figures of the onsale shown before never pass for this one's. */
+function clearReports() {
+  for (const id of ['funnel-age', 'timeline-age', 'queue-p50', 'queue-p90']) setText(id, '');
+  for (const id of ['funnel-csv-status', 'timeline-csv-status']) {
+    const status = byId(id);
+    status.className = 'ops-ok';
+    status.textContent = '';
+  }
+  for (const id of ['funnel-error', 'timeline-error']) byId(id).hidden = true;
+  fillRows('funnel-table', [], 'Loading…');
+  fillRows('timeline-table', [], 'Loading…');
+}
+
+/** @param {number} generation */
+async function readFunnel(generation) {
+  const onsale = state.onsale;
+  if (!onsale) return;
+  const errorBox = byId('funnel-error');
+  try {
+    const funnel = /** @type {Funnel} */ (await apiRequest(session, 'GET', `/v1/admin/onsales/${onsale.onsale_id}/funnel`));
+    if (generation !== state.generation) return;
+    renderFunnel(funnel, onsale);
+    errorBox.hidden = true;
+    setText('funnel-age', `as of ${formatTime(Date.now())}`);
+  } catch (error) {
+    if (generation !== state.generation) return;
+    errorBox.textContent = `Cannot read the funnel: ${describeError(error)}`;
+    errorBox.hidden = false;
+  }
+}
+
+/**
+ * @param {Funnel} funnel
+ * @param {Onsale} onsale
+ */
+function renderFunnel(funnel, onsale) {
+  fillRows(
+    'funnel-table',
+    funnel.steps.map((s) => [STEP_NAMES[s.step] ?? s.step, formatNumber(s.buyers), s.dropped === null ? '–' : formatShare(s.dropped)]),
+    'No steps.',
+  );
+  const queued = funnel.steps.some((s) => s.step === 'joined');
+  const none = queued || onsale.requires_admission ? 'nobody admitted yet' : 'no waiting room';
+  setText('queue-p50', funnel.queue_time ? formatDuration(funnel.queue_time.p50_s) : none);
+  setText('queue-p90', funnel.queue_time ? formatDuration(funnel.queue_time.p90_s) : none);
+  setText(
+    'funnel-note',
+    queued
+      ? 'Distinct buyers. Joins are recorded about once a second; time in queue runs from joining to admission.'
+      : 'Distinct buyers. This onsale has no waiting room: its funnel starts when buyers hold tickets.',
+  );
+}
+
+/** @param {number} generation */
+async function readTimeline(generation) {
+  const eventId = state.onsale?.event_id;
+  if (!eventId) return;
+  const interval = state.interval;
+  const errorBox = byId('timeline-error');
+  try {
+    const timeline = /** @type {Timeline} */ (await apiRequest(session, 'GET', `/v1/admin/events/${eventId}/sales/timeline?interval=${interval}`));
+    // An answer for the interval chosen before is dropped: the one for the new choice follows.
+    if (generation !== state.generation || timeline.interval !== state.interval) return;
+    renderTimeline(timeline);
+    errorBox.hidden = true;
+    setText('timeline-age', `as of ${formatTime(Date.now())}`);
+  } catch (error) {
+    if (generation !== state.generation || interval !== state.interval) return;
+    errorBox.textContent = `Cannot read the sales over time: ${describeError(error)}`;
+    errorBox.hidden = false;
+  }
+}
+
+function renderTimelineCaption() {
+  setText('timeline-caption', `Tickets sold and refunded per ${state.interval}, all ticket types`);
+}
+
+/**
+ * Sums the timeline's rows over ticket types and categories, per interval, keeping amounts
+ * apart by currency; lists the latest intervals first.
+ * @param {Timeline} timeline
+ */
+function renderTimeline(timeline) {
+  /** @type {Map<number, { at: string, sold: number, refunded: number, revenue: Map<string, number>, refunds: Map<string, number> }>} */
+  const intervals = new Map();
+  const add = (/** @type {Map<string, number>} */ sums, /** @type {string} */ currency, /** @type {number} */ minor) =>
+    sums.set(currency, (sums.get(currency) ?? 0) + minor);
+  for (const row of timeline.rows) {
+    const key = Date.parse(row.at);
+    let sums = intervals.get(key);
+    if (!sums) {
+      sums = { at: row.at, sold: 0, refunded: 0, revenue: new Map(), refunds: new Map() };
+      intervals.set(key, sums);
+    }
+    sums.sold += row.sold;
+    sums.refunded += row.refunded;
+    add(sums.revenue, row.currency, row.revenue_minor);
+    add(sums.refunds, row.currency, row.refunded_minor);
+  }
+  const latest = [...intervals.entries()].sort(([a], [b]) => b - a).slice(0, TIMELINE_ROWS);
+  const amounts = (/** @type {Map<string, number>} */ sums) => [...sums].map(([currency, minor]) => formatMoney(minor, currency)).join(', ');
+  fillRows(
+    'timeline-table',
+    latest.map(([ms, sums]) => {
+      const time = document.createElement('time');
+      time.dateTime = sums.at;
+      time.textContent = intervalLabel(ms, timeline.interval);
+      return [time, formatNumber(sums.sold), amounts(sums.revenue), formatNumber(sums.refunded), amounts(sums.refunds)];
+    }),
+    'No sales yet.',
+  );
+  setText(
+    'timeline-note',
+    `A sale counts when its order was paid, a refund when its order was refunded. Newest first${
+      intervals.size > latest.length ? `: the latest ${latest.length} of ${intervals.size} ${timeline.interval}s (the CSV has them all)` : ''
+    }.`,
+  );
+}
+
+/**
+ * Where an interval starts, in the viewer's time zone, as precisely as the interval needs.
+ * @param {number} ms unix ms
+ * @param {string} interval
+ */
+function intervalLabel(ms, interval) {
+  return interval === 'day'
+    ? formatTime(ms, 'date')
+    : new Date(ms).toLocaleString(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
+/**
+ * Downloads a report's CSV with the operator's token and saves it as `fileName`; says how it
+ * went in `statusId` (a status region). The button stays focusable while it works, so a
+ * keyboard user keeps their place.
+ * @param {string} buttonId
+ * @param {string} statusId
+ * @param {string} path
+ * @param {string} fileName
+ */
+async function download(buttonId, statusId, path, fileName) {
+  const button = byId(buttonId);
+  const status = byId(statusId);
+  if (button.getAttribute('aria-disabled') === 'true') return;
+  button.setAttribute('aria-disabled', 'true');
+  status.className = 'ops-ok';
+  status.textContent = 'Preparing the file…';
+  try {
+    const blob = await apiDownload(session, path);
+    saveBlob(blob, fileName);
+    status.textContent = `Saved ${fileName} (${formatNumber(blob.size)} bytes).`;
+  } catch (error) {
+    status.className = 'ops-error';
+    status.textContent = `Cannot download the CSV: ${describeError(error)}`;
+  } finally {
+    button.removeAttribute('aria-disabled');
+  }
+}
+
+/**
+ * The event's name as a piece of a file name.
+ * @param {string} eventId
+ */
+function eventSlug(eventId) {
+  const name = state.events.find((e) => e.event_id === eventId)?.name ?? '';
+  return fileSlug(name, `event-${eventId.slice(0, 8)}`);
+}
+
+/** Now, local time, for a file name: `2026-12-04-1405`. */
+function fileStamp(now = new Date()) {
+  const pad = (/** @type {number} */ n) => String(n).padStart(2, '0');
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}-${pad(now.getHours())}${pad(now.getMinutes())}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -97,14 +97,46 @@ export function opsSession(role) {
  * @returns {Promise<unknown>}
  */
 export async function apiRequest(session, method, path, body, { auth = true, timeoutMs = 10_000 } = {}) {
+  const response = await send(session, method, path, { accept: 'application/json', body, auth, timeoutMs });
+  const text = await response.text();
+  if (!response.ok) throw refusal(response, text);
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Reads a file the API renders (a report's `?format=csv`) with the session's bearer token, as
+ * a Blob the page can save: the API takes `Authorization`, never cookies, so a plain link to
+ * it cannot work. Throws an {@link ApiError} as {@link apiRequest} does.
+ * @param {OpsSession} session
+ * @param {string} path
+ * @param {{ accept?: string, timeoutMs?: number }} [options]
+ * @returns {Promise<Blob>}
+ */
+export async function apiDownload(session, path, { accept = 'text/csv', timeoutMs = 30_000 } = {}) {
+  const response = await send(session, 'GET', path, { accept, body: undefined, auth: true, timeoutMs });
+  if (!response.ok) throw refusal(response, await response.text());
+  return response.blob();
+}
+
+/**
+ * One HTTP call; throws `network` when the node cannot be reached.
+ * @param {OpsSession} session
+ * @param {string} method
+ * @param {string} path
+ * @param {{ accept: string, body: unknown, auth: boolean, timeoutMs: number }} options
+ * @returns {Promise<Response>}
+ */
+async function send(session, method, path, { accept, body, auth, timeoutMs }) {
   /** @type {Record<string, string>} */
-  const headers = { accept: 'application/json' };
+  const headers = { accept };
   if (auth && session.ok) headers.authorization = `Bearer ${session.token()}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  /** @type {Response} */
-  let response;
   try {
-    response = await fetch(path, {
+    return await fetch(path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -113,7 +145,14 @@ export async function apiRequest(session, method, path, body, { auth = true, tim
   } catch (error) {
     throw new ApiError(0, 'network', `the node cannot be reached (${/** @type {Error} */ (error).message})`);
   }
-  const text = await response.text();
+}
+
+/**
+ * The error of a refused call: the server's `{code, message}` when the body is one.
+ * @param {Response} response
+ * @param {string} text its body
+ */
+function refusal(response, text) {
   /** @type {any} */
   let json = null;
   try {
@@ -121,10 +160,7 @@ export async function apiRequest(session, method, path, body, { auth = true, tim
   } catch {
     json = null;
   }
-  if (!response.ok) {
-    throw new ApiError(response.status, json?.code ?? `http_${response.status}`, json?.message ?? (text || response.statusText));
-  }
-  return json;
+  return new ApiError(response.status, json?.code ?? `http_${response.status}`, json?.message ?? (text || response.statusText));
 }
 
 /**
