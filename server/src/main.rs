@@ -91,8 +91,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             init_tracing();
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
+            let listener = marquee_server::http::serve::bind(config.listen)
                 .with_context(|| format!("binding {}", config.listen))?;
             // The internal listener serves operators' publishing and, with a database, the
             // payment hooks: every node binds it.

@@ -37,6 +37,13 @@ pub struct Metrics {
     /// `marquee_connections_opened_total`: WebSocket connections opened (its rate is the
     /// connect and reconnect rate).
     pub connections_opened: Counter,
+    /// `marquee_batch_commit_seconds`: how long a booking batch's transaction took, from its
+    /// `begin` to its commit (batches that commit only).
+    pub batch_commit: Histogram,
+    /// `marquee_outbox_lag_seconds`: the age of the oldest outbox row not yet published, as the
+    /// relay holding the outbox last saw it (0 when it is empty, and on nodes that do not
+    /// hold it: take the largest over nodes).
+    pub outbox_lag: Gauge,
     /// `marquee_payment_hook_seconds`: how long a node takes to answer a payment hook call
     /// that it recorded (verifying, recording, notifying the owner).
     pub payment_hook: Histogram,
@@ -196,6 +203,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     connections_refused: metrics::counter!("marquee_connections_refused_total"),
     connections_opened: metrics::counter!("marquee_connections_opened_total"),
     payment_hook: metrics::histogram!("marquee_payment_hook_seconds"),
+    batch_commit: metrics::histogram!("marquee_batch_commit_seconds"),
+    outbox_lag: metrics::gauge!("marquee_outbox_lag_seconds"),
     welcome_wait: metrics::histogram!("marquee_welcome_wait_seconds"),
     welcomes_timed_out: metrics::counter!("marquee_welcomes_timed_out_total"),
     publish_to_write: metrics::histogram!("marquee_publish_to_write_seconds"),

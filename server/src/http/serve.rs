@@ -22,6 +22,25 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
+/// The accept queue asked of the kernel for a public listener (it caps it at
+/// `net.core.somaxconn`). When a node is lost, thousands of its buyers connect to each other
+/// node within a second; past the usual 1,024 the kernel drops their SYNs, and a client's
+/// kernel sends a dropped SYN again only after 1 s, then 3 s, then 7 s, so a burst the node
+/// could take in a second stretches into its clients' connect time-outs.
+pub const ACCEPT_BACKLOG: u32 = 8192;
+
+/// Binds a public listener on `addr` with an accept queue of [`ACCEPT_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// What one listener keeps to.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerLimits {
@@ -146,5 +165,31 @@ impl Args {
             max_connections: self.internal_max_connections,
             ..self.public()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bound_listener_accepts_a_burst_larger_than_the_default_queue() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // 1,500 connections before a single accept: the kernel queues what the default
+        // backlog of 1,024 would not (its own cap, somaxconn, allowing).
+        let mut clients = Vec::new();
+        for _ in 0..1_500 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut accepted = 0;
+        while accepted < clients.len() {
+            let (_socket, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .expect("every queued connection is accepted")
+                .unwrap();
+            accepted += 1;
+        }
+        assert_eq!(accepted, 1_500);
     }
 }

@@ -69,7 +69,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             Some(pg)
         }
     };
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = crate::http::serve::bind(config.listen)?;
     let addr = listener.local_addr()?;
     // The payment hooks, on a port of their own: the simulated provider calls them.
     let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -95,14 +95,22 @@ pub(crate) async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> 
         .fetch_one(&mut *tx)
         .await?;
     if !leader {
+        METRICS.outbox_lag.set(0.0);
         return Ok(0);
     }
     let rows = sqlx::query(
-        "select outbox_id, messages::text as messages from outbox order by outbox_id limit $1",
+        "select outbox_id, messages::text as messages,
+                extract(epoch from now() - created_at)::float8 as age
+         from outbox order by outbox_id limit $1",
     )
     .bind(ROWS_PER_ROUND)
     .fetch_all(&mut *tx)
     .await?;
+    // The oldest row waiting (rows are deleted once published).
+    METRICS.outbox_lag.set(
+        rows.first()
+            .map_or(0.0, |r| r.get::<f64, _>("age").max(0.0)),
+    );
     if rows.is_empty() {
         return Ok(0);
     }

@@ -18,6 +18,7 @@ pub async fn commit(
     actor: &str,
     batch: &Batch,
 ) -> Result<i64, CommitError> {
+    let started = std::time::Instant::now();
     let c = Columns::from_changes(&batch.changes);
     let bump = i64::from(batch.bump);
     let mut tx = db.begin().await?;
@@ -50,6 +51,9 @@ pub async fn commit(
     )
     .await?;
     tx.commit().await?;
+    crate::metrics::METRICS
+        .batch_commit
+        .record(started.elapsed().as_secs_f64());
     Ok(version)
 }
 
