@@ -43,6 +43,30 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .context("connecting to Postgres")
 }
 
+/// Runs a pruning `statement` until it deletes fewer than `batch` rows; answers how many it
+/// deleted in all. The statement takes the age to keep in seconds as `$1` and the batch size
+/// as `$2`, and deletes at most `$2` rows a run, so no prune holds a long transaction.
+pub async fn delete_in_batches(
+    db: &PgPool,
+    statement: &str,
+    keep: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    loop {
+        let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+            .bind(keep.as_secs_f64())
+            .bind(batch)
+            .execute(db)
+            .await?
+            .rows_affected();
+        deleted += done;
+        if done < batch as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
 /// Brings the schema up to date.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR

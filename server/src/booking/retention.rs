@@ -48,18 +48,7 @@ pub async fn prune(db: &PgPool, retention: Retention) -> Result<u64, sqlx::Error
                  where {filter} and {column} < now() - make_interval(secs => $1)
                  order by {column} limit $2))"
         );
-        loop {
-            let done = sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
-                .bind(keep.as_secs_f64())
-                .bind(BATCH)
-                .execute(db)
-                .await?
-                .rows_affected();
-            deleted += done;
-            if done < BATCH as u64 {
-                break;
-            }
-        }
+        deleted += crate::db::delete_in_batches(db, &statement, keep, BATCH).await?;
     }
     Ok(deleted)
 }

@@ -349,18 +349,7 @@ pub async fn prune(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Error>
              where ended_at < now() - make_interval(secs => $1)
              order by ended_at limit $2)",
     ] {
-        loop {
-            let done = sqlx::query(statement)
-                .bind(retention.as_secs_f64())
-                .bind(BATCH as i64)
-                .execute(db)
-                .await?
-                .rows_affected();
-            deleted += done;
-            if done < BATCH as u64 {
-                break;
-            }
-        }
+        deleted += crate::db::delete_in_batches(db, statement, retention, BATCH as i64).await?;
     }
     Ok(deleted)
 }

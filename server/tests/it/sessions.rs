@@ -152,6 +152,33 @@ async fn an_ended_session_is_refused_and_its_sockets_close_on_every_node(pool: P
     )
     .await;
     assert_eq!(status, 404);
+    // Hostile ids: a NUL byte, or a session id past its length, end nothing.
+    for hostile in ["sign-in-phone%00", &"x".repeat(300)] {
+        let path = format!("/v1/me/sessions/{hostile}");
+        let (status, _) = call_json(a.addr, Some(&laptop), "DELETE", &path, None).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    // A token whose sid is not printable ASCII is refused outright.
+    let mut bad = claims("ann", &[], 3600);
+    bad.tenant = Some(ours.to_string());
+    bad.sid = Some("with\0nul".to_owned());
+    let (status, body) = call_json(
+        a.addr,
+        Some(&sign_hs256(SECRET, &bad)),
+        "GET",
+        "/v1/me/sessions",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_invalid"))
+    );
+    let ended: i64 = sqlx::query_scalar("select count(*) from ended_session")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ended, 0, "nothing was ended by the refusals");
     let (status, _) = call_json(a.addr, Some(&bob), "GET", "/v1/me/sessions", None).await;
     assert_eq!(status, 200, "nothing was ended by the refusals");
 
