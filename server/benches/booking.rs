@@ -150,7 +150,7 @@ async fn buyer(
 async fn hot_event_load(args: &Args) -> anyhow::Result<LoadResult> {
     let (admin, name, db_url) = create_database().await?;
     let result = async {
-        let pool = marquee_server::db::connect(&db_url, 4).await?;
+        let pool = marquee_server::db::connect(&db_url, 4, "bench").await?;
         marquee_server::db::migrate(&pool).await?;
         let (tenant, event) = seed(&pool, args.seats, "10 minutes").await?;
         let mut config = Config::with_secret(SECRET);
@@ -222,7 +222,7 @@ async fn owner_throughput(n: i32, batch_max: usize) -> anyhow::Result<f64> {
     use marquee_server::booking::worker::{Worker, WorkerSettings};
     let (admin, name, db_url) = create_database().await?;
     let result = async {
-        let pool = marquee_server::db::connect(&db_url, 4).await?;
+        let pool = marquee_server::db::connect(&db_url, 4, "bench").await?;
         marquee_server::db::migrate(&pool).await?;
         let (tenant, event) = seed(&pool, n, "10 minutes").await?;
         let memory = std::sync::Arc::new(marquee_server::booking::queue::MemoryQueue::default());
@@ -283,7 +283,7 @@ async fn sweep(n: usize) -> anyhow::Result<(Duration, Duration)> {
     let (admin, name, db_url) = create_database().await?;
     let result = async {
         // One connection, as an owner has: its statements are prepared once and reused.
-        let pool = marquee_server::db::connect(&db_url, 1).await?;
+        let pool = marquee_server::db::connect(&db_url, 1, "bench").await?;
         marquee_server::db::migrate(&pool).await?;
         let (_, event) = seed(&pool, n as i32 + 1, "1 second").await?;
         let mut inventory = store::load(&pool, event).await?.context("seeded event")?;

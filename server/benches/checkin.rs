@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, url: &str) -> anyhow::Result<String> {
-    let pool = marquee_server::db::connect(url, 16).await?;
+    let pool = marquee_server::db::connect(url, 16, "bench").await?;
     marquee_server::db::migrate(&pool).await?;
     let (tenant, event) = seed(&pool, args.tickets, "10 minutes").await?;
     let key = TicketKey::from_seed(&rand::random());

@@ -2,12 +2,14 @@
 //! `migrations/` (applied by `marquee migrate` and at start-up).
 
 use anyhow::Context as _;
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::HashMap;
+use std::str::FromStr as _;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// The schema migrations, embedded at build time.
@@ -16,9 +18,18 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// Connects a pool to `url`.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+/// Connects a pool named `name` (`client`, `work`: the label of its metrics) to `url`. Its
+/// connections tell Postgres `application_name = marquee-<name>`, so `pg_stat_activity` shows
+/// which pool holds which connection, and [`begin`] and [`acquire`] know which pool waited.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    name: &'static str,
+) -> anyhow::Result<PgPool> {
     use sqlx::Connection as _;
+    let options = PgConnectOptions::from_str(url)
+        .context("reading the Postgres URL")?
+        .application_name(&format!("{APPLICATION_PREFIX}{name}"));
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -38,9 +49,44 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
                 Ok(true)
             })
         })
-        .connect(url)
+        .connect_with(options)
         .await
         .context("connecting to Postgres")
+}
+
+/// What the `application_name` of a pool's connections starts with.
+const APPLICATION_PREFIX: &str = "marquee-";
+
+/// Begins a transaction on a connection from `pool`, recording how long the pool kept it
+/// waiting for one (`marquee_db_pool_wait_seconds{pool}`). Every write path goes through here
+/// or [`acquire`]; single statements run on the pool itself are not timed.
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let started = Instant::now();
+    let tx = pool.begin().await;
+    pool_waited(pool, started);
+    tx
+}
+
+/// Takes a connection from `pool` for several statements, recording the wait like [`begin`].
+pub async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    let started = Instant::now();
+    let conn = pool.acquire().await;
+    pool_waited(pool, started);
+    conn
+}
+
+fn pool_waited(pool: &PgPool, started: Instant) {
+    let options = pool.connect_options();
+    // The label comes from the names `connect` gives, so its values stay a bounded set.
+    let name = match options
+        .get_application_name()
+        .and_then(|app| app.strip_prefix(APPLICATION_PREFIX))
+    {
+        Some("client") => "client",
+        Some("work") => "work",
+        _ => "other",
+    };
+    crate::metrics::METRICS.db_pool_wait(name, started.elapsed());
 }
 
 /// Runs a pruning `statement` until it deletes fewer than `batch` rows; answers how many it

@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { database_url } => {
             init_tracing();
-            let pool = marquee_server::db::connect(&database_url, 1).await?;
+            let pool = marquee_server::db::connect(&database_url, 1, "migrate").await?;
             marquee_server::db::migrate(&pool).await?;
             println!("migrations applied");
             Ok(())

@@ -172,6 +172,13 @@ impl Metrics {
         metrics::gauge!("marquee_db_pool_max_connections", "pool" => pool).set(f64::from(max));
     }
 
+    /// `marquee_db_pool_wait_seconds{pool}`: how long a transaction or a held connection
+    /// waited for its pool to hand it a connection (see `crate::db::begin`).
+    pub fn db_pool_wait(&self, pool: &'static str, waited: std::time::Duration) {
+        metrics::histogram!("marquee_db_pool_wait_seconds", "pool" => pool)
+            .record(waited.as_secs_f64());
+    }
+
     /// `marquee_redis_up`: 1 when the node's ping of its channel engine's Redis at the
     /// scrape succeeded, 0 when it failed. Registered at the first scrape of a node on Redis
     /// only: absent on a node on the memory engine and on workers, so no alert takes a

@@ -138,7 +138,7 @@ pub(crate) async fn own_event(db: &PgPool, admin: &Admin, raw: &str) -> Result<U
 
 /// What `event` has sold and holds now, in one consistent view.
 pub async fn sales_of(db: &PgPool, event: Uuid) -> Result<Sales, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     // One consistent view of every count.
     sqlx::query("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)

@@ -165,7 +165,7 @@ fn empty_map() -> Value {
 
 /// The map's state as Postgres has it: `None` while some of the event's outbox is unpublished.
 async fn read_map(db: &PgPool, event: Uuid) -> Result<Option<Option<SeatSnapshot>>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     sqlx::query("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
         .await?;

@@ -133,7 +133,7 @@ async fn seed(
     ga_quota: i32,
     onsale: &OnsaleSpec,
 ) -> anyhow::Result<DemoCatalog> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let tenant_id: Uuid =
         sqlx::query_scalar("insert into tenant (name) values ('Marquee Demo') returning tenant_id")
             .fetch_one(&mut *tx)

@@ -169,7 +169,7 @@ pub(crate) async fn event_detail(
     Path((tenant, event)): Path<(String, String)>,
 ) -> Result<Json<EventDetail>, CatalogError> {
     let (tenant, event_id) = visible_event(&s, &tenant, &event).await?;
-    let mut conn = s.db.acquire().await?;
+    let mut conn = crate::db::acquire(&s.db).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "select {EVENT_COLUMNS} from event where tenant_id = $1 and event_id = $2"
     )))

@@ -206,10 +206,10 @@ impl Node {
         let hub = Hub::new(registry, backends.engine.clone());
         let services = match &config.database_url {
             Some(url) => {
-                let db = db::connect(url.expose(), config.database_pool).await?;
+                let db = db::connect(url.expose(), config.database_pool, "client").await?;
                 db::migrate(&db).await?;
                 crate::sessions::load(&db, verifier.revocations()).await?;
-                let work = db::connect(url.expose(), config.database_work_pool).await?;
+                let work = db::connect(url.expose(), config.database_work_pool, "work").await?;
                 let pools = (db, work);
                 Some(Services::build(&config, pools, &hub, &backends, &verifier).await?)
             }

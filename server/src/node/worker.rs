@@ -21,7 +21,7 @@ pub async fn run_worker(
     // The metrics recorder first: a handle made before it exists records nothing, ever, and
     // the probe listener (which would install it) may start after the booking worker.
     crate::metrics::prometheus();
-    let db = db::connect(config.database_url.expose(), config.database_pool).await?;
+    let db = db::connect(config.database_url.expose(), config.database_pool, "work").await?;
     db::migrate(&db).await?;
     let url = config.redis_url.expose();
     let queue = CommandQueue::Redis(Arc::new(

@@ -89,7 +89,7 @@ pub async fn run(db: PgPool, hub: Hub, cancel: CancellationToken) -> anyhow::Res
 /// Publishes up to [`ROWS_PER_ROUND`] rows if this relay holds the lock. Returns the rows
 /// published.
 pub(crate) async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let leader: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
         .bind(RELAY_LOCK)
         .fetch_one(&mut *tx)

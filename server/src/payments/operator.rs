@@ -49,7 +49,7 @@ async fn request(
     } else {
         &["pending_payment", "paid"]
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let found: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
         "select event_id, status::text, payment_ref from ticket_order
          where tenant_id = $1 and ticket_order_id = $2 for update",

@@ -221,7 +221,7 @@ pub async fn run(
 
 /// Writes `records` (starts before ends) and refreshes the node's row, in one transaction.
 async fn write(db: &PgPool, writer: &Writer, records: &[Record]) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     sqlx::query(
         "insert into hub_node (boot, node) values ($1, $2)
          on conflict (boot) do update set seen_at = now()",
@@ -540,7 +540,7 @@ async fn end(
     if !valid_sid(sid) {
         return Err(not_found());
     }
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let known: Option<bool> = sqlx::query_scalar(
         "select true from connection_session
          where tenant = $1 and sid = $2 and user_id = $3 limit 1",

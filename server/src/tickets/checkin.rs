@@ -135,7 +135,7 @@ impl Checkin {
                     .await;
             }
         };
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         let row = sqlx::query(
             "select t.tenant_id, t.event_id, t.version, t.status::text as status, t.ticket_type_id,
                     s.seat_index, t.checked_in_gate, e.status::text as event_status,
@@ -258,7 +258,7 @@ impl Checkin {
         event: Option<Uuid>,
         result: ScanResult,
     ) -> Result<ScanResult, CheckinError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         if insert_scan(
             &mut tx, tenant, gate, &scan.qr, scanned_at, ticket, event, &result,
         )

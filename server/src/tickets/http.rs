@@ -324,7 +324,7 @@ async fn transfer(
         )));
     }
     let db = &state.checkin.db;
-    let mut tx = db.begin().await.map_err(CheckinError::Db)?;
+    let mut tx = crate::db::begin(db).await.map_err(CheckinError::Db)?;
     let row: Option<(String, Option<i64>)> = sqlx::query_as(
         "select status::text, (extract(epoch from checked_in_at) * 1000)::int8
          from ticket where ticket_id = $1 and tenant_id = $2 and holder = $3 for update",

@@ -422,7 +422,7 @@ impl Controller {
     /// Draws the seed (once), moves the onsale to `pre_queue` and publishes the commitment.
     async fn open_pre_queue(&self, onsale: Uuid, m: &mut Managed) -> anyhow::Result<()> {
         let fresh: Seed = rand::random();
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         let row = sqlx::query(
             "update onsale set shuffle_seed = coalesce(shuffle_seed, $2),
                     status = case when status = 'scheduled' then 'pre_queue'::onsale_status else status end
@@ -475,7 +475,7 @@ impl Controller {
         from: &[&str],
         to: &str,
     ) -> anyhow::Result<()> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         let current: Option<String> =
             sqlx::query_scalar("select status::text from onsale where onsale_id = $1 for update")
                 .bind(onsale)

@@ -145,6 +145,50 @@ async fn every_metric_the_dashboards_and_alerts_name_is_exported(pool: PgPool) {
     node.shutdown().await;
 }
 
+/// Waits of pool `pool` that took longer than `le` seconds (a bucket bound), per the process's
+/// own Prometheus exposition.
+fn waits_longer_than(pool: &str, le: &str) -> f64 {
+    let body = marquee_server::metrics::prometheus().render();
+    let bucket = |bound: &str| -> f64 {
+        let wanted =
+            format!("marquee_db_pool_wait_seconds_bucket{{pool=\"{pool}\",le=\"{bound}\"}}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&wanted))
+            .map_or(0.0, |v| v.trim().parse().expect("a count"))
+    };
+    bucket("+Inf") - bucket(le)
+}
+
+/// A transaction that must wait for the only connection of its pool is recorded as waiting
+/// about as long as the holder kept it.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_wait_for_a_pooled_connection_is_measured(pool: PgPool) {
+    let url = common::shop::database_url(&pool);
+    let one = marquee_server::db::connect(&url, 1, "work").await.unwrap();
+    let before = waits_longer_than("work", "0.25");
+    let held = marquee_server::db::begin(&one).await.unwrap();
+    let waiter = tokio::spawn({
+        let one = one.clone();
+        async move {
+            let mut tx = marquee_server::db::begin(&one).await.unwrap();
+            sqlx::query("select 1").execute(&mut *tx).await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the second transaction had no connection to take"
+    );
+    held.rollback().await.unwrap();
+    waiter.await.unwrap();
+    let after = waits_longer_than("work", "0.25");
+    assert!(
+        after - before >= 1.0,
+        "no wait above 0.25 s was recorded ({before} before, {after} after)"
+    );
+    one.close().await;
+}
+
 #[test]
 fn a_name_missing_from_a_scrape_is_found() {
     let listed = vec![

@@ -276,7 +276,9 @@ async fn the_demo_database_starts_migrates_and_is_removed_afterwards() {
         .next()
         .unwrap()
         .to_owned();
-    let pool = marquee_server::db::connect(&pg.url(), 2).await.unwrap();
+    let pool = marquee_server::db::connect(&pg.url(), 2, "test")
+        .await
+        .unwrap();
     marquee_server::db::migrate(&pool).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
         "select count(*) from information_schema.tables where table_schema = 'public' and table_name = 'seat_claim'",

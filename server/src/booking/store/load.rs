@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 /// Loads an event's inventory, or `None` if the event does not exist.
 pub async fn load(db: &PgPool, event: Uuid) -> Result<Option<Inventory>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     sqlx::query("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
         .await?;

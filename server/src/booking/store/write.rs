@@ -21,7 +21,7 @@ pub async fn commit(
     let started = std::time::Instant::now();
     let c = Columns::from_changes(&batch.changes);
     let bump = i64::from(batch.bump);
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     fence(&mut tx, event, version, bump).await?;
     insert_holds(&mut tx, tenant, event, &c).await?;
     end_holds(&mut tx, event, &c).await?;

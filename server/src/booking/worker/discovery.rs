@@ -154,7 +154,8 @@ impl Worker {
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let reader = self.queue.reader(event, &self.id).await?;
-        let mut catalog = store::catalog_version(&mut *self.db.acquire().await?, event).await?;
+        let mut catalog =
+            store::catalog_version(&mut *crate::db::acquire(&self.db).await?, event).await?;
         let mut owner = Owner::load(self, event).await?;
         tracing::info!(%event, worker = %self.id, version = owner.inventory.version, "owning event");
         let mut pending = reader.claim_pending().await?;
@@ -180,7 +181,7 @@ impl Worker {
                 renew_at = now + renew_every;
             }
             if now >= refresh_at {
-                let mut conn = self.db.acquire().await?;
+                let mut conn = crate::db::acquire(&self.db).await?;
                 owner.inventory.onsales = store::load_onsales(&mut conn, event).await?;
                 let latest = store::catalog_version(&mut conn, event).await?;
                 drop(conn);

@@ -244,7 +244,7 @@ async fn mark_done(db: &PgPool, effect: &Claimed, done: Done) -> Result<(), sqlx
         Done::Called(reference) => (reference.as_deref(), "done"),
         Done::Moot(why) => (Some(*why), "moot"),
     };
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     if let (Done::Called(Some(reference)), "payment.start") = (&done, effect.kind.as_str()) {
         sqlx::query(
             "update ticket_order set checkout_payment_ref = $2, updated_at = now()

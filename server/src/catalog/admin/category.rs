@@ -54,7 +54,7 @@ pub(crate) async fn create_category(
     name(&body.name, "name")?;
     currency(&body.currency)?;
     super::price(body.price_minor)?;
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     super::event_currency(&mut tx, event_id, &body.currency).await?;
     let category_id: Uuid = sqlx::query_scalar(
@@ -99,7 +99,7 @@ pub(crate) async fn list_categories(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Found<Vec<Category>> {
-    let mut conn = s.db.acquire().await?;
+    let mut conn = crate::db::acquire(&s.db).await?;
     let event_id = own_event(&mut conn, &admin, &raw).await?;
     Ok(Json(categories(&mut conn, event_id).await?))
 }

@@ -106,7 +106,7 @@ pub(crate) async fn create_event(
             "ends_at must be after starts_at".into(),
         ));
     }
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     ensure_tenant(&mut tx, &admin).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into event (tenant_id, venue_id, name, description, category, starts_at, ends_at)
@@ -170,7 +170,7 @@ pub(crate) async fn set_event_status(
     Path(raw): Path<String>,
     AppJson(body): AppJson<EventStatusChange>,
 ) -> Found<Event> {
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     let event = transition(&mut tx, &admin, "event", &raw, &body.status, event_sources).await?;
     if body.status == "cancelled" {
         // A cancelled event sells nothing more: its onsales close with it, in this

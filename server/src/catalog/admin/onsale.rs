@@ -173,7 +173,7 @@ pub(crate) async fn create_onsale(
             "need prequeue_opens_at <= starts_at < ends_at".into(),
         ));
     }
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into onsale (tenant_id, event_id, name, starts_at, ends_at, hold_duration, per_user_limit, requires_admission, prequeue_opens_at, admission_rate, active_cap)
@@ -207,7 +207,7 @@ pub(crate) async fn list_onsales(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Found<Vec<Onsale>> {
-    let mut conn = s.db.acquire().await?;
+    let mut conn = crate::db::acquire(&s.db).await?;
     let event_id = own_event(&mut conn, &admin, &raw).await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "select {ONSALE_COLUMNS} from onsale where event_id = $1 order by starts_at"
@@ -240,7 +240,7 @@ pub(crate) async fn set_onsale_status(
     Path(raw): Path<String>,
     AppJson(body): AppJson<OnsaleStatusChange>,
 ) -> Found<Onsale> {
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     if matches!(body.status.as_str(), "pre_queue" | "live") {
         selling_event(&mut tx, &admin, &raw).await?;
     }
@@ -336,7 +336,7 @@ pub(crate) async fn set_onsale_admission(
             "give admission_rate, active_cap or both".into(),
         ));
     }
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     let before: Option<(String, f64, i32)> = sqlx::query_as(
         "select status::text, admission_rate, active_cap from onsale
          where tenant_id = $1 and onsale_id = $2 for update",

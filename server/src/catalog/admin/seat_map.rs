@@ -112,7 +112,7 @@ pub(crate) async fn create_seat_map_route(
     Path(raw): Path<String>,
     AppJson(spec): AppJson<LayoutSpec>,
 ) -> Created<SeatMapCreated> {
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     let created = create_seat_map(&mut tx, admin.tenant, event_id, &spec).await?;
     super::catalog_changed(&mut tx, event_id).await?;

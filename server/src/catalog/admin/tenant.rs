@@ -34,7 +34,7 @@ pub(crate) async fn put_tenant(
             "tenant_id must be the token's tenant (or left out)".into(),
         ));
     }
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     sqlx::query("insert into tenant (tenant_id, name) values ($1, $2) on conflict (tenant_id) do update set name = excluded.name")
         .bind(admin.tenant)
         .bind(&body.name)

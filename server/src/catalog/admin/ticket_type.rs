@@ -145,7 +145,7 @@ pub(crate) async fn create_ticket_type(
             super::MAX_PER_ORDER
         )));
     }
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     let event_id = own_event(&mut tx, &admin, &raw).await?;
     if let Some(category) = body.price_category_id {
         // The category must be this event's: one of another event would sell nothing here.
@@ -200,7 +200,7 @@ pub(crate) async fn list_ticket_types(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Found<Vec<TicketType>> {
-    let mut conn = s.db.acquire().await?;
+    let mut conn = crate::db::acquire(&s.db).await?;
     let event_id = own_event(&mut conn, &admin, &raw).await?;
     Ok(Json(ticket_types(&mut conn, event_id).await?))
 }

@@ -82,7 +82,7 @@ pub(crate) async fn create_venue(
     label(&body.city, "city", true)?;
     field(text::optional("address", &body.address, MAX_ADDRESS_LEN))?;
     label(&body.timezone, "timezone", true)?;
-    let mut tx = s.db.begin().await?;
+    let mut tx = crate::db::begin(&s.db).await?;
     ensure_tenant(&mut tx, &admin).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "insert into venue (tenant_id, name, city, address, timezone) values ($1, $2, $3, $4, $5) returning {VENUE_COLUMNS}"
