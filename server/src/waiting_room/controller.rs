@@ -508,10 +508,18 @@ impl Controller {
     }
 
     /// Closes the pre-queue and draws its order: the seed's order over its places. Safe to
-    /// repeat (a controller that took over finishes what a dead one began).
+    /// repeat (a controller that took over finishes what a dead one began). The order is
+    /// recorded in Postgres before the line is drawn with it, and a repeat draws the recorded
+    /// order: however the two fail in between, the published record and the line agree (a
+    /// place that left meanwhile is a gap in the line, and still listed in the record).
     async fn go_live(&self, onsale: Uuid, m: &mut Managed) -> anyhow::Result<()> {
         let places = self.line.close_pre_queue(onsale).await?;
-        if places.is_empty() {
+        let recorded: Option<Vec<String>> =
+            sqlx::query_scalar("select shuffle_order from onsale where onsale_id = $1")
+                .bind(onsale)
+                .fetch_one(&self.db)
+                .await?;
+        if places.is_empty() && recorded.is_none() {
             self.line.draw(onsale, &[]).await?;
             return Ok(());
         }
@@ -519,15 +527,21 @@ impl Controller {
             anyhow::bail!("the pre-queue has places but the onsale has no seed");
         };
         let seed = to_seed(&raw)?;
-        let order = shuffle::shuffle(&seed, &places);
+        let order = match recorded {
+            Some(order) => order,
+            None => {
+                let drawn = shuffle::shuffle(&seed, &places);
+                sqlx::query_scalar(
+                    "update onsale set shuffle_order = coalesce(shuffle_order, $2)
+                     where onsale_id = $1 returning shuffle_order",
+                )
+                .bind(onsale)
+                .bind(&drawn)
+                .fetch_one(&self.db)
+                .await?
+            }
+        };
         self.line.draw(onsale, &order).await?;
-        sqlx::query(
-            "update onsale set shuffle_order = $2 where onsale_id = $1 and shuffle_order is null",
-        )
-        .bind(onsale)
-        .bind(&order)
-        .execute(&self.db)
-        .await?;
         self.publish(
             onsale,
             &QueueEvent::Draw {

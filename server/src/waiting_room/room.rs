@@ -137,6 +137,10 @@ struct JoinRequest {
 /// Most joins sent to the line in one call.
 const JOIN_BATCH: usize = 256;
 
+/// How many places a tick reads from the line in one round trip (after the draw, after
+/// admissions). Each costs Redis two lookups, so a slice holds it well under a millisecond.
+const PLACES_PER_READ: usize = 256;
+
 /// Batches concurrent joins: whatever waits when a batch starts goes in it (up to
 /// [`JOIN_BATCH`], grouped by onsale), so a lone join goes at once and a flood costs one line
 /// call per few hundred joins instead of one per buyer. Up to eight batches are in flight.
@@ -818,6 +822,16 @@ impl WaitingRoom {
                     // One attaching at a time, from the start: what an earlier one attached
                     // under the old id is detached with it.
                     self.inner.line.renew_presence();
+                    // The new id says it is alive before anything is attached under it (a
+                    // node that dies now leaves no attachment under an id nobody knows), and
+                    // that first heartbeat of the new id is not mistaken for another lapse:
+                    // answering each with yet another id and another attaching would go on
+                    // for ever, every node forgetting its buyers each tick (as it did after a
+                    // Redis restart, at full size).
+                    if let Err(e) = self.inner.line.heartbeat(now_ms(), NODE_TTL).await {
+                        tracing::warn!(error = %e, "cannot say this node is alive to the waiting room");
+                        beaten = false;
+                    }
                     if let Some(earlier) = attaching.take() {
                         earlier.abort();
                     }
@@ -957,15 +971,15 @@ impl WaitingRoom {
                 })
                 .collect()
         };
-        // One at a time: at the draw every pre-queue place on the node is stale together, and
-        // many nodes reading thousands at once would crowd out Redis for everyone else.
+        // In slices of PLACES_PER_READ, one round trip each: at the draw every pre-queue place
+        // on the node is stale together. One read per place kept a node's tick busy for
+        // seconds (tens of thousands of round trips), and one read of them all would hold
+        // Redis for everyone else while it ran.
         let mut records = HashMap::new();
-        for user in stale {
-            match self.inner.line.place(onsale, &user).await {
-                Ok(place) => {
-                    records.insert(user, place);
-                }
-                Err(e) => tracing::warn!(error = %e, %onsale, "cannot read a place"),
+        for users in stale.chunks(PLACES_PER_READ) {
+            match self.inner.line.places(onsale, users).await {
+                Ok(places) => records.extend(users.iter().cloned().zip(places)),
+                Err(e) => tracing::warn!(error = %e, %onsale, "cannot read places"),
             }
         }
         let mut local = self.inner.local.lock().expect("local lock");

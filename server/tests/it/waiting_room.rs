@@ -612,6 +612,154 @@ async fn a_killed_nodes_buyers_keep_their_places_and_admissions_or_start_their_g
     b.shutdown().await;
 }
 
+/// An order recorded in Postgres is the order the line is drawn with, even when the
+/// pre-queue changed after it was recorded (a controller that recorded it and died before
+/// drawing, and a place that left meanwhile): the published record and the line agree, the
+/// place that left is a gap.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn the_line_is_drawn_with_the_order_recorded_in_postgres(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "scheduled", 2.0, 100).await;
+    sqlx::query(
+        "update onsale set prequeue_opens_at = now() - interval '1 second',
+                starts_at = now() + interval '1 hour' where onsale_id = $1",
+    )
+    .bind(onsale)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let node = marquee_server::Node::build(config(&pool, Duration::from_secs(120)))
+        .await
+        .unwrap();
+    let line = node.waiting_room().unwrap().line().clone();
+    let node = TestNode::serve(node).await;
+    let seed: Vec<u8> = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let seed: Option<Vec<u8>> =
+                sqlx::query_scalar("select shuffle_seed from onsale where onsale_id = $1")
+                    .bind(onsale)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            if let Some(seed) = seed {
+                return seed;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the pre-queue opens");
+    let mut buyers = Vec::new();
+    for i in 0..8 {
+        let mut raw = connect(&node, &shop, &format!("p{i}")).await;
+        let status = join(&mut raw, 1, onsale).await;
+        assert_eq!(status.state, PlaceState::PreQueue, "{status:?}");
+        buyers.push((raw, format!("p{i}"), status.place));
+    }
+    let mut places: Vec<String> = buyers.iter().map(|(_, _, p)| p.clone()).collect();
+    places.sort();
+    let recorded = shuffle::shuffle(&seed.as_slice().try_into().unwrap(), &places);
+    sqlx::query("update onsale set shuffle_order = $2 where onsale_id = $1")
+        .bind(onsale)
+        .bind(&recorded)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The first in the recorded order leaves before the draw.
+    let first = buyers
+        .iter()
+        .position(|(_, _, place)| *place == recorded[0])
+        .unwrap();
+    let (mut leaver, _, _) = buyers.remove(first);
+    leaver
+        .send(&ClientMessage::QueueLeave {
+            id: 2,
+            onsale: onsale.to_string(),
+        })
+        .await;
+    status_until(&mut leaver, Duration::from_secs(10), |s| {
+        s.state == PlaceState::Ended
+    })
+    .await;
+    sqlx::query("update onsale set starts_at = now() - interval '1 second' where onsale_id = $1")
+        .bind(onsale)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (_, user, _) = &buyers[0];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while line.place(onsale, user).await.unwrap().unwrap().seq == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the draw");
+    // Each place's sequence is its rank in the recorded order: the leaver's is a gap.
+    for (_, user, place) in &buyers {
+        let rank = recorded.iter().position(|p| p == place).unwrap() as u64;
+        let record = line.place(onsale, user).await.unwrap().unwrap();
+        assert_eq!(
+            record.seq,
+            rank + 1,
+            "{user}: its rank in the recorded order"
+        );
+    }
+    let path = format!("/v1/tenants/{}/onsales/{onsale}/draw", shop.tenant);
+    let record: PublishedOrder =
+        serde_json::from_str(&http(node.addr, "GET", &path, &[], None).await.body).unwrap();
+    assert_eq!(record.order, recorded);
+    shuffle::verify(&record).expect("the record verifies");
+    node.shutdown().await;
+}
+
+/// A node whose heartbeat lapsed (a stall, Redis restarting) takes one new presence id,
+/// attaches its connections again under it, and goes on beating under it: it does not take
+/// the new id's first heartbeat for another lapse, and its buyers keep their places.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_node_silent_too_long_takes_one_new_presence_and_keeps_its_buyers(pool: PgPool) {
+    use fred::prelude::SortedSetsInterface as _;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "paused", 5.0, 100).await;
+    let prefix = common::unique_prefix();
+    let mut c = config(&pool, Duration::from_secs(2));
+    c.redis_url = Some(Secret::new(common::redis_url()));
+    c.redis_prefix = prefix.clone();
+    let node = TestNode::start(c).await;
+    let mut first = connect(&node, &shop, "first").await;
+    let kept = join(&mut first, 1, onsale).await;
+    let mut second = connect(&node, &shop, "second").await;
+    let behind = join(&mut second, 1, onsale).await;
+    assert_eq!((kept.position, behind.position), (Some(1), Some(2)));
+    let redis = common::redis_client().await;
+    let nodes = format!("{prefix}:wr:nodes");
+    let ids: Vec<String> = redis
+        .zrange(&nodes, 0, -1, None, false, None, false)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // The heartbeat lapses as in a stall: the node's time ran out ten seconds ago, so the
+    // controller detaches its connections and its next heartbeat hears it was silent.
+    let lapsed = marquee_server::clock::now_ms().saturating_sub(10_000) as f64;
+    let () = redis
+        .zadd(&nodes, None, None, false, false, (lapsed, ids[0].as_str()))
+        .await
+        .unwrap();
+    // Past the grace period (2 s) and many heartbeats.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after: Vec<String> = redis
+        .zrange(&nodes, 0, -1, None, false, None, false)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2, "the lapsed id and one new one: {after:?}");
+    assert!(after.contains(&ids[0]), "{after:?}");
+    // Both still hold their places, in their order.
+    let again = join(&mut first, 2, onsale).await;
+    assert_eq!((&again.place, again.position), (&kept.place, Some(1)));
+    let again = join(&mut second, 2, onsale).await;
+    assert_eq!((&again.place, again.position), (&behind.place, Some(2)));
+    node.shutdown().await;
+}
+
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn the_sdk_joins_a_queue_and_keeps_its_place_across_a_reconnect(pool: PgPool) {
     use marquee_client::{Client, ClientConfig, Event, TokenProvider};

@@ -143,12 +143,32 @@ async fn the_pre_queue_is_drawn_in_the_given_order_ahead_of_later_joiners(line: 
     assert!(line.close_pre_queue(onsale).await.unwrap().is_empty());
     let place = line.place(onsale, "c").await.unwrap().unwrap();
     assert_eq!((place.id.as_str(), place.seq), (ids[2].0.as_str(), 1));
+    // Read together, the places are what each read alone says, in the order asked, with
+    // nothing for somebody who never joined.
+    let asked: Vec<String> = ["b", "nobody", "c", "late"].map(String::from).to_vec();
+    let together = line.places(onsale, &asked).await.unwrap();
+    let mut alone = Vec::new();
+    for user in &asked {
+        alone.push(line.place(onsale, user).await.unwrap());
+    }
+    assert_eq!(together, alone);
+    assert_eq!(
+        together
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.seq))
+            .collect::<Vec<_>>(),
+        [Some(4), None, Some(1), Some(5)]
+    );
     let admitted = line.admit(onsale, 10, 10, T0, &timing()).await.unwrap();
     assert_eq!(users(&admitted), ["c", "a", "d", "b", "late"]);
     assert_eq!(
         admitted.iter().map(|a| a.place.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
     );
+    // Admitted, each carries its admission's end, read together or alone.
+    let together = line.places(onsale, &asked).await.unwrap();
+    assert!(together[0].as_ref().unwrap().admitted_until_ms.is_some());
+    assert_eq!(together[0], line.place(onsale, "b").await.unwrap());
 }
 
 async fn a_pre_queue_place_that_left_before_the_draw_leaves_a_gap(line: Line) {

@@ -561,6 +561,20 @@ impl Line {
         }
     }
 
+    /// The places of several users at once, in `users`' order (one round trip on Redis).
+    pub async fn places(
+        &self,
+        onsale: Uuid,
+        users: &[String],
+    ) -> Result<Vec<Option<Place>>, LineError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                Ok(m.with(onsale, |l| users.iter().map(|u| l.place(u)).collect()))
+            }
+            Backend::Redis(r) => r.places(onsale, users).await,
+        }
+    }
+
     /// Records that `account` waits in `onsale`, if it waits in fewer than `cap` queues (or
     /// in this one already). Returns whether it may.
     pub async fn enter(

@@ -295,6 +295,16 @@ if not cur then return {} end
 return {cur, redis.call('ZSCORE', k_admitted, ARGV[1]) or ''}
 ";
 
+const PLACES: &str = r"
+-- Each user's place and admission, two values a user ('' for none), in ARGV order.
+local out = {}
+for _, user in ipairs(ARGV) do
+  out[#out + 1] = redis.call('HGET', k_places, user) or ''
+  out[#out + 1] = redis.call('ZSCORE', k_admitted, user) or ''
+end
+return out
+";
+
 const ENTER: &str = r"
 local account = KEYS[1]
 if redis.call('ZSCORE', account, ARGV[1]) then return 1 end
@@ -332,6 +342,7 @@ pub struct RedisLine {
     expire: Script,
     view: Script,
     place: Script,
+    places: Script,
     set_status: Script,
     stage: Script,
     enter: Script,
@@ -393,6 +404,7 @@ impl RedisLine {
             expire: with_drop(EXPIRE),
             view: script(VIEW),
             place: script(PLACE),
+            places: script(PLACES),
             set_status: script(SET_STATUS),
             stage: script(STAGE),
             enter: Script::from_lua(ENTER),
@@ -747,6 +759,30 @@ impl RedisLine {
             }
             _ => Err(corrupt(reply)),
         }
+    }
+
+    pub(crate) async fn places(
+        &self,
+        onsale: Uuid,
+        users: &[String],
+    ) -> Result<Vec<Option<Place>>, LineError> {
+        let args = users.iter().map(|u| u.as_str().into()).collect();
+        let reply = self.run_list(&self.places, onsale, args).await?;
+        if reply.len() != users.len() * 2 {
+            return Err(corrupt(reply));
+        }
+        reply
+            .chunks(2)
+            .map(|pair| {
+                let raw = text(&pair[0])?;
+                if raw.is_empty() {
+                    return Ok(None);
+                }
+                Place::decode(&raw, optional_ms(&pair[1])?)
+                    .map(Some)
+                    .ok_or_else(|| corrupt(raw))
+            })
+            .collect()
     }
 
     fn account_key(&self, account: &str) -> String {
