@@ -210,14 +210,6 @@ where
                 () = &mut shutdown => return Box::pin(self.advise_reconnect()).await,
                 () = self.shared.notify.notified() => Box::pin(self.on_signals()).await,
                 () = &mut lapse => return Exit::Close(CloseCode::AuthExpired),
-                () = &mut heartbeat => {
-                    if awaiting_pong {
-                        return Exit::Close(CloseCode::HeartbeatTimeout);
-                    }
-                    awaiting_pong = true;
-                    heartbeat.as_mut().reset(Instant::now() + limits.heartbeat_timeout);
-                    Box::pin(self.send_now(Message::Ping(Bytes::new()))).await
-                }
                 inbound = self.socket.next() => match inbound {
                     None => Err(Exit::Gone),
                     Some(Err(e)) => Err(socket_error(&e)),
@@ -234,6 +226,18 @@ where
                         step
                     }
                 },
+                // After what came in: a node too busy to run this task for a while wakes up
+                // with the timer and the pong both ready, and a pong waiting in the socket
+                // proves the peer alive. Taking the timer first closed healthy connections
+                // of every starved node as silent (and their reconnects starved it more).
+                () = &mut heartbeat => {
+                    if awaiting_pong {
+                        return Exit::Close(CloseCode::HeartbeatTimeout);
+                    }
+                    awaiting_pong = true;
+                    heartbeat.as_mut().reset(Instant::now() + limits.heartbeat_timeout);
+                    Box::pin(self.send_now(Message::Ping(Bytes::new()))).await
+                }
                 Some(out) = self.rx.recv() => Box::pin(self.write_batch(out)).await,
             };
             if let Err(exit) = step {

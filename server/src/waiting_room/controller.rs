@@ -272,7 +272,10 @@ impl Controller {
         let dt = now.duration_since(m.last_tick).as_secs_f64();
         m.last_tick = now;
         let rate = m.settings.rate.max(0.0);
-        let ceiling = (rate * 4.0 * TICK.as_secs_f64()).max(1.0);
+        // A burst of at most four ticks' worth after a pause; but a tick that itself took long
+        // (a loaded machine, a slow Postgres) earns what its time was worth, up to a second's,
+        // or the controller would admit at a fraction of the rate exactly when it falls behind.
+        let ceiling = (rate * (4.0 * TICK.as_secs_f64()).max(dt.min(1.0))).max(1.0);
         m.tokens = (m.tokens + rate * dt).min(ceiling);
         if view.status == "live" && view.drawn && !view.exhausted && m.tokens >= 1.0 {
             let want = m.tokens.floor() as u64;

@@ -312,6 +312,64 @@ async fn a_reader_that_falls_behind_on_seat_deltas_is_told_to_resync_and_recover
     node.shutdown().await;
 }
 
+/// A node too busy to run a connection's task for a while (here: its whole runtime blocked)
+/// wakes with the heartbeat's timer run out and the peer's pong waiting in the socket: the
+/// pong proves the peer alive, and the connection stays. The peer is a blocking client on a
+/// thread of its own, answering each ping 150 ms late, so the node is often waiting for a
+/// pong when it is blocked.
+#[tokio::test(flavor = "current_thread")]
+async fn a_pong_waiting_when_a_busy_node_wakes_keeps_the_connection() {
+    use tungstenite::client::IntoClientRequest as _;
+    let mut config = config();
+    config.hub.heartbeat_interval = Duration::from_millis(200);
+    config.hub.heartbeat_timeout = Duration::from_millis(300);
+    let node = TestNode::start(config).await;
+    let mut request = node.ws_url().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token("u1", &[])).parse().unwrap(),
+    );
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    let peer = std::thread::spawn(move || {
+        let (mut socket, _) = tungstenite::connect(request).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < until {
+            match socket.read() {
+                // Read (so answered) 150 ms after it came.
+                Ok(Message::Ping(_)) => {
+                    std::thread::sleep(Duration::from_millis(150));
+                    socket.flush().unwrap();
+                }
+                Ok(Message::Close(frame)) => {
+                    closed_tx.send(frame.map(|f| u16::from(f.code))).unwrap();
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    closed_tx.send(None).unwrap();
+                    panic!("socket error {e}");
+                }
+            }
+        }
+    });
+    // Block the node (the only thread of this runtime) fifteen times, 500 ms each, between
+    // stretches of random length where it runs (a fixed one could fall into step with the
+    // pings and always block between a pong and the next ping).
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..350))).await;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        closed_rx.try_recv().ok(),
+        None,
+        "a peer that answered every ping was closed"
+    );
+    node.shutdown().await;
+    // The node closed the socket on shutdown; the peer thread ends with it or by its clock.
+    let _ = tokio::task::spawn_blocking(move || peer.join()).await;
+}
+
 #[tokio::test]
 async fn a_peer_that_never_answers_pings_is_closed_with_4004() {
     let mut config = config();
