@@ -431,13 +431,15 @@ impl WaitingRoom {
         // so the first position is at worst a little high and the next push brings it down.
         // A buyer attaching again (a reconnect, another tab) was told a position before,
         // perhaps by another node: a view that knows fewer gaps ahead of it would show that
-        // position rising, so it gets a view of its own.
+        // position rising, so it gets a view of its own, of its place alone (a lost node's
+        // buyers all attach again at once, and a whole view of a place far back costs Redis
+        // a count per block ahead of it).
         let view = match self.cached_view(onsale).filter(|_| new) {
             Some(v) => v,
             None => self
                 .inner
                 .line
-                .view(onsale, place.seq)
+                .view_at(onsale, place.seq)
                 .await
                 .map_err(|e| unavailable(&e))?,
         };

@@ -6,7 +6,7 @@ use crate::common;
 
 use marquee_server::waiting_room::line::redis::RedisLine;
 use marquee_server::waiting_room::line::{
-    Admitted, Ending, Joined, Line, LineView, MemoryLine, Timing,
+    Admitted, Ending, Joined, Line, LineView, MemoryLine, Place, Timing,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -491,6 +491,122 @@ async fn a_staged_purchase_is_handed_out_once_at_admission(line: Line) {
     );
 }
 
+/// A pre-queue larger than one part of the draw is drawn in the given order (Redis draws it in
+/// parts), a place that left before the draw is a gap, and drawing again changes nothing.
+async fn a_large_pre_queue_is_drawn_in_order_and_a_repeated_draw_changes_nothing(line: Line) {
+    let onsale = Uuid::new_v4();
+    line.set_status(onsale, "pre_queue").await.unwrap();
+    let users: Vec<String> = (1..=4_500).map(|i| format!("u{i}")).collect();
+    for chunk in users.chunks(500) {
+        let joins: Vec<(&str, Option<&str>)> = chunk.iter().map(|u| (u.as_str(), None)).collect();
+        line.join_many(onsale, &joins).await.unwrap();
+    }
+    let mut order = line.close_pre_queue(onsale).await.unwrap();
+    assert_eq!(order.len(), 4_500);
+    order.reverse();
+    // Who holds which place, read back.
+    let before = line.places(onsale, &users).await.unwrap();
+    let by_id: std::collections::HashMap<String, String> = users
+        .iter()
+        .zip(&before)
+        .map(|(u, p)| (p.as_ref().unwrap().id.clone(), u.clone()))
+        .collect();
+    let leaver = by_id[&order[2_500]].clone();
+    assert!(line.leave(onsale, &leaver).await.unwrap());
+    line.draw(onsale, &order).await.unwrap();
+    let check = |places: Vec<Option<Place>>| {
+        for (user, place) in users.iter().zip(places) {
+            if *user == leaver {
+                assert_eq!(place, None);
+                continue;
+            }
+            let place = place.unwrap();
+            let rank = order.iter().position(|id| *id == place.id).unwrap() as u64;
+            assert_eq!(place.seq, rank + 1, "{user}");
+        }
+    };
+    check(line.places(onsale, &users).await.unwrap());
+    // The leaver's sequence (2,501, past the view's exact window, so counted from the next
+    // block boundary on) is a gap: 3,000 sequences before 3,001, one of them gone.
+    let whole = view(&line, onsale).await;
+    assert_eq!((whole.ahead(3_001), whole.ahead(2_500)), (Some(2_999), Some(2_499)));
+    assert_eq!(whole.waiting, 4_499);
+    // Drawn again (a controller that took over): nothing moves.
+    line.draw(onsale, &order).await.unwrap();
+    check(line.places(onsale, &users).await.unwrap());
+    let again = view(&line, onsale).await;
+    assert_eq!((again.ahead(3_001), again.waiting), (Some(2_999), 4_499));
+    let admitted = line.admit(onsale, 3, 10, T0, &timing()).await.unwrap();
+    let first: Vec<String> = order[..3].iter().map(|id| by_id[id].clone()).collect();
+    assert_eq!(users_of(&admitted), first);
+}
+
+fn users_of(admitted: &[Admitted]) -> Vec<String> {
+    admitted.iter().map(|a| a.user.clone()).collect()
+}
+
+/// The view of one place (what a buyer attaching again is told from) says of that place what
+/// the whole view says: ahead of it and whether it is gone, within the exact window and
+/// beyond it, on both sides of block boundaries, with gaps everywhere.
+async fn the_view_of_one_place_agrees_with_the_whole_view(line: Line) {
+    let onsale = live(&line).await;
+    let users: Vec<String> = (1..=5_600).map(|i| format!("u{i}")).collect();
+    for chunk in users.chunks(400) {
+        let joins: Vec<(&str, Option<&str>)> = chunk.iter().map(|u| (u.as_str(), None)).collect();
+        line.join_many(onsale, &joins).await.unwrap();
+    }
+    // Gaps: every 7th place leaves, and a run of 300 just past the first boundary after the
+    // window.
+    for (i, user) in users.iter().enumerate() {
+        let seq = i as u64 + 1;
+        if seq % 7 == 0 || (3_000..3_300).contains(&seq) {
+            line.leave(onsale, user).await.unwrap();
+        }
+    }
+    // The cursor moves on past some gaps: 120 admitted.
+    line.admit(onsale, 120, 10_000, T0, &timing())
+        .await
+        .unwrap();
+    let whole = view(&line, onsale).await;
+    assert!(whole.cursor > 100, "{}", whole.cursor);
+    let seqs = (1..=5_600u64)
+        .step_by(37)
+        .chain([
+            whole.cursor,
+            whole.cursor + 1,
+            whole.cursor + 2_000,
+            whole.cursor + 2_001,
+        ])
+        .chain([
+            2_999, 3_000, 3_001, 3_299, 3_300, 3_999, 4_000, 4_001, 5_600,
+        ]);
+    for seq in seqs {
+        let one = line.view_at(onsale, seq).await.unwrap();
+        assert_eq!(
+            (one.ahead(seq), one.is_gone(seq)),
+            (whole.ahead(seq), whole.is_gone(seq)),
+            "sequence {seq} (cursor {})",
+            whole.cursor
+        );
+        assert_eq!(
+            (
+                one.status.as_str(),
+                one.cursor,
+                one.waiting,
+                one.exhausted,
+                one.drawn
+            ),
+            (
+                whole.status.as_str(),
+                whole.cursor,
+                whole.waiting,
+                whole.exhausted,
+                whole.drawn
+            )
+        );
+    }
+}
+
 async fn a_batch_of_joins_is_answered_in_order_like_single_joins(line: Line) {
     let onsale = live(&line).await;
     let (p1, _) = placed(line.join(onsale, "u1", None).await.unwrap());
@@ -610,6 +726,8 @@ macro_rules! conformance {
             case!(an_account_is_recorded_in_at_most_its_cap_of_queues);
             case!(a_staged_purchase_is_handed_out_once_at_admission);
             case!(a_batch_of_joins_is_answered_in_order_like_single_joins);
+            case!(the_view_of_one_place_agrees_with_the_whole_view);
+            case!(a_large_pre_queue_is_drawn_in_order_and_a_repeated_draw_changes_nothing);
             case!(a_dead_nodes_connections_are_detached_and_its_buyers_grace_starts);
         }
     };

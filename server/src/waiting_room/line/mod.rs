@@ -553,6 +553,16 @@ impl Line {
         }
     }
 
+    /// What [`Line::view`] says of sequence `seq` (`ahead` and `is_gone` of it, and the
+    /// line's counts), without the rest: one count in Redis where the whole view of a place
+    /// far back takes one per block ahead of it. For a buyer attaching again, told from here.
+    pub async fn view_at(&self, onsale: Uuid, seq: u64) -> Result<LineView, LineError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| l.view(seq))),
+            Backend::Redis(r) => r.view_at(onsale, seq).await,
+        }
+    }
+
     /// A buyer's place, if they have one.
     pub async fn place(&self, onsale: Uuid, user: &str) -> Result<Option<Place>, LineError> {
         match &self.backend {

@@ -193,19 +193,32 @@ table.sort(ids)
 return ids
 ";
 
-const DRAW: &str = r"
+// The draw, in parts so that no one script holds Redis long (74,000 places took seconds on a
+// loaded machine, and every other client got BUSY meanwhile). DRAW_PART gives ARGV[2..] the
+// sequences from ARGV[1] on; a part repeated (a controller that took over) changes nothing.
+// DRAW_END marks the reserved sequences past the order gone and the line drawn; until then
+// nothing is admitted.
+const DRAW_PART: &str = r"
 local drawn, reserved = unpack(redis.call('HMGET', k_meta, 'drawn', 'reserved'))
 if drawn == '1' or not reserved then return 0 end
-for i, id in ipairs(ARGV) do
+local base = tonumber(ARGV[1])
+for j = 2, #ARGV do
+  local id, i = ARGV[j], base + j - 2
   local user = redis.call('HGET', k_owners, id)
   if user and redis.call('SREM', k_pre, id) == 1 then
     redis.call('ZADD', k_line, i, user)
     redis.call('HSET', k_places, user, id .. ':' .. i)
-  else
+  elseif not (user and redis.call('HGET', k_places, user) == id .. ':' .. i) then
     redis.call('ZADD', k_gone, i, i)
   end
 end
-for i = #ARGV + 1, tonumber(reserved) do
+return 1
+";
+
+const DRAW_END: &str = r"
+local drawn, reserved = unpack(redis.call('HMGET', k_meta, 'drawn', 'reserved'))
+if drawn == '1' or not reserved then return 0 end
+for i = tonumber(ARGV[1]) + 1, tonumber(reserved) do
   redis.call('ZADD', k_gone, i, i)
 end
 redis.call('HSET', k_meta, 'drawn', '1')
@@ -289,6 +302,43 @@ return {
 }
 ";
 
+const VIEW_AT: &str = r"
+-- The view of one place: what VIEW says of sequence ARGV[1] (its ahead and whether it is
+-- gone) at the cost of one count. ARGV: the sequence, the exact window. Within the window, the
+-- gaps up to it; beyond, the one count LineView::ahead reads for it, keyed by its block's start.
+local m = redis.call('HMGET', k_meta, 'cursor', 'admitted', 'exhausted', 'drawn')
+local cursor = m[1] or '0'
+local c = tonumber(cursor)
+local seq = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local last = redis.call('GET', k_seq) or '0'
+local function block(s)
+  if s < 100000 then return 1000 elseif s < 1000000 then return 10000 else return 100000 end
+end
+local gone = {}
+local counts = {}
+if seq > c and seq <= c + window then
+  gone = redis.call('ZRANGEBYSCORE', k_gone, '(' .. cursor, seq)
+elseif seq > c then
+  local start = math.floor(seq / block(seq)) * block(seq)
+  local after = c + window + 1
+  local first = math.floor(after / block(after)) * block(after) + block(after)
+  counts[1] = start
+  if start >= first then
+    -- A boundary of the whole view: the gaps below it.
+    counts[2] = redis.call('ZCOUNT', k_gone, '(' .. cursor, '(' .. start)
+  else
+    -- Below the whole view's first boundary it counts the window's gaps.
+    counts[2] = redis.call('ZCOUNT', k_gone, '(' .. cursor, c + window)
+  end
+end
+return {
+  redis.call('GET', k_status) or 'scheduled', cursor, m[2] or '0', m[3] or '0', m[4] or '0',
+  redis.call('ZCARD', k_line) + redis.call('SCARD', k_pre), redis.call('ZCARD', k_admitted),
+  last, gone, counts
+}
+";
+
 const PLACE: &str = r"
 local cur = redis.call('HGET', k_places, ARGV[1])
 if not cur then return {} end
@@ -337,10 +387,12 @@ pub struct RedisLine {
     leave: Script,
     finish: Script,
     close_pre_queue: Script,
-    draw: Script,
+    draw_part: Script,
+    draw_end: Script,
     admit: Script,
     expire: Script,
     view: Script,
+    view_at: Script,
     place: Script,
     places: Script,
     set_status: Script,
@@ -374,6 +426,52 @@ fn number(v: &Value) -> Result<u64, LineError> {
     }
 }
 
+/// A view from the reply of VIEW or VIEW_AT (the same shape).
+/// Places drawn by one script call (a few milliseconds of Redis's time each).
+const DRAW_PART_LEN: usize = 2_000;
+
+fn view_of(reply: &[Value]) -> Result<LineView, LineError> {
+    let [
+        status,
+        cursor,
+        admitted,
+        exhausted,
+        drawn,
+        waiting,
+        active,
+        last,
+        gone,
+        counts,
+    ] = reply
+    else {
+        return Err(corrupt(reply));
+    };
+    let numbers = |v: &Value| -> Result<Vec<u64>, LineError> {
+        match v {
+            Value::Array(values) => values.iter().map(number).collect(),
+            Value::Null => Ok(Vec::new()),
+            other => Err(corrupt(other)),
+        }
+    };
+    let gone = numbers(gone)?;
+    let gone_before = numbers(counts)?
+        .chunks_exact(2)
+        .map(|pair| (pair[0], pair[1]))
+        .collect();
+    Ok(LineView {
+        status: text(status)?,
+        cursor: number(cursor)?,
+        admitted_total: number(admitted)?,
+        exhausted: text(exhausted)? == "1",
+        drawn: text(drawn)? == "1",
+        waiting: number(waiting)?,
+        active: number(active)?,
+        last_seq: number(last)?,
+        gone,
+        gone_before,
+    })
+}
+
 fn optional_ms(v: &Value) -> Result<Option<u64>, LineError> {
     let s = text(v)?;
     if s.is_empty() {
@@ -399,10 +497,12 @@ impl RedisLine {
             leave: with_drop(LEAVE),
             finish: with_drop(FINISH),
             close_pre_queue: script(CLOSE_PRE_QUEUE),
-            draw: script(DRAW),
+            draw_part: script(DRAW_PART),
+            draw_end: script(DRAW_END),
             admit: script(ADMIT),
             expire: with_drop(EXPIRE),
             view: script(VIEW),
+            view_at: script(VIEW_AT),
             place: script(PLACE),
             places: script(PLACES),
             set_status: script(SET_STATUS),
@@ -636,8 +736,15 @@ impl RedisLine {
     }
 
     pub(crate) async fn draw(&self, onsale: Uuid, order: &[String]) -> Result<(), LineError> {
-        let args = order.iter().map(|id| id.as_str().into()).collect();
-        self.run(&self.draw, onsale, args).await.map(drop)
+        for (part, ids) in order.chunks(DRAW_PART_LEN).enumerate() {
+            let first = (part * DRAW_PART_LEN + 1) as i64;
+            let args = std::iter::once(first.into())
+                .chain(ids.iter().map(|id| id.as_str().into()))
+                .collect();
+            self.run(&self.draw_part, onsale, args).await?;
+        }
+        let args = vec![(order.len() as i64).into()];
+        self.run(&self.draw_end, onsale, args).await.map(drop)
     }
 
     pub(crate) async fn admit(
@@ -704,45 +811,16 @@ impl RedisLine {
             (super::EXACT_WINDOW as i64).into(),
         ];
         let reply = self.run_list(&self.view, onsale, args).await?;
-        let [
-            status,
-            cursor,
-            admitted,
-            exhausted,
-            drawn,
-            waiting,
-            active,
-            last,
-            gone,
-            counts,
-        ] = reply.as_slice()
-        else {
-            return Err(corrupt(reply));
-        };
-        let numbers = |v: &Value| -> Result<Vec<u64>, LineError> {
-            match v {
-                Value::Array(values) => values.iter().map(number).collect(),
-                Value::Null => Ok(Vec::new()),
-                other => Err(corrupt(other)),
-            }
-        };
-        let gone = numbers(gone)?;
-        let gone_before = numbers(counts)?
-            .chunks_exact(2)
-            .map(|pair| (pair[0], pair[1]))
-            .collect();
-        Ok(LineView {
-            status: text(status)?,
-            cursor: number(cursor)?,
-            admitted_total: number(admitted)?,
-            exhausted: text(exhausted)? == "1",
-            drawn: text(drawn)? == "1",
-            waiting: number(waiting)?,
-            active: number(active)?,
-            last_seq: number(last)?,
-            gone,
-            gone_before,
-        })
+        view_of(&reply)
+    }
+
+    pub(crate) async fn view_at(&self, onsale: Uuid, seq: u64) -> Result<LineView, LineError> {
+        let args = vec![
+            (seq.min(1 << 53) as i64).into(),
+            (super::EXACT_WINDOW as i64).into(),
+        ];
+        let reply = self.run_list(&self.view_at, onsale, args).await?;
+        view_of(&reply)
     }
 
     pub(crate) async fn place(&self, onsale: Uuid, user: &str) -> Result<Option<Place>, LineError> {
