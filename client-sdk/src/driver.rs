@@ -25,7 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use marquee_protocol::booking::{Command as Purchase, CommandResult, InboxMessage, InboxSnapshot};
 use marquee_protocol::{
     ClientMessage, CloseCode, Codec, ErrorBody, ErrorCode, Frame, Publication, RequestId,
-    ServerMessage, StreamPosition,
+    ServerMessage, StreamPosition, message::ResyncReason,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -49,6 +49,11 @@ type ResultReply = oneshot::Sender<Result<CommandResult, ClientError>>;
 
 /// How many delivered request ids the driver remembers, to drop a result delivered twice.
 const REMEMBERED_RESULTS: usize = 10_000;
+
+/// How long a client may wait, at random, before resubscribing to a channel whose stream the
+/// node lost (`resync` with `stream_interrupted`): what every subscriber of the node hears at
+/// once is spread over this long.
+const RESYNC_SPREAD: Duration = Duration::from_secs(3);
 
 /// What the [`Client`](crate::Client) handle asks of the driver.
 pub(crate) enum Command {
@@ -678,11 +683,24 @@ impl Driver {
     async fn on_server(&mut self, socket: &mut Socket, message: ServerMessage) -> Result<(), End> {
         match message {
             ServerMessage::Pub(publication) => self.on_publication(socket, publication).await,
-            ServerMessage::Resync { channel, .. } => {
-                if self.subs.get(&channel).is_some_and(|s| !s.in_flight) {
-                    self.send_subscribe(socket, &channel).await?;
+            ServerMessage::Resync { channel, reason } => {
+                let Some(sub) = self.subs.get_mut(&channel).filter(|s| !s.in_flight) else {
+                    return Ok(());
+                };
+                if reason == ResyncReason::StreamInterrupted {
+                    // The node lost its engine for a while (Redis restarted): every subscriber
+                    // of every channel on it hears this at once, and all of them resubscribing
+                    // that instant is a herd the engine cannot serve in time (each failure
+                    // retried). So after a random wait within RESYNC_SPREAD; publications
+                    // meanwhile are ignored, and replayed after the reply.
+                    sub.in_flight = true;
+                    let spread = RESYNC_SPREAD.as_millis() as u64;
+                    sub.retry_at = Some(
+                        Instant::now() + Duration::from_millis(rand::random_range(0..=spread)),
+                    );
+                    return Ok(());
                 }
-                Ok(())
+                self.send_subscribe(socket, &channel).await
             }
             ServerMessage::Subscribed {
                 id,

@@ -60,6 +60,13 @@ import { SeatMap } from './seatmap.js';
 /** @typedef {import('./marquee.js').WebSocketLike} WebSocketLike */
 /** @typedef {ReturnType<typeof setTimeout>} Timer */
 
+/**
+ * How long a client may wait, at random, before resubscribing to a channel whose stream the
+ * node lost (`resync` with `stream_interrupted`): what every subscriber of the node hears at
+ * once is spread over this long (the Rust SDK does the same).
+ */
+const RESYNC_SPREAD_MS = 3000;
+
 /** The WebSocket sub-protocol the SDK speaks. */
 export const SUBPROTOCOL = 'marquee.v1.json';
 
@@ -682,7 +689,7 @@ export class MarqueeClient {
       case 'pub':
         return this.#onPublication(message);
       case 'resync':
-        return this.#onResync(message.channel);
+        return this.#onResync(message.channel, message.reason);
       case 'reconnect':
         conn.advisedMs = typeof message.delay_ms === 'number' ? message.delay_ms : undefined;
         return;
@@ -1008,10 +1015,29 @@ export class MarqueeClient {
   }
 
   /** @param {string} channel */
-  #onResync(channel) {
+  /**
+   * @param {string} channel
+   * @param {string} [reason]
+   */
+  #onResync(channel, reason) {
     // The server sends nothing more on the channel until it is resubscribed (§5).
     const ch = this.#channels.get(channel);
-    if (ch && !ch.inFlight) this.#sendSubscribe(ch);
+    if (!ch || ch.inFlight) return;
+    if (reason === 'stream_interrupted') {
+      // The node lost its engine for a while (Redis restarted): every subscriber of every
+      // channel on it hears this at once, and all of them resubscribing that instant is a herd
+      // the engine cannot serve in time. So after a random wait within RESYNC_SPREAD_MS;
+      // publications meanwhile are ignored (in flight) and replayed after the reply.
+      ch.inFlight = true;
+      if (ch.retryTimer) clearTimeout(ch.retryTimer);
+      ch.retryTimer = setTimeout(() => {
+        ch.retryTimer = null;
+        ch.inFlight = false;
+        if (this.#channels.get(channel) === ch) this.#sendSubscribe(ch);
+      }, Math.random() * RESYNC_SPREAD_MS);
+      return;
+    }
+    this.#sendSubscribe(ch);
   }
 
   /**

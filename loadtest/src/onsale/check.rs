@@ -174,9 +174,28 @@ pub async fn invariants(
         })
         .collect();
     for (r, id, n) in lost.iter().take(10) {
+        // Whether a worker decided it, and when, against when the buyer sent it: a result
+        // stored and never delivered, or a command that never reached a worker.
+        let decided: Option<(f64, String)> = sqlx::query_as(
+            "select extract(epoch from created_at)::float8 * 1000, result->>'outcome'
+             from processed_request where user_id = $1 and request_id = $2",
+        )
+        .bind(&r.user)
+        .bind(id.as_str())
+        .fetch_optional(db)
+        .await?;
+        // The last hold's or the checkout's time (earlier refused holds share the last one's).
+        let sent_ms = if r.hold_request.as_deref() == Some(id.as_str()) || r.checkout_sent.is_none()
+        {
+            r.hold_sent
+        } else {
+            r.checkout_sent
+        };
         findings.push(format!(
-            "{} request {id}: {n} results delivered (exactly one is owed)",
-            r.user
+            "{} request {id}: {n} results delivered (exactly one is owed); sent at {sent_ms:?} ms, decided {}; {} reconnects",
+            r.user,
+            decided.map_or("never".to_owned(), |(at, outcome)| format!("at {at:.0} ms ({outcome})")),
+            r.reconnects,
         ));
     }
     Ok(Invariants {

@@ -359,6 +359,15 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
         &mut findings,
     )
     .await?;
+    // What the buyers saw of the positions that rose: the invariant is a count, these say why.
+    findings.extend(
+        records
+            .iter()
+            .flat_map(|r| r.errors.iter().map(move |e| (r, e)))
+            .filter(|(_, e)| e.starts_with("position rose"))
+            .take(5)
+            .map(|(r, e)| format!("{}: {e}", r.user)),
+    );
     for fault in &mut faults {
         fault.recovered_after_s = cluster.first_hold_after(fault.at_ms).await?;
     }

@@ -529,7 +529,10 @@ async fn a_large_pre_queue_is_drawn_in_order_and_a_repeated_draw_changes_nothing
     // The leaver's sequence (2,501, past the view's exact window, so counted from the next
     // block boundary on) is a gap: 3,000 sequences before 3,001, one of them gone.
     let whole = view(&line, onsale).await;
-    assert_eq!((whole.ahead(3_001), whole.ahead(2_500)), (Some(2_999), Some(2_499)));
+    assert_eq!(
+        (whole.ahead(3_001), whole.ahead(2_500)),
+        (Some(2_999), Some(2_499))
+    );
     assert_eq!(whole.waiting, 4_499);
     // Drawn again (a controller that took over): nothing moves.
     line.draw(onsale, &order).await.unwrap();
@@ -559,7 +562,7 @@ async fn the_view_of_one_place_agrees_with_the_whole_view(line: Line) {
     // window.
     for (i, user) in users.iter().enumerate() {
         let seq = i as u64 + 1;
-        if seq % 7 == 0 || (3_000..3_300).contains(&seq) {
+        if seq.is_multiple_of(7) || (3_000..3_300).contains(&seq) {
             line.leave(onsale, user).await.unwrap();
         }
     }
