@@ -208,7 +208,11 @@ async fn connect(spec: &BuyerSpec, n: usize, user: &str) -> Result<(Client, Even
 #[derive(Default)]
 struct Seen {
     status: Option<QueueStatus>,
+    /// The last position told, and of which place. A position belongs to its place: a place
+    /// that ended (told `ended` with its reason) and a new one taken by joining again start
+    /// over at the back, which is no rise of the old one.
     last_position: Option<u64>,
+    last_place: Option<String>,
     /// When the onsale starts (unix ms).
     start_ms: u64,
     /// The last few things seen, for the report of a position that rose.
@@ -270,6 +274,10 @@ async fn next_event(
     let event = tokio::time::timeout(left, events.next()).await.ok()??;
     match &event {
         Event::QueueStatus(status) => {
+            if seen.last_place.as_deref() != Some(status.place.as_str()) {
+                seen.last_place = Some(status.place.clone());
+                seen.last_position = None;
+            }
             if let (Some(before), Some(now)) = (seen.last_position, status.position)
                 && now > before
                 && status.reason.is_none()
@@ -487,12 +495,17 @@ async fn shop(
         record.sent.push(hold_id.clone());
         record.hold_request = Some(hold_id.clone());
         record.hold_sent = Some(now_ms());
-        let Some(held) = send(&client, record, &hold_id, command.clone(), &admission)
-            .await
-            .map_err(|e| format!("hold: {e}"))?
-        else {
-            finish(client, events, record, &mut seen).await;
-            return Ok(());
+        let held = match send(&client, record, &hold_id, command.clone(), &admission).await {
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                finish(client, events, record, &mut seen).await;
+                return Ok(());
+            }
+            // What was delivered before the error is still counted.
+            Err(e) => {
+                finish(client, events, record, &mut seen).await;
+                return Err(format!("hold: {e}"));
+            }
         };
         record.hold_result = Some(now_ms());
         match held.outcome {
@@ -508,7 +521,10 @@ async fn shop(
                     return Ok(());
                 }
             }
-            other => return Err(format!("hold answered {other:?}")),
+            other => {
+                finish(client, events, record, &mut seen).await;
+                return Err(format!("hold answered {other:?}"));
+            }
         }
     };
     // Some send the same command again, from a second tab (a client of its own): it must
@@ -541,12 +557,16 @@ async fn shop(
         event: event.clone(),
         hold,
     };
-    let Some(out) = send(&client, record, &checkout_id, checkout, &admission)
-        .await
-        .map_err(|e| format!("checkout: {e}"))?
-    else {
-        finish(client, events, record, &mut seen).await;
-        return Ok(());
+    let out = match send(&client, record, &checkout_id, checkout, &admission).await {
+        Ok(Some(out)) => out,
+        Ok(None) => {
+            finish(client, events, record, &mut seen).await;
+            return Ok(());
+        }
+        Err(e) => {
+            finish(client, events, record, &mut seen).await;
+            return Err(format!("checkout: {e}"));
+        }
     };
     let order = match out.outcome {
         Outcome::CheckedOut { order, .. } => order,

@@ -192,10 +192,11 @@ pub async fn invariants(
             r.checkout_sent
         };
         findings.push(format!(
-            "{} request {id}: {n} results delivered (exactly one is owed); sent at {sent_ms:?} ms, decided {}; {} reconnects",
+            "{} request {id}: {n} results delivered (exactly one is owed); sent at {sent_ms:?} ms, decided {}; {} reconnects; errors {:?}",
             r.user,
             decided.map_or("never".to_owned(), |(at, outcome)| format!("at {at:.0} ms ({outcome})")),
             r.reconnects,
+            r.errors.iter().take(3).collect::<Vec<_>>(),
         ));
     }
     Ok(Invariants {

@@ -116,9 +116,14 @@ struct SimulatedInner {
     http: Outgoing,
 }
 
-/// How many times the simulated provider calls the hook before giving up on an event (as real
-/// providers retry failed deliveries).
-const ATTEMPTS: u32 = 5;
+/// How long the simulated provider goes on calling the hook with an event before giving up,
+/// as real providers retry a failed delivery for hours or days: a node that cannot answer for
+/// a while (its database restarting, its pool full) must not cost the buyer a paid order. Well
+/// past any order's time to pay.
+const DELIVERY_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+/// The longest pause between two calls of the hook with one event.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 impl Simulated {
     /// A provider calling `hook_url` (the full URL of `/hooks/payments/simulated`).
@@ -167,11 +172,15 @@ impl Simulated {
 }
 
 impl SimulatedInner {
-    /// Calls the hook until it answers 2xx, up to [`ATTEMPTS`] times with growing pauses. Each
-    /// attempt is signed afresh, as a provider does.
+    /// Calls the hook until it answers 2xx, with pauses doubling from 200 ms up to
+    /// [`MAX_PAUSE`], for up to [`DELIVERY_WINDOW`]. Each attempt is signed afresh, as a
+    /// provider does.
     async fn deliver(&self, body: Bytes) {
         let mut pause = Duration::from_millis(200);
-        for attempt in 1..=ATTEMPTS {
+        let until = tokio::time::Instant::now() + DELIVERY_WINDOW;
+        let mut attempt = 0u32;
+        while tokio::time::Instant::now() < until {
+            attempt += 1;
             let header = signature::sign(
                 self.secret.expose().as_bytes(),
                 crate::clock::now_secs(),
@@ -193,9 +202,12 @@ impl SimulatedInner {
                 }
             }
             tokio::time::sleep(pause).await;
-            pause *= 2;
+            pause = (pause * 2).min(MAX_PAUSE);
         }
-        tracing::error!("simulated payment: event not delivered; the order will expire");
+        tracing::error!(
+            attempt,
+            "simulated payment: event not delivered; the order will expire"
+        );
     }
 }
 
