@@ -530,20 +530,26 @@ async fn shop(
     // Some send the same command again, from a second tab (a client of its own): it must
     // take no second effect and answer the first result.
     if rng.random_bool(spec.retry.clamp(0.0, 1.0)) {
-        let (tab, _tab_events) = connect(spec, n + 1, user).await?;
-        let again = tab
-            .command(hold_id.clone(), command, Some(admission.clone()))
-            .await;
-        record.retried.push(hold_id.clone());
-        match again.map(|r| r.outcome) {
-            Ok(Outcome::Held { hold: ref h, .. }) if *h == hold => {}
-            // The deadline came first: the tab's answer is not one of the buyer's results.
-            Err(marquee_client::ClientError::Timeout) => {}
-            other => record
-                .errors
-                .push(format!("a retried hold answered otherwise: {other:?}")),
+        // A tab that cannot connect (the deadline came, the nodes are busy) retries nothing;
+        // the buyer goes on with its first.
+        match connect(spec, n + 1, user).await {
+            Ok((tab, _tab_events)) => {
+                let again = tab
+                    .command(hold_id.clone(), command, Some(admission.clone()))
+                    .await;
+                record.retried.push(hold_id.clone());
+                match again.map(|r| r.outcome) {
+                    Ok(Outcome::Held { hold: ref h, .. }) if *h == hold => {}
+                    // The deadline came first: the tab's answer is not one of the buyer's results.
+                    Err(marquee_client::ClientError::Timeout) => {}
+                    other => record
+                        .errors
+                        .push(format!("a retried hold answered otherwise: {other:?}")),
+                }
+                tab.close().await;
+            }
+            Err(e) => record.errors.push(format!("second tab: {e}")),
         }
-        tab.close().await;
     }
     if rng.random_bool(spec.abandon.clamp(0.0, 1.0)) {
         // Walks away: the hold expires, the slot comes back when the admission ends.

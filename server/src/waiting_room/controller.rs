@@ -516,12 +516,14 @@ impl Controller {
     /// order: however the two fail in between, the published record and the line agree (a
     /// place that left meanwhile is a gap in the line, and still listed in the record).
     async fn go_live(&self, onsale: Uuid, m: &mut Managed) -> anyhow::Result<()> {
-        let places = self.line.close_pre_queue(onsale).await?;
+        // Read first: closing the pre-queue shows the line `live` until this tick sets the
+        // onsale's own status (`paused`, say), and a join in between would be told `live`.
         let recorded: Option<Vec<String>> =
             sqlx::query_scalar("select shuffle_order from onsale where onsale_id = $1")
                 .bind(onsale)
                 .fetch_one(&self.db)
                 .await?;
+        let places = self.line.close_pre_queue(onsale).await?;
         if places.is_empty() && recorded.is_none() {
             self.line.draw(onsale, &[]).await?;
             return Ok(());

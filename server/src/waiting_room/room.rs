@@ -116,6 +116,10 @@ struct Inner {
     ticks: AtomicU64,
     /// Where joins wait to be batched ([`batch_joins`]); started with the first join.
     joins: OnceLock<mpsc::Sender<JoinRequest>>,
+    /// Where closed connections wait to be detached in batches ([`batch_detaches`]); started
+    /// with the first close. Unbounded: a close cannot wait, and there is at most one entry per
+    /// connection that was open.
+    detaches: OnceLock<mpsc::UnboundedSender<Detach>>,
     /// The places each local connection is attached to, `(onsale, place id)`: detached when
     /// the connection closes, which starts the grace period if it was the place's last.
     attached: Mutex<HashMap<u64, Vec<(Uuid, String)>>>,
@@ -177,6 +181,49 @@ async fn batch_joins(line: Line, mut rx: mpsc::Receiver<JoinRequest>) {
                                 .send(Err(LineError::Unavailable(message.clone())));
                         }
                     }
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// A closed connection to detach from its place.
+struct Detach {
+    onsale: Uuid,
+    user: String,
+    place: String,
+}
+
+/// Detaches closed connections in batches, like [`batch_joins`]: whatever waits when a batch
+/// starts goes in it (up to [`JOIN_BATCH`], grouped by onsale). A lost node's buyers close
+/// together on the node they moved to as well as elsewhere; one call each timed out in
+/// Redis by the tens of thousands.
+async fn batch_detaches(line: Line, grace: Duration, mut rx: mpsc::UnboundedReceiver<Detach>) {
+    let in_flight = Arc::new(Semaphore::new(8));
+    while let Some(first) = rx.recv().await {
+        let mut groups: HashMap<Uuid, Vec<(String, String)>> = HashMap::new();
+        groups
+            .entry(first.onsale)
+            .or_default()
+            .push((first.user, first.place));
+        for _ in 1..JOIN_BATCH {
+            let Ok(next) = rx.try_recv() else { break };
+            groups
+                .entry(next.onsale)
+                .or_default()
+                .push((next.user, next.place));
+        }
+        for (onsale, closed) in groups {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let line = line.clone();
+            tokio::spawn(async move {
+                if let Err(e) = line.detach_many(onsale, &closed, now_ms(), grace).await {
+                    // The places then stay attached until their admission or the onsale
+                    // ends; the buyers lose nothing.
+                    tracing::warn!(error = %e, %onsale, connections = closed.len(), "detach failed");
                 }
                 drop(permit);
             });
@@ -300,6 +347,7 @@ impl WaitingRoom {
                 local: Mutex::default(),
                 ticks: AtomicU64::new(0),
                 joins: OnceLock::new(),
+                detaches: OnceLock::new(),
                 attached: Mutex::default(),
                 join_log,
                 join_records: Mutex::new(Some(join_records)),
@@ -713,14 +761,19 @@ impl WaitingRoom {
                 }
             }
         }
-        let (line, grace) = (self.inner.line.clone(), self.inner.timing.grace);
-        let (user, place) = (user.to_owned(), place.to_owned());
-        tokio::spawn(async move {
-            if let Err(e) = line.detach(onsale, &user, &place, now_ms(), grace).await {
-                // The place then stays attached until its admission or the onsale ends; the
-                // buyer loses nothing.
-                tracing::warn!(error = %e, %onsale, "detach failed");
-            }
+        let queue = self.inner.detaches.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(batch_detaches(
+                self.inner.line.clone(),
+                self.inner.timing.grace,
+                rx,
+            ));
+            tx
+        });
+        let _ = queue.send(Detach {
+            onsale,
+            user: user.to_owned(),
+            place: place.to_owned(),
         });
     }
 

@@ -491,6 +491,51 @@ async fn a_staged_purchase_is_handed_out_once_at_admission(line: Line) {
     );
 }
 
+/// Connections detached together are detached as one by one: a place's grace starts when its
+/// last connection goes, not before; an admitted place starts none; a detach naming a place
+/// that is no longer the buyer's changes nothing.
+async fn connections_detached_together_are_detached_as_one_by_one(line: Line) {
+    let onsale = live(&line).await;
+    // u4 first, and admitted (the cap lets one through).
+    let (p4, _) = placed(line.join(onsale, "u4", None).await.unwrap());
+    let admitted = line.admit(onsale, 1, 1, T0, &timing()).await.unwrap();
+    assert_eq!(users(&admitted), ["u4"]);
+    let (p1, _) = placed(line.join(onsale, "u1", None).await.unwrap());
+    line.join(onsale, "u1", None).await.unwrap(); // a second tab
+    let (p2, _) = placed(line.join(onsale, "u2", None).await.unwrap());
+    let (p3, _) = placed(line.join(onsale, "u3", None).await.unwrap());
+    line.join(onsale, "u3", None).await.unwrap();
+    let grace = timing().grace;
+    // u1's two tabs, u2's one, one of u3's two, u4's one, and a stale one naming a place
+    // that is not u3's.
+    let closed: Vec<(String, String)> = [
+        ("u1", p1.as_str()),
+        ("u2", p2.as_str()),
+        ("u1", p1.as_str()),
+        ("u3", p3.as_str()),
+        ("u3", "p-not-its-place"),
+        ("u4", p4.as_str()),
+    ]
+    .iter()
+    .map(|(u, p)| ((*u).to_owned(), (*p).to_owned()))
+    .collect();
+    line.detach_many(onsale, &closed, T0, grace).await.unwrap();
+    let deadline = T0 + grace.as_millis() as u64;
+    let early = line.expire(onsale, deadline - 1, 100).await.unwrap();
+    assert!(early.is_empty(), "{early:?}");
+    // u1 and u2 lost every connection: their grace ends; u3 keeps a tab; u4 is admitted.
+    let mut ended = line.expire(onsale, deadline + 1, 100).await.unwrap();
+    ended.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ended,
+        [
+            ("u1".to_owned(), Ending::GraceExpired),
+            ("u2".to_owned(), Ending::GraceExpired)
+        ]
+    );
+    assert!(line.place(onsale, "u3").await.unwrap().is_some());
+}
+
 /// A pre-queue larger than one part of the draw is drawn in the given order (Redis draws it in
 /// parts), a place that left before the draw is a gap, and drawing again changes nothing.
 async fn a_large_pre_queue_is_drawn_in_order_and_a_repeated_draw_changes_nothing(line: Line) {
@@ -731,6 +776,7 @@ macro_rules! conformance {
             case!(a_batch_of_joins_is_answered_in_order_like_single_joins);
             case!(the_view_of_one_place_agrees_with_the_whole_view);
             case!(a_large_pre_queue_is_drawn_in_order_and_a_repeated_draw_changes_nothing);
+            case!(connections_detached_together_are_detached_as_one_by_one);
             case!(a_dead_nodes_connections_are_detached_and_its_buyers_grace_starts);
         }
     };

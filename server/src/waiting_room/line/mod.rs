@@ -439,6 +439,29 @@ impl Line {
         }
     }
 
+    /// [`Line::detach`] for several closed connections, `(user, place)`, in one call.
+    pub async fn detach_many(
+        &self,
+        onsale: Uuid,
+        closed: &[(String, String)],
+        now_ms: u64,
+        grace: Duration,
+    ) -> Result<(), LineError> {
+        let deadline = now_ms + grace.as_millis() as u64;
+        let node = self.node();
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.with(onsale, |l| {
+                    for (user, place) in closed {
+                        l.detach(user, place, deadline, &node);
+                    }
+                });
+                Ok(())
+            }
+            Backend::Redis(r) => r.detach_many(onsale, closed, deadline, &node).await,
+        }
+    }
+
     /// Gives a place up at once. Returns whether there was one.
     pub async fn leave(&self, onsale: Uuid, user: &str) -> Result<bool, LineError> {
         match &self.backend {

@@ -141,6 +141,25 @@ end
 return 1
 ";
 
+/// DETACH for several connections at once: ARGV is the deadline, then (user, place) pairs.
+const DETACH_MANY: &str = r"
+local k_node = KEYS[#KEYS]
+local deadline = ARGV[1]
+for j = 2, #ARGV, 2 do
+  local user, place = ARGV[j], ARGV[j + 1]
+  if redis.call('HINCRBY', k_node, place, -1) <= 0 then redis.call('HDEL', k_node, place) end
+  local cur = redis.call('HGET', k_places, user)
+  if cur and string.match(cur, '^(.*):') == place
+     and redis.call('HINCRBY', k_presence, user, -1) <= 0 then
+    redis.call('HDEL', k_presence, user)
+    if not redis.call('ZSCORE', k_admitted, user) then
+      redis.call('ZADD', k_absent, deadline, user)
+    end
+  end
+end
+return 1
+";
+
 /// Detaches every connection a dead node had attached (the last key holds them).
 const DETACH_NODE: &str = r"
 local k_node = KEYS[#KEYS]
@@ -383,6 +402,7 @@ pub struct RedisLine {
     prefix: String,
     join: Script,
     detach: Script,
+    detach_many: Script,
     detach_node: Script,
     leave: Script,
     finish: Script,
@@ -493,6 +513,7 @@ impl RedisLine {
             prefix: prefix.to_owned(),
             join: script(JOIN),
             detach: script(DETACH),
+            detach_many: script(DETACH_MANY),
             detach_node: script(DETACH_NODE),
             leave: with_drop(LEAVE),
             finish: with_drop(FINISH),
@@ -682,6 +703,25 @@ impl RedisLine {
     ) -> Result<(), LineError> {
         let args = vec![user.into(), place.into(), (deadline as i64).into()];
         self.run_on_node(&self.detach, onsale, node, args)
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn detach_many(
+        &self,
+        onsale: Uuid,
+        closed: &[(String, String)],
+        deadline: u64,
+        node: &str,
+    ) -> Result<(), LineError> {
+        let args = std::iter::once((deadline as i64).into())
+            .chain(
+                closed
+                    .iter()
+                    .flat_map(|(user, place)| [user.as_str().into(), place.as_str().into()]),
+            )
+            .collect();
+        self.run_on_node(&self.detach_many, onsale, node, args)
             .await
             .map(drop)
     }
