@@ -25,6 +25,15 @@ fn config(pool: &PgPool, grace: Duration) -> marquee_server::Config {
     config
 }
 
+/// [`config`] on the real Redis, under a prefix of its own (returned).
+fn redis_config(pool: &PgPool, grace: Duration) -> (marquee_server::Config, String) {
+    let prefix = common::unique_prefix();
+    let mut c = config(pool, grace);
+    c.redis_url = Some(Secret::new(common::redis_url()));
+    c.redis_prefix = prefix.clone();
+    (c, prefix)
+}
+
 /// Puts the shop's onsale behind the waiting room with these settings.
 async fn gate(pool: &PgPool, shop: &Shop, status: &str, rate: f64, cap: i32) -> Uuid {
     sqlx::query_scalar(
@@ -543,10 +552,7 @@ async fn one_place_per_account_across_two_nodes_kept_through_the_grace_period(po
 async fn a_killed_nodes_buyers_keep_their_places_and_admissions_or_start_their_grace(pool: PgPool) {
     let shop = shop(&pool, ShopSpec::default()).await;
     let onsale = gate(&pool, &shop, "live", 20.0, 1).await;
-    let prefix = common::unique_prefix();
-    let mut c = config(&pool, Duration::from_secs(2));
-    c.redis_url = Some(Secret::new(common::redis_url()));
-    c.redis_prefix = prefix.clone();
+    let (c, prefix) = redis_config(&pool, Duration::from_secs(2));
     let b = TestNode::start(c).await;
     // Node a is a process of its own, killed (SIGKILL) with buyers on it: its connections
     // never detach, and only its missing heartbeat tells the cluster.
@@ -720,10 +726,7 @@ async fn a_node_silent_too_long_takes_one_new_presence_and_keeps_its_buyers(pool
     use fred::prelude::SortedSetsInterface as _;
     let shop = shop(&pool, ShopSpec::default()).await;
     let onsale = gate(&pool, &shop, "paused", 5.0, 100).await;
-    let prefix = common::unique_prefix();
-    let mut c = config(&pool, Duration::from_secs(2));
-    c.redis_url = Some(Secret::new(common::redis_url()));
-    c.redis_prefix = prefix.clone();
+    let (c, prefix) = redis_config(&pool, Duration::from_secs(2));
     let node = TestNode::start(c).await;
     let mut first = connect(&node, &shop, "first").await;
     let kept = join(&mut first, 1, onsale).await;

@@ -428,15 +428,8 @@ impl Line {
         now_ms: u64,
         grace: Duration,
     ) -> Result<(), LineError> {
-        let deadline = now_ms + grace.as_millis() as u64;
-        let node = self.node();
-        match &self.backend {
-            Backend::Memory(m) => {
-                m.with(onsale, |l| l.detach(user, place, deadline, &node));
-                Ok(())
-            }
-            Backend::Redis(r) => r.detach(onsale, user, place, deadline, &node).await,
-        }
+        let closed = [(user.to_owned(), place.to_owned())];
+        self.detach_many(onsale, &closed, now_ms, grace).await
     }
 
     /// [`Line::detach`] for several closed connections, `(user, place)`, in one call.

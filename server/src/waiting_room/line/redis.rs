@@ -126,23 +126,10 @@ end
 return out
 ";
 
+/// Detaches closed connections: ARGV is the deadline, then (user, place) pairs. A place whose
+/// last connection went starts its grace period (waiting places only); a pair naming a place
+/// that is no longer the user's only lowers the node's count of it.
 const DETACH: &str = r"
--- The last key is the detaching node's attachments.
-local k_node = KEYS[#KEYS]
-local user = ARGV[1]
-if redis.call('HINCRBY', k_node, ARGV[2], -1) <= 0 then redis.call('HDEL', k_node, ARGV[2]) end
-local cur = redis.call('HGET', k_places, user)
-if not cur or string.match(cur, '^(.*):') ~= ARGV[2] then return 0 end
-if redis.call('HINCRBY', k_presence, user, -1) > 0 then return 0 end
-redis.call('HDEL', k_presence, user)
-if not redis.call('ZSCORE', k_admitted, user) then
-  redis.call('ZADD', k_absent, ARGV[3], user)
-end
-return 1
-";
-
-/// DETACH for several connections at once: ARGV is the deadline, then (user, place) pairs.
-const DETACH_MANY: &str = r"
 local k_node = KEYS[#KEYS]
 local deadline = ARGV[1]
 for j = 2, #ARGV, 2 do
@@ -401,7 +388,6 @@ pub struct RedisLine {
     client: fred::clients::Client,
     prefix: String,
     join: Script,
-    detach: Script,
     detach_many: Script,
     detach_node: Script,
     leave: Script,
@@ -512,8 +498,7 @@ impl RedisLine {
             client,
             prefix: prefix.to_owned(),
             join: script(JOIN),
-            detach: script(DETACH),
-            detach_many: script(DETACH_MANY),
+            detach_many: script(DETACH),
             detach_node: script(DETACH_NODE),
             leave: with_drop(LEAVE),
             finish: with_drop(FINISH),
@@ -691,20 +676,6 @@ impl RedisLine {
                 }
             })
             .collect()
-    }
-
-    pub(crate) async fn detach(
-        &self,
-        onsale: Uuid,
-        user: &str,
-        place: &str,
-        deadline: u64,
-        node: &str,
-    ) -> Result<(), LineError> {
-        let args = vec![user.into(), place.into(), (deadline as i64).into()];
-        self.run_on_node(&self.detach, onsale, node, args)
-            .await
-            .map(drop)
     }
 
     pub(crate) async fn detach_many(
