@@ -170,6 +170,16 @@ impl ConnShared {
         self.raise(signal::LATEST);
     }
 
+    /// Forgets the unwritten latest value of `key`, if any: the caller is answering a request
+    /// with a value of `key` computed after it (the answer is written first, the connection
+    /// being busy with the request, so the older push would follow it and undo it).
+    pub fn discard_latest(&self, key: &str) {
+        self.latest
+            .lock()
+            .expect("latest lock")
+            .retain(|(k, _)| **k != *key);
+    }
+
     /// Takes the unwritten latest-value pushes, in the order their keys first came.
     pub fn take_latest(&self) -> Vec<ServerMessage> {
         std::mem::take(&mut *self.latest.lock().expect("latest lock"))

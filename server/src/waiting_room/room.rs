@@ -45,11 +45,14 @@ pub(crate) const POSITION_TICKS: u64 = 4;
 /// first move after a join or a change of state still goes out within a second). With everyone's
 /// position moving at every admission, a push a second to each of 100,000 waiting buyers is
 /// 100,000 messages a second for numbers nobody far back needs that often; spaced this way,
-/// the same crowd gets about 11,000 a second, and the buyers within a thousand places of the
+/// the same crowd gets about 6,300 a second, and the buyers within a thousand places of the
 /// front still see every second. (Large waiting rooms refresh far-back positions every
-/// 10–30 s.)
+/// 10–30 s.) Up to 30 s, not 10: at the full-size onsale (84,000 waiting) a ceiling of 10 s
+/// was 12,000 pushes a second, about half a core between the nodes' encoding and the
+/// clients' decoding, for positions tens of thousands of places back whose wait is measured
+/// in minutes.
 pub(crate) const POSITION_STEP: u64 = 1000;
-pub(crate) const MAX_POSITION_SECONDS: u64 = 10;
+pub(crate) const MAX_POSITION_SECONDS: u64 = 30;
 
 /// Ticks between two position-only pushes to a buyer whose last pushed position is `position`.
 pub(crate) fn position_ticks(position: Option<u64>) -> u64 {
@@ -515,6 +518,10 @@ impl WaitingRoom {
         }
         let mut status = self.status(onsale, tenant, user, &buyer.place, &view, eta);
         status.reason = status.reason.or(reason);
+        // A push to this connection that a tick made before now (under this lock) is older
+        // than this answer, and still unwritten while the connection waits for the answer:
+        // written after it, it would show the position rising again.
+        conn.discard_latest(&status.onsale);
         buyer.sent = Some(status.clone());
         buyer.glance = Some(Glance::of(&buyer.place, &view, now_ms()));
         buyer.position_sent_tick = self.inner.ticks.load(Ordering::Relaxed);
@@ -1221,6 +1228,8 @@ mod tests {
         assert_eq!(seconds(Some(1001)), 2);
         assert_eq!(seconds(Some(5000)), 5);
         assert_eq!(seconds(Some(10_000)), 10);
+        assert_eq!(seconds(Some(30_000)), 30);
+        assert_eq!(seconds(Some(30_001)), 30);
         assert_eq!(seconds(Some(2_000_000)), MAX_POSITION_SECONDS);
     }
 }

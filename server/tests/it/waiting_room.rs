@@ -1314,3 +1314,97 @@ async fn an_operator_opening_the_pre_queue_publishes_its_commitment_at_once(pool
     assert_eq!(published, commitment);
     node.shutdown().await;
 }
+
+/// A connection answers a join while a tick's push to it waits unwritten (the connection task
+/// is busy with the request): the answer is written first, so a push made before it would
+/// follow it and show the position rising again. Seen at full size with retried joins.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_push_older_than_a_join_answer_is_never_written_after_it(pool: PgPool) {
+    use marquee_server::admission::AdmissionKey;
+    use marquee_server::auth::Identity;
+    use marquee_server::hub::registry::{ConnShared, signal};
+    use marquee_server::waiting_room::WaitingRoom;
+    use marquee_server::waiting_room::line::{Line, MemoryLine, Timing};
+    use marquee_server::waiting_room::room::JoinLimits;
+    use std::sync::Arc;
+
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let onsale = gate(&pool, &shop, "live", 1.0, 10).await;
+    let line = Line::memory(Arc::new(MemoryLine::default()));
+    line.close_pre_queue(onsale).await.unwrap();
+    line.draw(onsale, &[]).await.unwrap();
+    let room = WaitingRoom::new(
+        line.clone(),
+        pool.clone(),
+        Some(AdmissionKey::new(&Secret::new(ADMISSION_SECRET))),
+        Timing {
+            grace: Duration::from_secs(60),
+            admission_ttl: Duration::from_secs(600),
+            show_window: Duration::from_secs(30),
+        },
+        JoinLimits::default(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(room.clone().run(stop.clone()));
+    let buyer = |user: &str| Identity {
+        user: user.to_owned(),
+        tenant: Some(shop.tenant.to_string()),
+        roles: Vec::new(),
+        expires_at: u64::MAX,
+        sid: None,
+    };
+    let raw_onsale = onsale.to_string();
+    // `a` and `c` ahead of `b`, whose connection this is.
+    for user in ["a", "c"] {
+        let (other, _) = ConnShared::new(rand::random(), 16);
+        room.join(&buyer(user), &other, None, &raw_onsale, None, None)
+            .await
+            .unwrap();
+    }
+    let (conn, _outbound) = ConnShared::new(1, 16);
+    let (_, first) = room
+        .join(&buyer("b"), &conn, None, &raw_onsale, None, None)
+        .await
+        .unwrap();
+    assert_eq!(first.position, Some(3));
+
+    // `a` leaves: a tick pushes position 2, and the connection does not write it yet.
+    assert!(line.leave(onsale, "a").await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while conn.peek_flags() & signal::LATEST == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no push after a buyer ahead left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // `c` leaves, and the busy connection answers `b`'s join again (a retry, or a reconnect's
+    // rejoin) from a view that knows it: position 1.
+    assert!(line.leave(onsale, "c").await.unwrap());
+    let (_, answer) = room
+        .join(
+            &buyer("b"),
+            &conn,
+            None,
+            &raw_onsale,
+            Some(&first.place),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.position, Some(1));
+    // What the connection writes after the answer never says more buyers are ahead.
+    let after: Vec<Option<u64>> = conn
+        .take_latest()
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::QueueStatus(s) => Some(s.position),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        after.iter().all(|p| *p <= answer.position),
+        "written after the answer of position 1: {after:?}"
+    );
+    stop.cancel();
+}
