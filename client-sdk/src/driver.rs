@@ -279,6 +279,12 @@ impl Driver {
         // too busy to greet one more connection, when the application starts is no reason to
         // give up while another may take it.
         let mut untried = self.config.urls.len().saturating_sub(1);
+        // Once connected, each wait before reconnecting starts a round: a URL whose node
+        // cannot be reached (nothing listens, no answer) is followed at once by the next, and
+        // only when every URL failed in a row does the client wait again. A node that is gone
+        // (killed, not yet out of the list) would otherwise cost a whole backoff delay, up to
+        // 20 s, each time the rotation came to it.
+        let mut round_left = 0;
         loop {
             let (delay, code, reason) = match self.connect().await {
                 Ok((socket, welcome)) => {
@@ -286,6 +292,7 @@ impl Driver {
                         let _ = ready.send(Ok(()));
                     }
                     self.backoff.reset();
+                    round_left = self.config.urls.len().saturating_sub(1);
                     match self.session(socket, welcome).await {
                         End::Stop => return,
                         End::Reconnect {
@@ -315,6 +322,10 @@ impl Driver {
                     }
                     let advised = match &error {
                         ClientError::OverCapacity { retry_after } => *retry_after,
+                        ClientError::Connect(_) if round_left > 0 => {
+                            round_left -= 1;
+                            Some(Duration::ZERO)
+                        }
                         _ => None,
                     };
                     (advised, None, error.to_string())
@@ -322,6 +333,9 @@ impl Driver {
             };
             self.fail_pending();
             let delay = delay.unwrap_or_else(|| self.backoff.next_delay());
+            if !delay.is_zero() {
+                round_left = self.config.urls.len().saturating_sub(1);
+            }
             self.url_index = (self.url_index + 1) % self.config.urls.len().max(1);
             self.emit(Event::Disconnected {
                 code,

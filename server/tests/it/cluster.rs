@@ -324,3 +324,45 @@ async fn the_sdk_starts_on_the_next_node_when_the_first_is_down() {
     client.close().await;
     node.shutdown().await;
 }
+
+/// A client whose node is gone tries its other URLs at once when one of them cannot be
+/// reached either (a node killed and still in the list): it waits its backoff only after
+/// every URL failed in a row, not each time the rotation comes to a dead one.
+#[tokio::test]
+async fn the_sdk_passes_over_an_unreachable_url_without_waiting() {
+    let prefix = unique_prefix();
+    let mut draining = redis_config(&prefix);
+    draining.hub.reconnect_spread = Duration::ZERO; // advice: reconnect at once
+    let a = TestNode::start(draining).await;
+    let b = TestNode::start(redis_config(&prefix)).await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("ws://{}/ws", listener.local_addr().unwrap())
+    };
+    let mut config = ClientConfig::with_urls([a.ws_url(), dead, b.ws_url()]);
+    // A backoff this long would show if the unreachable URL cost a wait.
+    config.backoff_base = Duration::from_secs(30);
+    config.backoff_cap = Duration::from_secs(30);
+    let (client, mut events) = Client::connect(config, TokenProvider::fixed(token("u1", &[])))
+        .await
+        .unwrap();
+    a.shutdown().await;
+    let mut waits = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("connected again within 10 s")
+        {
+            Some(Event::Disconnected { reconnect_in, .. }) => waits.push(reconnect_in),
+            // The first session's, before `a` went.
+            Some(Event::Connected { .. }) if waits.is_empty() => {}
+            Some(Event::Connected { .. }) => break,
+            Some(_) => {}
+            None => panic!("client closed"),
+        }
+    }
+    // The drain's advice (at once), then the unreachable URL passed over at once.
+    assert_eq!(waits, vec![Some(Duration::ZERO), Some(Duration::ZERO)]);
+    client.close().await;
+    b.shutdown().await;
+}
