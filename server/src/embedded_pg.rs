@@ -186,6 +186,13 @@ impl EmbeddedPostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The postmaster's process id, from its `postmaster.pid` (the child this handle started
+    /// may be `runuser`).
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pidfile = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid")).ok()?;
+        pidfile.lines().next()?.trim().parse().ok()
+    }
+
     /// Where the data lives (deleted on drop).
     pub fn dir(&self) -> &Path {
         &self.dir

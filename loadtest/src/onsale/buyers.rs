@@ -100,6 +100,9 @@ pub struct BuyerRecord {
     /// Reconnects the SDK made, and why each connection was lost (close code and reason).
     pub reconnects: u32,
     pub disconnects: std::collections::BTreeMap<String, u32>,
+    /// Sessions the SDK opened (welcomes), its own first included: a reconnect attempt that
+    /// failed counts in `reconnects` but not here.
+    pub connects: u32,
     /// What went wrong on the client side.
     pub errors: Vec<String>,
     /// It closed the tab and was answered again only after the grace period (reconnecting
@@ -307,7 +310,10 @@ async fn next_event(
             *record.disconnects.entry(key).or_default() += 1;
             seen.note("disconnected");
         }
-        Event::Connected { .. } => seen.note("connected"),
+        Event::Connected { .. } => {
+            record.connects += 1;
+            seen.note("connected");
+        }
         _ => {}
     }
     Some(event)

@@ -192,10 +192,12 @@ pub async fn invariants(
             r.checkout_sent
         };
         findings.push(format!(
-            "{} request {id}: {n} results delivered (exactly one is owed); sent at {sent_ms:?} ms, decided {}; {} reconnects; errors {:?}",
+            "{} request {id}: {n} results delivered (exactly one is owed); sent at {sent_ms:?} ms, decided {}; {} reconnects, {} sessions welcomed, lost connections {:?}; errors {:?}",
             r.user,
             decided.map_or("never".to_owned(), |(at, outcome)| format!("at {at:.0} ms ({outcome})")),
             r.reconnects,
+            r.connects,
+            r.disconnects,
             r.errors.iter().take(3).collect::<Vec<_>>(),
         ));
     }

@@ -54,6 +54,12 @@ impl Drop for Proc {
 pub struct Usage {
     pub cpu_s: f64,
     pub peak_rss_mib: f64,
+    /// The process last read, and what the ones before it under this name used (a killed
+    /// process started again counts from zero).
+    #[serde(skip)]
+    pid: u32,
+    #[serde(skip)]
+    before_s: f64,
 }
 
 /// The grace period of the nodes the run starts: how long a place whose buyer closed the tab
@@ -112,6 +118,8 @@ pub struct OnsaleCluster {
     /// HS256 secret the nodes trust.
     pub secret: String,
     usage: BTreeMap<String, Usage>,
+    /// Processes not the cluster's own whose usage is reported too ([`Cluster::watch`]).
+    watched: Vec<(String, u32)>,
     /// The waiting room's line, read for the counts over time.
     line: Option<marquee_server::waiting_room::line::Line>,
     setup: Setup,
@@ -170,6 +178,7 @@ impl OnsaleCluster {
                 workers: Vec::new(),
                 secret: secret.clone(),
                 usage: BTreeMap::new(),
+                watched: Vec::new(),
                 line: None,
                 // Nothing is started.
                 setup: Setup {
@@ -182,6 +191,7 @@ impl OnsaleCluster {
         }
         let setup = Setup::detect(String::new())?;
         let pg = EmbeddedPostgres::start().await?;
+        favour_postgres(&pg);
         let pool = PgPool::connect(&pg.url()).await?;
         marquee_server::db::MIGRATOR.run(&pool).await?;
         pool.close().await;
@@ -223,6 +233,7 @@ impl OnsaleCluster {
             workers: Vec::new(),
             secret,
             usage: BTreeMap::new(),
+            watched: Vec::new(),
             line: None,
             setup,
             env,
@@ -287,6 +298,7 @@ impl OnsaleCluster {
             .stderr(Stdio::null())
             .spawn()
             .context("starting redis-server (Debian: apt-get install redis-server)")?;
+        favour(&[child.id()]);
         self.redis = Some(child);
         wait_listening(format!("127.0.0.1:{}", self.redis_port).parse()?).await
     }
@@ -416,15 +428,25 @@ impl OnsaleCluster {
 
     /// Counts over time (the line's, and Postgres's) and each process's memory and CPU.
     pub async fn sample(&mut self, onsale: uuid::Uuid) -> Value {
-        for proc in self.nodes.iter().chain(&self.workers) {
-            if let Some(pid) = proc.pid() {
-                let usage = self.usage.entry(proc.name.clone()).or_default();
-                if let Some(cpu) = cpu_seconds(pid) {
-                    usage.cpu_s = cpu;
-                }
-                if let Some(rss) = rss_bytes(pid) {
-                    usage.peak_rss_mib = usage.peak_rss_mib.max(rss as f64 / 1048576.0);
-                }
+        let pids: Vec<(String, u32)> = self
+            .nodes
+            .iter()
+            .chain(&self.workers)
+            .filter_map(|p| Some((p.name.clone(), p.pid()?)))
+            .chain(self.redis.as_ref().map(|c| ("redis".to_owned(), c.id())))
+            .chain(self.watched.iter().cloned())
+            .collect();
+        for (name, pid) in pids {
+            let usage = self.usage.entry(name).or_default();
+            if usage.pid != pid {
+                usage.before_s = usage.cpu_s;
+                usage.pid = pid;
+            }
+            if let Some(cpu) = cpu_seconds(pid) {
+                usage.cpu_s = usage.before_s + cpu;
+            }
+            if let Some(rss) = rss_bytes(pid) {
+                usage.peak_rss_mib = usage.peak_rss_mib.max(rss as f64 / 1048576.0);
             }
         }
         let line = match &self.line {
@@ -470,6 +492,9 @@ impl OnsaleCluster {
                     .context("only a PostgreSQL the run started can be restarted")?
                     .restart()
                     .await?;
+                if let Some(pg) = &self.pg {
+                    favour_postgres(pg);
+                }
             }
             other => bail!("unknown fault {other}"),
         }
@@ -509,9 +534,97 @@ impl OnsaleCluster {
     }
 
     /// What each process used.
+    /// Also reports the CPU and memory of `pid` under `name` (the buyers' processes: on one
+    /// machine, what the load generator takes is what the servers do not get).
+    pub fn watch(&mut self, name: String, pid: u32) {
+        self.watched.push((name, pid));
+    }
+
     pub fn usage(&self) -> &BTreeMap<String, Usage> {
         &self.usage
     }
+}
+
+/// How much the run favours the Redis and PostgreSQL it starts over every other process
+/// (a nice value). On one machine the scheduler shares the cores evenly among the processes
+/// that want them: with 8 buyers processes and 9 Marquee processes busy, Redis, which every
+/// node waits on, got one seventeenth of the machine, and its latency grew into time-outs
+/// that the nodes retried. A deployment runs Redis and PostgreSQL on hosts of their own;
+/// this is the nearest one machine comes to that. Without the privilege to raise priority
+/// (`CAP_SYS_NICE`) the run goes on at equal priority and says so.
+const FAVOUR_NICE: &str = "-10";
+
+/// Raises the scheduling priority of `pids` ([`FAVOUR_NICE`]) with `renice`, one at a time:
+/// the first is the server itself, whose refusal the report notes; the rest are its helper
+/// processes, one of which may have exited since it was listed.
+fn favour(pids: &[u32]) {
+    let renice = |pid: &u32| {
+        std::process::Command::new("renice")
+            .args(["-n", FAVOUR_NICE, "-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let Some((first, rest)) = pids.split_first() else {
+        return;
+    };
+    let ok = renice(first);
+    for pid in rest {
+        renice(pid);
+    }
+    if !ok {
+        FAVOUR_REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            ?pids,
+            "cannot raise the priority of Redis or PostgreSQL; they share the machine equally"
+        );
+    }
+}
+
+/// Set when [`favour`] could not raise a priority.
+static FAVOUR_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What the report says of the priorities of the Redis and PostgreSQL the run started.
+pub fn priority_note() -> String {
+    if FAVOUR_REFUSED.load(std::sync::atomic::Ordering::Relaxed) {
+        "Redis and PostgreSQL could not be favoured (no CAP_SYS_NICE): every process shared the cores equally".to_owned()
+    } else {
+        format!(
+            "Redis and PostgreSQL ran at nice {FAVOUR_NICE}, as on hosts of their own; Marquee and the buyers at 0"
+        )
+    }
+}
+
+/// [`favour`] for the postmaster and the processes it started (those it starts later inherit
+/// its priority).
+fn favour_postgres(pg: &EmbeddedPostgres) {
+    let Some(postmaster) = pg.postmaster_pid() else {
+        return;
+    };
+    let mut pids = vec![postmaster];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // The parent is the fourth field of `stat`, after the name in parentheses.
+            let parent = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = stat.rsplit_once(')')?.1;
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if parent == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+    }
+    favour(&pids);
 }
 
 /// Two connections, opened on first use: the run's own reads never crowd the servers'.

@@ -27,7 +27,7 @@ use tokio::io::AsyncReadExt as _;
 
 // The JSON report's `onsale` object: `invariants` (each a count that must be 0), `figures`,
 // `faults` (what struck when, and how long until a hold was committed again), `processes` (CPU
-// seconds and peak RSS of each server process) and `timeline` (held, sold and paid over time).
+// seconds and peak RSS of each server process, Redis and each buyers process) and `timeline` (held, sold and paid over time).
 
 /// The onsale scenario's options. With none, it is the CI-sized run: 2,000 buyers for 1,000
 /// tickets, with faults, in well under two minutes.
@@ -256,6 +256,9 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
             .kill_on_drop(true)
             .spawn()
             .context("starting a buyers process")?;
+        if let Some(pid) = child.id() {
+            cluster.watch(format!("buyers-{p}"), pid);
+        }
         // Read its output as it comes (a pipe left unread would stop it once full).
         let mut stdout = child.stdout.take().context("the buyers' output")?;
         clients.push(tokio::spawn(async move {
@@ -394,6 +397,9 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
         shape.describe(),
         args.processes
     )];
+    if matches!(shape, Shape::Cluster { .. } | Shape::Memory) {
+        notes.push(cluster::priority_note());
+    }
     if !ok {
         notes.push(format!("INVARIANTS BROKEN: {verdict:?}"));
     }
