@@ -572,7 +572,7 @@ fn onsales(reports: &[Report]) -> String {
                 })
                 .collect();
             out.push_str(&format!(
-                "\nServer processes in `{}`: {}.\n",
+                "\nProcesses in `{}`: {}.\n",
                 r.scenario,
                 list.join("; ")
             ));

@@ -184,7 +184,10 @@ describe('the server agrees', () => {
     const api = adminApi(node, tenant);
     await api.put('/v1/admin/tenant', { name: 'Shuffle tests' });
     const venue = await api.post('/v1/admin/venues', { name: 'Hall', city: 'Porto' });
-    const event = await seedPrequeueEvent(node, { tenant, venueId: venue.venue_id, name: 'Fair night', startsInMs: 5500 });
+    // Twelve seconds to the start: the dashboard must be seen in the pre-queue first, and on a
+    // loaded 2-core machine starting the node and the browser and loading the page took 7.7 s
+    // of a 5.5 s window once (the page, rightly, already said `live`).
+    const event = await seedPrequeueEvent(node, { tenant, venueId: venue.venue_id, name: 'Fair night', startsInMs: 12000 });
     const drawUrl = `${node.httpUrl}/v1/tenants/${tenant}/onsales/${event.onsaleId}/draw`;
 
     // An operator follows the onsale from before the start.
