@@ -71,6 +71,12 @@ pub struct ClientConfig {
     pub command_resend: Duration,
     /// Whom `wss://` URLs trust: the webpki roots, plus private CAs added here.
     pub tls: crate::tls::Tls,
+    /// The local address connections are made from; by default the system chooses. For a
+    /// host with several addresses, and for load generators: every connection from one
+    /// address to one node needs a port of its own, and a few tens of thousands of them
+    /// (closed ones linger a minute) leave the kernel searching its whole port range on every
+    /// connect.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl ClientConfig {
@@ -87,6 +93,7 @@ impl ClientConfig {
             command_timeout: Duration::from_secs(30),
             command_resend: Duration::from_secs(10),
             tls: crate::tls::Tls::default(),
+            local_address: None,
         }
     }
 

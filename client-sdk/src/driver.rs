@@ -44,6 +44,59 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens the TCP connection `request` goes over, from `local` when given (any port of it).
+async fn tcp(
+    request: &tungstenite::handshake::client::Request,
+    local: Option<std::net::IpAddr>,
+) -> Result<TcpStream, tungstenite::Error> {
+    use tungstenite::error::UrlError;
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or(tungstenite::Error::Url(UrlError::NoHostName))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .or(match uri.scheme_str() {
+            Some("wss") => Some(443),
+            Some("ws") => Some(80),
+            _ => None,
+        })
+        .ok_or(tungstenite::Error::Url(UrlError::UnsupportedUrlScheme))?;
+    let stream = match local {
+        None => TcpStream::connect((host, port)).await?,
+        Some(ip) => {
+            let mut failed = std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{host} has no address of the family of {ip}"),
+            );
+            let mut connected = None;
+            for addr in tokio::net::lookup_host((host, port)).await? {
+                if addr.is_ipv4() != ip.is_ipv4() {
+                    continue;
+                }
+                let socket = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                match socket.connect(addr).await {
+                    Ok(stream) => {
+                        connected = Some(stream);
+                        break;
+                    }
+                    Err(e) => failed = e,
+                }
+            }
+            connected.ok_or(failed)?
+        }
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
 type SubscribeReply = oneshot::Sender<Result<Subscribed, ClientError>>;
 type ResultReply = oneshot::Sender<Result<CommandResult, ClientError>>;
 
@@ -428,12 +481,17 @@ impl Driver {
             .max_message_size(Some(16 << 20));
         // `wss://` through rustls; `ws://` URLs pass the connector by untouched.
         let connector = self.config.tls.connector()?;
-        let attempt = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(ws_config),
-            true,
-            Some(connector),
-        );
+        let local = self.config.local_address;
+        let attempt = async move {
+            let stream = tcp(&request, local).await?;
+            tokio_tungstenite::client_async_tls_with_config(
+                request,
+                stream,
+                Some(ws_config),
+                Some(connector),
+            )
+            .await
+        };
         let (mut socket, _) = match tokio::time::timeout(self.config.connect_timeout, attempt).await
         {
             Err(_) => return Err(ClientError::Connect("timed out".into())),

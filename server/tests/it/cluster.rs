@@ -366,3 +366,35 @@ async fn the_sdk_passes_over_an_unreachable_url_without_waiting() {
     client.close().await;
     b.shutdown().await;
 }
+
+/// `local_address` is the address a client connects from: with a node that lets one
+/// connection in per address, a second client from 127.0.0.2 is refused and one from
+/// 127.0.0.3 gets in.
+#[tokio::test]
+async fn the_sdk_connects_from_the_local_address_it_is_given() {
+    let mut node_config = config();
+    node_config.hub.connect_rate_per_address = 1;
+    node_config.hub.connect_burst_per_address = 1;
+    let node = TestNode::start(node_config).await;
+    let from = |last: u8| {
+        let mut c = ClientConfig::new(node.ws_url());
+        c.local_address = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+            127, 0, 0, last,
+        )));
+        c
+    };
+    let (first, _first_events) = Client::connect(from(2), TokenProvider::fixed(token("u1", &[])))
+        .await
+        .expect("the first client from 127.0.0.2 gets in");
+    let second = Client::connect(from(2), TokenProvider::fixed(token("u2", &[]))).await;
+    assert!(
+        second.is_err(),
+        "127.0.0.2 had spent its one connection, so this did not come from it"
+    );
+    let (third, _third_events) = Client::connect(from(3), TokenProvider::fixed(token("u3", &[])))
+        .await
+        .expect("a client from 127.0.0.3 has a bucket of its own");
+    first.close().await;
+    third.close().await;
+    node.shutdown().await;
+}
