@@ -124,8 +124,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Worker { spec } => return worker::run(serde_json::from_str(&spec)?).await,
         Scenario::Floor { listen } => return marquee_loadtest::floor::serve(listen).await,
         Scenario::OnsaleBuyers { spec } => {
-            let records = marquee_loadtest::onsale::buyers::run(serde_json::from_str(&spec)?).await;
-            println!("{}", serde_json::to_string(&records)?);
+            let output = marquee_loadtest::onsale::buyers::run(serde_json::from_str(&spec)?).await;
+            println!("{}", serde_json::to_string(&output)?);
             return Ok(());
         }
         Scenario::Onsale { args, common } => {

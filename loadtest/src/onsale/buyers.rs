@@ -10,6 +10,7 @@ use marquee_server::auth::{Claims, sign_hs256};
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -133,7 +134,25 @@ async fn sleep_until_ms(at: u64) {
 }
 
 /// Runs every buyer of `spec` and returns their records.
-pub async fn run(spec: BuyerSpec) -> Vec<BuyerRecord> {
+/// What a buyers process prints when its buyers are done.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BuyersOutput {
+    pub records: Vec<BuyerRecord>,
+    pub lag: Lag,
+}
+
+/// How far behind the process's runtime fell ([`watch_lag`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Lag {
+    /// The longest a timer due every 100 ms fired late, in ms.
+    pub worst_ms: u64,
+    /// Seconds in which it fell 1 s or more behind (counted per 5 s window).
+    pub behind_s: u64,
+}
+
+pub async fn run(spec: BuyerSpec) -> BuyersOutput {
+    let lag = Arc::new(Mutex::new(Lag::default()));
+    let watch = tokio::spawn(watch_lag(spec.first, lag.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for n in spec.first..spec.first + spec.count {
         let spec = spec.clone();
@@ -149,7 +168,37 @@ pub async fn run(spec: BuyerSpec) -> Vec<BuyerRecord> {
             }),
         }
     }
-    records
+    watch.abort();
+    let lag = *lag.lock().expect("lag lock");
+    BuyersOutput { records, lag }
+}
+
+/// Says on stderr when this process's runtime fell behind: a timer due every 100 ms that fires
+/// a second or more late means every client here answered its pings and read its frames that
+/// late too. A load generator that falls behind is measuring itself, and a server that closes
+/// its connections as silent (`4004`) may be right about them.
+async fn watch_lag(first: usize, lag: Arc<Mutex<Lag>>) {
+    let step = Duration::from_millis(100);
+    let mut worst = Duration::ZERO;
+    let mut window = std::time::Instant::now();
+    loop {
+        let before = std::time::Instant::now();
+        tokio::time::sleep(step).await;
+        worst = worst.max(before.elapsed().saturating_sub(step));
+        if window.elapsed() >= Duration::from_secs(5) {
+            let mut total = lag.lock().expect("lag lock");
+            total.worst_ms = total.worst_ms.max(worst.as_millis() as u64);
+            if worst >= Duration::from_secs(1) {
+                total.behind_s += window.elapsed().as_secs();
+                eprintln!(
+                    "buyers from {first}: the runtime fell {:.1} s behind in the last 5 s",
+                    worst.as_secs_f64()
+                );
+            }
+            worst = Duration::ZERO;
+            window = std::time::Instant::now();
+        }
+    }
 }
 
 fn token(spec: &BuyerSpec, user: &str) -> String {
@@ -180,6 +229,14 @@ async fn connect(spec: &BuyerSpec, n: usize, user: &str) -> Result<(Client, Even
         urls[1..].shuffle(&mut rng);
     }
     let mut config = ClientConfig::with_urls(urls);
+    // Each buyer connects from a loopback address of its own (127.1.0.0/16 and up): from
+    // 127.0.0.1 alone, 100,000 buyers and the connections their reconnects leave lingering
+    // exhausted the ports towards each node, and the kernel's search for a free one took half
+    // of every buyers process's CPU after a node was killed (perf: `__inet_check_established`),
+    // stalling its clients for up to 19 s.
+    config.local_address = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+        0x7f01_0000_u32 + n as u32,
+    )));
     config.command_resend = Duration::from_secs(5);
     config.command_timeout = Duration::from_millis(spec.deadline_ms.saturating_sub(now_ms()));
     // Reconnects keep the SDK's own backoff (250 ms doubling to 20 s): with it capped at 2 s,
@@ -246,11 +303,32 @@ async fn buyer(spec: &BuyerSpec, n: usize) -> BuyerRecord {
         spec.start_ms + rng.random_range(0..spec.late_window_ms.max(1))
     };
     sleep_until_ms(join_at).await;
-    if let Err(e) = shop(spec, n, &user, &mut rng, &mut record).await {
-        record.errors.push(e);
+    let left = Duration::from_millis((spec.deadline_ms + OVERRUN_MS).saturating_sub(now_ms()));
+    match tokio::time::timeout(left, shop(spec, n, &user, &mut rng, &mut record)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => record.errors.push(e),
+        Err(_) => {
+            // Still busy well after the deadline (a join or a connection being tried again):
+            // stopped, and its commands without a result are looked up in Postgres like
+            // those unanswered at the deadline.
+            let open: Vec<String> = record
+                .sent
+                .iter()
+                .filter(|id| {
+                    !record.results.contains_key(*id) && !record.unanswered_at_deadline.contains(id)
+                })
+                .cloned()
+                .collect();
+            record.unanswered_at_deadline.extend(open);
+            record.left.get_or_insert_with(|| "deadline".into());
+        }
     }
     record
 }
+
+/// How long after the deadline a buyer still busy is stopped: the run waits a minute for its
+/// buyers processes, and joins and connections tried again (10 s each) would outlast it.
+const OVERRUN_MS: u64 = 15_000;
 
 /// Takes what is left of a client's events (results delivered while the buyer was not
 /// looking are counted), then closes it.
