@@ -45,6 +45,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+type SubscribeReply = oneshot::Sender<Result<Subscribed, ClientError>>;
+type ResultReply = oneshot::Sender<Result<CommandResult, ClientError>>;
+
 /// Opens the TCP connection `request` goes over, from `local` when given (any port of it).
 async fn tcp(
     request: &tungstenite::handshake::client::Request,
@@ -97,8 +100,6 @@ async fn tcp(
     stream.set_nodelay(true)?;
     Ok(stream)
 }
-type SubscribeReply = oneshot::Sender<Result<Subscribed, ClientError>>;
-type ResultReply = oneshot::Sender<Result<CommandResult, ClientError>>;
 
 /// How many delivered request ids the driver remembers, to drop a result delivered twice.
 const REMEMBERED_RESULTS: usize = 10_000;

@@ -118,7 +118,7 @@ pub struct OnsaleCluster {
     /// HS256 secret the nodes trust.
     pub secret: String,
     usage: BTreeMap<String, Usage>,
-    /// Processes not the cluster's own whose usage is reported too ([`Cluster::watch`]).
+    /// Processes not the cluster's own whose usage is reported too ([`OnsaleCluster::watch`]).
     watched: Vec<(String, u32)>,
     /// The waiting room's line, read for the counts over time.
     line: Option<marquee_server::waiting_room::line::Line>,
@@ -533,13 +533,13 @@ impl OnsaleCluster {
         Ok(first.map(|ms| (ms - at_ms as f64) / 1000.0))
     }
 
-    /// What each process used.
     /// Also reports the CPU and memory of `pid` under `name` (the buyers' processes: on one
     /// machine, what the load generator takes is what the servers do not get).
     pub fn watch(&mut self, name: String, pid: u32) {
         self.watched.push((name, pid));
     }
 
+    /// What each process used.
     pub fn usage(&self) -> &BTreeMap<String, Usage> {
         &self.usage
     }
