@@ -14,6 +14,7 @@ pub mod redis;
 
 use bytes::Bytes;
 use marquee_protocol::StreamPosition;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,9 +69,17 @@ pub trait Sink: Send + Sync + 'static {
     /// A publication on a channel this node subscribed to.
     fn deliver(&self, publication: EnginePublication);
     /// The node's feed from the engine was interrupted (a reconnect, a lagging buffer), so
-    /// publications may have been missed on every channel. Subscribers must resync.
-    fn interrupted(&self);
+    /// publications may have been missed on any channel. `heads`, when the engine could read
+    /// them once the feed was flowing again, says where each channel's stream stood then: a
+    /// subscriber that was sent every message up to its channel's head missed nothing (all
+    /// later ones come through the feed). Every other subscriber, and every subscriber when
+    /// `heads` is `None`, must resync.
+    fn interrupted(&self, heads: Option<Heads>);
 }
+
+/// Where the streams of a node's channels stood, read just after its feed resumed: each
+/// channel's newest position. A channel that has no stream any more is absent.
+pub type Heads = HashMap<Arc<str>, StreamPosition>;
 
 /// An engine failure. Callers report it as `unavailable`.
 #[derive(Debug, thiserror::Error)]

@@ -14,23 +14,29 @@
 //!
 //! Each node keeps one dedicated subscriber connection and subscribes it only to channels that
 //! have local subscribers. After that connection reconnects, it re-subscribes every channel
-//! first and then reports the interruption to the sink, so subscribers that resync read
-//! history only once the live feed is flowing again.
+//! first, then reads where each channel's stream stands (one pipelined `HMGET` of its meta per
+//! channel) and reports the interruption with those heads to the sink: only subscribers that
+//! were not sent everything up to their channel's head resync, and they read history once the
+//! live feed is flowing again. Without the heads, every client of the node (tens of thousands)
+//! would resubscribe its inbox at once after a Redis restart, each a history read, and the
+//! reads would time out in Redis faster than it could answer them. A lagging live buffer is
+//! reported the same way.
 
 use super::{
-    ChannelEngine, EngineError, EnginePublication, History, HistoryLimits, IDLE_STREAM_TTL, Sink,
-    new_epoch,
+    ChannelEngine, EngineError, EnginePublication, Heads, History, HistoryLimits, IDLE_STREAM_TTL,
+    Sink, new_epoch,
 };
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::{
-    Builder, ClientLike, Config, EventInterface, PubsubInterface, ReconnectPolicy,
+    Builder, ClientLike, Config, EventInterface, HashesInterface, PubsubInterface, ReconnectPolicy,
 };
 use fred::types::scripts::Script;
 use fred::types::{Key, Value};
 use marquee_protocol::StreamPosition;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How long a channel's epoch outlives its last message. Past this an idle channel is forgotten
 /// and resumes from before are answered `recovered: false`.
@@ -148,6 +154,9 @@ impl RedisEngine {
         let mut tasks = Vec::new();
 
         // Live feed: every message on a subscribed channel goes to the sink in arrival order.
+        // A lag (messages dropped from the buffer) is handed to the interruptions task.
+        let lagged = Arc::new(Notify::new());
+        let lag = lagged.clone();
         let mut messages = subscriber.message_rx();
         let feed_sink = sink.clone();
         let feed_prefix = prefix_owned.clone();
@@ -171,26 +180,47 @@ impl RedisEngine {
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(
                             missed,
-                            "redis subscriber lagged; asking subscribers to resync"
+                            "redis subscriber lagged; subscribers who missed messages resync"
                         );
-                        feed_sink.interrupted();
+                        lag.notify_one();
                     }
                     Err(RecvError::Closed) => break,
                 }
             }
         }));
 
-        // Reconnects: re-subscribe everything, then report the gap.
+        // Interruptions, one at a time so that the heads the sink holds are always those read
+        // after the latest one: after a reconnect re-subscribe everything, then (after a lag
+        // too) read every channel's head and report the gap.
         let mut reconnects = subscriber.reconnect_rx();
         let resubscriber = subscriber.clone();
+        let reader = client.clone();
+        let heads_prefix = prefix_owned.clone();
         tasks.push(tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
-            while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
-                tracing::info!("redis subscriber reconnected; re-subscribing channels");
-                if let Err(e) = resubscriber.resubscribe_all().await {
-                    tracing::error!(error = %e, "re-subscribing after reconnect failed");
-                }
-                sink.interrupted();
+            loop {
+                let feed_flowing = tokio::select! {
+                    event = reconnects.recv() => {
+                        if let Err(RecvError::Closed) = event {
+                            break;
+                        }
+                        tracing::info!("redis subscriber reconnected; re-subscribing channels");
+                        match resubscriber.resubscribe_all().await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::error!(error = %e, "re-subscribing after reconnect failed");
+                                false
+                            }
+                        }
+                    }
+                    () = lagged.notified() => true,
+                };
+                let heads = if feed_flowing {
+                    read_heads(&reader, &resubscriber, &heads_prefix).await
+                } else {
+                    None
+                };
+                sink.interrupted(heads);
             }
         }));
 
@@ -331,6 +361,72 @@ impl ChannelEngine for RedisEngine {
         let _: String = self.client.ping(None).await.map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// Channels whose heads one pipeline reads.
+const HEADS_PER_PIPELINE: usize = 1_000;
+
+/// Where the stream of every channel `subscriber` listens to stands now; `None` if Redis could
+/// not say (every subscriber then resyncs).
+async fn read_heads(
+    client: &fred::clients::Client,
+    subscriber: &SubscriberClient,
+    prefix: &str,
+) -> Option<Heads> {
+    let channels: Vec<Arc<str>> = subscriber
+        .tracked_channels()
+        .iter()
+        .filter_map(|name| name.strip_prefix(prefix).map(Arc::from))
+        .collect();
+    let mut heads = Heads::with_capacity(channels.len());
+    for batch in channels.chunks(HEADS_PER_PIPELINE) {
+        let replies = match read_head_batch(client, prefix, batch).await {
+            Ok(replies) => replies,
+            Err(e) => {
+                crate::metrics::METRICS.redis_errors.increment(1);
+                tracing::warn!(error = %e, "reading channel heads failed; every subscriber resyncs");
+                return None;
+            }
+        };
+        for (channel, reply) in batch.iter().zip(replies) {
+            if let Some(head) = parse_head(reply) {
+                heads.insert(channel.clone(), head);
+            }
+        }
+    }
+    Some(heads)
+}
+
+/// One pipeline of `HMGET meta e o`, a reply per channel.
+async fn read_head_batch(
+    client: &fred::clients::Client,
+    prefix: &str,
+    channels: &[Arc<str>],
+) -> Result<Vec<Value>, fred::error::Error> {
+    let pipeline = client.pipeline();
+    for channel in channels {
+        let meta = format!("{prefix}{{{channel}}}:meta");
+        pipeline.hmget::<(), _, _>(meta, vec!["e", "o"]).await?;
+    }
+    pipeline.all().await
+}
+
+/// A channel's head from `HMGET meta e o`: none without an epoch (the stream is gone); offset 0
+/// when nothing was published in the epoch yet.
+fn parse_head(reply: Value) -> Option<StreamPosition> {
+    let Value::Array(fields) = reply else {
+        return None;
+    };
+    let [epoch, offset] = fields.as_slice() else {
+        return None;
+    };
+    let epoch = epoch.as_string()?;
+    let offset = if offset.is_null() {
+        0
+    } else {
+        offset.as_u64()?
+    };
+    Some(StreamPosition::new(epoch, offset))
 }
 
 fn value_str(v: &Value) -> Result<String, EngineError> {

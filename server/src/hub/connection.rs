@@ -113,6 +113,20 @@ enum SubState {
     Desynced,
 }
 
+impl SubState {
+    /// Whether every message of the channel up to `head` was sent. Offsets are sent strictly in
+    /// order (a gap resyncs), so a live subscription that expects an offset past the head
+    /// already sent the head and everything before it.
+    fn covers(&self, head: Option<&StreamPosition>) -> bool {
+        match (self, head) {
+            (Self::Live { epoch, next }, Some(head)) => {
+                **epoch == *head.epoch && *next > head.offset
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Why the connection loop stopped.
 enum Exit {
     /// Close with this code.
@@ -322,7 +336,17 @@ where
             return Err(Exit::Close(CloseCode::SlowConsumer));
         }
         if flags & signal::INTERRUPTED != 0 {
-            let channels: Vec<Arc<str>> = self.subs.keys().cloned().collect();
+            // Only the subscriptions that may have missed something: not sent every message
+            // up to where their channel stood once the feed resumed.
+            let heads = self.ctx.hub.registry().heads();
+            let channels: Vec<Arc<str>> = self
+                .subs
+                .iter()
+                .filter(|(channel, state)| {
+                    !state.covers(heads.as_deref().and_then(|h| h.get(&***channel)))
+                })
+                .map(|(channel, _)| channel.clone())
+                .collect();
             for channel in channels {
                 self.resync(&channel, ResyncReason::StreamInterrupted)
                     .await?;

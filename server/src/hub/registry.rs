@@ -6,7 +6,7 @@
 //! dropped and the connection is told to resync that channel; anything else marks the
 //! connection a slow consumer, and it closes.
 
-use crate::engine::{EnginePublication, Sink};
+use crate::engine::{EnginePublication, Heads, Sink};
 use crate::metrics::METRICS;
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
@@ -93,7 +93,8 @@ pub mod signal {
     pub const DROPPED: u8 = 1;
     /// A non-coalescible message did not fit: close as a slow consumer.
     pub const SLOW: u8 = 2;
-    /// The engine feed was interrupted: every subscription must resync.
+    /// The engine feed was interrupted: every subscription the connection did not send up to
+    /// its channel's head (`Registry::heads`) must resync.
     pub const INTERRUPTED: u8 = 4;
     /// A latest-value push is waiting; see `ConnShared::take_latest`.
     pub const LATEST: u8 = 8;
@@ -225,12 +226,16 @@ type Shard = HashMap<Arc<str>, ChannelEntry>;
 #[derive(Debug)]
 pub struct Registry {
     shards: Box<[Mutex<Shard>]>,
+    /// Where the channels' streams stood after the latest interruption of the engine feed;
+    /// `None` when the engine could not say (or none happened yet).
+    heads: Mutex<Option<Arc<Heads>>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            heads: Mutex::new(None),
         }
     }
 }
@@ -311,6 +316,13 @@ impl Registry {
         }
     }
 
+    /// Where the channels' streams stood once the engine feed resumed after its latest
+    /// interruption, read by a connection raised [`signal::INTERRUPTED`]; `None`: unknown, so
+    /// every subscription resyncs.
+    pub fn heads(&self) -> Option<Arc<Heads>> {
+        self.heads.lock().expect("heads lock").clone()
+    }
+
     /// Number of local subscribers of a channel.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.shard(channel)
@@ -337,7 +349,10 @@ impl Sink for Registry {
         }
     }
 
-    fn interrupted(&self) {
+    fn interrupted(&self, heads: Option<Heads>) {
+        // Stored before any connection is raised, so each one compares against these heads
+        // (or later ones).
+        *self.heads.lock().expect("heads lock") = heads.map(Arc::new);
         for shard in &*self.shards {
             let shard = shard.lock().expect("registry lock");
             for entry in shard.values() {

@@ -310,6 +310,101 @@ async fn a_redis_restart_mid_stream_makes_subscribers_resync_never_silently_lose
     node.shutdown().await;
 }
 
+/// A node whose feed from Redis was cut asks to resync only the subscriptions that missed
+/// something: where a channel's stream moved during the gap, its subscribers resync (and
+/// recover the missed message from history); every other subscription, the inbox too, goes on
+/// without a gap and without a resync. After a Redis restart this is the difference between a
+/// few resubscribes and every client of the node resubscribing its inbox at once.
+#[tokio::test]
+async fn after_a_cut_feed_only_the_subscriptions_that_missed_a_message_resync() {
+    use fred::prelude::{ClientLike as _, HashesInterface as _, ListInterface as _};
+    let redis = PrivateRedis::start().await;
+    let mut config = config();
+    config.redis_url = Some(Secret::new(redis.url()));
+    config.redis_prefix = unique_prefix();
+    let prefix = config.redis_prefix.clone();
+    let node = TestNode::start(config).await;
+    let (still, moved) = (
+        Channel::parse("seats:still").unwrap(),
+        Channel::parse("seats:moved").unwrap(),
+    );
+
+    let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
+    for (id, channel) in [(1, &still), (2, &moved)] {
+        assert!(matches!(
+            raw.subscribe(id, channel.as_str()).await,
+            ServerMessage::Subscribed { .. }
+        ));
+        let sent = node.hub.publish(channel, &json!({ "n": 1 })).await.unwrap();
+        assert_eq!(sent.offset, 1);
+        let ServerMessage::Pub(p) = raw.recv().await else {
+            panic!("pub")
+        };
+        assert_eq!((p.channel.as_str(), p.offset), (channel.as_str(), 1));
+    }
+    let before_gap = node.hub.publish(&moved, &json!({ "n": 0 })).await.unwrap();
+    let ServerMessage::Pub(p) = raw.recv().await else {
+        panic!("pub")
+    };
+    assert_eq!(p.offset, 2);
+
+    // A publication the feed never carried, as one made while the node was cut off looks:
+    // in the stream (the engine's meta and history keys), its live message lost.
+    let redis_client =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis.url()).unwrap())
+            .build()
+            .unwrap();
+    redis_client.init().await.unwrap();
+    let meta = format!("{prefix}:ch:{{seats:moved}}:meta");
+    let hist = format!("{prefix}:ch:{{seats:moved}}:hist");
+    let offset: u64 = redis_client.hincrby(&meta, "o", 1).await.unwrap();
+    assert_eq!(offset, 3);
+    let entry = format!("3|{}|{{\"n\":3}}", marquee_server::engine::now_ms());
+    let _: i64 = redis_client.rpush(&hist, entry).await.unwrap();
+    // The node's subscriber connection is cut; it reconnects at once.
+    let _: fred::types::Value = redis_client
+        .custom(fred::cmd!("CLIENT"), vec!["KILL", "TYPE", "pubsub"])
+        .await
+        .unwrap();
+
+    match raw.recv_within(Duration::from_secs(15)).await {
+        Some(ServerMessage::Resync { channel, reason }) => {
+            assert_eq!(channel, "seats:moved");
+            assert_eq!(reason, ResyncReason::StreamInterrupted);
+        }
+        other => panic!("expected the moved channel's resync first, got {other:?}"),
+    }
+    // Nothing else was missed: the other channel flows on from where it was.
+    node.hub.publish(&still, &json!({ "n": 2 })).await.unwrap();
+    match raw.recv().await {
+        ServerMessage::Pub(p) => assert_eq!((p.channel.as_str(), p.offset), ("seats:still", 2)),
+        other => panic!("expected the next seats:still message, got {other:?}"),
+    }
+    // The resynced channel recovers the message it missed.
+    raw.send(&marquee_protocol::ClientMessage::Subscribe {
+        id: 3,
+        channel: "seats:moved".into(),
+        since: Some(before_gap),
+    })
+    .await;
+    match raw.recv().await {
+        ServerMessage::Subscribed { recovered, .. } => assert!(recovered),
+        other => panic!("expected subscribed, got {other:?}"),
+    }
+    match raw.recv().await {
+        ServerMessage::Pub(p) => {
+            assert_eq!((p.channel.as_str(), p.offset), ("seats:moved", 3));
+            assert_eq!(p.data, json!({ "n": 3 }));
+        }
+        other => panic!("expected the missed message, got {other:?}"),
+    }
+    assert!(
+        raw.recv_within(Duration::from_millis(500)).await.is_none(),
+        "nothing else: no resync of the inbox or the other channel"
+    );
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_sdk_starts_on_the_next_node_when_the_first_is_down() {
     let node = TestNode::start(config()).await;

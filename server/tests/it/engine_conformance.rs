@@ -21,7 +21,7 @@ impl Sink for Recorder {
     fn deliver(&self, publication: EnginePublication) {
         self.delivered.lock().unwrap().push(publication);
     }
-    fn interrupted(&self) {}
+    fn interrupted(&self, _heads: Option<marquee_server::engine::Heads>) {}
 }
 
 impl Recorder {
