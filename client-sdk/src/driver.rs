@@ -142,6 +142,9 @@ struct Open {
     resend_at: Option<Instant>,
     /// How long after a send that is (doubling from `command_resend`, up to a minute).
     resend_after: Duration,
+    /// Whether a server answered `accepted` (queued it) yet: [`Event::Accepted`] is emitted
+    /// once.
+    accepted: bool,
 }
 
 /// A request awaiting its reply.
@@ -433,6 +436,7 @@ impl Driver {
                                 waiters: Vec::new(),
                                 resend_at: None,
                                 resend_after,
+                                accepted: false,
                             })
                             .waiters
                             .push(reply);
@@ -641,7 +645,7 @@ impl Driver {
                                 }
                                 None => {
                                     let resend_after = self.config.command_resend;
-                                    self.open.insert(request_id.clone(), Open { command, admission, waiters: vec![reply], resend_at: None, resend_after });
+                                    self.open.insert(request_id.clone(), Open { command, admission, waiters: vec![reply], resend_at: None, resend_after, accepted: false });
                                     self.send_command(&mut socket, &request_id).await
                                 }
                             }
@@ -924,6 +928,15 @@ impl Driver {
                     Some(Pending::Ack(request_ids)) => {
                         for request_id in &request_ids {
                             self.unacked.remove(request_id);
+                        }
+                    }
+                    Some(Pending::Command { request_id })
+                        if matches!(other, ServerMessage::Accepted { .. }) =>
+                    {
+                        if let Some(open) = self.open.get_mut(&request_id)
+                            && !std::mem::replace(&mut open.accepted, true)
+                        {
+                            self.emit(Event::Accepted { request_id }).await;
                         }
                     }
                     _ => {}

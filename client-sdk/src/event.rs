@@ -79,6 +79,16 @@ pub enum Event {
     Subscribed(Subscribed),
     /// A message, delivered exactly once and in order per channel.
     Publication(Publication),
+    /// A server queued a purchase command (answered `accepted`): its result will come, on
+    /// this connection or a later one. At most once per request id, and never after its
+    /// result. A command never accepted (the servers kept answering `unavailable` until it
+    /// timed out) may or may not have been queued (a server whose queue timed out cannot
+    /// tell); its caller gets an error, and sending it again under the same request id takes
+    /// effect at most once.
+    Accepted {
+        /// The command's request id.
+        request_id: String,
+    },
     /// The result of a purchase command, delivered once per request id (and then acknowledged
     /// to the server), whether or not this client is still waiting for it.
     Result(CommandResult),

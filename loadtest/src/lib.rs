@@ -16,10 +16,13 @@
 //! - [`onsale`]: the whole onsale against a cluster it starts, with faults, checking every
 //!   invariant from Postgres and from what the buyers saw.
 //! - [`report`]: the JSON schema, the human summary and the HTML report with plots.
+//! - [`baseline`]: the figures of a new `BENCHMARKS.md` more than 10 % worse than the
+//!   committed one's.
 //!
 //! Every run talks to loopback addresses only, opens a bounded number of connections, and ends
 //! by itself after its configured durations.
 
+pub mod baseline;
 pub mod floor;
 pub mod onsale;
 pub mod report;

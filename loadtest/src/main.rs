@@ -79,6 +79,14 @@ enum Scenario {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// The figures of a new `BENCHMARKS.md` more than 10 % worse than in an earlier one, as
+    /// the Markdown section `scripts/bench` appends (each also on stderr).
+    Compare {
+        /// The earlier file (`scripts/bench`: the committed `BENCHMARKS.md`).
+        baseline: std::path::PathBuf,
+        /// The new file.
+        current: std::path::PathBuf,
+    },
     /// A whole onsale against a cluster it starts (2 hub nodes, 2 workers, a private Redis
     /// and PostgreSQL), with faults; checks every invariant and exits non-zero if one broke.
     Onsale {
@@ -161,6 +169,20 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => std::fs::write(path, table)?,
                 None => print!("{table}"),
             }
+            return Ok(());
+        }
+        Scenario::Compare { baseline, current } => {
+            let (baseline, current) = (
+                std::fs::read_to_string(baseline)?,
+                std::fs::read_to_string(current)?,
+            );
+            for line in marquee_loadtest::baseline::regressions(&baseline, &current) {
+                eprintln!("worse: {line}");
+            }
+            print!(
+                "{}",
+                marquee_loadtest::baseline::section(&baseline, &current)
+            );
             return Ok(());
         }
         Scenario::Connections {

@@ -87,6 +87,9 @@ pub struct BuyerRecord {
     pub order_final_at: Option<u64>,
     /// Commands it sent (request ids), and how many results each got.
     pub sent: Vec<String>,
+    /// Commands a server answered `accepted` (queued): each owes exactly one result.
+    #[serde(default)]
+    pub accepted: Vec<String>,
     pub results: HashMap<String, u32>,
     /// Commands still without a result when the buyer stopped at the deadline: the check
     /// looks for their stored results (decided late, or never decided) instead of counting
@@ -378,6 +381,7 @@ async fn next_event(
             seen.last_position = status.position.or(seen.last_position);
             seen.status = Some(status.clone());
         }
+        Event::Accepted { request_id } => record.accepted.push(request_id.clone()),
         Event::Result(result) => {
             *record.results.entry(result.request_id.clone()).or_default() += 1;
         }

@@ -15,7 +15,8 @@ pub struct Invariants {
     pub double_sold: u64,
     /// Commands a buyer sent that got no result, or more than one. A command still without one
     /// when its buyer stopped at the deadline counts only if no result was ever stored for it
-    /// (see `decided_late`): one decided after the buyer stopped listening was not lost.
+    /// (see `decided_late`): one decided after the buyer stopped listening was not lost, nor
+    /// one no server ever accepted (see `never_accepted`).
     pub lost_results: u64,
     /// A request id that took effect twice (a buyer with two holds: each sends one).
     pub duplicated_effects: u64,
@@ -155,6 +156,24 @@ pub async fn decided_late(
     }
 }
 
+/// Commands that got no result and were never decided because no server ever queued them:
+/// every node asked answered `unavailable` (its queue out of reach) until the buyer stopped.
+/// Not lost (the buyer was told, and nothing took effect), but a measure of the outage.
+pub fn never_accepted(
+    records: &[BuyerRecord],
+    decided_late: &std::collections::HashSet<(String, String)>,
+) -> usize {
+    records
+        .iter()
+        .flat_map(|r| r.sent.iter().map(move |id| (r, id)))
+        .filter(|(r, id)| {
+            !r.results.contains_key(*id)
+                && !r.accepted.contains(id)
+                && !decided_late.contains(&(r.user.clone(), (*id).clone()))
+        })
+        .count()
+}
+
 /// Checks every invariant; what broke the order is described in `findings`. `decided_late`
 /// is what [`decided_late`] found.
 pub async fn invariants(
@@ -169,7 +188,11 @@ pub async fn invariants(
         .flat_map(|r| r.sent.iter().map(move |id| (r, id)))
         .filter_map(|(r, id)| match r.results.get(id) {
             Some(n) if *n != 1 => Some((r, id, *n)),
-            None if !decided_late.contains(&(r.user.clone(), id.clone())) => Some((r, id, 0)),
+            None if r.accepted.contains(id)
+                && !decided_late.contains(&(r.user.clone(), id.clone())) =>
+            {
+                Some((r, id, 0))
+            }
             _ => None,
         })
         .collect();

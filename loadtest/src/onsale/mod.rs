@@ -386,6 +386,7 @@ pub async fn run(args: &OnsaleArgs, common: &Common) -> anyhow::Result<(Report, 
             .sum::<usize>()
     );
     figures["decided_after_deadline"] = json!(decided_late.len());
+    figures["never_accepted"] = json!(check::never_accepted(&records, &decided_late));
     // The load generator's own delay: its clients read frames and answer pings this late.
     figures["client_lag"] = json!({ "worst_ms": lag.worst_ms, "behind_s": lag.behind_s });
     figures["came_back_after_grace"] =

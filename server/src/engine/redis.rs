@@ -366,35 +366,55 @@ impl ChannelEngine for RedisEngine {
 /// Channels whose heads one pipeline reads.
 const HEADS_PER_PIPELINE: usize = 1_000;
 
+/// Tries at reading the heads after an interruption, a second apart, before every subscriber
+/// of the node is told to resync: Redis just restarted is busy (every node and client comes
+/// back at once), and a resync of every subscriber would only add to that.
+const HEADS_ATTEMPTS: u32 = 3;
+
 /// Where the stream of every channel `subscriber` listens to stands now; `None` if Redis could
-/// not say (every subscriber then resyncs).
+/// not say in [`HEADS_ATTEMPTS`] tries (every subscriber then resyncs).
 async fn read_heads(
     client: &fred::clients::Client,
     subscriber: &SubscriberClient,
     prefix: &str,
 ) -> Option<Heads> {
-    let channels: Vec<Arc<str>> = subscriber
-        .tracked_channels()
-        .iter()
-        .filter_map(|name| name.strip_prefix(prefix).map(Arc::from))
-        .collect();
-    let mut heads = Heads::with_capacity(channels.len());
-    for batch in channels.chunks(HEADS_PER_PIPELINE) {
-        let replies = match read_head_batch(client, prefix, batch).await {
-            Ok(replies) => replies,
+    for attempt in 1..=HEADS_ATTEMPTS {
+        if attempt > 1 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // Read again on every try: the channels may have changed.
+        let channels: Vec<Arc<str>> = subscriber
+            .tracked_channels()
+            .iter()
+            .filter_map(|name| name.strip_prefix(prefix).map(Arc::from))
+            .collect();
+        match read_channel_heads(client, prefix, &channels).await {
+            Ok(heads) => return Some(heads),
             Err(e) => {
                 crate::metrics::METRICS.redis_errors.increment(1);
-                tracing::warn!(error = %e, "reading channel heads failed; every subscriber resyncs");
-                return None;
+                tracing::warn!(error = %e, attempt, "reading channel heads failed");
             }
-        };
+        }
+    }
+    tracing::warn!("no channel heads: every subscriber of this node resyncs");
+    None
+}
+
+async fn read_channel_heads(
+    client: &fred::clients::Client,
+    prefix: &str,
+    channels: &[Arc<str>],
+) -> Result<Heads, fred::error::Error> {
+    let mut heads = Heads::with_capacity(channels.len());
+    for batch in channels.chunks(HEADS_PER_PIPELINE) {
+        let replies = read_head_batch(client, prefix, batch).await?;
         for (channel, reply) in batch.iter().zip(replies) {
             if let Some(head) = parse_head(reply) {
                 heads.insert(channel.clone(), head);
             }
         }
     }
-    Some(heads)
+    Ok(heads)
 }
 
 /// One pipeline of `HMGET meta e o`, a reply per channel.

@@ -44,6 +44,9 @@ const ROWS_PER_ROUND: i64 = 64;
 /// Channels published to at the same time within a round.
 const CHANNELS_AT_ONCE: usize = 64;
 
+/// A round that takes this long is logged with where its time went.
+const SLOW_ROUND: Duration = Duration::from_secs(1);
+
 /// How often the relay looks for rows without a notification.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -89,7 +92,9 @@ pub async fn run(db: PgPool, hub: Hub, cancel: CancellationToken) -> anyhow::Res
 /// Publishes up to [`ROWS_PER_ROUND`] rows if this relay holds the lock. Returns the rows
 /// published.
 pub(crate) async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> {
+    let started = std::time::Instant::now();
     let mut tx = crate::db::begin(db).await?;
+    let connected = started.elapsed();
     let leader: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
         .bind(RELAY_LOCK)
         .fetch_one(&mut *tx)
@@ -154,6 +159,7 @@ pub(crate) async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> 
             ));
         }
     }
+    let (read, channel_count) = (started.elapsed(), channels.len());
     stream::iter(channels)
         .map(|(channel, messages)| async move {
             for (id, data) in messages {
@@ -167,10 +173,23 @@ pub(crate) async fn relay_once(db: &PgPool, hub: &Hub) -> anyhow::Result<usize> 
         .buffer_unordered(CHANNELS_AT_ONCE)
         .try_collect::<()>()
         .await?;
+    let published = started.elapsed();
     sqlx::query("delete from outbox where outbox_id = any($1)")
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    if started.elapsed() >= SLOW_ROUND {
+        // Where a slow round's time went: results wait for it (an operator's first clue).
+        tracing::warn!(
+            rows = ids.len(),
+            channels = channel_count,
+            connection_ms = connected.as_millis() as u64,
+            read_ms = (read - connected).as_millis() as u64,
+            publish_ms = (published - read).as_millis() as u64,
+            commit_ms = (started.elapsed() - published).as_millis() as u64,
+            "slow outbox relay round"
+        );
+    }
     Ok(ids.len())
 }

@@ -1040,15 +1040,25 @@ async fn the_sdk_holds_through_a_dropped_connection_once_and_acknowledges_result
         .await,
         2
     );
-    // Every result reached the application once, and was acknowledged.
-    let mut seen = HashMap::new();
+    // Every result reached the application once, and was acknowledged; the application heard
+    // each command was queued at most once, and never after its result.
+    let (mut seen, mut accepted) = (HashMap::new(), HashMap::new());
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
-        if let Event::Result(r) = e {
-            *seen.entry(r.request_id).or_insert(0) += 1;
+        match e {
+            Event::Result(r) => *seen.entry(r.request_id).or_insert(0) += 1,
+            Event::Accepted { request_id } => {
+                assert!(!seen.contains_key(&request_id), "accepted after its result");
+                *accepted.entry(request_id).or_insert(0) += 1;
+            }
+            _ => {}
         }
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    assert!(accepted.values().all(|n| *n == 1), "{accepted:?}");
+    for result in [&held, &checked_out] {
+        assert!(accepted.contains_key(&result.request_id), "{accepted:?}");
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while count(
         &pool,
