@@ -481,11 +481,20 @@ async fn upgrade(
         .as_ref()
         .and_then(|_| headers.get(header::USER_AGENT)?.to_str().ok())
         .map(str::to_owned);
-    Ok(ws.on_upgrade(move |socket| async move {
+    // The upgrade's task keeps what its callback captured, and room for the callback's
+    // future, for as long as the connection lives: both are boxed, so an idle connection's
+    // task holds two pointers instead of a second copy of its identity and context and room
+    // for the largest future (about 900 bytes of the per-connection memory budget).
+    let setup = Box::new((identity, ctx, peer, user_agent, permit, token));
+    Ok(ws.on_upgrade(move |socket| {
+        let (identity, ctx, peer, user_agent, permit, token) = *setup;
         let arrival = connection::Arrival { peer, user_agent };
-        let _permit = permit;
-        let _token = token;
-        connection::run(socket, identity, codec, ctx, arrival).await;
+        let serve = Box::pin(connection::run(socket, identity, codec, ctx, arrival));
+        async move {
+            let _permit = permit;
+            let _token = token;
+            serve.await;
+        }
     }))
 }
 
