@@ -1,8 +1,19 @@
 //! Rate-limit quotas (governor's) from the plain numbers settings give: a setting of 0 means
 //! the smallest quota there is, one, never "unlimited".
 
-use governor::Quota;
+use governor::clock::DefaultClock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
+use std::sync::LazyLock;
+
+/// One clock for every limiter made per connection: making one reads the CPU's features and
+/// calibrates (`quanta`), a few per cent of a node's CPU while thousands connect a second.
+static CLOCK: LazyLock<DefaultClock> = LazyLock::new(DefaultClock::default);
+
+/// A limiter of `quota` on the shared clock.
+pub(crate) fn direct(quota: Quota) -> DefaultDirectRateLimiter {
+    RateLimiter::direct_with_clock(quota, CLOCK.clone())
+}
 
 /// `n`, or 1 when `n` is 0.
 pub(crate) fn nonzero(n: u32) -> NonZeroU32 {

@@ -19,7 +19,7 @@ use crate::metrics::{self, METRICS};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use governor::{DefaultDirectRateLimiter, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::{
     Channel, ClientMessage, CloseCode, Codec, ErrorCode, Frame, RequestId, RequestKind,
@@ -164,7 +164,7 @@ where
     drop(user_agent);
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let (shared, rx) = ConnShared::new(id, ctx.limits.outbound_queue);
-    let limiter = RateLimiter::direct(crate::rate::per_second(
+    let limiter = crate::rate::direct(crate::rate::per_second(
         ctx.limits.inbound_rate,
         ctx.limits.inbound_burst,
     ));
