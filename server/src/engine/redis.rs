@@ -237,7 +237,7 @@ impl RedisEngine {
 
     fn keys(&self, channel: &str) -> (Key, Key) {
         (
-            Key::from(format!("{}{{{channel}}}:meta", self.prefix)),
+            Key::from(meta_key(&self.prefix, channel)),
             Key::from(format!("{}{{{channel}}}:hist", self.prefix)),
         )
     }
@@ -417,6 +417,11 @@ async fn read_channel_heads(
     Ok(heads)
 }
 
+/// The key of a channel's meta hash (`e` the epoch, `o` the newest offset).
+fn meta_key(prefix: &str, channel: &str) -> String {
+    format!("{prefix}{{{channel}}}:meta")
+}
+
 /// One pipeline of `HMGET meta e o`, a reply per channel.
 async fn read_head_batch(
     client: &fred::clients::Client,
@@ -425,8 +430,9 @@ async fn read_head_batch(
 ) -> Result<Vec<Value>, fred::error::Error> {
     let pipeline = client.pipeline();
     for channel in channels {
-        let meta = format!("{prefix}{{{channel}}}:meta");
-        pipeline.hmget::<(), _, _>(meta, vec!["e", "o"]).await?;
+        pipeline
+            .hmget::<(), _, _>(meta_key(prefix, channel), vec!["e", "o"])
+            .await?;
     }
     pipeline.all().await
 }
