@@ -7,7 +7,8 @@
 //! - [`Purchases`]: booking takes the purchase a buyer staged while waiting, the moment the
 //!   waiting room admits them;
 //! - [`Slots`]: the waiting room takes back the admission slot of a buyer who finished
-//!   shopping (checked out or released), so the next buyer gets it.
+//!   shopping (checked out or released), so the next buyer gets it;
+//! - [`Pauses`]: an operator's pause (or resume) switches the waiting room's line at once.
 //!
 //! # Admission tokens
 //!
@@ -86,6 +87,18 @@ pub trait Slots: Send + Sync + std::fmt::Debug + 'static {
         onsale: Uuid,
         user: &'a str,
     ) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// What the catalog asks of the waiting room when an operator pauses or resumes an onsale:
+/// switch its line between `live` and `paused` now, so admission has stopped by the time the
+/// operator's request returns. Without it the admission controller would see the change at
+/// its next read of the settings, up to a second later, and admit meanwhile: an operator who
+/// pauses because the payment provider is down wants nobody admitted after the click.
+pub trait Pauses: Send + Sync + std::fmt::Debug + 'static {
+    /// Switches `onsale`'s line to `paused` (or back to `live`) if it is in the other of the
+    /// two; a line in any other state (a pre-queue not drawn yet, closed) is left to the
+    /// admission controller.
+    fn switch(&self, onsale: Uuid, paused: bool) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// The audience of every admission token.

@@ -37,6 +37,9 @@ pub struct CatalogState {
     pub db: PgPool,
     /// Verifies operators' tokens.
     pub verifier: Arc<Verifier>,
+    /// Switches a waiting room's line the moment an operator pauses or resumes its onsale
+    /// (none on a node without a waiting room: its controller follows within a second).
+    pub pauses: Option<Arc<dyn crate::admission::Pauses>>,
 }
 
 impl FromRef<CatalogState> for Arc<Verifier> {

@@ -154,6 +154,7 @@ impl Services {
             catalog::router(CatalogState {
                 db: self.db.clone(),
                 verifier: verifier.clone(),
+                pauses: Some(Arc::new(self.waiting_room.clone())),
             }),
             tickets::http::router(TicketsState {
                 checkin: self.checkin.clone(),

@@ -411,6 +411,20 @@ impl Controller {
             self.go_live(onsale, m).await?;
             line_status = "live".to_owned();
         }
+        if status != line_status && matches!(line_status.as_str(), "live" | "paused") {
+            // An operator's pause or resume switches the line at once (`admission::Pauses`),
+            // ahead of this controller's settings, read up to a second ago: ask Postgres
+            // before switching the line back.
+            let fresh: Option<String> =
+                sqlx::query_scalar("select status::text from onsale where onsale_id = $1")
+                    .bind(onsale)
+                    .fetch_optional(&self.db)
+                    .await?;
+            if let Some(fresh) = fresh {
+                m.settings.status = fresh;
+            }
+        }
+        let status = m.settings.status.clone();
         if status != line_status {
             if status == "pre_queue" {
                 // Set by an operator by hand: the seed (drawn with the change, or now, if it

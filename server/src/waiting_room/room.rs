@@ -73,6 +73,20 @@ pub struct WaitingRoom {
     inner: Arc<Inner>,
 }
 
+impl crate::admission::Pauses for WaitingRoom {
+    fn switch(
+        &self,
+        onsale: Uuid,
+        paused: bool,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            WaitingRoom::switch(self, onsale, paused)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Limits on joining, against one client holding or churning many places.
 #[derive(Debug)]
 pub struct JoinLimits {
@@ -782,6 +796,23 @@ impl WaitingRoom {
             user: user.to_owned(),
             place: place.to_owned(),
         });
+    }
+
+    /// Switches the line between `live` and `paused` (see [`crate::admission::Pauses`]); this
+    /// node's cached view follows at once, so a buyer joining next is told so.
+    async fn switch(&self, onsale: Uuid, paused: bool) -> Result<(), LineError> {
+        let (from, to) = if paused {
+            ("live", "paused")
+        } else {
+            ("paused", "live")
+        };
+        if self.inner.line.switch_status(onsale, from, to).await? {
+            let mut local = self.inner.local.lock().expect("local lock");
+            if let Some(view) = local.get_mut(&onsale).and_then(|l| l.last_view.as_mut()) {
+                view.status = to.to_owned();
+            }
+        }
+        Ok(())
     }
 
     fn cached_view(&self, onsale: Uuid) -> Option<LineView> {

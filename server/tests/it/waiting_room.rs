@@ -164,6 +164,71 @@ async fn patch(node: &TestNode, shop: &Shop, path: String, body: &str) -> common
     .await
 }
 
+/// An operator's pause stops admission by the time the request returns, and the admission
+/// controller, whose settings are up to a second old, does not switch it back; resuming
+/// admits at once. In one node's memory and on Redis (the line's switch is a script there).
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_pause_holds_from_the_moment_the_operator_request_returns(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    for on_redis in [false, true] {
+        sqlx::query("delete from admission")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let onsale = gate(&pool, &shop, "live", 1000.0, 100).await;
+        let config = if on_redis {
+            redis_config(&pool, Duration::from_secs(120)).0
+        } else {
+            config(&pool, Duration::from_secs(120))
+        };
+        let node = TestNode::start(config).await;
+        // The controller has the onsale live: a first buyer is admitted.
+        let mut first = connect(&node, &shop, "first").await;
+        if join(&mut first, 1, onsale).await.state != PlaceState::Admitted {
+            status_until(&mut first, Duration::from_secs(10), admitted).await;
+        }
+        let status = format!("/v1/admin/onsales/{onsale}/status");
+        let paused = patch(&node, &shop, status.clone(), r#"{"status":"paused"}"#).await;
+        assert_eq!(paused.status, 200, "{}", paused.body);
+        let mut later = Vec::new();
+        for i in 0..3 {
+            let mut raw = connect(&node, &shop, &format!("later{i}")).await;
+            let joined = join(&mut raw, 1, onsale).await;
+            assert_eq!(
+                (joined.state, joined.paused, joined.position),
+                (PlaceState::Waiting, true, Some(i + 1)),
+                "on_redis={on_redis}: {joined:?}"
+            );
+            later.push(raw);
+        }
+        // Longer than the controller's settings period: still nobody else admitted.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for raw in &mut later {
+            while let Some(msg) = raw.recv_within(Duration::from_millis(10)).await {
+                if let ServerMessage::QueueStatus(s) = msg {
+                    assert_ne!(
+                        s.state,
+                        PlaceState::Admitted,
+                        "on_redis={on_redis}: admitted while paused"
+                    );
+                }
+            }
+        }
+        let admissions: i64 =
+            sqlx::query_scalar("select count(*) from admission where onsale_id = $1")
+                .bind(onsale)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(admissions, 1, "on_redis={on_redis}");
+        let resumed = patch(&node, &shop, status, r#"{"status":"live"}"#).await;
+        assert_eq!(resumed.status, 200, "{}", resumed.body);
+        all_admitted(later, Duration::from_secs(5)).await;
+        drop(first);
+        node.shutdown().await;
+    }
+}
+
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
 async fn buyers_are_admitted_in_join_order_and_their_admission_buys(pool: PgPool) {
     let shop = shop(&pool, ShopSpec::default()).await;

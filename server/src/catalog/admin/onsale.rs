@@ -268,6 +268,13 @@ pub(crate) async fn set_onsale_status(
     }
     announce(&mut tx, &admin, onsale).await?;
     tx.commit().await?;
+    if let (Some(pauses), "paused" | "live") = (&s.pauses, body.status.as_str()) {
+        // After the commit: the admission controller, should it read the settings in
+        // between, finds the line and Postgres agreeing.
+        if let Err(error) = pauses.switch(onsale, body.status == "paused").await {
+            tracing::warn!(%onsale, error, "the line did not switch now; the admission controller will within a second");
+        }
+    }
     get_onsale(State(s), admin, Path(raw)).await
 }
 

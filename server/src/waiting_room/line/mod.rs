@@ -492,6 +492,26 @@ impl Line {
         }
     }
 
+    /// Sets the status to `to` if it is `from` (one step: an admission tick in between
+    /// either runs before it or sees `to`); whether it did.
+    pub async fn switch_status(
+        &self,
+        onsale: Uuid,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, LineError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.with(onsale, |l| {
+                let switch = l.status == from;
+                if switch {
+                    l.status = to.to_owned();
+                }
+                switch
+            })),
+            Backend::Redis(r) => r.switch_status(onsale, from, to).await,
+        }
+    }
+
     /// Marks the event's inventory exhausted (admission waits) or back.
     pub async fn set_exhausted(&self, onsale: Uuid, exhausted: bool) -> Result<(), LineError> {
         match &self.backend {

@@ -378,7 +378,9 @@ redis.call('HSET', k_intents, ARGV[1], ARGV[2])
 return 1
 ";
 
+// With a second argument, only if the status is that now.
 const SET_STATUS: &str = r"
+if ARGV[2] and redis.call('GET', k_status) ~= ARGV[2] then return 0 end
 redis.call('SET', k_status, ARGV[1])
 return 1
 ";
@@ -723,6 +725,18 @@ impl RedisLine {
         self.run(&self.set_status, onsale, vec![status.into()])
             .await
             .map(drop)
+    }
+
+    pub(crate) async fn switch_status(
+        &self,
+        onsale: Uuid,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, LineError> {
+        let done = self
+            .run(&self.set_status, onsale, vec![to.into(), from.into()])
+            .await?;
+        Ok(number(&done)? == 1)
     }
 
     pub(crate) async fn set_exhausted(
