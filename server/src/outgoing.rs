@@ -64,9 +64,23 @@ impl Outgoing {
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| OutgoingError::Timeout(self.timeout))?
-            .map_err(|e| OutgoingError::Call(e.to_string()))?;
+            .map_err(|e| OutgoingError::Call(causes(&e)))?;
         Ok(response.status().as_u16())
     }
+}
+
+/// An error and its causes, outermost first: hyper's client says only `client error
+/// (SendRequest)` and keeps what happened (`connection closed before message completed`,
+/// `Connection refused`) in its sources.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -114,6 +114,8 @@ struct SimulatedInner {
     delay: Duration,
     mix: OutcomeMix,
     http: Outgoing,
+    /// Calls of the hook in flight ([`MAX_IN_FLIGHT`]).
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// How long the simulated provider goes on calling the hook with an event before giving up,
@@ -121,6 +123,15 @@ struct SimulatedInner {
 /// a while (its database restarting, its pool full) must not cost the buyer a paid order. Well
 /// past any order's time to pay.
 const DELIVERY_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+/// Most calls of the hook in flight at once from one provider (each process that starts
+/// payments has one), as a real provider's dispatcher keeps a bounded number of deliveries
+/// open per endpoint. Unbounded, a hook node slowed by a full onsale had thousands of calls
+/// open at once: past its internal listener's cap (1,024 connections) it closed every new one
+/// as soon as it accepted it, each of those came back after a pause, and at full size 60,000
+/// calls failed in four minutes while payments waited up to 30 s between attempts. Events
+/// beyond the bound wait their turn here, in the order they came.
+pub const MAX_IN_FLIGHT: usize = 32;
 
 /// The longest pause between two calls of the hook with one event.
 const MAX_PAUSE: Duration = Duration::from_secs(30);
@@ -135,6 +146,7 @@ impl Simulated {
                 delay,
                 mix,
                 http: Outgoing::new(Duration::from_secs(5)),
+                in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             }),
         }
     }
@@ -186,15 +198,17 @@ impl SimulatedInner {
                 crate::clock::now_secs(),
                 &body,
             );
-            match self
-                .http
-                .post_json(
-                    &self.hook_url,
-                    &[(signature::HEADER, &header)],
-                    body.clone(),
-                )
-                .await
-            {
+            let called = {
+                let _turn = self.in_flight.acquire().await.expect("never closed");
+                self.http
+                    .post_json(
+                        &self.hook_url,
+                        &[(signature::HEADER, &header)],
+                        body.clone(),
+                    )
+                    .await
+            };
+            match called {
                 Ok(status) if (200..300).contains(&status) => return,
                 Ok(status) => tracing::warn!(status, attempt, "simulated payment: hook refused"),
                 Err(e) => {
@@ -309,5 +323,69 @@ mod tests {
         assert_eq!(first, again);
         assert_ne!(first, other);
         assert!(first.starts_with("sim_") && first.len() == 36, "{first}");
+    }
+
+    /// A hook that answers slowly sees at most [`MAX_IN_FLIGHT`] calls at once, and every
+    /// event still arrives.
+    #[tokio::test]
+    async fn calls_in_flight_to_the_hook_are_bounded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        #[derive(Default)]
+        struct Seen {
+            now: AtomicUsize,
+            most: AtomicUsize,
+            done: AtomicUsize,
+        }
+        let seen = Arc::new(Seen::default());
+        let hook = {
+            let seen = seen.clone();
+            axum::Router::new().route(
+                "/hooks/payments/simulated",
+                axum::routing::post(move || {
+                    let seen = seen.clone();
+                    async move {
+                        let now = seen.now.fetch_add(1, Ordering::SeqCst) + 1;
+                        seen.most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        seen.now.fetch_sub(1, Ordering::SeqCst);
+                        seen.done.fetch_add(1, Ordering::SeqCst);
+                        "ok"
+                    }
+                }),
+            )
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/hooks/payments/simulated",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move { axum::serve(listener, hook).await });
+        let provider = Simulated::new(
+            url,
+            Secret::new("s".repeat(32)),
+            Duration::ZERO,
+            "succeeded=1".parse().unwrap(),
+        );
+        let payments = 4 * MAX_IN_FLIGHT;
+        for i in 0..payments {
+            let request = PaymentRequest {
+                order: Uuid::new_v4(),
+                user: "ana".into(),
+                amount_minor: 100,
+                currency: "EUR".into(),
+                idempotency_key: format!("payment.start:{i}"),
+            };
+            provider.create(&request).await.unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while seen.done.load(Ordering::SeqCst) < payments {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "events not delivered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let most = seen.most.load(Ordering::SeqCst);
+        assert!(most <= MAX_IN_FLIGHT, "{most} calls in flight at once");
     }
 }
