@@ -340,7 +340,7 @@ mod tests {
         let hook = {
             let seen = seen.clone();
             axum::Router::new().route(
-                "/hooks/payments/simulated",
+                "/hooks/payments/{provider}",
                 axum::routing::post(move || {
                     let seen = seen.clone();
                     async move {
