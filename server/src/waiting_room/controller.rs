@@ -405,16 +405,18 @@ impl Controller {
         let view = self.line.view(onsale, 0).await?;
         let status = m.settings.status.clone();
         let mut line_status = view.status;
-        if matches!(status.as_str(), "live" | "paused")
-            && (matches!(line_status.as_str(), "scheduled" | "pre_queue") || !view.drawn)
-        {
+        let drawn_now = matches!(status.as_str(), "live" | "paused")
+            && (matches!(line_status.as_str(), "scheduled" | "pre_queue") || !view.drawn);
+        if drawn_now {
             self.go_live(onsale, m).await?;
             line_status = "live".to_owned();
         }
-        if status != line_status && matches!(line_status.as_str(), "live" | "paused") {
+        if !drawn_now && status != line_status && matches!(line_status.as_str(), "live" | "paused")
+        {
             // An operator's pause or resume switches the line at once (`admission::Pauses`),
             // ahead of this controller's settings, read up to a second ago: ask Postgres
-            // before switching the line back.
+            // before switching the line back. (Not right after the draw, which shows the line
+            // `live` until the status below is set: a join in between would be told `live`.)
             let fresh: Option<String> =
                 sqlx::query_scalar("select status::text from onsale where onsale_id = $1")
                     .bind(onsale)

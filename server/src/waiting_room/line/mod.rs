@@ -501,13 +501,17 @@ impl Line {
         to: &str,
     ) -> Result<bool, LineError> {
         match &self.backend {
-            Backend::Memory(m) => Ok(m.with(onsale, |l| {
-                let switch = l.status == from;
-                if switch {
-                    l.status = to.to_owned();
-                }
-                switch
-            })),
+            // Looked up, not made: an onsale without a waiting room has no line to switch.
+            Backend::Memory(m) => {
+                let mut onsales = m.onsales.lock().expect("line lock");
+                Ok(match onsales.get_mut(&onsale) {
+                    Some(l) if l.status == from => {
+                        l.status = to.to_owned();
+                        true
+                    }
+                    _ => false,
+                })
+            }
             Backend::Redis(r) => r.switch_status(onsale, from, to).await,
         }
     }
