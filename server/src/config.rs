@@ -61,6 +61,14 @@ pub struct Config {
     #[arg(long, env = "MARQUEE_DATABASE_WORK_POOL", default_value_t = 10)]
     pub database_work_pool: u32,
 
+    /// Whether this node relays the outbox (results and seat changes, from Postgres to the
+    /// channels) as soon as rows are committed (`on`), or leaves that to `marquee worker`
+    /// processes and relays only rows they left waiting 5 s (`standby`), or never (`off`:
+    /// results wait if no worker runs). Set `standby` beside worker processes: a node busy
+    /// with its connections relays slowly.
+    #[arg(long, env = "MARQUEE_OUTBOX_RELAY", value_enum, default_value_t = crate::outbox::relay::RelayMode::On)]
+    pub outbox_relay: crate::outbox::relay::RelayMode,
+
     /// Time allowed for a graceful shutdown before remaining connections are dropped.
     #[arg(long, env = "MARQUEE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = crate::clock::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -133,6 +141,11 @@ pub struct WorkerConfig {
     /// each worker on one machine its own port (`:0` picks a free one).
     #[arg(long, env = "MARQUEE_WORKER_LISTEN", default_value = "127.0.0.1:9091")]
     pub listen: SocketAddr,
+
+    /// What each channel keeps for resume: the worker's outbox relay publishes, so it must
+    /// use the hub nodes' settings.
+    #[command(flatten)]
+    pub history: crate::engine::HistoryArgs,
 
     /// Booking settings (`--workers` is ignored: one process is one worker).
     #[command(flatten)]

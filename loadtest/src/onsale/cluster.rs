@@ -318,6 +318,15 @@ impl OnsaleCluster {
                 "MARQUEE_WORKERS",
                 if self.redis_port_used() { "0" } else { "1" },
             )
+            // ...and they relay the outbox, the nodes only what the workers leave waiting.
+            .env(
+                "MARQUEE_OUTBOX_RELAY",
+                if self.redis_port_used() {
+                    "standby"
+                } else {
+                    "on"
+                },
+            )
             .stdin(Stdio::null())
             .stdout(server_log()?)
             .stderr(Stdio::inherit())

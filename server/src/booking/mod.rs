@@ -22,6 +22,7 @@
 //! Booking meets the waiting room only through [`crate::admission`] and payments only through
 //! [`crate::settlement`].
 
+mod acks;
 pub mod best_available;
 pub mod inventory;
 pub mod live;
@@ -131,6 +132,8 @@ impl Args {
 pub struct Booking {
     db: PgPool,
     queue: CommandQueue,
+    /// Acknowledgements, written together.
+    acks: Arc<acks::Acks>,
     /// Event id to owning tenant, to keep a buyer to their own tenant's events.
     tenants: Arc<crate::db::TenantCache>,
 }
@@ -139,6 +142,7 @@ impl Booking {
     /// Takes commands onto `queue`, checking them against `db`.
     pub fn new(db: PgPool, queue: CommandQueue) -> Self {
         Self {
+            acks: Arc::new(acks::Acks::new(db.clone())),
             db,
             queue,
             tenants: Arc::new(crate::db::TenantCache::new(
@@ -234,9 +238,10 @@ impl Booking {
         Ok(())
     }
 
-    /// Marks results as received, so they are not delivered again. Unknown ids are ignored
+    /// Marks results as received, so they are not delivered again, once the next write of
+    /// acknowledgements has carried them ([`acks`]). Unknown ids are ignored
     /// (acknowledging twice is harmless).
-    pub async fn ack(&self, identity: &Identity, request_ids: &[String]) -> Result<u64, Refusal> {
+    pub async fn ack(&self, identity: &Identity, request_ids: &[String]) -> Result<(), Refusal> {
         let tenant = Self::tenant_of(identity)?;
         if request_ids.len() > 1000 {
             return Err(Refusal::new(
@@ -248,20 +253,16 @@ impl Booking {
             text::required(&format!("request_ids[{i}]"), id, MAX_REQUEST_ID_LEN)
                 .map_err(|e| bad_text(&e))?;
         }
-        let done = sqlx::query(
-            "update processed_request set acknowledged_at = now()
-             where tenant_id = $1 and user_id = $2 and request_id = any($3) and acknowledged_at is null",
-        )
-        .bind(tenant)
-        .bind(&identity.user)
-        .bind(request_ids)
-        .execute(&self.db)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "ack failed");
-            Refusal::new(ErrorCode::Unavailable, "the booking service is unavailable; retry")
-        })?;
-        Ok(done.rows_affected())
+        self.acks
+            .ack(tenant, &identity.user, request_ids)
+            .await
+            .map_err(|_| {
+                // Logged once per write by the writer.
+                Refusal::new(
+                    ErrorCode::Unavailable,
+                    "the booking service is unavailable; retry",
+                )
+            })
     }
 }
 

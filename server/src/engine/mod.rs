@@ -52,6 +52,31 @@ pub struct History {
 /// state any client can create is bounded by its subscribe rate times this.
 pub const IDLE_STREAM_TTL: Duration = Duration::from_secs(10 * 60);
 
+/// The settings of what every process that publishes keeps per channel: hub nodes and the
+/// booking workers (whose outbox relay publishes too) must agree, or a worker's publish would
+/// trim a channel's history to other limits than a node's.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct HistoryArgs {
+    /// Messages kept per channel for resume.
+    #[arg(long, env = "MARQUEE_HISTORY_SIZE", default_value_t = 1000)]
+    pub history_size: usize,
+
+    /// How long messages are kept for resume.
+    #[arg(long, env = "MARQUEE_HISTORY_TTL", default_value = "5m", value_parser = crate::clock::parse_duration)]
+    pub history_ttl: Duration,
+}
+
+impl HistoryArgs {
+    /// What channel engines keep for resume.
+    pub fn limits(&self) -> HistoryLimits {
+        HistoryLimits {
+            size: self.history_size,
+            ttl: self.history_ttl,
+        }
+    }
+}
+
 /// Limits on what an engine remembers per channel.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryLimits {

@@ -32,13 +32,9 @@ use tokio_util::task::TaskTracker;
 #[group(skip)]
 #[command(next_help_heading = "Hub")]
 pub struct Args {
-    /// Messages kept per channel for resume.
-    #[arg(long, env = "MARQUEE_HISTORY_SIZE", default_value_t = 1000)]
-    pub history_size: usize,
-
-    /// How long messages are kept for resume.
-    #[arg(long, env = "MARQUEE_HISTORY_TTL", default_value = "5m", value_parser = crate::clock::parse_duration)]
-    pub history_ttl: Duration,
+    /// What each channel keeps for resume.
+    #[command(flatten)]
+    pub history: crate::engine::HistoryArgs,
 
     /// Interval between server pings.
     #[arg(long, env = "MARQUEE_HEARTBEAT_INTERVAL", default_value = "25s", value_parser = crate::clock::parse_duration)]
@@ -142,10 +138,7 @@ pub struct Args {
 impl Args {
     /// What channel engines keep for resume.
     pub fn history(&self) -> HistoryLimits {
-        HistoryLimits {
-            size: self.history_size,
-            ttl: self.history_ttl,
-        }
+        self.history.limits()
     }
 
     /// The limits every connection runs under.

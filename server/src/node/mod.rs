@@ -321,11 +321,13 @@ impl Node {
                 stop.clone(),
             ),
         );
-        let (hub, stop_relay) = (self.hub.clone(), stop.clone());
-        tasks.spawn(
-            "outbox relay",
-            outbox::relay::run(db.clone(), hub, stop_relay),
-        );
+        if config.outbox_relay != outbox::relay::RelayMode::Off {
+            let (hub, stop_relay) = (self.hub.clone(), stop.clone());
+            tasks.spawn(
+                "outbox relay",
+                outbox::relay::run(db.clone(), hub, config.outbox_relay, stop_relay),
+            );
+        }
         let provider = services.payments.provider(internal);
         match &provider {
             Some(p) if config.booking.workers > 0 => {

@@ -4,6 +4,11 @@
 use super::tasks::Tasks;
 use crate::booking::queue::{CommandQueue, RedisQueue};
 use crate::config::WorkerConfig;
+use crate::engine::Engine;
+use crate::engine::redis::RedisEngine;
+use crate::hub::Hub;
+use crate::hub::registry::Registry;
+use crate::outbox::relay::RelayMode;
 use crate::waiting_room::line::Line;
 use crate::waiting_room::line::redis::RedisLine;
 use crate::{booking, db};
@@ -79,6 +84,23 @@ pub async fn run_worker(
         tasks.spawn("notification sender", sender.run(stop.clone()));
     }
     tasks.spawn("booking worker", worker.run(stop.clone()));
+    // The outbox relay, on the worker rather than on hub nodes busy with their connections
+    // (`outbox::relay`, "Who relays"). It only publishes: its hub has no connections, and its
+    // engine subscribes to nothing.
+    let registry = Arc::new(Registry::default());
+    let engine = RedisEngine::connect(
+        url,
+        &config.redis_prefix,
+        config.history.limits(),
+        registry.clone(),
+    )
+    .await
+    .context("connecting the outbox relay to Redis")?;
+    let hub = Hub::new(registry, Engine::Redis(Arc::new(engine)));
+    tasks.spawn(
+        "outbox relay",
+        crate::outbox::relay::run(db.clone(), hub, RelayMode::On, stop.clone()),
+    );
     let failed = tokio::select! {
         () = shutdown => None,
         Some(exit) = tasks.first_exit() => Some(exit),

@@ -18,6 +18,18 @@
 //! message's id holds for a minute on Redis; past that, or on the memory engine, a repeat is
 //! still recognisable: seat deltas carry their version and results their request id). Commits wake the relay with
 //! `NOTIFY`; it also polls, in case a notification is lost while its listener reconnects.
+//!
+//! # Who relays
+//!
+//! Every `marquee worker` relays ([`RelayMode::On`]), and so does a hub node by default. A hub
+//! node that serves a crowd is the wrong place for it: its rounds wait behind tens of thousands
+//! of connections for a share of the CPU and of its one Redis command connection. At full size
+//! (100,000 buyers on seven nodes, BENCHMARKS.md run 26) rounds on the nodes published 70 to 90
+//! messages a second while the two worker processes sat nearly idle, and buyers heard their holds
+//! 22 s after they were decided. A node set to [`RelayMode::Standby`] (`MARQUEE_OUTBOX_RELAY`,
+//! as the Compose and Kubernetes files set it beside worker processes) leaves the rows to the
+//! workers and relays only rows that waited [`STANDBY_AFTER`]: no worker is relaying, or none
+//! keeps up, and results still go out.
 
 use super::NOTIFY;
 use crate::hub::Hub;
@@ -54,6 +66,26 @@ const SLOW_ROUND: Duration = Duration::from_secs(1);
 /// How often the relay looks for rows without a notification.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How old the oldest row must be before a relay on standby publishes.
+pub const STANDBY_AFTER: Duration = Duration::from_secs(5);
+
+/// How often a relay on standby looks at the oldest row's age.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// Whether a process relays whenever there are rows, or only when others do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RelayMode {
+    /// Relays every row as soon as it is committed (when it holds the lock).
+    #[default]
+    On,
+    /// Relays only rows older than [`STANDBY_AFTER`]: for hub nodes beside worker processes,
+    /// which relay (module docs).
+    Standby,
+    /// Never relays: for a node whose outbox is certain to be relayed by worker processes
+    /// (tests that must know who relayed). If none runs, results wait.
+    Off,
+}
+
 /// One message of an outbox row, borrowed from the row's text: its data is published as it
 /// was stored, without being parsed.
 #[derive(Deserialize)]
@@ -65,32 +97,74 @@ struct OutboxMessage<'a> {
 }
 
 /// Runs the relay until `cancel`.
-pub async fn run(db: PgPool, hub: Hub, cancel: CancellationToken) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(&db)
-        .await
-        .context("connecting the outbox listener")?;
-    listener
-        .listen(NOTIFY)
-        .await
-        .context("listening for outbox notifications")?;
-    loop {
-        match relay_once(&db, &hub).await {
-            Ok(n) if n as i64 == ROWS_PER_ROUND => continue,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "outbox relay round failed; retrying"
-                );
-                tokio::time::sleep(POLL).await;
-            }
+pub async fn run(
+    db: PgPool,
+    hub: Hub,
+    mode: RelayMode,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    // On standby nothing is published right after a commit, so nothing listens for commits.
+    let mut listener = match mode {
+        RelayMode::On => {
+            let mut listener = PgListener::connect_with(&db)
+                .await
+                .context("connecting the outbox listener")?;
+            listener
+                .listen(NOTIFY)
+                .await
+                .context("listening for outbox notifications")?;
+            Some(listener)
         }
+        RelayMode::Standby => None,
+        RelayMode::Off => return Ok(()),
+    };
+    let poll = match mode {
+        RelayMode::On => POLL,
+        RelayMode::Standby | RelayMode::Off => STANDBY_POLL,
+    };
+    loop {
+        let due = match mode {
+            RelayMode::On => Ok(true),
+            RelayMode::Standby | RelayMode::Off => oldest_waited(&db, STANDBY_AFTER).await,
+        };
+        match due {
+            Ok(false) => {}
+            Ok(true) => match relay_once(&db, &hub).await {
+                Ok(n) if n as i64 == ROWS_PER_ROUND => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "outbox relay round failed; retrying"
+                    );
+                    tokio::time::sleep(POLL).await;
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "outbox relay cannot read the outbox; retrying"),
+        }
+        let committed = async {
+            match &mut listener {
+                Some(listener) => drop(listener.recv().await),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            _ = listener.recv() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = committed => {}
+            () = tokio::time::sleep(poll) => {}
         }
     }
+}
+
+/// Whether the oldest row in the outbox has waited at least `long`.
+pub(crate) async fn oldest_waited(db: &PgPool, long: Duration) -> Result<bool, sqlx::Error> {
+    let age: Option<f64> = sqlx::query_scalar(
+        "select extract(epoch from now() - created_at)::float8
+         from outbox order by outbox_id limit 1",
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(age.is_some_and(|age| age >= long.as_secs_f64()))
 }
 
 /// Publishes up to [`ROWS_PER_ROUND`] rows if this relay holds the lock. Returns the rows

@@ -810,6 +810,47 @@ async fn results_stay_pending_until_acknowledged_and_come_back_on_every_connect(
     node.shutdown().await;
 }
 
+/// Acknowledgements arriving together are written together (`booking::acks`), and each still
+/// marks only its own buyer's result: buyers who share a request id, half of whom acknowledge
+/// at once.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn acknowledgements_written_together_mark_only_their_own_buyers_results(pool: PgPool) {
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let node = node(&pool).await;
+    let mut buyers = Vec::new();
+    for n in 0..12 {
+        let mut raw = connect(&node, &shop, &format!("buyer-{n}")).await;
+        send(&mut raw, 1, "same", hold_ga(&shop, 1)).await;
+        let held = result(&mut raw).await;
+        assert!(matches!(held.outcome, Outcome::Held { .. }), "{held:?}");
+        buyers.push(raw);
+    }
+    let acked = buyers.iter_mut().take(6).map(|raw| async move {
+        raw.send(&ClientMessage::Ack {
+            id: 9,
+            request_ids: vec!["same".into(), "never-sent".into()],
+        })
+        .await;
+        raw.recv().await
+    });
+    for answer in futures_util::future::join_all(acked).await {
+        assert_eq!(answer, ServerMessage::Acked { id: 9 });
+    }
+    let mut rows: Vec<(String, bool)> =
+        sqlx::query_as("select user_id, acknowledged_at is not null from processed_request")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    rows.sort();
+    let expected: Vec<(String, bool)> = (0..12)
+        .map(|n| (format!("buyer-{n}"), n < 6))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    assert_eq!(rows, expected);
+    node.shutdown().await;
+}
+
 /// Two owners of one event at once (a lease lost mid-batch): the stale one cannot commit, and
 /// even if it could get past the fence, the seat claim's key refuses the double sale.
 #[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
@@ -946,6 +987,48 @@ async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exac
     );
     let _ = heir.kill();
     let _ = heir.wait();
+    node.shutdown().await;
+}
+
+/// Worker processes relay the outbox: with the node's relay off, a buyer still hears the
+/// result of a command a worker process decided.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_worker_process_relays_results_for_a_node_that_does_not(pool: PgPool) {
+    use marquee_server::outbox::relay::RelayMode;
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let prefix = common::unique_prefix();
+    let mut config = node_config(&pool);
+    config.redis_url = Some(Secret::new(common::redis_url()));
+    config.redis_prefix = prefix.clone();
+    config.booking.workers = 0;
+    config.outbox_relay = RelayMode::Off;
+    let node = TestNode::start(config).await;
+    let mut worker = worker_process(&pool, &prefix, "relaying", false);
+    let mut raw = connect(&node, &shop, "ana").await;
+    send(&mut raw, 1, "held", hold_seats(&shop, &[5])).await;
+    let first = result(&mut raw).await;
+    assert!(matches!(first.outcome, Outcome::Held { .. }), "{first:?}");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    node.shutdown().await;
+}
+
+/// A node on standby leaves fresh outbox rows to the workers and relays what waited
+/// [`STANDBY_AFTER`]: with no worker relaying (this node's own worker decides, and no worker
+/// process runs), the result comes, but only after that.
+#[sqlx::test(migrator = "marquee_server::db::MIGRATOR")]
+async fn a_node_on_standby_relays_only_what_waited(pool: PgPool) {
+    use marquee_server::outbox::relay::{RelayMode, STANDBY_AFTER};
+    let shop = shop(&pool, ShopSpec::default()).await;
+    let mut config = node_config(&pool);
+    config.outbox_relay = RelayMode::Standby;
+    let node = TestNode::start(config).await;
+    let mut raw = connect(&node, &shop, "ana").await;
+    send(&mut raw, 1, "late", hold_seats(&shop, &[6])).await;
+    let early = tokio::time::timeout(STANDBY_AFTER / 2, result(&mut raw)).await;
+    assert!(early.is_err(), "relayed before it waited: {early:?}");
+    let late = result(&mut raw).await;
+    assert!(matches!(late.outcome, Outcome::Held { .. }), "{late:?}");
     node.shutdown().await;
 }
 

@@ -247,7 +247,7 @@ async fn a_reader_that_falls_behind_on_results_is_closed_as_a_slow_consumer() {
 async fn a_reader_that_falls_behind_on_seat_deltas_is_told_to_resync_and_recovers() {
     let mut config = config();
     config.hub.outbound_queue = 16;
-    config.hub.history_size = 5000;
+    config.hub.history.history_size = 5000;
     let node = TestNode::start(config).await;
     let mut raw = Raw::connect(&node.ws_url(), &token("u1", &[])).await;
     let ServerMessage::Subscribed {

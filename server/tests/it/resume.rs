@@ -110,7 +110,7 @@ async fn the_inbox_is_resumed_too() {
 #[tokio::test]
 async fn a_gap_beyond_history_is_reported_as_not_recovered() {
     let mut config = config();
-    config.hub.history_size = 10;
+    config.hub.history.history_size = 10;
     let node = TestNode::start(config).await;
     let relay = Relay::start(node.addr).await;
     let mut client_config = fast_reconnects(relay.ws_url());
@@ -217,7 +217,7 @@ impl SnapshotProvider for ListSnapshot {
 #[tokio::test]
 async fn a_snapshot_is_followed_by_exactly_the_deltas_after_it() {
     let mut config = config();
-    config.hub.history_size = 10_000;
+    config.hub.history.history_size = 10_000;
     let node = TestNode::start(config).await;
     node.hub.register_snapshot(
         ChannelKind::Seats,
