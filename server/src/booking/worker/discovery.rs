@@ -2,7 +2,7 @@
 //! orders awaiting payment, payment news), leases each it can, and runs an owner for it.
 
 use super::effects::{PaymentNews, listen_for_payments, relay};
-use super::owner::Owner;
+use super::owner::{Owner, PAYMENTS_PER_STEP};
 use super::settings::{Worker, now_ms};
 use crate::booking::store;
 use anyhow::Context as _;
@@ -201,8 +201,10 @@ impl Worker {
                 look_for_payments = true;
             }
             let payments = if look_for_payments || news.take(event) {
-                look_for_payments = false;
-                owner.unapplied_payments(self).await?
+                let payments = owner.unapplied_payments(self).await?;
+                // A full look leaves more behind: look again at the next step.
+                look_for_payments = payments.len() as i64 >= PAYMENTS_PER_STEP;
+                payments
             } else {
                 Vec::new()
             };

@@ -120,6 +120,13 @@ fn data_fault(e: &anyhow::Error) -> bool {
 /// takes it again): a lost lease, or a database out of reach.
 const PASSING_TRIES: u32 = 5;
 
+/// Payment events one step applies, at most. A step lasts as long as the commit before it,
+/// which under a full onsale's load is up to a second: at 256 a step, the 100,000-buyer run
+/// (BENCHMARKS.md run 29) recorded payments faster than their owner applied them, 8,000 waited,
+/// and tickets came 25 s after their payment. A step applies this many, and the owner looks
+/// again at once while a look comes back full.
+pub(super) const PAYMENTS_PER_STEP: i64 = 2048;
+
 /// A payment event's key: `(provider, provider's event id)`.
 type PaymentKey = (String, String);
 
@@ -144,20 +151,26 @@ impl Owner {
         })
     }
 
-    /// Payment events of this event not applied yet, but not those the batch in flight applies.
+    /// Payment events of this event not applied yet, but not those the batch in flight applies
+    /// (it has not committed, so they are read again and passed over): up to
+    /// [`PAYMENTS_PER_STEP`].
     pub(super) async fn unapplied_payments(
         &self,
         worker: &Worker,
     ) -> anyhow::Result<Vec<UnappliedPayment>> {
-        let mut payments = store::unapplied_payments(&worker.db, self.inventory.event, 256).await?;
-        if let Some(in_flight) = &self.in_flight {
-            let applying: HashSet<_> = in_flight
-                .payments
-                .iter()
-                .map(UnappliedPayment::key)
-                .collect();
-            payments.retain(|p| !applying.contains(&p.key()));
-        }
+        let applying: HashSet<_> = self
+            .in_flight
+            .iter()
+            .flat_map(|f| f.payments.iter().map(UnappliedPayment::key))
+            .collect();
+        let mut payments = store::unapplied_payments(
+            &worker.db,
+            self.inventory.event,
+            PAYMENTS_PER_STEP + applying.len() as i64,
+        )
+        .await?;
+        payments.retain(|p| !applying.contains(&p.key()));
+        payments.truncate(PAYMENTS_PER_STEP as usize);
         Ok(payments)
     }
 
