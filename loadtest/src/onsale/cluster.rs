@@ -343,22 +343,24 @@ impl OnsaleCluster {
     }
 
     async fn start_worker(&mut self, i: usize) -> anyhow::Result<Proc> {
-        // Payments report to the last node's hooks: the first one is the node a fault kills.
-        let hooks = self
+        // Payments report to every node's hooks in turn, as a provider's calls reach any node
+        // behind a load balancer (one node alone took every call, and at full size payments
+        // waited for its share of the CPU); a delivery to the node a fault kills moves on to
+        // the next.
+        let hooks: Vec<String> = self
             .nodes
-            .last()
-            .and_then(|n| n.internal)
-            .context("a node for the payment hooks")?;
+            .iter()
+            .filter_map(|n| n.internal)
+            .map(|addr| format!("http://{addr}/hooks/payments/simulated"))
+            .collect();
+        anyhow::ensure!(!hooks.is_empty(), "a node for the payment hooks");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let child = Command::new(&self.setup.marquee_bin)
             .arg("worker")
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("MARQUEE_WORKER_ID", format!("worker-{i}"))
             .env("MARQUEE_WORKER_LISTEN", addr.to_string())
-            .env(
-                "MARQUEE_SIMULATED_HOOK_URL",
-                format!("http://{hooks}/hooks/payments/simulated"),
-            )
+            .env("MARQUEE_SIMULATED_HOOK_URL", hooks.join(","))
             .stdin(Stdio::null())
             .stdout(server_log()?)
             .stderr(Stdio::inherit())

@@ -68,11 +68,13 @@ pub struct Args {
     pub simulated_outcomes: provider::OutcomeMix,
 
     /// Where the simulated provider reports payments: the full URL of a hub node's
-    /// `/hooks/payments/simulated` on its internal listener. Unset: the node's own internal
-    /// listener. A `marquee worker` process has none, so it needs this (and the nodes'
-    /// `simulated` secret in `--hook-secrets`) to start payments.
-    #[arg(long, env = "MARQUEE_SIMULATED_HOOK_URL")]
-    pub simulated_hook_url: Option<String>,
+    /// `/hooks/payments/simulated` on its internal listener, or several, comma-separated,
+    /// taken in turn (as a real provider's calls reach any node behind a load balancer; a call
+    /// that fails is tried again at the next). Unset: the node's own internal listener. A
+    /// `marquee worker` process has none, so it needs this (and the nodes' `simulated` secret
+    /// in `--hook-secrets`) to start payments.
+    #[arg(long, env = "MARQUEE_SIMULATED_HOOK_URL", value_delimiter = ',')]
+    pub simulated_hook_url: Vec<String>,
 }
 
 impl Args {
@@ -84,9 +86,12 @@ impl Args {
         if self.provider != ProviderKind::Simulated {
             return Ok(None);
         }
-        let url = self.simulated_hook_url.clone().ok_or_else(|| {
-            anyhow::anyhow!("a worker with MARQUEE_PAYMENT_PROVIDER=simulated needs MARQUEE_SIMULATED_HOOK_URL (a node's internal /hooks/payments/simulated)")
-        })?;
+        if self.simulated_hook_url.is_empty() {
+            anyhow::bail!(
+                "a worker with MARQUEE_PAYMENT_PROVIDER=simulated needs MARQUEE_SIMULATED_HOOK_URL (a node's internal /hooks/payments/simulated)"
+            );
+        }
+        let urls = self.simulated_hook_url.clone();
         let secret = self
             .hook_secrets
             .of("simulated")
@@ -96,7 +101,7 @@ impl Args {
                 anyhow::anyhow!("a worker with MARQUEE_PAYMENT_PROVIDER=simulated needs the nodes' `simulated:` secret in MARQUEE_PAYMENT_HOOK_SECRETS")
             })?;
         Ok(Some(Arc::new(provider::Simulated::new(
-            url,
+            urls,
             secret,
             self.simulated_delay,
             self.simulated_outcomes,
@@ -170,19 +175,18 @@ impl Payments {
         if self.args.provider != ProviderKind::Simulated {
             return None;
         }
-        let url = match &self.args.simulated_hook_url {
-            Some(url) => url.clone(),
-            None => {
-                let mut addr = internal?;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                format!("http://{addr}/hooks/payments/simulated")
+        let urls = if self.args.simulated_hook_url.is_empty() {
+            let mut addr = internal?;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
+            vec![format!("http://{addr}/hooks/payments/simulated")]
+        } else {
+            self.args.simulated_hook_url.clone()
         };
         let secret = self.hooks.secrets.of("simulated")?.last()?.clone();
         Some(Arc::new(provider::Simulated::new(
-            url,
+            urls,
             secret,
             self.args.simulated_delay,
             self.args.simulated_outcomes,

@@ -109,13 +109,16 @@ pub struct Simulated {
 
 #[derive(Debug)]
 struct SimulatedInner {
-    hook_url: String,
+    /// The hook's URLs, taken in turn ([`SimulatedInner::deliver`]).
+    hook_urls: Vec<String>,
+    /// Which URL the next delivery starts at.
+    next_url: std::sync::atomic::AtomicUsize,
     secret: Secret,
     delay: Duration,
     mix: OutcomeMix,
     http: Outgoing,
-    /// Calls of the hook in flight ([`MAX_IN_FLIGHT`]).
-    in_flight: tokio::sync::Semaphore,
+    /// Calls in flight to each URL ([`MAX_IN_FLIGHT`]).
+    in_flight: Vec<tokio::sync::Semaphore>,
 }
 
 /// How long the simulated provider goes on calling the hook with an event before giving up,
@@ -124,9 +127,9 @@ struct SimulatedInner {
 /// past any order's time to pay.
 const DELIVERY_WINDOW: Duration = Duration::from_secs(30 * 60);
 
-/// Most calls of the hook in flight at once from one provider (each process that starts
-/// payments has one), as a real provider's dispatcher keeps a bounded number of deliveries
-/// open per endpoint. Unbounded, a hook node slowed by a full onsale had thousands of calls
+/// Most calls in flight at once from one provider (each process that starts payments has one)
+/// to one hook URL, as a real provider's dispatcher keeps a bounded number of deliveries open
+/// per endpoint. Unbounded, a hook node slowed by a full onsale had thousands of calls
 /// open at once: past its internal listener's cap (1,024 connections) it closed every new one
 /// as soon as it accepted it, each of those came back after a pause, and at full size 60,000
 /// calls failed in four minutes while payments waited up to 30 s between attempts. Events
@@ -137,16 +140,25 @@ pub const MAX_IN_FLIGHT: usize = 32;
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 impl Simulated {
-    /// A provider calling `hook_url` (the full URL of `/hooks/payments/simulated`).
-    pub fn new(hook_url: String, secret: Secret, delay: Duration, mix: OutcomeMix) -> Self {
+    /// A provider calling `hook_urls` (full URLs of `/hooks/payments/simulated`, at least one)
+    /// in turn.
+    pub fn new(hook_urls: Vec<String>, secret: Secret, delay: Duration, mix: OutcomeMix) -> Self {
+        assert!(
+            !hook_urls.is_empty(),
+            "the simulated provider needs a hook URL"
+        );
         Self {
             inner: Arc::new(SimulatedInner {
-                hook_url,
+                in_flight: hook_urls
+                    .iter()
+                    .map(|_| tokio::sync::Semaphore::new(MAX_IN_FLIGHT))
+                    .collect(),
+                next_url: Default::default(),
+                hook_urls,
                 secret,
                 delay,
                 mix,
                 http: Outgoing::new(Duration::from_secs(5)),
-                in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             }),
         }
     }
@@ -191,6 +203,9 @@ impl SimulatedInner {
         let mut pause = Duration::from_millis(200);
         let until = tokio::time::Instant::now() + DELIVERY_WINDOW;
         let mut attempt = 0u32;
+        let first = self
+            .next_url
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         while tokio::time::Instant::now() < until {
             attempt += 1;
             let header = signature::sign(
@@ -198,11 +213,15 @@ impl SimulatedInner {
                 crate::clock::now_secs(),
                 &body,
             );
+            // Deliveries start at the URLs in turn, and each attempt after a failure moves on
+            // to the next, as a load balancer spreads a provider's calls and routes around a
+            // node that is gone.
+            let at = (first + attempt as usize - 1) % self.hook_urls.len();
             let called = {
-                let _turn = self.in_flight.acquire().await.expect("never closed");
+                let _turn = self.in_flight[at].acquire().await.expect("never closed");
                 self.http
                     .post_json(
-                        &self.hook_url,
+                        &self.hook_urls[at],
                         &[(signature::HEADER, &header)],
                         body.clone(),
                     )
@@ -305,7 +324,7 @@ mod tests {
     #[tokio::test]
     async fn the_same_idempotency_key_starts_the_same_payment() {
         let provider = Simulated::new(
-            "http://127.0.0.1:9/hooks/payments/simulated".into(),
+            vec!["http://127.0.0.1:9/hooks/payments/simulated".into()],
             Secret::new("s".repeat(32)),
             Duration::from_secs(3600),
             OutcomeMix::default(),
@@ -325,48 +344,55 @@ mod tests {
         assert!(first.starts_with("sim_") && first.len() == 36, "{first}");
     }
 
-    /// A hook that answers slowly sees at most [`MAX_IN_FLIGHT`] calls at once, and every
-    /// event still arrives.
-    #[tokio::test]
-    async fn calls_in_flight_to_the_hook_are_bounded() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        #[derive(Default)]
-        struct Seen {
-            now: AtomicUsize,
-            most: AtomicUsize,
-            done: AtomicUsize,
+    /// What a test hook saw.
+    #[derive(Default)]
+    struct Seen {
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        done: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Seen {
+        fn done(&self) -> usize {
+            self.done.load(std::sync::atomic::Ordering::SeqCst)
         }
-        let seen = Arc::new(Seen::default());
-        let hook = {
-            let seen = seen.clone();
-            axum::Router::new().route(
-                "/hooks/payments/{provider}",
-                axum::routing::post(move || {
-                    let seen = seen.clone();
-                    async move {
-                        let now = seen.now.fetch_add(1, Ordering::SeqCst) + 1;
-                        seen.most.fetch_max(now, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        seen.now.fetch_sub(1, Ordering::SeqCst);
-                        seen.done.fetch_add(1, Ordering::SeqCst);
-                        "ok"
-                    }
-                }),
-            )
-        };
+    }
+
+    /// A hook on a loopback port that answers every call after `pause`, counting into `seen`:
+    /// its URL.
+    async fn counting_hook(seen: Arc<Seen>, pause: Duration) -> String {
+        use std::sync::atomic::Ordering;
+        let hook = axum::Router::new().route(
+            "/hooks/payments/{provider}",
+            axum::routing::post(move || {
+                let seen = seen.clone();
+                async move {
+                    let now = seen.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    seen.most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(pause).await;
+                    seen.now.fetch_sub(1, Ordering::SeqCst);
+                    seen.done.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(
             "http://{}/hooks/payments/simulated",
             listener.local_addr().unwrap()
         );
         tokio::spawn(async move { axum::serve(listener, hook).await });
+        url
+    }
+
+    /// A provider on `urls` whose every payment succeeds at once; `payments` of them started.
+    async fn paying(urls: Vec<String>, payments: usize) -> Simulated {
         let provider = Simulated::new(
-            url,
+            urls,
             Secret::new("s".repeat(32)),
             Duration::ZERO,
             "succeeded=1".parse().unwrap(),
         );
-        let payments = 4 * MAX_IN_FLIGHT;
         for i in 0..payments {
             let request = PaymentRequest {
                 order: Uuid::new_v4(),
@@ -377,15 +403,56 @@ mod tests {
             };
             provider.create(&request).await.unwrap();
         }
+        provider
+    }
+
+    /// Waits (up to 30 s) until the hooks `seen` were called `calls` times in all.
+    async fn called(seen: &[&Seen], calls: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while seen.done.load(Ordering::SeqCst) < payments {
+        while seen.iter().map(|s| s.done()).sum::<usize>() < calls {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "events not delivered"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let most = seen.most.load(Ordering::SeqCst);
+    }
+
+    /// A hook that answers slowly sees at most [`MAX_IN_FLIGHT`] calls at once, and every
+    /// event still arrives.
+    #[tokio::test]
+    async fn calls_in_flight_to_the_hook_are_bounded() {
+        let seen = Arc::new(Seen::default());
+        let url = counting_hook(seen.clone(), Duration::from_millis(50)).await;
+        let payments = 4 * MAX_IN_FLIGHT;
+        let _provider = paying(vec![url], payments).await;
+        called(&[&seen], payments).await;
+        let most = seen.most.load(std::sync::atomic::Ordering::SeqCst);
         assert!(most <= MAX_IN_FLIGHT, "{most} calls in flight at once");
+    }
+
+    /// Deliveries start at the URLs in turn, and one whose URL is gone (a node killed) moves
+    /// on to the next: of 30 payments over a dead URL and two live ones, the first live one
+    /// takes its own ten and the dead one's, the second its own ten.
+    #[tokio::test]
+    async fn deliveries_take_the_urls_in_turn_and_move_past_one_that_is_gone() {
+        let gone = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!(
+                "http://{}/hooks/payments/simulated",
+                listener.local_addr().unwrap()
+            )
+        };
+        let (a, b) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+        let urls = vec![
+            gone,
+            counting_hook(a.clone(), Duration::ZERO).await,
+            counting_hook(b.clone(), Duration::ZERO).await,
+        ];
+        let _provider = paying(urls, 30).await;
+        called(&[&a, &b], 30).await;
+        // Nothing more arrives: each event was delivered once.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!((a.done(), b.done()), (20, 10));
     }
 }
