@@ -96,7 +96,7 @@ struct OutboxMessage<'a> {
     data: &'a RawValue,
 }
 
-/// Runs the relay until `cancel`.
+/// Runs the relay until `cancel` ([`RelayMode::Off`]: returns at once).
 pub async fn run(
     db: PgPool,
     hub: Hub,
@@ -118,14 +118,13 @@ pub async fn run(
         RelayMode::Standby => None,
         RelayMode::Off => return Ok(()),
     };
-    let poll = match mode {
-        RelayMode::On => POLL,
-        RelayMode::Standby | RelayMode::Off => STANDBY_POLL,
-    };
+    let standby = listener.is_none();
+    let poll = if standby { STANDBY_POLL } else { POLL };
     loop {
-        let due = match mode {
-            RelayMode::On => Ok(true),
-            RelayMode::Standby | RelayMode::Off => oldest_waited(&db, STANDBY_AFTER).await,
+        let due = if standby {
+            oldest_waited(&db, STANDBY_AFTER).await
+        } else {
+            Ok(true)
         };
         match due {
             Ok(false) => {}

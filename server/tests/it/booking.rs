@@ -919,6 +919,16 @@ async fn two_owners_of_one_event_never_sell_a_seat_twice(pool: PgPool) {
     assert_eq!(owners, vec!["ana".to_owned()]);
 }
 
+/// A node on the shared Redis under `prefix` with no booking worker of its own: worker
+/// processes decide its commands.
+fn without_workers(pool: &PgPool, prefix: &str) -> marquee_server::Config {
+    let mut config = node_config(pool);
+    config.redis_url = Some(Secret::new(common::redis_url()));
+    config.redis_prefix = prefix.to_owned();
+    config.booking.workers = 0;
+    config
+}
+
 /// A `marquee worker` process on the test database and Redis prefix.
 fn worker_process(
     pool: &PgPool,
@@ -943,10 +953,7 @@ async fn a_worker_killed_between_commit_and_acknowledge_delivers_the_result_exac
     use fred::prelude::StreamsInterface as _;
     let shop = shop(&pool, ShopSpec::default()).await;
     let prefix = common::unique_prefix();
-    let mut config = node_config(&pool);
-    config.redis_url = Some(Secret::new(common::redis_url()));
-    config.redis_prefix = prefix.clone();
-    config.booking.workers = 0;
+    let config = without_workers(&pool, &prefix);
     let node = TestNode::start(config).await;
     let mut doomed = worker_process(&pool, &prefix, "doomed", true);
     let mut raw = connect(&node, &shop, "ana").await;
@@ -997,10 +1004,7 @@ async fn a_worker_process_relays_results_for_a_node_that_does_not(pool: PgPool) 
     use marquee_server::outbox::relay::RelayMode;
     let shop = shop(&pool, ShopSpec::default()).await;
     let prefix = common::unique_prefix();
-    let mut config = node_config(&pool);
-    config.redis_url = Some(Secret::new(common::redis_url()));
-    config.redis_prefix = prefix.clone();
-    config.booking.workers = 0;
+    let mut config = without_workers(&pool, &prefix);
     config.outbox_relay = RelayMode::Off;
     let node = TestNode::start(config).await;
     let mut worker = worker_process(&pool, &prefix, "relaying", false);
