@@ -23,6 +23,7 @@
 import { spawn, spawnSync, execFile } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,13 @@ export const ADMISSION_SECRET = 'marquee-web-tests-admission-secret-0123456789';
 /** The `marquee` binary the tests run; never built by the tests themselves. */
 export const MARQUEE_BIN =
   process.env.MARQUEE_BIN ?? path.resolve(here, '../../target/debug/marquee');
+
+/**
+ * Where each node's output is also written, one file per node (`node-<port>.log`), when set:
+ * `scripts/test` sets it so that a failed run shows what the nodes said.
+ */
+const NODE_LOG_DIR = process.env.MARQUEE_TEST_NODE_LOGS;
+if (NODE_LOG_DIR) mkdirSync(NODE_LOG_DIR, { recursive: true });
 
 /** Base URL of the Postgres server, without a database name. */
 export const PG_URL = process.env.MARQUEE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432';
@@ -208,8 +216,14 @@ export async function startNode(options = {}) {
     const started = spawn(MARQUEE_BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     child = started;
     liveChildren.add(started);
-    started.stdout?.on('data', (chunk) => (output += chunk));
-    started.stderr?.on('data', (chunk) => (output += chunk));
+    const logFile = NODE_LOG_DIR && path.join(NODE_LOG_DIR, `node-${port}.log`);
+    /** @param {Buffer} chunk */
+    const record = (chunk) => {
+      output += chunk;
+      if (logFile) appendFileSync(logFile, chunk);
+    };
+    started.stdout?.on('data', record);
+    started.stderr?.on('data', record);
     started.once('exit', () => liveChildren.delete(started));
     const spawnError = once(started, 'error').then(([error]) => {
       throw new Error(`cannot start ${MARQUEE_BIN}: ${error.message}`);

@@ -414,6 +414,10 @@ function onCounts(counts) {
   series.cap.push(now, onsale.active_cap);
   renderLive();
   if (wasPreQueue && counts.status !== 'pre_queue' && !state.draw) void loadDraw(state.generation);
+  // The page may have asked for the record before the pre-queue opened (none yet) and
+  // subscribed after the commitment was published: the first counts of the pre-queue that find
+  // no commitment ask the record again.
+  else if (!wasPreQueue && counts.status === 'pre_queue' && !state.commitment) void loadDraw(state.generation);
 }
 
 /**
