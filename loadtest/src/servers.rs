@@ -129,6 +129,17 @@ impl Setup {
     }
 }
 
+/// Runtime threads for each of `processes` server processes sharing this machine: its cores
+/// divided among them, at least one, as an operator sizes processes that share a host (the
+/// `TOKIO_WORKER_THREADS` setting, `docs/operations.md`). Left at their default, every process
+/// runs a thread per core and they preempt one another: two fan-out nodes on two cores spent
+/// 2.47 µs of CPU per delivered message with two threads each and 1.29 µs with one each
+/// (BENCHMARKS.md).
+pub fn runtime_threads(processes: usize) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cores / processes.max(1)).max(1).to_string()
+}
+
 async fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyhow::Result<()> {
     for _ in 0..400 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -170,6 +181,7 @@ impl Cluster {
                 Target::Marquee => {
                     let mut c = Command::new(&setup.marquee_bin);
                     c.arg("serve")
+                        .env("TOKIO_WORKER_THREADS", runtime_threads(count))
                         .env("MARQUEE_LISTEN", addr.to_string())
                         .env("MARQUEE_NODE_ID", format!("lt-{i}"))
                         .env("MARQUEE_JWT_SECRET", &secret)

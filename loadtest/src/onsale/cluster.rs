@@ -9,7 +9,7 @@
 //!   is started, so no fault can be injected.
 
 use super::OnsaleArgs;
-use crate::servers::{Setup, cpu_seconds, free_port, rss_bytes};
+use crate::servers::{Setup, cpu_seconds, free_port, rss_bytes, runtime_threads};
 use anyhow::{Context as _, bail};
 use marquee_server::catalog::{DemoCatalog, OnsaleSpec, seed_venue};
 use marquee_server::embedded_pg::EmbeddedPostgres;
@@ -220,7 +220,10 @@ impl OnsaleCluster {
                 std::env::var("ONSALE_SERVER_LOG").unwrap_or_else(|_| "error".to_owned()),
             ),
         ];
-        if matches!(shape, Shape::Cluster { .. }) {
+        if let Shape::Cluster { nodes } = shape {
+            // Every node and both workers share the machine's cores (runs 36 and 37 in
+            // BENCHMARKS.md).
+            env.push(("TOKIO_WORKER_THREADS", runtime_threads(*nodes + 2)));
             env.push(("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")));
             env.push(("MARQUEE_REDIS_PREFIX", "onsale".to_owned()));
         }

@@ -663,8 +663,15 @@ impl Owner {
                 cap_ms,
                 &mut delta,
             );
-            tracing::info!(event = %inv.event, order = %payment.order.id, provider = %payment.provider,
-                payment_event = %payment.event_id, outcome = decision.outcome, "payment event applied");
+            if decision.outcome == "ignored_unknown_order" {
+                // Postgres has the order pending and this owner does not: never expected, and
+                // the order then waits for its expiry however it was paid.
+                tracing::warn!(event = %inv.event, order = %payment.order.id, provider = %payment.provider,
+                    payment_event = %payment.event_id, "a payment event for an order its owner does not hold pending was ignored");
+            } else {
+                tracing::info!(event = %inv.event, order = %payment.order.id, provider = %payment.provider,
+                    payment_event = %payment.event_id, outcome = decision.outcome, "payment event applied");
+            }
             if let Some((provider, payment_ref)) = decision.refund {
                 // One refund per payment, however often it is reported. A provider no worker
                 // has a client for leaves its refund owed in `effect`, for an operator.
