@@ -336,6 +336,12 @@ impl Driver {
         // too busy to greet one more connection, when the application starts is no reason to
         // give up while another may take it.
         let mut untried = self.config.urls.len().saturating_sub(1);
+        // A node's advice to come back later, met on the way: if every URL fails, the caller
+        // hears it rather than the last URL's own failure. A dead node tried after a busy one
+        // would otherwise say `cannot connect`, and the caller would count a failed try where
+        // it had been told when to come back (13 buyers of a full-size onsale gave up after a
+        // node was killed, every live node busy greeting the dead one's buyers).
+        let mut advice: Option<ClientError> = None;
         // Once connected, each wait before reconnecting starts a round: a URL whose node
         // cannot be reached (nothing listens, no answer) is followed at once by the next, and
         // only when every URL failed in a row does the client wait again. A node that is gone
@@ -361,6 +367,16 @@ impl Driver {
                 }
                 Err(error) => {
                     if ready.is_some()
+                        && matches!(
+                            error,
+                            ClientError::OverCapacity {
+                                retry_after: Some(_)
+                            }
+                        )
+                    {
+                        advice = Some(error.clone());
+                    }
+                    if ready.is_some()
                         && untried > 0
                         && matches!(
                             error,
@@ -374,6 +390,12 @@ impl Driver {
                         continue;
                     }
                     if let Some(ready) = ready.take() {
+                        let error = match (error, advice.take()) {
+                            (ClientError::Connect(_) | ClientError::Timeout, Some(advice)) => {
+                                advice
+                            }
+                            (error, _) => error,
+                        };
                         let _ = ready.send(Err(error));
                         return;
                     }

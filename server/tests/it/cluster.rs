@@ -5,7 +5,7 @@ use crate::common;
 
 use common::processes::{PrivateRedis, free_port};
 use common::*;
-use marquee_client::{Client, ClientConfig, Event, Events, TokenProvider};
+use marquee_client::{Client, ClientConfig, ClientError, Event, Events, TokenProvider};
 use marquee_protocol::message::ResyncReason;
 use marquee_protocol::{Channel, ServerMessage};
 use marquee_server::secret::Secret;
@@ -417,6 +417,34 @@ async fn the_sdk_starts_on_the_next_node_when_the_first_is_down() {
     .expect("the second node takes the first connection");
     client.ping().await.unwrap();
     client.close().await;
+    node.shutdown().await;
+}
+
+/// When every URL fails the first connection, a full node's advice to come back later is what
+/// the caller hears, not the refusal of a dead node tried after it: the caller waits as told
+/// instead of counting a failed try.
+#[tokio::test]
+async fn the_sdk_first_connection_reports_a_full_nodes_advice_over_a_dead_nodes_refusal() {
+    let mut full = config();
+    full.hub.max_connections = 0;
+    let node = TestNode::start(full).await;
+    let dead = format!("ws://127.0.0.1:{}/ws", free_port());
+    for urls in [[node.ws_url(), dead.clone()], [dead.clone(), node.ws_url()]] {
+        let Err(refused) = Client::connect(
+            ClientConfig::with_urls(urls.clone()),
+            TokenProvider::fixed(token("u1", &[])),
+        )
+        .await
+        else {
+            panic!("{urls:?}: no node should take the connection");
+        };
+        match refused {
+            ClientError::OverCapacity {
+                retry_after: Some(after),
+            } => assert!((1..=5).contains(&after.as_secs()), "{after:?}"),
+            other => panic!("{urls:?}: {other:?}"),
+        }
+    }
     node.shutdown().await;
 }
 
