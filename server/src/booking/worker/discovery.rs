@@ -343,15 +343,23 @@ mod tests {
         LeaseKeeper::start(queue.clone(), "w1".into(), event, TTL, stuck_after)
     }
 
+    /// A queue in which worker `w1` holds the lease of each of `events`.
+    async fn leased(events: &[Uuid]) -> CommandQueue {
+        let queue = CommandQueue::Memory(Arc::new(MemoryQueue::default()));
+        for &event in events {
+            assert!(queue.lease(event, "w1", TTL).await.unwrap());
+        }
+        queue
+    }
+
     async fn other_takes(queue: &CommandQueue, event: Uuid) -> bool {
         queue.lease(event, "w2", TTL).await.unwrap()
     }
 
     #[tokio::test]
     async fn a_step_longer_than_the_lease_keeps_it_and_a_stopped_keeper_renews_nothing() {
-        let queue = CommandQueue::Memory(Arc::new(MemoryQueue::default()));
         let event = Uuid::new_v4();
-        assert!(queue.lease(event, "w1", TTL).await.unwrap());
+        let queue = leased(&[event]).await;
         let mut kept = keeper(&queue, event, STUCK_AFTER);
         kept.step();
         // One step, two and a half leases long.
@@ -371,9 +379,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_another_worker_took_is_reported_lost() {
-        let queue = CommandQueue::Memory(Arc::new(MemoryQueue::default()));
         let event = Uuid::new_v4();
-        assert!(queue.lease(event, "w1", TTL).await.unwrap());
+        let queue = leased(&[event]).await;
         let mut kept = keeper(&queue, event, STUCK_AFTER);
         queue.unlease(event, "w1").await.unwrap();
         assert!(other_takes(&queue, event).await);
@@ -386,11 +393,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_owner_that_stops_stepping_or_panics_is_not_kept() {
-        let queue = CommandQueue::Memory(Arc::new(MemoryQueue::default()));
         let (stuck, panicked) = (Uuid::new_v4(), Uuid::new_v4());
-        for event in [stuck, panicked] {
-            assert!(queue.lease(event, "w1", TTL).await.unwrap());
-        }
+        let queue = leased(&[stuck, panicked]).await;
         let mut kept = keeper(&queue, stuck, TTL / 2);
         // Dropped without being stopped, as when its owner's task panics.
         drop(keeper(&queue, panicked, STUCK_AFTER));
