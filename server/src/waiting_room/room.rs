@@ -152,7 +152,21 @@ struct JoinRequest {
     onsale: Uuid,
     user: String,
     attached: Option<String>,
-    reply: oneshot::Sender<Result<Joined, LineError>>,
+    /// The account to record in the onsale's queue first ([`Line::enter_many`]): a join
+    /// that is not attaching to a place already.
+    enter: Option<String>,
+    reply: oneshot::Sender<Result<Batched, LineError>>,
+}
+
+/// What the batcher answers a join.
+#[derive(Debug)]
+enum Batched {
+    /// The line's answer.
+    Joined(Joined),
+    /// The account already waits in as many queues as it may, as far as its record says: the
+    /// join was not tried. [`WaitingRoom::enter`] forgets the queues it no longer waits in and
+    /// decides.
+    AtCap,
 }
 
 /// Most joins sent to the line in one call.
@@ -163,9 +177,15 @@ const JOIN_BATCH: usize = 256;
 const PLACES_PER_READ: usize = 256;
 
 /// Batches concurrent joins: whatever waits when a batch starts goes in it (up to
-/// [`JOIN_BATCH`], grouped by onsale), so a lone join goes at once and a flood costs one line
-/// call per few hundred joins instead of one per buyer. Up to eight batches are in flight.
-async fn batch_joins(line: Line, mut rx: mpsc::Receiver<JoinRequest>) {
+/// [`JOIN_BATCH`], grouped by onsale), so a lone join goes at once and a flood costs two line
+/// calls per few hundred joins instead of two per buyer: the accounts' records
+/// ([`Line::enter_many`], `cap` queues each), then the joins of those that may. Up to eight
+/// batches are in flight.
+///
+/// The records were one round trip per join before: at 40,000 joins a second they cost the
+/// node a sixth of its time and kept the join acknowledgement's p99 at 250 to 700 ms
+/// (`benches/waiting_room.rs`; BENCHMARKS.md).
+async fn batch_joins(line: Line, cap: usize, mut rx: mpsc::Receiver<JoinRequest>) {
     let in_flight = Arc::new(Semaphore::new(8));
     while let Some(first) = rx.recv().await {
         let mut groups: HashMap<Uuid, Vec<JoinRequest>> = HashMap::new();
@@ -180,6 +200,13 @@ async fn batch_joins(line: Line, mut rx: mpsc::Receiver<JoinRequest>) {
             };
             let line = line.clone();
             tokio::spawn(async move {
+                let group = match enter_batch(&line, onsale, cap, group).await {
+                    Ok(group) => group,
+                    Err((group, e)) => return fail_batch(group, &e),
+                };
+                if group.is_empty() {
+                    return;
+                }
                 let joins: Vec<(&str, Option<&str>)> = group
                     .iter()
                     .map(|r| (r.user.as_str(), r.attached.as_deref()))
@@ -187,21 +214,52 @@ async fn batch_joins(line: Line, mut rx: mpsc::Receiver<JoinRequest>) {
                 match line.join_many(onsale, &joins).await {
                     Ok(joined) => {
                         for (request, joined) in group.into_iter().zip(joined) {
-                            let _ = request.reply.send(Ok(joined));
+                            let _ = request.reply.send(Ok(Batched::Joined(joined)));
                         }
                     }
-                    Err(e) => {
-                        let message = e.to_string();
-                        for request in group {
-                            let _ = request
-                                .reply
-                                .send(Err(LineError::Unavailable(message.clone())));
-                        }
-                    }
+                    Err(e) => fail_batch(group, &e),
                 }
                 drop(permit);
             });
         }
+    }
+}
+
+/// Records the accounts of a batch's new joins in the onsale's queue: answers
+/// [`Batched::AtCap`] to those at their cap and returns the requests to join.
+async fn enter_batch(
+    line: &Line,
+    onsale: Uuid,
+    cap: usize,
+    group: Vec<JoinRequest>,
+) -> Result<Vec<JoinRequest>, (Vec<JoinRequest>, LineError)> {
+    let accounts: Vec<&str> = group.iter().filter_map(|r| r.enter.as_deref()).collect();
+    if accounts.is_empty() {
+        return Ok(group);
+    }
+    let entered = match line.enter_many(&accounts, onsale, cap, now_ms()).await {
+        Ok(entered) => entered,
+        Err(e) => return Err((group, e)),
+    };
+    let mut entered = entered.into_iter();
+    let mut to_join = Vec::with_capacity(group.len());
+    for request in group {
+        if request.enter.is_some() && !entered.next().unwrap_or(false) {
+            let _ = request.reply.send(Ok(Batched::AtCap));
+        } else {
+            to_join.push(request);
+        }
+    }
+    Ok(to_join)
+}
+
+/// Tells every join of a batch that the line failed it.
+fn fail_batch(group: Vec<JoinRequest>, e: &LineError) {
+    let message = e.to_string();
+    for request in group {
+        let _ = request
+            .reply
+            .send(Err(LineError::Unavailable(message.clone())));
     }
 }
 
@@ -444,9 +502,6 @@ impl WaitingRoom {
             ));
         }
         let (onsale, tenant) = self.own_onsale(identity, raw_onsale).await?;
-        if attached.is_none() {
-            self.enter(&account, onsale).await?;
-        }
         if self.inner.key.is_none() {
             return Err(refusal(
                 ErrorCode::Unavailable,
@@ -454,10 +509,23 @@ impl WaitingRoom {
             ));
         }
         let user = identity.user.as_str();
-        let mut joined = self
-            .batched_join(onsale, user, attached)
+        // A new join records the account in the onsale's queue first, in its batch.
+        let enter = attached.is_none().then_some(account.as_str());
+        let batched = self
+            .batched_join(onsale, user, attached, enter)
             .await
             .map_err(|e| unavailable(&e))?;
+        let mut joined = match batched {
+            Batched::Joined(joined) => joined,
+            Batched::AtCap => {
+                self.enter(&account, onsale).await?;
+                match self.batched_join(onsale, user, attached, None).await {
+                    Ok(Batched::Joined(joined)) => joined,
+                    Ok(Batched::AtCap) => unreachable!("a join without an account to enter"),
+                    Err(e) => return Err(unavailable(&e)),
+                }
+            }
+        };
         if matches!(&joined, Joined::Refused { status } if status == "scheduled")
             && self.catch_up(onsale).await?
         {
@@ -543,16 +611,18 @@ impl WaitingRoom {
         Ok((onsale, status))
     }
 
-    /// Joins through the node's batcher.
+    /// Joins through the node's batcher, recording `enter` in the onsale's queue first.
     async fn batched_join(
         &self,
         onsale: Uuid,
         user: &str,
         attached: Option<&str>,
-    ) -> Result<Joined, LineError> {
+        enter: Option<&str>,
+    ) -> Result<Batched, LineError> {
         let queue = self.inner.joins.get_or_init(|| {
             let (tx, rx) = mpsc::channel(4 * JOIN_BATCH);
-            tokio::spawn(batch_joins(self.inner.line.clone(), rx));
+            let cap = self.inner.limits.queues_per_account;
+            tokio::spawn(batch_joins(self.inner.line.clone(), cap, rx));
             tx
         });
         let (reply, answer) = oneshot::channel();
@@ -560,6 +630,7 @@ impl WaitingRoom {
             onsale,
             user: user.to_owned(),
             attached: attached.map(str::to_owned),
+            enter: enter.map(str::to_owned),
             reply,
         };
         let gone = || LineError::Unavailable("the join batcher stopped".into());
@@ -568,7 +639,8 @@ impl WaitingRoom {
     }
 
     /// Records the account in `onsale`'s queue unless it already waits in as many queues as it
-    /// may. Queues it no longer has a place in are forgotten first.
+    /// may. Queues it no longer has a place in are forgotten first. A join's batch tries the
+    /// record first ([`enter_batch`]); this is the way for an account it found at its cap.
     async fn enter(&self, account: &str, onsale: Uuid) -> Result<(), Refusal> {
         let line = &self.inner.line;
         let cap = self.inner.limits.queues_per_account;

@@ -456,6 +456,21 @@ async fn an_account_is_recorded_in_at_most_its_cap_of_queues(line: Line) {
         line.queues(&account).await.unwrap(),
         [(b, T0 + 1), (c, T0 + 4)]
     );
+    // A batch answers each account in order, as a call each would.
+    let other = format!("tenant/{}", Uuid::new_v4());
+    assert_eq!(
+        line.enter_many(&[&account, &other, &account, &other], a, 2, T0 + 5)
+            .await
+            .unwrap(),
+        [false, true, false, true],
+        "the first account is at its cap; the other is new, then in already"
+    );
+    assert_eq!(line.queues(&other).await.unwrap(), [(a, T0 + 5)]);
+    assert_eq!(
+        line.queues(&account).await.unwrap(),
+        [(b, T0 + 1), (c, T0 + 4)],
+        "refused, and left as it was"
+    );
 }
 
 async fn a_staged_purchase_is_handed_out_once_at_admission(line: Line) {
@@ -681,9 +696,30 @@ async fn a_batch_of_joins_is_answered_in_order_like_single_joins(line: Line) {
         "twice in one batch: one place"
     );
     assert!(matches!(&joined[3], Joined::New(p) if p.seq == 3));
+    // u2's two joins in the batch are two attachments: it stays present until both go.
+    let grace = timing().grace;
+    line.detach(onsale, "u2", &u2.id, T0, grace).await.unwrap();
+    assert!(
+        line.expire(onsale, T0 + 999_999, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a tab of u2 is still open"
+    );
+    line.detach(onsale, "u2", &u2.id, T0, grace).await.unwrap();
+    assert_eq!(
+        line.expire(onsale, T0 + 999_999, 100).await.unwrap(),
+        [("u2".to_owned(), Ending::GraceExpired)]
+    );
+    let (p4, seq) = placed(line.join(onsale, "u4", None).await.unwrap());
+    assert_eq!(seq, 4, "the line's counter moved past the batch");
+    assert_eq!(
+        line.place(onsale, "u4").await.unwrap().map(|p| p.id),
+        Some(p4)
+    );
     line.set_status(onsale, "closed").await.unwrap();
     let refused = line
-        .join_many(onsale, &[("u4", None), ("u1", None)])
+        .join_many(onsale, &[("u5", None), ("u1", None)])
         .await
         .unwrap();
     assert_eq!(

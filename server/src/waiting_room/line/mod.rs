@@ -634,18 +634,37 @@ impl Line {
         cap: usize,
         now_ms: u64,
     ) -> Result<bool, LineError> {
+        let entered = self.enter_many(&[account], onsale, cap, now_ms).await?;
+        Ok(entered.first().copied().unwrap_or(false))
+    }
+
+    /// [`Line::enter`] for several accounts joining `onsale`, in one round trip: whether each
+    /// may, in order. Each account is its own record (its own Redis key), so a batch of joins
+    /// costs one round trip here, not one per buyer.
+    pub async fn enter_many(
+        &self,
+        accounts: &[&str],
+        onsale: Uuid,
+        cap: usize,
+        now_ms: u64,
+    ) -> Result<Vec<bool>, LineError> {
         match &self.backend {
             Backend::Memory(m) => {
-                let mut accounts = m.accounts.lock().expect("accounts lock");
-                let queues = accounts.entry(account.to_owned()).or_default();
-                if queues.contains_key(&onsale) || queues.len() < cap {
-                    queues.entry(onsale).or_insert(now_ms);
-                    Ok(true)
-                } else {
-                    Ok(false)
-                }
+                let mut records = m.accounts.lock().expect("accounts lock");
+                Ok(accounts
+                    .iter()
+                    .map(|account| {
+                        let queues = records.entry((*account).to_owned()).or_default();
+                        if queues.contains_key(&onsale) || queues.len() < cap {
+                            queues.entry(onsale).or_insert(now_ms);
+                            true
+                        } else {
+                            false
+                        }
+                    })
+                    .collect())
             }
-            Backend::Redis(r) => r.enter(account, onsale, cap, now_ms).await,
+            Backend::Redis(r) => r.enter_many(accounts, onsale, cap, now_ms).await,
         }
     }
 

@@ -26,9 +26,10 @@
 //! ([`super::MemoryLine`]); the conformance suite holds them to it.
 
 use super::{Admitted, Ending, Joined, LineError, LineView, Place};
-use fred::prelude::{HashesInterface, SortedSetsInterface};
+use fred::prelude::{ClientLike, HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -80,6 +81,11 @@ local function drop_place(user)
 end
 ";
 
+/// Joins a batch. A batch's new places are written at its end, one command per key (a
+/// variadic `HSET`, `ZADD`, `SADD` for all of them, and the line's counter set once), not seven
+/// commands per buyer.
+/// Until then `made` holds them, so a buyer twice in one batch attaches to the place the first
+/// made, as if each join had been a call of its own.
 const JOIN: &str = r"
 -- ARGV holds (user, new place id, attached place id) triples: one call joins a whole batch.
 -- The last key is the joining node's attachments.
@@ -87,41 +93,73 @@ local k_node = KEYS[#KEYS]
 local status = redis.call('GET', k_status) or 'scheduled'
 local open = status == 'pre_queue' or status == 'live' or status == 'paused'
 local out = {}
+local made, users, ids, seqs, presence = {}, {}, {}, {}, {}
+local seq = nil
 for i = 1, #ARGV, 3 do
   local user, id, attached = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local cur = redis.call('HGET', k_places, user)
+  local new = made[user]
+  local cur = new or redis.call('HGET', k_places, user)
   if cur then
     local cur_id = string.match(cur, '^(.*):')
-    if cur_id ~= attached then
-      redis.call('HINCRBY', k_presence, user, 1)
-      redis.call('HINCRBY', k_node, cur_id, 1)
+    if new then
+      -- Another tab in the same batch: one more attachment of the place it made.
+      if cur_id ~= attached then presence[user] = presence[user] + 1 end
+    else
+      if cur_id ~= attached then
+        redis.call('HINCRBY', k_presence, user, 1)
+        redis.call('HINCRBY', k_node, cur_id, 1)
+      end
+      redis.call('ZREM', k_absent, user)
+      redis.call('ZREM', k_noshow, user)
     end
-    redis.call('ZREM', k_absent, user)
-    redis.call('ZREM', k_noshow, user)
     out[#out + 1] = 'attached'
     out[#out + 1] = cur
-    out[#out + 1] = redis.call('ZSCORE', k_admitted, user) or ''
+    out[#out + 1] = (not new and redis.call('ZSCORE', k_admitted, user)) or ''
   elseif not open then
     out[#out + 1] = 'refused'
     out[#out + 1] = status
     out[#out + 1] = ''
   else
-    local seq = 0
-    if status == 'pre_queue' then
-      redis.call('SADD', k_pre, id)
-    else
-      seq = redis.call('INCR', k_seq)
-      redis.call('ZADD', k_line, seq, user)
+    local place_seq = 0
+    if status ~= 'pre_queue' then
+      seq = (seq or tonumber(redis.call('GET', k_seq) or '0')) + 1
+      place_seq = seq
     end
-    local place = id .. ':' .. seq
-    redis.call('HSET', k_owners, id, user)
-    redis.call('HSET', k_places, user, place)
-    redis.call('HSET', k_presence, user, 1)
-    redis.call('HINCRBY', k_node, id, 1)
+    local place = id .. ':' .. place_seq
+    made[user] = place
+    seqs[user] = place_seq
+    users[#users + 1] = user
+    ids[user] = id
+    presence[user] = 1
     out[#out + 1] = 'new'
     out[#out + 1] = place
     out[#out + 1] = ''
   end
+end
+if #users == 0 then return out end
+-- Each write in slices, well under Lua's limit on a call's arguments.
+local function write(cmd, key, pair)
+  local args = {}
+  for j = 1, #users do
+    local a, b = pair(users[j])
+    args[#args + 1] = a
+    if b ~= nil then args[#args + 1] = b end
+    if #args >= 1000 or j == #users then
+      redis.call(cmd, key, unpack(args))
+      args = {}
+    end
+  end
+end
+write('HSET', k_places, function(u) return u, made[u] end)
+write('HSET', k_owners, function(u) return ids[u], u end)
+write('HSET', k_presence, function(u) return u, presence[u] end)
+-- A new place's id is new to every node's attachments.
+write('HSET', k_node, function(u) return ids[u], presence[u] end)
+if seq then
+  write('ZADD', k_line, function(u) return seqs[u], u end)
+  redis.call('SET', k_seq, seq)
+else
+  write('SADD', k_pre, function(u) return ids[u] end)
 end
 return out
 ";
@@ -361,11 +399,15 @@ end
 return out
 ";
 
+/// Adds the onsale to the account's queues, or takes it back out when that makes one too many:
+/// three commands for the usual new entry (the join of an account in no other queue).
 const ENTER: &str = r"
 local account = KEYS[1]
-if redis.call('ZSCORE', account, ARGV[1]) then return 1 end
-if redis.call('ZCARD', account) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', account, ARGV[3], ARGV[1])
+if redis.call('ZADD', account, 'NX', ARGV[3], ARGV[1]) == 0 then return 1 end
+if redis.call('ZCARD', account) > tonumber(ARGV[2]) then
+  redis.call('ZREM', account, ARGV[1])
+  return 0
+end
 redis.call('PEXPIRE', account, 86400000)
 return 1
 ";
@@ -892,24 +934,49 @@ impl RedisLine {
         format!("{}:wr:account:{{{account}}}", self.prefix)
     }
 
-    pub(crate) async fn enter(
+    /// One `ENTER` per account, sent as one pipeline (each script touches its account's key
+    /// alone). A Redis that lost its scripts (a restart) gets them again and the pipeline is
+    /// sent once more: entering is idempotent, so accounts that got in the first time are
+    /// only told so again.
+    pub(crate) async fn enter_many(
         &self,
-        account: &str,
+        accounts: &[&str],
         onsale: Uuid,
         cap: usize,
         now: u64,
-    ) -> Result<bool, LineError> {
-        let args: Vec<Value> = vec![
-            onsale.to_string().into(),
-            (cap as i64).into(),
-            (now as i64).into(),
-        ];
-        let done: Value = self
-            .enter
-            .evalsha_with_reload(&self.client, vec![self.account_key(account)], args)
-            .await
-            .map_err(unavailable)?;
-        Ok(number(&done)? == 1)
+    ) -> Result<Vec<bool>, LineError> {
+        let onsale = onsale.to_string();
+        let mut reloaded = false;
+        loop {
+            let pipeline = self.client.pipeline();
+            for account in accounts {
+                // fred pipelines no scripts: `EVALSHA sha 1 key ...` as a command of its own,
+                // routed by its key (the third argument) on a Redis Cluster.
+                let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false);
+                let args: Vec<Value> = vec![
+                    self.enter.sha1().clone().into(),
+                    1.into(),
+                    self.account_key(account).into(),
+                    onsale.as_str().into(),
+                    (cap as i64).into(),
+                    (now as i64).into(),
+                ];
+                let () = pipeline.custom(evalsha, args).await.map_err(unavailable)?;
+            }
+            let replies: Vec<Result<Value, fred::error::Error>> = pipeline.try_all().await;
+            let lost_script = replies
+                .iter()
+                .any(|r| matches!(r, Err(e) if e.details().starts_with("NOSCRIPT")));
+            if lost_script && !reloaded {
+                self.enter.load(&self.client).await.map_err(unavailable)?;
+                reloaded = true;
+                continue;
+            }
+            return replies
+                .into_iter()
+                .map(|reply| Ok(number(&reply.map_err(unavailable)?)? == 1))
+                .collect();
+        }
     }
 
     pub(crate) async fn queues(&self, account: &str) -> Result<Vec<(Uuid, u64)>, LineError> {
