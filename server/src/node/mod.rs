@@ -87,15 +87,24 @@ impl Backends {
     }
 }
 
+/// Connections of the admission controller's pool: it runs one query at a time.
+pub const ADMISSION_POOL: u32 = 2;
+
 /// Everything a node with a database runs, built together.
 #[derive(Debug, Clone)]
 pub struct Services {
     /// The system of record, as clients' requests reach it (reads, joins, scans, acks).
     pub db: PgPool,
     /// The system of record, for the node's own work: booking workers, payment hooks, the
-    /// outbox relay, the admission controller, notifications, pruning. A pool apart, so a
-    /// flood of client reads never makes a batch commit or a hook wait for a connection.
+    /// outbox relay, notifications, pruning. A pool apart, so a flood of client reads never
+    /// makes a batch commit or a hook wait for a connection.
     pub work: PgPool,
+    /// The admission controller's own [`ADMISSION_POOL`] connections. It admits when its tick
+    /// ends, and a tick reads settings and inventory and records admissions: on the work pool
+    /// it queued for connections behind payment hooks and the relay. In the full-size onsale
+    /// with faults, callers waited 2.7 s (median) for the nodes' connections and admission
+    /// came in bursts of a second's worth, seconds apart (BENCHMARKS.md, runs 42 to 45).
+    pub admission: PgPool,
     /// Purchase commands and acknowledgements.
     pub booking: Booking,
     /// The waiting room.
@@ -112,7 +121,7 @@ impl Services {
     /// Builds every domain on `db` and plugs them into `hub`.
     async fn build(
         config: &Config,
-        (db, work): (PgPool, PgPool),
+        (db, work, admission): (PgPool, PgPool, PgPool),
         hub: &Hub,
         backends: &Backends,
         verifier: &Arc<Verifier>,
@@ -140,6 +149,7 @@ impl Services {
         Ok(Self {
             db,
             work,
+            admission,
             booking,
             waiting_room,
             payments,
@@ -211,7 +221,8 @@ impl Node {
                 db::migrate(&db).await?;
                 crate::sessions::load(&db, verifier.revocations()).await?;
                 let work = db::connect(url.expose(), config.database_work_pool, "work").await?;
-                let pools = (db, work);
+                let admission = db::connect(url.expose(), ADMISSION_POOL, "admission").await?;
+                let pools = (db, work, admission);
                 Some(Services::build(&config, pools, &hub, &backends, &verifier).await?)
             }
             None => {
@@ -360,7 +371,7 @@ impl Node {
         }
         let controller = waiting_room::controller::Controller {
             id: self.node_id.to_string(),
-            db: db.clone(),
+            db: services.admission.clone(),
             line: room.line().clone(),
             hub: self.hub.clone(),
             timing: *room.timing(),
@@ -437,7 +448,13 @@ impl Node {
                 pools: self
                     .services
                     .as_ref()
-                    .map(|s| vec![("client", s.db.clone()), ("work", s.work.clone())])
+                    .map(|s| {
+                        vec![
+                            ("client", s.db.clone()),
+                            ("work", s.work.clone()),
+                            ("admission", s.admission.clone()),
+                        ]
+                    })
                     .unwrap_or_default(),
             },
             domains,

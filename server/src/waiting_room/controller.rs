@@ -55,6 +55,53 @@ const LEASE_TTL: Duration = Duration::from_secs(3);
 /// Most places of each kind ended per tick.
 const EXPIRE_MAX: usize = 1000;
 
+/// A tick longer than this is logged with where its time went: the controller admits when a
+/// tick ends, at most a second's worth at once, so slow ticks are admission falling behind its
+/// rate.
+const SLOW_TICK: Duration = Duration::from_secs(1);
+
+/// Where a tick's time went, stage by stage.
+struct Stages {
+    started: Instant,
+    last: Instant,
+    spent: Vec<(&'static str, Duration)>,
+}
+
+impl Stages {
+    fn start() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last: now,
+            spent: Vec::new(),
+        }
+    }
+
+    /// The stage `name` ended now.
+    fn done(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.spent.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// Logs the tick if it was slow.
+    fn report(&self, onsale: Uuid) {
+        let took = self.started.elapsed();
+        if took < SLOW_TICK {
+            return;
+        }
+        let stages = self
+            .spent
+            .iter()
+            .filter(|(_, d)| *d >= Duration::from_millis(50))
+            .map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::warn!(%onsale, took_s = took.as_secs_f64(), %stages,
+            "a slow admission tick: admission falls behind its rate");
+    }
+}
+
 /// An onsale's settings, as Postgres has them.
 #[derive(Debug, Clone)]
 struct Settings {
@@ -178,6 +225,12 @@ impl Controller {
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot load onsales"),
                 }
             }
+            if now.elapsed() >= SLOW_TICK && onsales.values().any(|m| m.leased) {
+                tracing::warn!(
+                    took_s = now.elapsed().as_secs_f64(),
+                    "slow to list dead nodes and load onsales: admission falls behind its rate"
+                );
+            }
             for (id, managed) in &mut onsales {
                 if let Err(e) = self.step(*id, managed, now, publish_counts, &dead).await {
                     tracing::warn!(onsale = %id, error = format!("{e:#}"), "admission tick failed");
@@ -231,6 +284,27 @@ impl Controller {
         publish_counts: bool,
         dead: &[String],
     ) -> anyhow::Result<()> {
+        let mut stages = Stages::start();
+        let stepped = self
+            .stages(onsale, m, now, publish_counts, dead, &mut stages)
+            .await;
+        // Only the holder admits: another node's slow try for the lease holds nobody back.
+        if m.leased {
+            stages.report(onsale);
+        }
+        stepped
+    }
+
+    /// [`Controller::step`], marking where its time goes.
+    async fn stages(
+        &self,
+        onsale: Uuid,
+        m: &mut Managed,
+        now: Instant,
+        publish_counts: bool,
+        dead: &[String],
+        stages: &mut Stages,
+    ) -> anyhow::Result<()> {
         if m.last_lease.is_none_or(|t| now - t >= SETTINGS_EVERY) || !m.leased {
             let was = m.leased;
             m.leased = self.line.lease(onsale, &self.id, LEASE_TTL).await?;
@@ -240,12 +314,15 @@ impl Controller {
                 forget_figures(onsale, m.settings.event);
             }
         }
+        stages.done("lease");
         if !m.leased {
             return Ok(());
         }
         self.follow_schedule(onsale, m).await?;
+        stages.done("schedule");
         let wall = now_ms();
         self.line.expire(onsale, wall, EXPIRE_MAX).await?;
+        stages.done("expiry");
         for node in dead {
             // Its connections never closed: their places start their grace period now.
             let lost = self
@@ -257,7 +334,9 @@ impl Controller {
                     "a node stopped; places attached only there start their grace period");
             }
         }
+        stages.done("dead nodes");
         let mut view = self.line.view(onsale, 0).await?;
+        stages.done("view");
         if m.last_inventory.is_none_or(|t| now - t >= INVENTORY_EVERY)
             && matches!(view.status.as_str(), "live" | "paused")
         {
@@ -268,6 +347,7 @@ impl Controller {
                 view.exhausted = exhausted;
                 tracing::info!(%onsale, exhausted, "inventory changed");
             }
+            stages.done("inventory");
         }
         let dt = now.duration_since(m.last_tick).as_secs_f64();
         m.last_tick = now;
@@ -284,10 +364,13 @@ impl Controller {
                 .admit(onsale, want, m.settings.cap, wall, &self.timing)
                 .await?;
             m.tokens -= admitted.len() as f64;
+            stages.done("admit");
             self.record_admissions(onsale, &m.settings, &admitted).await;
+            stages.done("record");
             for a in admitted.iter().filter(|a| a.intent.is_some()) {
                 self.submit_intent(onsale, &m.settings, a).await;
             }
+            stages.done("staged purchases");
             view.admitted_total += admitted.len() as u64;
             view.active += admitted.len() as u64;
             view.waiting = view.waiting.saturating_sub(admitted.len() as u64);
@@ -313,9 +396,11 @@ impl Controller {
             if over > 0 {
                 tracing::error!(event = %m.settings.event, over, "OVERSOLD: more sold and held than exists");
             }
+            stages.done("guard");
         }
         if publish_counts {
             self.publish_counts(onsale, m, &view, now).await;
+            stages.done("counts");
         }
         Ok(())
     }
