@@ -232,7 +232,16 @@ impl Controller {
                 );
             }
             for (id, managed) in &mut onsales {
-                if let Err(e) = self.step(*id, managed, now, publish_counts, &dead).await {
+                let mut stages = Stages::start();
+                let stepped = self
+                    .step(*id, managed, now, publish_counts, &dead, &mut stages)
+                    .await;
+                // Only the holder admits: another node's slow try for the lease holds nobody
+                // back.
+                if managed.leased {
+                    stages.report(*id);
+                }
+                if let Err(e) = stepped {
                     tracing::warn!(onsale = %id, error = format!("{e:#}"), "admission tick failed");
                 }
             }
@@ -276,27 +285,8 @@ impl Controller {
             .collect())
     }
 
+    /// One tick of one onsale, marking in `stages` where its time goes.
     async fn step(
-        &self,
-        onsale: Uuid,
-        m: &mut Managed,
-        now: Instant,
-        publish_counts: bool,
-        dead: &[String],
-    ) -> anyhow::Result<()> {
-        let mut stages = Stages::start();
-        let stepped = self
-            .stages(onsale, m, now, publish_counts, dead, &mut stages)
-            .await;
-        // Only the holder admits: another node's slow try for the lease holds nobody back.
-        if m.leased {
-            stages.report(onsale);
-        }
-        stepped
-    }
-
-    /// [`Controller::step`], marking where its time goes.
-    async fn stages(
         &self,
         onsale: Uuid,
         m: &mut Managed,
