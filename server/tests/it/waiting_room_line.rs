@@ -820,3 +820,29 @@ macro_rules! conformance {
 
 conformance!(memory);
 conformance!(redis);
+
+/// Redis lost its scripts (a restart, `SCRIPT FLUSH`): a batch of accounts still enters, the
+/// pipeline sent again after the scripts are loaded, and an account in already stays once.
+#[tokio::test]
+async fn a_batch_of_accounts_enters_after_redis_lost_its_scripts() {
+    use fred::prelude::LuaInterface as _;
+    let line = redis().await;
+    let onsale = Uuid::new_v4();
+    let (a, b) = (
+        format!("tenant/{}", Uuid::new_v4()),
+        format!("tenant/{}", Uuid::new_v4()),
+    );
+    assert_eq!(line.enter_many(&[&a], onsale, 2, T0).await.unwrap(), [true]);
+    let redis = common::redis_client().await;
+    redis.script_flush(false).await.unwrap();
+    assert_eq!(
+        line.enter_many(&[&a, &b], onsale, 2, T0 + 1).await.unwrap(),
+        [true, true]
+    );
+    assert_eq!(
+        line.queues(&a).await.unwrap(),
+        [(onsale, T0)],
+        "entered once"
+    );
+    assert_eq!(line.queues(&b).await.unwrap(), [(onsale, T0 + 1)]);
+}
